@@ -1,0 +1,153 @@
+"""Time to first token: through the mesh against calling the emulator directly, same run.
+
+The servers (a zero-delay Ollama emulator, the coordinator and one agent) run in
+a child process; this process is the client for both paths, so the two numbers
+differ only by what the mesh adds: the gRPC hop to the coordinator, the dispatch,
+the RunTask hop to the agent and the agent's HTTP call to the same emulator.
+Prints one JSON object.
+
+    python benchmarks/bench_ttft.py [--requests 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODEL = "llama3.1:8b"
+
+
+async def serve() -> None:
+    from hive.config import ClusterConfig, CoordinatorSettings, EndpointSpec, GpuSpec, NodeSpec
+    from hive.dev import DevCluster
+
+    cluster = ClusterConfig(
+        source="bench",
+        coordinator=CoordinatorSettings(listen="127.0.0.1:0"),
+        nodes=(
+            NodeSpec(
+                name="BENCH",
+                gpus=(GpuSpec("NVIDIA GeForce RTX 3070", "nvidia", 8 << 30),),
+                endpoints=(EndpointSpec(id="gpu0", gpus=(0,), num_parallel=4, models=(MODEL,)),),
+            ),
+        ),
+    )
+    dev = DevCluster(cluster, coordinator_listen="127.0.0.1:0", gateway_port=None, time_scale=0.0)
+    await dev.start()
+    await dev.wait_registered()
+    emulator = dev.emulators["BENCH/gpu0"]
+    print(
+        json.dumps({"coordinator": dev.coordinator_address, "emulator": emulator.url}), flush=True
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await dev.stop()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p90_ms": round(percentile(ms, 0.9), 3),
+        "p99_ms": round(percentile(ms, 0.99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+async def measure(coordinator: str, emulator: str, requests: int) -> dict[str, object]:
+    import grpc
+    import httpx
+
+    from hive.v1 import inference_pb2, inference_pb2_grpc
+
+    direct: list[float] = []
+    mesh: list[float] = []
+    async with (
+        httpx.AsyncClient(base_url=emulator, timeout=30) as http,
+        grpc.aio.insecure_channel(coordinator) as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+
+        async def one_direct(prompt: str) -> float:
+            start = time.perf_counter()
+            first = 0.0
+            body = {"model": MODEL, "prompt": prompt, "options": {"num_predict": 32}}
+            async with http.stream("POST", "/api/generate", json=body) as response:
+                async for line in response.aiter_lines():
+                    if not first and line and json.loads(line).get("response"):
+                        first = time.perf_counter() - start
+            return first
+
+        async def one_mesh(prompt: str) -> float:
+            start = time.perf_counter()
+            first = 0.0
+            request = inference_pb2.GenerateRequest(model=MODEL, prompt=prompt)
+            request.options.update({"num_predict": 32})
+            async for event in stub.Generate(request):
+                if not first and event.HasField("chunk"):
+                    first = time.perf_counter() - start
+            return first
+
+        # Warm up: model loaded, connections open, code paths imported.
+        for i in range(20):
+            await one_direct(f"warm {i}")
+            await one_mesh(f"warm {i}")
+        # Interleave the two paths so drift in the machine's load hits both alike.
+        for i in range(requests):
+            direct.append(await one_direct(f"prompt {i}"))
+            mesh.append(await one_mesh(f"prompt {i}"))
+    d, m = summary(direct), summary(mesh)
+    return {
+        "benchmark": "ttft",
+        "requests": requests,
+        "direct_emulator": d,
+        "through_mesh": m,
+        "mesh_adds_p50_ms": round(m["p50_ms"] - d["p50_ms"], 3),
+        "mesh_adds_p99_ms": round(m["p99_ms"] - d["p99_ms"], 3),
+        "target_p50_added_ms": 3.0,
+        "cpus": os.cpu_count(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve())
+        return 0
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert child.stdout is not None
+        addresses = json.loads(child.stdout.readline())
+        result = asyncio.run(
+            measure(addresses["coordinator"], addresses["emulator"], args.requests)
+        )
+        print(json.dumps(result, indent=2))
+    finally:
+        child.terminate()
+        child.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

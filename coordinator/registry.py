@@ -1,0 +1,316 @@
+"""The coordinator's registry of node agents: who is connected, how alive, what they have.
+
+It is the single owner of node state and runs on the coordinator's event loop.
+Sessions attach on Register and detach when their stream ends; heartbeats
+refresh telemetry and liveness. Liveness is a function of heartbeat age:
+older than ``suspect_after`` → SUSPECT (no new work), older than
+``lost_after`` → LOST (running work is re-dispatched). A node is keyed by its
+name, so an agent that restarts or reconnects replaces its own earlier
+session instead of appearing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from hive.config import ENDPOINT_ID, NODE_NAME
+from hive.v1 import agent_session_pb2, cluster_pb2, common_pb2
+
+log = logging.getLogger("hive.coordinator.registry")
+
+Clock = Callable[[], float]
+
+
+class NodeState(enum.Enum):
+    HEALTHY = "healthy"
+    SUSPECT = "suspect"
+    LOST = "lost"
+
+    def to_proto(self) -> common_pb2.NodeState:
+        return _STATE_PROTO[self]
+
+
+_STATE_PROTO = {
+    NodeState.HEALTHY: common_pb2.NODE_STATE_HEALTHY,
+    NodeState.SUSPECT: common_pb2.NODE_STATE_SUSPECT,
+    NodeState.LOST: common_pb2.NODE_STATE_LOST,
+}
+
+
+class InvalidRegistration(ValueError):
+    """The agent's identity is malformed (maps to INVALID_ARGUMENT)."""
+
+
+class ConflictingRegistration(Exception):
+    """Another live agent already holds this node name (maps to ALREADY_EXISTS)."""
+
+
+class UnknownNode(KeyError):
+    """No node by that name (maps to NOT_FOUND)."""
+
+
+@dataclass(eq=False)
+class NodeRecord:
+    name: str
+    info: common_pb2.NodeInfo
+    session_id: str
+    peer: str
+    state: NodeState
+    connected_at_wall: float
+    last_heartbeat: float
+    last_heartbeat_wall: float
+    telemetry: common_pb2.NodeTelemetry = field(default_factory=common_pb2.NodeTelemetry)
+    draining: bool = False
+    sessions: int = 1
+    heartbeats: int = 0
+    # Control messages waiting to be written to the agent's stream; None ends the stream.
+    outbound: asyncio.Queue[agent_session_pb2.ConnectResponse | None] = field(
+        default_factory=asyncio.Queue
+    )
+    # Tasks the agent reports running (from its heartbeats).
+    agent_running: tuple[str, ...] = ()
+
+    @property
+    def reconnects(self) -> int:
+        return self.sessions - 1
+
+    def to_status(self, running_tasks: int = 0) -> cluster_pb2.NodeStatus:
+        status = cluster_pb2.NodeStatus(
+            info=self.info,
+            state=self.state.to_proto(),
+            draining=self.draining,
+            telemetry=self.telemetry,
+            session_id=self.session_id,
+            reconnects=self.reconnects,
+            running_tasks=running_tasks,
+        )
+        status.last_heartbeat.FromNanoseconds(int(self.last_heartbeat_wall * 1e9))
+        status.connected_at.FromNanoseconds(int(self.connected_at_wall * 1e9))
+        return status
+
+
+def validate_node_info(info: common_pb2.NodeInfo) -> None:
+    """Reject an identity the rest of the system could not route to or display."""
+    if not NODE_NAME.match(info.name):
+        raise InvalidRegistration(
+            f"node name {info.name!r} is invalid: use 1-63 letters, digits, '.', '_' or '-'"
+        )
+    if not info.agent_address or ":" not in info.agent_address:
+        raise InvalidRegistration(
+            f"node {info.name}: agent_address {info.agent_address!r} must be host:port"
+        )
+    gpu_indices = [g.index for g in info.gpus]
+    if len(set(gpu_indices)) != len(gpu_indices):
+        raise InvalidRegistration(f"node {info.name}: GPU indices repeat: {gpu_indices}")
+    ids = [e.id for e in info.endpoints]
+    if len(set(ids)) != len(ids):
+        raise InvalidRegistration(f"node {info.name}: endpoint ids repeat: {ids}")
+    for endpoint in info.endpoints:
+        if not ENDPOINT_ID.match(endpoint.id):
+            raise InvalidRegistration(f"node {info.name}: endpoint id {endpoint.id!r} is invalid")
+        missing = set(endpoint.gpu_indices) - set(gpu_indices)
+        if missing:
+            raise InvalidRegistration(
+                f"node {info.name}: endpoint {endpoint.id} uses unknown GPUs {sorted(missing)}"
+            )
+        if endpoint.num_parallel < 1:
+            raise InvalidRegistration(
+                f"node {info.name}: endpoint {endpoint.id} num_parallel must be >= 1"
+            )
+
+
+class Registry:
+    def __init__(
+        self,
+        clock: Clock,
+        wall_clock: Clock,
+        *,
+        suspect_after: float,
+        lost_after: float,
+    ) -> None:
+        self._clock = clock
+        self._wall = wall_clock
+        self.suspect_after = suspect_after
+        self.lost_after = lost_after
+        self._nodes: dict[str, NodeRecord] = {}
+        # Tasks the coordinator has running per node, kept by name across sessions.
+        self.running: collections.Counter[str] = collections.Counter()
+        self._watchers: set[asyncio.Queue[cluster_pb2.WatchClusterResponse]] = set()
+        # Called with (node name, old state, new state) on every liveness change.
+        self.on_state_change: list[Callable[[NodeRecord, NodeState], None]] = []
+
+    # --- queries -----------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[NodeRecord]:
+        return iter(sorted(self._nodes.values(), key=lambda n: n.name))
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def get(self, name: str) -> NodeRecord:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise UnknownNode(name) from None
+
+    def status(self, record: NodeRecord) -> cluster_pb2.NodeStatus:
+        return record.to_status(self.running[record.name])
+
+    # --- sessions ----------------------------------------------------------------
+
+    def attach(self, register: agent_session_pb2.Register, peer: str) -> NodeRecord:
+        """Accept a Register: a new node, or the same node back (its old session replaced)."""
+        info = register.node
+        validate_node_info(info)
+        now, wall = self._clock(), self._wall()
+        existing = self._nodes.get(info.name)
+        if existing is not None and existing.state is NodeState.HEALTHY:
+            if existing.info.agent_address != info.agent_address:
+                raise ConflictingRegistration(
+                    f"node {info.name} is already connected from agent "
+                    f"{existing.info.agent_address} (session {existing.session_id}); "
+                    f"stop that agent or give this one another name"
+                )
+        record = NodeRecord(
+            name=info.name,
+            info=info,
+            session_id=uuid.uuid4().hex[:12],
+            peer=peer,
+            state=NodeState.HEALTHY,
+            connected_at_wall=wall,
+            last_heartbeat=now,
+            last_heartbeat_wall=wall,
+            agent_running=tuple(register.running_task_ids),
+        )
+        if existing is not None:
+            record.sessions = existing.sessions + 1
+            record.draining = existing.draining
+            existing.outbound.put_nowait(None)  # end the superseded stream
+            log.info(
+                "node %s re-registered (session %s replaces %s, was %s)",
+                info.name,
+                record.session_id,
+                existing.session_id,
+                existing.state.value,
+            )
+        else:
+            log.info(
+                "node %s registered (session %s, %d GPUs, %d endpoints, agent %s)",
+                info.name,
+                record.session_id,
+                len(info.gpus),
+                len(info.endpoints),
+                info.agent_address,
+            )
+        self._nodes[info.name] = record
+        self._publish(cluster_pb2.WatchClusterResponse(node_joined=self.status(record)))
+        if existing is not None and existing.state is not NodeState.HEALTHY:
+            for callback in self.on_state_change:
+                callback(record, existing.state)
+        return record
+
+    def heartbeat(self, record: NodeRecord, beat: agent_session_pb2.Heartbeat) -> None:
+        if self._nodes.get(record.name) is not record:
+            return  # a superseded session; its stream is ending
+        record.last_heartbeat = self._clock()
+        record.last_heartbeat_wall = self._wall()
+        record.heartbeats += 1
+        record.telemetry = beat.telemetry
+        record.agent_running = tuple(beat.running_task_ids)
+        if record.state is not NodeState.HEALTHY:
+            self._transition(record, NodeState.HEALTHY)
+        if self._watchers:
+            self._publish(cluster_pb2.WatchClusterResponse(telemetry=self.status(record)))
+
+    def detach(self, record: NodeRecord, reason: str) -> None:
+        """The session's stream ended: the node is lost at once (unless superseded)."""
+        if self._nodes.get(record.name) is not record:
+            return
+        if record.state is not NodeState.LOST:
+            log.warning("node %s session %s ended: %s", record.name, record.session_id, reason)
+            self._transition(record, NodeState.LOST)
+
+    def check_liveness(self) -> None:
+        """Move nodes to SUSPECT or LOST by heartbeat age; called periodically."""
+        now = self._clock()
+        for record in list(self._nodes.values()):
+            age = now - record.last_heartbeat
+            if record.state is NodeState.LOST:
+                continue
+            if age > self.lost_after:
+                log.warning("node %s lost: no heartbeat for %.1fs", record.name, age)
+                self._transition(record, NodeState.LOST)
+                record.outbound.put_nowait(None)
+            elif age > self.suspect_after and record.state is NodeState.HEALTHY:
+                log.warning("node %s suspect: no heartbeat for %.1fs", record.name, age)
+                self._transition(record, NodeState.SUSPECT)
+
+    def set_draining(self, name: str, draining: bool, reason: str) -> NodeRecord:
+        record = self.get(name)
+        record.draining = draining
+        record.outbound.put_nowait(
+            agent_session_pb2.ConnectResponse(
+                drain=agent_session_pb2.Drain(draining=draining, reason=reason)
+            )
+        )
+        log.info("node %s %s: %s", name, "draining" if draining else "undrained", reason or "-")
+        self._publish(cluster_pb2.WatchClusterResponse(node_state_changed=self.status(record)))
+        return record
+
+    def _transition(self, record: NodeRecord, state: NodeState) -> None:
+        old = record.state
+        record.state = state
+        self._publish(cluster_pb2.WatchClusterResponse(node_state_changed=self.status(record)))
+        for callback in self.on_state_change:
+            callback(record, old)
+
+    # --- watchers ----------------------------------------------------------------
+
+    def watch(self, maxsize: int = 256) -> asyncio.Queue[cluster_pb2.WatchClusterResponse]:
+        queue: asyncio.Queue[cluster_pb2.WatchClusterResponse] = asyncio.Queue(maxsize)
+        self._watchers.add(queue)
+        return queue
+
+    def unwatch(self, queue: asyncio.Queue[cluster_pb2.WatchClusterResponse]) -> None:
+        self._watchers.discard(queue)
+
+    def is_watching(self, queue: asyncio.Queue[cluster_pb2.WatchClusterResponse]) -> bool:
+        return queue in self._watchers
+
+    def publish(self, event: cluster_pb2.WatchClusterResponse) -> None:
+        self._publish(event)
+
+    def _publish(self, event: cluster_pb2.WatchClusterResponse) -> None:
+        if not self._watchers:
+            return
+        event.at.FromNanoseconds(int(self._wall() * 1e9))
+        for queue in list(self._watchers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # A slow watcher is dropped rather than slowing the registry down.
+                self._watchers.discard(queue)
+
+    # --- summaries ---------------------------------------------------------------
+
+    def summary(self) -> cluster_pb2.ClusterSummary:
+        models: set[str] = set()
+        summary = cluster_pb2.ClusterSummary(nodes_total=len(self._nodes))
+        for record in self._nodes.values():
+            if record.state is NodeState.HEALTHY:
+                summary.nodes_healthy += 1
+            summary.gpus += len(record.info.gpus)
+            summary.vram_total_bytes += sum(g.memory_total_bytes for g in record.info.gpus)
+            summary.vram_used_bytes += sum(g.memory_used_bytes for g in record.telemetry.gpus)
+            summary.endpoints += len(record.info.endpoints)
+            summary.running_tasks += self.running[record.name]
+            for endpoint in record.info.endpoints:
+                models.update(m.name for m in endpoint.models)
+        summary.models.extend(sorted(models))
+        return summary

@@ -1,0 +1,393 @@
+"""gRPC servicers of the coordinator: thin translations to the registry and dispatcher.
+
+Domain errors become gRPC statuses here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from coordinator.dispatch import (
+    Assigned,
+    AttemptsExhausted,
+    Dispatcher,
+    NoCapacity,
+    UnknownModel,
+)
+from coordinator.registry import (
+    ConflictingRegistration,
+    InvalidRegistration,
+    NodeRecord,
+    Registry,
+    UnknownNode,
+)
+from hive import __version__
+from hive.v1 import (
+    agent_session_pb2,
+    agent_session_pb2_grpc,
+    cluster_pb2,
+    cluster_pb2_grpc,
+    common_pb2,
+    inference_pb2,
+    inference_pb2_grpc,
+    node_agent_pb2,
+    workflow_pb2_grpc,
+)
+
+log = logging.getLogger("hive.coordinator")
+
+REGISTER_TIMEOUT_SECONDS = 10.0
+MAX_PROMPT_CHARS = 1_000_000
+
+
+class AgentSessionServicer(agent_session_pb2_grpc.AgentSessionServiceServicer):
+    def __init__(self, registry: Registry, heartbeat_interval: float) -> None:
+        self.registry = registry
+        self.heartbeat_interval = heartbeat_interval
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[agent_session_pb2.ConnectRequest],
+        context: grpc.aio.ServicerContext[
+            agent_session_pb2.ConnectRequest, agent_session_pb2.ConnectResponse
+        ],
+    ) -> AsyncIterator[agent_session_pb2.ConnectResponse]:
+        try:
+            async with asyncio.timeout(REGISTER_TIMEOUT_SECONDS):
+                first = await anext(aiter(request_iterator))
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"no Register message within {REGISTER_TIMEOUT_SECONDS:.0f}s of connecting",
+            )
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("message") != "register":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first message of a session must be register, "
+                f"got {first.WhichOneof('message')}",
+            )
+        try:
+            record = self.registry.attach(first.register, context.peer())
+        except InvalidRegistration as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except ConflictingRegistration as exc:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        yield agent_session_pb2.ConnectResponse(
+            welcome=agent_session_pb2.Welcome(
+                session_id=record.session_id,
+                heartbeat_interval_seconds=self.heartbeat_interval,
+                lost_after_seconds=self.registry.lost_after,
+                coordinator_version=__version__,
+                draining=record.draining,
+            )
+        )
+        reader = asyncio.create_task(self._read(record, request_iterator))
+        reason = "stream closed"
+        try:
+            while True:
+                message = await record.outbound.get()
+                if message is None:
+                    break
+                yield message
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                reason = await reader
+            self.registry.detach(record, reason)
+
+    async def _read(
+        self, record: NodeRecord, requests: AsyncIterator[agent_session_pb2.ConnectRequest]
+    ) -> str:
+        """Consume the agent's messages; end the session when its side closes or breaks."""
+        reason = "agent closed the session"
+        try:
+            async for message in requests:
+                kind = message.WhichOneof("message")
+                if kind == "heartbeat":
+                    self.registry.heartbeat(record, message.heartbeat)
+                elif kind == "ack":
+                    if not message.ack.ok:
+                        log.warning(
+                            "node %s: control %s failed: %s",
+                            record.name,
+                            message.ack.request_id,
+                            message.ack.error,
+                        )
+                else:
+                    reason = f"unexpected {kind} after register"
+                    break
+        except grpc.aio.AioRpcError as err:
+            reason = f"stream broken: {err.code().name}"
+        except asyncio.CancelledError:
+            reason = "session ended"
+            raise
+        finally:
+            record.outbound.put_nowait(None)
+        return reason
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    def __init__(self, registry: Registry, dispatcher: Dispatcher) -> None:
+        self.registry = registry
+        self.dispatcher = dispatcher
+
+    async def Generate(
+        self,
+        request: inference_pb2.GenerateRequest,
+        context: grpc.aio.ServicerContext[
+            inference_pb2.GenerateRequest, inference_pb2.GenerateResponse
+        ],
+    ) -> AsyncIterator[inference_pb2.GenerateResponse]:
+        await _check_model(request.model, context)
+        if len(request.prompt) + len(request.system) > MAX_PROMPT_CHARS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"prompt is {len(request.prompt) + len(request.system)} characters; "
+                f"the limit is {MAX_PROMPT_CHARS}",
+            )
+        run = node_agent_pb2.RunTaskRequest(
+            task_id=_task_id(),
+            model=request.model,
+            type=request.task_type or common_pb2.TASK_TYPE_INFERENCE,
+            generate=node_agent_pb2.GenerateInput(
+                prompt=request.prompt, system=request.system, format=request.format, raw=request.raw
+            ),
+            options=request.options,
+            keep_alive=request.keep_alive,
+        )
+        async for assigned, chunk, result in self._relay(run, context):
+            yield inference_pb2.GenerateResponse(assigned=assigned, chunk=chunk, result=result)
+
+    async def Chat(
+        self,
+        request: inference_pb2.ChatRequest,
+        context: grpc.aio.ServicerContext[inference_pb2.ChatRequest, inference_pb2.ChatResponse],
+    ) -> AsyncIterator[inference_pb2.ChatResponse]:
+        await _check_model(request.model, context)
+        if not request.messages:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages must not be empty")
+        size = sum(len(m.content) for m in request.messages)
+        if size > MAX_PROMPT_CHARS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"messages hold {size} characters; the limit is {MAX_PROMPT_CHARS}",
+            )
+        run = node_agent_pb2.RunTaskRequest(
+            task_id=_task_id(),
+            model=request.model,
+            type=request.task_type or common_pb2.TASK_TYPE_INFERENCE,
+            chat=node_agent_pb2.ChatInput(messages=request.messages, format=request.format),
+            options=request.options,
+            keep_alive=request.keep_alive,
+        )
+        async for assigned, chunk, result in self._relay(run, context):
+            yield inference_pb2.ChatResponse(assigned=assigned, chunk=chunk, result=result)
+
+    async def _relay(
+        self, run: node_agent_pb2.RunTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[
+        tuple[
+            inference_pb2.TaskAssignment | None,
+            common_pb2.OutputChunk | None,
+            common_pb2.TaskResult | None,
+        ]
+    ]:
+        """Run the task; yield (assignment, chunk, result) with exactly one set per step."""
+        try:
+            async for event in self.dispatcher.run(run):
+                if isinstance(event, Assigned):
+                    yield (
+                        inference_pb2.TaskAssignment(
+                            task_id=event.task_id,
+                            node=event.placement.node,
+                            endpoint_id=event.placement.endpoint_id,
+                            attempt=event.attempt,
+                        ),
+                        None,
+                        None,
+                    )
+                elif event.HasField("chunk"):
+                    yield None, event.chunk, None
+                elif event.HasField("result"):
+                    yield None, None, event.result
+        except UnknownModel as exc:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"no node in the cluster has model {exc.args[0]!r}; models available: "
+                f"{', '.join(self.registry.summary().models) or 'none'}",
+            )
+        except NoCapacity as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except AttemptsExhausted as exc:
+            await context.abort(exc.code, str(exc))
+        except grpc.aio.AioRpcError as err:
+            await context.abort(err.code(), err.details() or err.code().name)
+
+    async def ListModels(
+        self,
+        request: inference_pb2.ListModelsRequest,
+        context: grpc.aio.ServicerContext[
+            inference_pb2.ListModelsRequest, inference_pb2.ListModelsResponse
+        ],
+    ) -> inference_pb2.ListModelsResponse:
+        models: dict[str, inference_pb2.ClusterModel] = {}
+        for record in self.registry:
+            loaded = {(e.id, m.name) for e in record.telemetry.endpoints for m in e.loaded_models}
+            for endpoint in record.info.endpoints:
+                where = f"{record.name}/{endpoint.id}"
+                for model in endpoint.models:
+                    entry = models.setdefault(model.name, inference_pb2.ClusterModel(info=model))
+                    entry.endpoints.append(where)
+                    if (endpoint.id, model.name) in loaded:
+                        entry.loaded_on.append(where)
+        return inference_pb2.ListModelsResponse(models=[models[k] for k in sorted(models)])
+
+
+async def _check_model(model: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if not model or len(model) > 256 or any(c.isspace() for c in model):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"model {model!r} is not a model name (e.g. 'llama3.1:8b')",
+        )
+
+
+def _task_id() -> str:
+    return "t-" + uuid.uuid4().hex[:16]
+
+
+class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
+    def __init__(self, registry: Registry, dispatcher: Dispatcher) -> None:
+        self.registry = registry
+        self.dispatcher = dispatcher
+
+    async def GetClusterStatus(
+        self,
+        request: cluster_pb2.GetClusterStatusRequest,
+        context: grpc.aio.ServicerContext[
+            cluster_pb2.GetClusterStatusRequest, cluster_pb2.GetClusterStatusResponse
+        ],
+    ) -> cluster_pb2.GetClusterStatusResponse:
+        return cluster_pb2.GetClusterStatusResponse(
+            nodes=[self.registry.status(r) for r in self.registry],
+            summary=self.registry.summary(),
+        )
+
+    async def DrainNode(
+        self,
+        request: cluster_pb2.DrainNodeRequest,
+        context: grpc.aio.ServicerContext[
+            cluster_pb2.DrainNodeRequest, cluster_pb2.DrainNodeResponse
+        ],
+    ) -> cluster_pb2.DrainNodeResponse:
+        try:
+            record = self.registry.set_draining(request.node, request.drain, request.reason)
+        except UnknownNode:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no node {request.node!r}; nodes: {', '.join(r.name for r in self.registry)}",
+            )
+        return cluster_pb2.DrainNodeResponse(node=self.registry.status(record))
+
+    async def WatchCluster(
+        self,
+        request: cluster_pb2.WatchClusterRequest,
+        context: grpc.aio.ServicerContext[
+            cluster_pb2.WatchClusterRequest, cluster_pb2.WatchClusterResponse
+        ],
+    ) -> AsyncIterator[cluster_pb2.WatchClusterResponse]:
+        queue = self.registry.watch()
+        try:
+            for record in self.registry:
+                yield cluster_pb2.WatchClusterResponse(node_joined=self.registry.status(record))
+            while True:
+                try:
+                    async with asyncio.timeout(1.0):
+                        event = await queue.get()
+                except TimeoutError:
+                    if not self.registry.is_watching(queue):
+                        await context.abort(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            "watcher fell too far behind and was dropped; reconnect",
+                        )
+                    continue
+                if event.HasField("telemetry") and not request.include_telemetry:
+                    continue
+                yield event
+        finally:
+            self.registry.unwatch(queue)
+
+    async def ExplainTask(
+        self,
+        request: cluster_pb2.ExplainTaskRequest,
+        context: grpc.aio.ServicerContext[
+            cluster_pb2.ExplainTaskRequest, cluster_pb2.ExplainTaskResponse
+        ],
+    ) -> cluster_pb2.ExplainTaskResponse:
+        run = self.dispatcher.tasks.get(request.task_id)
+        if run is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no task {request.task_id!r}")
+        decision = cluster_pb2.RoutingDecision()
+        for placement in run.placements[:-1]:
+            decision.rejected.add(
+                node=placement.node, endpoint_id=placement.endpoint_id, reason="attempt_failed"
+            )
+        if run.placements:
+            decision.chosen_node = run.placements[-1].node
+            decision.chosen_endpoint_id = run.placements[-1].endpoint_id
+        return cluster_pb2.ExplainTaskResponse(task_id=run.task_id, decision=decision)
+
+    async def OptimizeCluster(
+        self,
+        request: cluster_pb2.OptimizeClusterRequest,
+        context: grpc.aio.ServicerContext[
+            cluster_pb2.OptimizeClusterRequest, cluster_pb2.OptimizeClusterResponse
+        ],
+    ) -> cluster_pb2.OptimizeClusterResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this coordinator has no optimizer yet")
+
+    async def GetPerformanceMetrics(
+        self,
+        request: cluster_pb2.GetPerformanceMetricsRequest,
+        context: grpc.aio.ServicerContext[
+            cluster_pb2.GetPerformanceMetricsRequest, cluster_pb2.GetPerformanceMetricsResponse
+        ],
+    ) -> cluster_pb2.GetPerformanceMetricsResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "this coordinator does not collect performance metrics yet",
+        )
+
+
+class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
+    """Listed in reflection so clients see the whole contract; answers UNIMPLEMENTED until
+    the workflow engine lands."""
+
+    async def _unimplemented(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "this coordinator does not run workflows yet"
+        )
+
+    async def SubmitWorkflow(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+
+    async def GetWorkflow(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+
+    async def ListWorkflows(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+
+    async def CancelWorkflow(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+
+    async def WatchWorkflow(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        await self._unimplemented(context)
+        yield  # a server-streaming method must be a generator; abort above always raises

@@ -1,0 +1,340 @@
+"""The `hive` command: run the daemons, the dev cluster, and talk to a running cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from hive import __version__
+from hive.config import ConfigError, load_agent_config, load_cluster_config, seed_cluster
+from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2, inference_pb2_grpc
+
+DEFAULT_COORDINATOR = os.environ.get("HIVE_COORDINATOR", "127.0.0.1:50051")
+GIB = 1 << 30
+
+
+def _run_until_signal(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Run a long-lived coroutine; Ctrl-C or SIGTERM cancel it and let it clean up."""
+
+    async def runner() -> None:
+        task = asyncio.create_task(main())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(runner())
+    return 0
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+# --- daemons ---------------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from hive.dev import DevCluster
+
+    cluster = load_cluster_config(args.cluster) if args.cluster else seed_cluster()
+    host, _, port = args.gateway.rpartition(":")
+
+    async def main() -> None:
+        dev = DevCluster(
+            cluster,
+            coordinator_listen=args.listen,
+            gateway_host=host,
+            gateway_port=None if args.no_gateway else int(port),
+            time_scale=args.time_scale,
+        )
+        try:
+            await dev.start()
+            await dev.wait_registered()
+            print(dev.describe(), flush=True)
+            await asyncio.Event().wait()
+        finally:
+            print("stopping the dev cluster...", flush=True)
+            await dev.stop()
+            print("stopped.", flush=True)
+
+    return _run_until_signal(main)
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    from coordinator.server import serve
+
+    config = load_cluster_config(args.config)
+    return _run_until_signal(lambda: serve(config, args.listen))
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from node_agent.agent import serve
+
+    config = load_agent_config(args.config)
+    return _run_until_signal(lambda: serve(config))
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+    from hive.asgi import AsgiServer
+
+    host, _, port = args.listen.rpartition(":")
+
+    async def main() -> None:
+        server = AsgiServer(create_app(args.coordinator), host, int(port))
+        await server.start()
+        logging.getLogger("hive.gateway").info("gateway on %s -> %s", server.url, args.coordinator)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    return _run_until_signal(main)
+
+
+# --- clients ---------------------------------------------------------------------
+
+
+def _state(state: int) -> str:
+    return common_pb2.NodeState.Name(state).removeprefix("NODE_STATE_").lower()
+
+
+def render_status(response: cluster_pb2.GetClusterStatusResponse, console: Console) -> None:
+    table = Table(title="Hive cluster", title_justify="left")
+    for column in (
+        "node",
+        "state",
+        "gpus",
+        "vram used/total",
+        "util",
+        "endpoints",
+        "loaded",
+        "running",
+    ):
+        table.add_column(column, justify="right" if column in ("util", "running") else "left")
+    for node in response.nodes:
+        info, tel = node.info, node.telemetry
+        total = sum(g.memory_total_bytes for g in info.gpus)
+        used = sum(g.memory_used_bytes for g in tel.gpus)
+        util = sum(g.utilization_percent for g in tel.gpus) / len(tel.gpus) if tel.gpus else 0.0
+        gpu_names: dict[str, int] = {}
+        for g in info.gpus:
+            gpu_names[g.name] = gpu_names.get(g.name, 0) + 1
+        state = _state(node.state) + (" (draining)" if node.draining else "")
+        color = {"healthy": "green", "suspect": "yellow", "lost": "red"}.get(_state(node.state), "")
+        loaded = sorted({m.name for e in tel.endpoints for m in e.loaded_models})
+        table.add_row(
+            info.name,
+            f"[{color}]{state}[/{color}]" if color else state,
+            ", ".join(f"{n}x {name}" for name, n in gpu_names.items()),
+            f"{used / GIB:.1f}/{total / GIB:.0f} GiB",
+            f"{util:.0f}%",
+            ", ".join(f"{e.id}({len(e.models)} models)" for e in info.endpoints),
+            ", ".join(loaded) or "-",
+            str(node.running_tasks),
+        )
+    console.print(table)
+    s = response.summary
+    console.print(
+        f"{s.nodes_total} nodes ({s.nodes_healthy} healthy), {s.gpus} GPUs, "
+        f"{s.vram_total_bytes / GIB:.0f} GiB VRAM ({s.vram_used_bytes / GIB:.1f} GiB used), "
+        f"{s.endpoints} Ollama endpoints, {s.running_tasks} tasks running"
+    )
+    console.print(f"models: {', '.join(s.models) or 'none'}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def main() -> cluster_pb2.GetClusterStatusResponse:
+        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+            stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+            return await stub.GetClusterStatus(cluster_pb2.GetClusterStatusRequest(), timeout=10)
+
+    response = asyncio.run(main())
+    if args.json:
+        print(
+            json.dumps(
+                json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2
+            )
+        )
+    else:
+        render_status(response, Console())
+    return 0
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    async def main() -> cluster_pb2.DrainNodeResponse:
+        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+            stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+            return await stub.DrainNode(
+                cluster_pb2.DrainNodeRequest(
+                    node=args.node, drain=not args.undo, reason=args.reason
+                ),
+                timeout=10,
+            )
+
+    response = asyncio.run(main())
+    print(f"{response.node.info.name}: draining={response.node.draining}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Stream one completion through the mesh, printing text as it arrives."""
+    request = inference_pb2.GenerateRequest(
+        model=args.model, prompt=args.prompt, system=args.system
+    )
+    if args.num_predict:
+        request.options.update({"num_predict": args.num_predict})
+
+    async def main() -> int:
+        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            async for event in stub.Generate(request, timeout=args.timeout):
+                if event.HasField("assigned"):
+                    a = event.assigned
+                    print(
+                        f"[task {a.task_id} on {a.node}/{a.endpoint_id}, attempt {a.attempt}]",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                elif event.HasField("chunk"):
+                    sys.stdout.write(event.chunk.text)
+                    sys.stdout.flush()
+                elif event.HasField("result"):
+                    st = event.result.stats
+                    tps = (
+                        st.eval_count / (st.eval_duration_ns / 1e9) if st.eval_duration_ns else 0.0
+                    )
+                    print(
+                        f"\n[{st.prompt_eval_count} prompt + {st.eval_count} output tokens, "
+                        f"{st.total_duration_ns / 1e9:.2f}s total, "
+                        f"load {st.load_duration_ns / 1e9:.2f}s, "
+                        f"{tps:.1f} tokens/s, {event.result.done_reason}]",
+                        file=sys.stderr,
+                    )
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_sim(args: argparse.Namespace, rest: list[str]) -> int:
+    from coordinator.sim.cli import main
+
+    result: int = main(rest)
+    return result
+
+
+def cmd_emulator(args: argparse.Namespace, rest: list[str]) -> int:
+    from ollama_emulator.cli import main
+
+    result: int = main(rest)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hive", description="Hive mesh: many Ollama hosts, one cluster."
+    )
+    parser.add_argument("--version", action="version", version=f"hive {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("dev", help="run a whole cluster on this machine (the seed's five nodes)")
+    p.add_argument("--cluster", help="cluster YAML (default: the seed cluster)")
+    p.add_argument("--listen", default="127.0.0.1:50051", help="coordinator gRPC address")
+    p.add_argument("--gateway", default="127.0.0.1:8000", help="gateway HTTP address")
+    p.add_argument("--no-gateway", action="store_true")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply emulated load and generation times (0 = instant)",
+    )
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("coordinator", help="run the coordinator")
+    p.add_argument("--config", required=True, help="cluster YAML")
+    p.add_argument("--listen", help="override coordinator.listen")
+    p.set_defaults(func=cmd_coordinator)
+
+    p = sub.add_parser("agent", help="run a node agent")
+    p.add_argument("--config", required=True, help="node YAML")
+    p.set_defaults(func=cmd_agent)
+
+    p = sub.add_parser("gateway", help="run the HTTP gateway")
+    p.add_argument("--listen", default="127.0.0.1:8000")
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=cmd_gateway)
+
+    p = sub.add_parser("status", help="show the cluster")
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("drain", help="stop placing new work on a node (or --undo)")
+    p.add_argument("node")
+    p.add_argument("--undo", action="store_true")
+    p.add_argument("--reason", default="")
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=cmd_drain)
+
+    p = sub.add_parser("run", help="stream one completion through the mesh")
+    p.add_argument("prompt")
+    p.add_argument("--model", required=True)
+    p.add_argument("--system", default="")
+    p.add_argument("--num-predict", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=cmd_run)
+
+    sub.add_parser("sim", help="discrete-event simulation of routing policies", add_help=False)
+    sub.add_parser("emulator", help="run one emulated Ollama server", add_help=False)
+    return parser
+
+
+PASSTHROUGH: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
+    "sim": cmd_sim,
+    "emulator": cmd_emulator,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if argv and argv[0] in PASSTHROUGH:
+        return PASSTHROUGH[argv[0]](argparse.Namespace(), argv[1:])
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"hive: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except grpc.aio.AioRpcError as err:
+        print(f"hive: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

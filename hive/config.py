@@ -1,0 +1,348 @@
+"""Typed configuration for every Hive process, loaded from YAML.
+
+A cluster file (``cluster.yaml``) describes the coordinator's settings, the
+router's weights and chains, and the nodes; a node file (``node.yaml``) tells one
+agent where the coordinator is and what its host has. Defaults live in these
+dataclasses and nowhere else. Every error names the file, the key and why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hive import hardware
+
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ENDPOINT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+TELEMETRY_PROVIDERS = ("auto", "nvml", "amdsmi", "simulated", "none")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, located by file and key."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}")
+        self.source = source
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSpec:
+    name: str
+    vendor: str
+    memory_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    id: str
+    gpus: tuple[int, ...]
+    num_parallel: int = 4
+    max_queue: int = 512
+    models: tuple[str, ...] = ()
+    # Where the Ollama instance listens; None in a cluster file that `hive dev` fills in.
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    name: str
+    gpus: tuple[GpuSpec, ...]
+    endpoints: tuple[EndpointSpec, ...]
+    specializations: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorSettings:
+    listen: str = "127.0.0.1:50051"
+    heartbeat_interval_seconds: float = 1.0
+    suspect_after_seconds: float = 3.0
+    lost_after_seconds: float = 6.0
+    # Largest gRPC message accepted, in bytes.
+    max_message_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    source: str
+    coordinator: CoordinatorSettings
+    nodes: tuple[NodeSpec, ...]
+    # Parsed and validated by coordinator.routing, which owns its schema.
+    routing: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    source: str
+    coordinator: str
+    node: NodeSpec
+    listen: str = "127.0.0.1:50061"
+    # host:port the coordinator dials back; defaults to the bound listen address.
+    advertise: str | None = None
+    telemetry: str = "auto"
+    heartbeat_interval_seconds: float = 1.0
+    reconnect_initial_seconds: float = 0.2
+    reconnect_max_seconds: float = 10.0
+    # Output chunks are sent when this many characters gathered or this long passed.
+    chunk_max_chars: int = 256
+    chunk_max_seconds: float = 0.02
+
+
+class _Reader:
+    """Reads typed values out of a YAML mapping, raising ConfigError with the key path."""
+
+    def __init__(self, source: str, data: Any, path: str = "") -> None:
+        self.source = source
+        self.path = path
+        if not isinstance(data, Mapping):
+            raise ConfigError(source, path or "<top>", f"expected a mapping, got {_kind(data)}")
+        self.data: Mapping[str, Any] = data
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, reason: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), reason)
+
+    def reject_unknown(self, allowed: set[str]) -> None:
+        for name in self.data:
+            if name not in allowed:
+                raise self.error(
+                    str(name), f"unknown key; expected one of {', '.join(sorted(allowed))}"
+                )
+
+    def sub(self, name: str, default: Any = None) -> _Reader:
+        value = self.data.get(name, default if default is not None else {})
+        return _Reader(self.source, value, self.key(name))
+
+    def str_(
+        self, name: str, default: str | None = None, pattern: re.Pattern[str] | None = None
+    ) -> str:
+        value = self.data.get(name, default)
+        if value is None:
+            raise self.error(name, "required")
+        if not isinstance(value, str):
+            raise self.error(name, f"expected a string, got {_kind(value)}")
+        if pattern is not None and not pattern.match(value):
+            raise self.error(name, f"{value!r} does not match {pattern.pattern}")
+        return value
+
+    def number(
+        self, name: str, default: float, *, minimum: float = 0.0, integer: bool = False
+    ) -> Any:
+        value = self.data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(name, f"expected a number, got {_kind(value)}")
+        if integer and not isinstance(value, int):
+            raise self.error(name, f"expected an integer, got {value!r}")
+        if value < minimum or (minimum == 0.0 and not integer and value <= 0):
+            raise self.error(name, f"must be {'>=' if integer else '>'} {minimum}, got {value!r}")
+        return value
+
+    def str_list(self, name: str) -> tuple[str, ...]:
+        value = self.data.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(name, "expected a list of strings")
+        return tuple(value)
+
+    def list_(self, name: str, required: bool = False) -> list[Any]:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise self.error(name, "required")
+            return []
+        if not isinstance(value, list):
+            raise self.error(name, f"expected a list, got {_kind(value)}")
+        return value
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _parse_gpu(source: str, key: str, raw: Any) -> GpuSpec:
+    """A GPU is a catalog name, or a mapping with name, vendor and memory_gb for others."""
+    if isinstance(raw, str):
+        try:
+            kind = hardware.gpu_kind(raw)
+        except KeyError as exc:
+            raise ConfigError(source, key, str(exc.args[0])) from None
+        return GpuSpec(kind.name, kind.vendor, kind.memory_bytes)
+    r = _Reader(source, raw, key)
+    r.reject_unknown({"name", "vendor", "memory_gb"})
+    vendor = r.str_("vendor", "nvidia")
+    if vendor not in ("nvidia", "amd", "other"):
+        raise r.error("vendor", f"{vendor!r} is not one of nvidia, amd, other")
+    return GpuSpec(r.str_("name"), vendor, int(r.number("memory_gb", 8) * hardware.GIB))
+
+
+def _parse_endpoint(r: _Reader, gpu_count: int, need_url: bool) -> EndpointSpec:
+    r.reject_unknown({"id", "url", "gpus", "num_parallel", "max_queue", "models"})
+    gpus = r.list_("gpus")
+    for i, g in enumerate(gpus):
+        if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < gpu_count:
+            raise r.error(
+                f"gpus[{i}]", f"{g!r} is not a GPU index of this node (0..{gpu_count - 1})"
+            )
+    if len(set(gpus)) != len(gpus):
+        raise r.error("gpus", "a GPU is listed twice")
+    url = r.data.get("url")
+    if url is not None and (
+        not isinstance(url, str) or not url.startswith(("http://", "https://"))
+    ):
+        raise r.error("url", f"expected an http(s) URL, got {url!r}")
+    if need_url and url is None:
+        raise r.error("url", "required: where this Ollama instance listens")
+    return EndpointSpec(
+        id=r.str_("id", pattern=ENDPOINT_ID),
+        gpus=tuple(gpus),
+        num_parallel=r.number("num_parallel", 4, minimum=1, integer=True),
+        max_queue=r.number("max_queue", 512, minimum=0, integer=True),
+        models=r.str_list("models"),
+        url=url,
+    )
+
+
+def parse_node(r: _Reader, need_url: bool = False) -> NodeSpec:
+    r.reject_unknown({"name", "specializations", "features", "labels", "gpus", "endpoints"})
+    gpus = tuple(
+        _parse_gpu(r.source, r.key(f"gpus[{i}]"), g) for i, g in enumerate(r.list_("gpus"))
+    )
+    raw_endpoints = r.list_("endpoints")
+    if not raw_endpoints and need_url:
+        raw_endpoints = [
+            {"id": "default", "url": "http://127.0.0.1:11434", "gpus": list(range(len(gpus)))}
+        ]
+    endpoints = tuple(
+        _parse_endpoint(_Reader(r.source, e, r.key(f"endpoints[{i}]")), len(gpus), need_url)
+        for i, e in enumerate(raw_endpoints)
+    )
+    ids = [e.id for e in endpoints]
+    if len(set(ids)) != len(ids):
+        raise r.error("endpoints", f"endpoint ids must be unique, got {ids}")
+    labels = r.data.get("labels", {})
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise r.error("labels", "expected a mapping of strings to strings")
+    return NodeSpec(
+        name=r.str_("name", pattern=NODE_NAME),
+        gpus=gpus,
+        endpoints=endpoints,
+        specializations=r.str_list("specializations"),
+        features=r.str_list("features"),
+        labels=dict(labels),
+    )
+
+
+def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
+    r.reject_unknown(
+        {
+            "listen",
+            "heartbeat_interval_seconds",
+            "suspect_after_seconds",
+            "lost_after_seconds",
+            "max_message_bytes",
+        }
+    )
+    d = CoordinatorSettings()
+    settings = CoordinatorSettings(
+        listen=r.str_("listen", d.listen),
+        heartbeat_interval_seconds=r.number(
+            "heartbeat_interval_seconds", d.heartbeat_interval_seconds
+        ),
+        suspect_after_seconds=r.number("suspect_after_seconds", d.suspect_after_seconds),
+        lost_after_seconds=r.number("lost_after_seconds", d.lost_after_seconds),
+        max_message_bytes=r.number(
+            "max_message_bytes", d.max_message_bytes, minimum=1024, integer=True
+        ),
+    )
+    if settings.lost_after_seconds < settings.suspect_after_seconds:
+        raise r.error("lost_after_seconds", "must not be shorter than suspect_after_seconds")
+    return settings
+
+
+def parse_cluster_config(data: Any, source: str) -> ClusterConfig:
+    r = _Reader(source, data)
+    r.reject_unknown({"coordinator", "routing", "nodes"})
+    nodes = tuple(
+        parse_node(_Reader(source, n, f"nodes[{i}]")) for i, n in enumerate(r.list_("nodes"))
+    )
+    names = [n.name for n in nodes]
+    if len(set(names)) != len(names):
+        raise r.error("nodes", f"node names must be unique, got {names}")
+    routing = r.data.get("routing", {})
+    if not isinstance(routing, Mapping):
+        raise r.error("routing", f"expected a mapping, got {_kind(routing)}")
+    return ClusterConfig(source, _parse_coordinator(r.sub("coordinator")), nodes, routing)
+
+
+def parse_agent_config(data: Any, source: str) -> AgentConfig:
+    r = _Reader(source, data)
+    r.reject_unknown(
+        {
+            "coordinator",
+            "listen",
+            "advertise",
+            "telemetry",
+            "heartbeat_interval_seconds",
+            "node",
+            "reconnect_initial_seconds",
+            "reconnect_max_seconds",
+        }
+    )
+    telemetry = r.str_("telemetry", "auto")
+    if telemetry not in TELEMETRY_PROVIDERS:
+        raise r.error("telemetry", f"{telemetry!r} is not one of {', '.join(TELEMETRY_PROVIDERS)}")
+    d = AgentConfig(source, "", NodeSpec("x", (), ()))
+    return AgentConfig(
+        source=source,
+        coordinator=r.str_("coordinator", "127.0.0.1:50051"),
+        node=parse_node(r.sub("node"), need_url=True),
+        listen=r.str_("listen", d.listen),
+        advertise=r.data.get("advertise"),
+        telemetry=telemetry,
+        heartbeat_interval_seconds=r.number(
+            "heartbeat_interval_seconds", d.heartbeat_interval_seconds
+        ),
+        reconnect_initial_seconds=r.number(
+            "reconnect_initial_seconds", d.reconnect_initial_seconds
+        ),
+        reconnect_max_seconds=r.number("reconnect_max_seconds", d.reconnect_max_seconds),
+    )
+
+
+def _load_yaml(path: str | Path) -> Any:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), "<file>", exc.strerror or str(exc)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "<yaml>", str(exc).replace("\n", " ")) from None
+
+
+def load_cluster_config(path: str | Path) -> ClusterConfig:
+    return parse_cluster_config(_load_yaml(path), str(path))
+
+
+def load_agent_config(path: str | Path) -> AgentConfig:
+    return parse_agent_config(_load_yaml(path), str(path))
+
+
+SEED_CLUSTER = Path(__file__).with_name("seed_cluster.yaml")
+
+
+def seed_cluster() -> ClusterConfig:
+    """The seed's five-node cluster that `hive dev` and `hive sim` use by default."""
+    return load_cluster_config(SEED_CLUSTER)

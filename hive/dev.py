@@ -1,0 +1,140 @@
+"""`hive dev`: a whole Hive cluster on one machine.
+
+Starts the coordinator, one emulated Ollama per endpoint of every node in the
+cluster file (the seed's five nodes by default), one node agent per node with
+simulated GPU telemetry, and the gateway; prints where everything listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+from coordinator.server import Coordinator
+from gateway.app import create_app
+from hive import hardware
+from hive.asgi import AsgiServer
+from hive.config import AgentConfig, ClusterConfig, NodeSpec
+from node_agent.agent import Agent
+from ollama_emulator import EmulatorConfig, OllamaEmulator
+
+log = logging.getLogger("hive.dev")
+
+# Bandwidth assumed for a GPU the catalog does not know (a mid-range card).
+UNKNOWN_GPU_BANDWIDTH = 300 * hardware.GB
+
+
+def emulated_gpus(node: NodeSpec, indices: tuple[int, ...]) -> list[hardware.GpuKind]:
+    kinds = []
+    for i in indices:
+        spec = node.gpus[i]
+        kind = hardware.GPU_CATALOG.get(spec.name) or hardware.GpuKind(
+            spec.name, spec.vendor, spec.memory_bytes, UNKNOWN_GPU_BANDWIDTH, 150
+        )
+        kinds.append(kind)
+    return kinds
+
+
+@dataclass
+class DevCluster:
+    cluster: ClusterConfig
+    coordinator_listen: str = "127.0.0.1:50051"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int | None = 8000
+    time_scale: float = 1.0
+    heartbeat_interval: float | None = None
+    coordinator: Coordinator | None = None
+    emulators: dict[str, OllamaEmulator] = field(default_factory=dict)
+    agents: dict[str, Agent] = field(default_factory=dict)
+    gateway: AsgiServer | None = None
+
+    @property
+    def coordinator_address(self) -> str:
+        assert self.coordinator is not None
+        host = self.coordinator_listen.rsplit(":", 1)[0]
+        return f"{host}:{self.coordinator.port}"
+
+    async def start(self) -> None:
+        self.coordinator = Coordinator(self.cluster)
+        await self.coordinator.start(self.coordinator_listen)
+        for node in self.cluster.nodes:
+            await self.start_node(node)
+        if self.gateway_port is not None:
+            self.gateway = AsgiServer(
+                create_app(self.coordinator_address), self.gateway_host, self.gateway_port
+            )
+            await self.gateway.start()
+
+    async def start_node(self, node: NodeSpec) -> Agent:
+        endpoints = []
+        for seed, endpoint in enumerate(node.endpoints):
+            key = f"{node.name}/{endpoint.id}"
+            emulator = self.emulators.get(key)
+            if emulator is None:
+                emulator = OllamaEmulator(
+                    EmulatorConfig(
+                        gpus=emulated_gpus(node, endpoint.gpus),
+                        models=list(endpoint.models),
+                        num_parallel=endpoint.num_parallel,
+                        max_queue=endpoint.max_queue,
+                        time_scale=self.time_scale,
+                        seed=seed,
+                    )
+                )
+                await emulator.start(host="127.0.0.1", port=0)
+                self.emulators[key] = emulator
+            endpoints.append(dataclasses.replace(endpoint, url=emulator.url))
+        agent = Agent(
+            AgentConfig(
+                source="hive dev",
+                coordinator=self.coordinator_address,
+                node=dataclasses.replace(node, endpoints=tuple(endpoints)),
+                listen="127.0.0.1:0",
+                telemetry="simulated",
+                heartbeat_interval_seconds=self.heartbeat_interval
+                or self.cluster.coordinator.heartbeat_interval_seconds,
+            )
+        )
+        await agent.start()
+        self.agents[node.name] = agent
+        return agent
+
+    async def stop_node(self, name: str) -> None:
+        """Stop one node's agent (its emulated Ollama keeps running, as a host's would)."""
+        agent = self.agents.pop(name)
+        await agent.stop(grace=0)
+
+    async def wait_registered(self, timeout: float = 30.0) -> None:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(a.connected.wait() for a in self.agents.values()))
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        for agent in self.agents.values():
+            await agent.stop(grace=0)
+        self.agents.clear()
+        if self.coordinator is not None:
+            await self.coordinator.stop(grace=0)
+        for emulator in self.emulators.values():
+            await emulator.stop()
+        self.emulators.clear()
+
+    def describe(self) -> str:
+        lines = ["Hive mesh dev cluster is up:"]
+        lines.append(f"  coordinator gRPC   {self.coordinator_address}")
+        if self.gateway is not None:
+            lines.append(
+                f"  gateway HTTP       {self.gateway.url}"
+                f"  (try {self.gateway.url}/api/distributed/cluster/status)"
+            )
+        for name, agent in self.agents.items():
+            lines.append(f"  agent {name:<12} {agent.address}")
+            for endpoint in agent.endpoints.values():
+                lines.append(f"    ollama {endpoint.id:<10} {endpoint.client.url}")
+        lines.append(
+            'In another shell: `hive status`, `hive run --model llama3.1:8b "hello"`. Ctrl-C stops.'
+        )
+        return "\n".join(lines)

@@ -1,0 +1,339 @@
+"""The node agent: holds the session with the coordinator and serves RunTask.
+
+One agent runs on every GPU host. It dials the coordinator and keeps one
+bidirectional stream open: Register first, then a Heartbeat with telemetry
+every interval, while it answers the coordinator's control messages (welcome,
+drain, warm a model). When the coordinator goes away it reconnects forever,
+with exponential backoff and jitter, and registers again under the same name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from typing import Any
+
+import grpc
+
+from hive import __version__
+from hive.config import AgentConfig
+from hive.serving import SERVICE_NAMES, RunningServer, channel_options, host_port, start_server
+from hive.v1 import agent_session_pb2, agent_session_pb2_grpc, common_pb2, node_agent_pb2_grpc
+from node_agent.endpoints import LocalEndpoint, activity_from_endpoints
+from node_agent.ollama import OllamaClient, OllamaError
+from node_agent.service import NodeAgentServicer
+from node_agent.telemetry import GpuActivity, TelemetryProvider, open_provider
+
+log = logging.getLogger("hive.agent")
+
+# Every this many heartbeats the agent re-reads each endpoint's model list.
+FULL_REFRESH_EVERY = 30
+_VENDOR = {
+    "nvidia": common_pb2.GPU_VENDOR_NVIDIA,
+    "amd": common_pb2.GPU_VENDOR_AMD,
+}
+
+
+def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: a random point in the upper half of the step.
+
+    The jitter spreads the reconnects of many agents after a coordinator restart
+    so they do not arrive in one burst.
+    """
+    step = min(maximum, initial * (2 ** min(failures, 30)))
+    return float(step * rng.uniform(0.5, 1.0))
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, provider: TelemetryProvider | None = None) -> None:
+        self.config = config
+        self.name = config.node.name
+        self.endpoints: dict[str, LocalEndpoint] = {
+            e.id: LocalEndpoint(e, OllamaClient(e.url or "http://127.0.0.1:11434"))
+            for e in config.node.endpoints
+        }
+        self._provider = provider
+        # task id -> attempt, for tasks this agent is running now.
+        self.running: dict[str, int] = {}
+        self.draining = False
+        self.session_id = ""
+        self.sessions = 0
+        self.connected = asyncio.Event()
+        self.address = ""
+        self._server: RunningServer | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._rng = random.Random()
+        self._beats = 0
+
+    @property
+    def provider(self) -> TelemetryProvider:
+        assert self._provider is not None, "agent not started"
+        return self._provider
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Open telemetry, discover endpoints, serve RunTask, start the session; return the port."""
+        if self._provider is None:
+            self._provider = open_provider(
+                self.config.telemetry,
+                simulated_gpus=self.config.node.gpus,
+                activity=self._activity,
+                seed=sum(map(ord, self.name)),
+                logger=log,
+            )
+        await asyncio.gather(*(e.refresh(full=True) for e in self.endpoints.values()))
+        self._server = await start_server(
+            self.config.listen,
+            [
+                lambda s: node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server(
+                    NodeAgentServicer(self), s
+                )
+            ],
+            [SERVICE_NAMES["NodeAgentService"]],
+        )
+        self.address = self.config.advertise or _advertised(self.config.listen, self._server.port)
+        self._channel = grpc.aio.insecure_channel(
+            self.config.coordinator, options=channel_options(16 * 1024 * 1024)
+        )
+        self._spawn(self._session_loop(), "session")
+        log.info(
+            "agent %s serving on %s (telemetry %s, %d endpoints), coordinator %s",
+            self.name,
+            self.address,
+            self.provider.name,
+            len(self.endpoints),
+            self.config.coordinator,
+        )
+        return self._server.port
+
+    async def stop(self, grace: float = 1.0) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._channel is not None:
+            await self._channel.close()
+        for endpoint in self.endpoints.values():
+            await endpoint.client.close()
+        if self._provider is not None:
+            self._provider.close()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=f"{self.name}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- what the node is --------------------------------------------------------
+
+    def node_info(self) -> common_pb2.NodeInfo:
+        node = self.config.node
+        provider_gpus = self.provider.gpus()
+        if provider_gpus:
+            gpus = [
+                common_pb2.Gpu(
+                    index=g.index,
+                    uuid=g.uuid,
+                    name=g.name,
+                    vendor=_VENDOR.get(g.vendor, common_pb2.GPU_VENDOR_OTHER),
+                    memory_total_bytes=g.memory_total_bytes,
+                )
+                for g in provider_gpus
+            ]
+        else:  # no telemetry: describe the GPUs the configuration declares
+            gpus = [
+                common_pb2.Gpu(
+                    index=i,
+                    name=g.name,
+                    vendor=_VENDOR.get(g.vendor, common_pb2.GPU_VENDOR_OTHER),
+                    memory_total_bytes=g.memory_bytes,
+                )
+                for i, g in enumerate(node.gpus)
+            ]
+        return common_pb2.NodeInfo(
+            name=self.name,
+            labels=dict(node.labels),
+            specializations=node.specializations,
+            features=node.features,
+            gpus=gpus,
+            endpoints=[e.to_proto() for e in self.endpoints.values()],
+            agent_address=self.address,
+            agent_version=__version__,
+            telemetry_provider=self.provider.name,
+        )
+
+    def _activity(self) -> list[GpuActivity]:
+        return activity_from_endpoints(list(self.endpoints.values()), self.config.node.gpus)
+
+    async def telemetry(self) -> common_pb2.NodeTelemetry:
+        full = self._beats % FULL_REFRESH_EVERY == 0
+        await asyncio.gather(*(e.refresh(full=full) for e in self.endpoints.values()))
+        if self.provider.name in ("simulated", "none"):
+            samples = self.provider.sample()
+        else:  # NVML and AMD SMI calls block; keep them off the event loop
+            samples = await asyncio.to_thread(self.provider.sample)
+        telemetry = common_pb2.NodeTelemetry(
+            gpus=[
+                common_pb2.GpuTelemetry(
+                    index=s.index,
+                    utilization_percent=s.utilization_percent,
+                    memory_used_bytes=s.memory_used_bytes,
+                    memory_total_bytes=s.memory_total_bytes,
+                    temperature_celsius=s.temperature_celsius,
+                    power_watts=s.power_watts,
+                    power_limit_watts=s.power_limit_watts,
+                    throttled=s.throttled,
+                )
+                for s in samples
+            ],
+            endpoints=[e.telemetry() for e in self.endpoints.values()],
+        )
+        telemetry.sampled_at.GetCurrentTime()
+        return telemetry
+
+    # --- the session -------------------------------------------------------------
+
+    async def _session_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                welcomed = await self._session()
+            except grpc.aio.AioRpcError as err:
+                welcomed = False
+                level = (
+                    logging.ERROR
+                    if err.code()
+                    in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS)
+                    else logging.WARNING
+                )
+                log.log(
+                    level,
+                    "agent %s: session failed: %s %s",
+                    self.name,
+                    err.code().name,
+                    err.details(),
+                )
+            except Exception:
+                # Whatever went wrong, the agent keeps trying: it must never die on its own.
+                welcomed = False
+                log.exception("agent %s: session failed unexpectedly", self.name)
+            finally:
+                self.connected.clear()
+            failures = 0 if welcomed else failures + 1
+            delay = backoff_delay(
+                failures,
+                self.config.reconnect_initial_seconds,
+                self.config.reconnect_max_seconds,
+                self._rng,
+            )
+            log.info("agent %s: reconnecting in %.2fs", self.name, delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> bool:
+        """One session: register, heartbeat, obey control messages; True if it was welcomed."""
+        assert self._channel is not None
+        stub = agent_session_pb2_grpc.AgentSessionServiceStub(self._channel)
+        call = stub.Connect()
+        heartbeats: asyncio.Task[None] | None = None
+        try:
+            await call.write(
+                agent_session_pb2.ConnectRequest(
+                    register=agent_session_pb2.Register(
+                        node=self.node_info(),
+                        running_task_ids=list(self.running),
+                        reconnects=self.sessions,
+                    )
+                )
+            )
+            first = await call.read()
+            if (
+                not isinstance(first, agent_session_pb2.ConnectResponse)
+                or first.WhichOneof("message") != "welcome"
+            ):
+                log.warning(
+                    "agent %s: coordinator closed the session before welcoming it", self.name
+                )
+                return False
+            welcome = first.welcome
+            self.sessions += 1
+            self.session_id = welcome.session_id
+            self.draining = welcome.draining
+            interval = welcome.heartbeat_interval_seconds or self.config.heartbeat_interval_seconds
+            log.info("agent %s: session %s open", self.name, self.session_id)
+            self.connected.set()
+            heartbeats = asyncio.create_task(self._heartbeats(call, interval))
+            while True:
+                message = await call.read()
+                if not isinstance(message, agent_session_pb2.ConnectResponse):
+                    log.warning(
+                        "agent %s: coordinator ended session %s", self.name, self.session_id
+                    )
+                    return True
+                await self._handle(call, message)
+                if heartbeats.done():
+                    heartbeats.result()  # surface a write failure
+        finally:
+            if heartbeats is not None:
+                heartbeats.cancel()
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                    await heartbeats
+            call.cancel()
+
+    async def _heartbeats(self, call: Any, interval: float) -> None:
+        while True:
+            telemetry = await self.telemetry()
+            self._beats += 1
+            await call.write(
+                agent_session_pb2.ConnectRequest(
+                    heartbeat=agent_session_pb2.Heartbeat(
+                        seq=self._beats, telemetry=telemetry, running_task_ids=list(self.running)
+                    )
+                )
+            )
+            await asyncio.sleep(interval)
+
+    async def _handle(self, call: Any, message: agent_session_pb2.ConnectResponse) -> None:
+        kind = message.WhichOneof("message")
+        if kind == "drain":
+            self.draining = message.drain.draining
+            log.info("agent %s: draining=%s (%s)", self.name, self.draining, message.drain.reason)
+        elif kind == "warm_model":
+            self._spawn(self._warm(call, message.warm_model), f"warm:{message.warm_model.model}")
+        else:
+            log.warning("agent %s: ignoring unexpected %s", self.name, kind)
+
+    async def _warm(self, call: Any, warm: agent_session_pb2.WarmModel) -> None:
+        endpoint = self.endpoints.get(warm.endpoint_id)
+        ack = agent_session_pb2.ControlAck(request_id=warm.request_id, ok=True)
+        if endpoint is None:
+            ack.ok, ack.error = False, f"no endpoint {warm.endpoint_id!r}"
+        else:
+            try:
+                await endpoint.client.load(warm.model, warm.keep_alive)
+                log.info("agent %s: warmed %s on %s", self.name, warm.model, endpoint.id)
+            except (OllamaError, OSError) as exc:
+                ack.ok, ack.error = False, str(exc)
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await call.write(agent_session_pb2.ConnectRequest(ack=ack))
+
+
+def _advertised(listen: str, port: int) -> str:
+    host = listen.rsplit(":", 1)[0]
+    if host in ("0.0.0.0", "[::]", ""):
+        host = socket.getfqdn()
+    return host_port(f"{host}:0", port)
+
+
+async def serve(config: AgentConfig) -> None:
+    """Run an agent until cancelled."""
+    agent = Agent(config)
+    await agent.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await agent.stop()

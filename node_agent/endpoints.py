@@ -1,0 +1,135 @@
+"""The node's local Ollama endpoints: what each has, what it runs, how busy it is."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from hive.config import EndpointSpec, GpuSpec
+from hive.v1 import common_pb2
+from node_agent.ollama import OllamaClient, OllamaError
+from node_agent.telemetry import GpuActivity
+
+log = logging.getLogger("hive.agent.endpoints")
+
+
+@dataclass
+class LocalEndpoint:
+    spec: EndpointSpec
+    client: OllamaClient
+    version: str = ""
+    models: list[common_pb2.ModelInfo] = field(default_factory=list)
+    loaded: list[common_pb2.LoadedModel] = field(default_factory=list)
+    healthy: bool = False
+    error: str = ""
+    in_flight: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def has_model(self, name: str) -> bool:
+        return any(m.name == name for m in self.models)
+
+    async def refresh(self, full: bool = False) -> None:
+        """Read loaded models (/api/ps); when ``full`` or unhealthy, also version and tags."""
+        try:
+            if full or not self.healthy:
+                self.version = await self.client.version()
+                self.models = [_model_info(m) for m in await self.client.tags()]
+            self.loaded = [_loaded_model(m) for m in await self.client.ps()]
+            if not self.healthy:
+                log.info(
+                    "endpoint %s at %s healthy (%d models)",
+                    self.id,
+                    self.client.url,
+                    len(self.models),
+                )
+            self.healthy, self.error = True, ""
+        except (httpx.HTTPError, OllamaError, ValueError) as exc:
+            self._mark_unhealthy(exc)
+
+    def _mark_unhealthy(self, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self.healthy or self.error != reason:  # one line per change, not per heartbeat
+            log.warning("endpoint %s at %s unhealthy: %s", self.id, self.client.url, reason)
+        self.healthy, self.error = False, reason
+
+    def to_proto(self) -> common_pb2.OllamaEndpoint:
+        return common_pb2.OllamaEndpoint(
+            id=self.id,
+            url=self.client.url,
+            gpu_indices=self.spec.gpus,
+            num_parallel=self.spec.num_parallel,
+            max_queue=self.spec.max_queue,
+            version=self.version,
+            models=self.models,
+        )
+
+    def telemetry(self) -> common_pb2.EndpointTelemetry:
+        return common_pb2.EndpointTelemetry(
+            id=self.id,
+            healthy=self.healthy,
+            loaded_models=self.loaded,
+            in_flight=self.in_flight,
+            error=self.error,
+        )
+
+
+def activity_from_endpoints(
+    endpoints: list[LocalEndpoint], gpus: tuple[GpuSpec, ...]
+) -> list[GpuActivity]:
+    """Estimate each GPU's load from what the agent knows of its endpoints.
+
+    Used by the simulated telemetry provider: a GPU is as busy as the share of
+    its endpoint's parallel slots in use, and holds its share (by memory size)
+    of the models its endpoint has loaded.
+    """
+    util = [0.0] * len(gpus)
+    used = [0] * len(gpus)
+    for endpoint in endpoints:
+        indices = [i for i in endpoint.spec.gpus if i < len(gpus)]
+        if not indices:
+            continue
+        busy = min(1.0, endpoint.in_flight / max(1, endpoint.spec.num_parallel))
+        resident = sum(m.size_vram_bytes for m in endpoint.loaded)
+        memory = sum(gpus[i].memory_bytes for i in indices)
+        for i in indices:
+            util[i] = max(util[i], 100.0 * busy)
+            used[i] += int(resident * gpus[i].memory_bytes / memory) if memory else 0
+    return [
+        GpuActivity(index=i, utilization_percent=util[i], memory_used_bytes=used[i])
+        for i in range(len(gpus))
+    ]
+
+
+def _model_info(raw: dict[str, Any]) -> common_pb2.ModelInfo:
+    details = raw.get("details") or {}
+    return common_pb2.ModelInfo(
+        name=str(raw.get("name") or raw.get("model", "")),
+        size_bytes=int(raw.get("size", 0)),
+        family=str(details.get("family", "")),
+        parameter_size=str(details.get("parameter_size", "")),
+        quantization_level=str(details.get("quantization_level", "")),
+        digest=str(raw.get("digest", "")),
+    )
+
+
+def _loaded_model(raw: dict[str, Any]) -> common_pb2.LoadedModel:
+    loaded = common_pb2.LoadedModel(
+        name=str(raw.get("name") or raw.get("model", "")),
+        size_vram_bytes=int(raw.get("size_vram", raw.get("size", 0))),
+    )
+    expires = raw.get("expires_at")
+    if isinstance(expires, str) and expires:
+        try:
+            loaded.expires_at.FromDatetime(
+                dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+            )
+        except ValueError:
+            pass
+    return loaded

@@ -1,0 +1,76 @@
+"""An async client for one local Ollama instance, over its HTTP API (httpx, NDJSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+
+
+class OllamaError(Exception):
+    """Ollama answered with an error status; ``status`` is the HTTP code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class OllamaClient:
+    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        # No read timeout: a generation may legitimately take minutes; the RPC's
+        # deadline bounds it instead.
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=httpx.Timeout(None, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _get(self, path: str) -> Any:
+        response = await self._http.get(path, timeout=5.0)
+        if response.status_code != 200:
+            raise OllamaError(response.status_code, _error_text(response.text))
+        return response.json()
+
+    async def version(self) -> str:
+        return str((await self._get("/api/version")).get("version", ""))
+
+    async def tags(self) -> list[dict[str, Any]]:
+        return list((await self._get("/api/tags")).get("models", []))
+
+    async def ps(self) -> list[dict[str, Any]]:
+        return list((await self._get("/api/ps")).get("models", []))
+
+    async def stream(
+        self, path: str, payload: dict[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """POST a streaming request and yield each NDJSON object; closing the iterator aborts it."""
+        async with self._http.stream("POST", path, json={**payload, "stream": True}) as response:
+            if response.status_code != 200:
+                body = await response.aread()
+                raise OllamaError(response.status_code, _error_text(body.decode(errors="replace")))
+            async for line in response.aiter_lines():
+                if line:
+                    yield json.loads(line)
+
+    async def load(self, model: str, keep_alive: str = "") -> None:
+        """Load a model into VRAM without generating (Ollama's empty-prompt generate)."""
+        payload: dict[str, Any] = {"model": model, "prompt": "", "stream": False}
+        if keep_alive:
+            payload["keep_alive"] = keep_alive
+        response = await self._http.post("/api/generate", json=payload)
+        if response.status_code != 200:
+            raise OllamaError(response.status_code, _error_text(response.text))
+
+
+def _error_text(body: str) -> str:
+    try:
+        return str(json.loads(body).get("error", body))
+    except (ValueError, AttributeError):
+        return body.strip() or "no error text"

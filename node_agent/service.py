@@ -1,0 +1,176 @@
+"""NodeAgentService: runs one task on a local Ollama endpoint and streams it back.
+
+Output is batched: the first piece of text goes out at once (time to first
+token matters), later pieces are gathered until ``chunk_max_chars`` or
+``chunk_max_seconds`` so a fast model does not cost a gRPC message per token.
+Cancelling the RPC (client gone, deadline) closes the HTTP stream, which
+aborts the request at Ollama.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import httpx
+from google.protobuf import json_format
+
+from hive.v1 import common_pb2, node_agent_pb2, node_agent_pb2_grpc
+from node_agent.ollama import OllamaError
+
+if TYPE_CHECKING:
+    from node_agent.agent import Agent
+
+log = logging.getLogger("hive.agent")
+
+_OLLAMA_STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[str, Any]]:
+    """The Ollama API path and JSON body for a task."""
+    payload: dict[str, Any] = {"model": request.model}
+    if request.HasField("options"):
+        payload["options"] = {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v
+            for k, v in json_format.MessageToDict(request.options).items()
+        }
+    if request.keep_alive:
+        payload["keep_alive"] = request.keep_alive
+    kind = request.WhichOneof("input")
+    if kind == "chat":
+        payload["messages"] = [
+            {"role": m.role, "content": m.content} for m in request.chat.messages
+        ]
+        if request.chat.format:
+            payload["format"] = request.chat.format
+        return "/api/chat", payload
+    payload["prompt"] = request.generate.prompt
+    if request.generate.system:
+        payload["system"] = request.generate.system
+    if request.generate.format:
+        payload["format"] = request.generate.format
+    if request.generate.raw:
+        payload["raw"] = True
+    return "/api/generate", payload
+
+
+def task_stats(final: dict[str, Any]) -> common_pb2.TaskStats:
+    return common_pb2.TaskStats(
+        prompt_eval_count=int(final.get("prompt_eval_count", 0)),
+        eval_count=int(final.get("eval_count", 0)),
+        total_duration_ns=int(final.get("total_duration", 0)),
+        load_duration_ns=int(final.get("load_duration", 0)),
+        prompt_eval_duration_ns=int(final.get("prompt_eval_duration", 0)),
+        eval_duration_ns=int(final.get("eval_duration", 0)),
+    )
+
+
+class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    async def RunTask(
+        self,
+        request: node_agent_pb2.RunTaskRequest,
+        context: grpc.aio.ServicerContext[
+            node_agent_pb2.RunTaskRequest, node_agent_pb2.RunTaskResponse
+        ],
+    ) -> AsyncIterator[node_agent_pb2.RunTaskResponse]:
+        agent = self.agent
+        endpoint = agent.endpoints.get(request.endpoint_id)
+        if endpoint is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"node {agent.name} has no endpoint {request.endpoint_id!r}; "
+                f"it has {', '.join(agent.endpoints)}",
+            )
+        if request.WhichOneof("input") is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "task has no generate or chat input"
+            )
+        path, payload = ollama_payload(request)
+        chunk_chars = agent.config.chunk_max_chars
+        chunk_seconds = agent.config.chunk_max_seconds
+        loop = asyncio.get_running_loop()
+        endpoint.in_flight += 1
+        agent.running[request.task_id] = request.attempt
+        try:
+            async with contextlib.aclosing(endpoint.client.stream(path, payload)) as stream:
+                seq = 0
+                buffer: list[str] = []
+                buffered = 0
+                last_flush = loop.time()
+                started = False
+                async for line in stream:
+                    if "error" in line:
+                        await context.abort(grpc.StatusCode.INTERNAL, f"ollama: {line['error']}")
+                    if not started:
+                        started = True
+                        yield node_agent_pb2.RunTaskResponse(
+                            started=node_agent_pb2.TaskStarted(
+                                node=agent.name, endpoint_id=endpoint.id, model=request.model
+                            )
+                        )
+                    text = line.get("response") or (line.get("message") or {}).get("content") or ""
+                    if text:
+                        buffer.append(text)
+                        buffered += len(text)
+                    now = loop.time()
+                    done = bool(line.get("done"))
+                    if buffer and (
+                        done
+                        or seq == 0
+                        or buffered >= chunk_chars
+                        or now - last_flush >= chunk_seconds
+                    ):
+                        yield node_agent_pb2.RunTaskResponse(
+                            chunk=common_pb2.OutputChunk(text="".join(buffer), seq=seq)
+                        )
+                        seq += 1
+                        buffer.clear()
+                        buffered = 0
+                        last_flush = now
+                    if done:
+                        yield node_agent_pb2.RunTaskResponse(
+                            result=common_pb2.TaskResult(
+                                stats=task_stats(line), done_reason=str(line.get("done_reason", ""))
+                            )
+                        )
+                        return
+                await context.abort(
+                    grpc.StatusCode.INTERNAL,
+                    f"ollama at {endpoint.client.url} ended the stream early",
+                )
+        except OllamaError as exc:
+            code = _OLLAMA_STATUS.get(exc.status, grpc.StatusCode.INTERNAL)
+            await context.abort(code, f"ollama {endpoint.id} ({exc.status}): {exc.message}")
+        except httpx.TransportError as exc:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"ollama endpoint {endpoint.id} at {endpoint.client.url} unreachable: {exc!r}",
+            )
+        finally:
+            endpoint.in_flight -= 1
+            agent.running.pop(request.task_id, None)
+
+    async def GetNode(
+        self,
+        request: node_agent_pb2.GetNodeRequest,
+        context: grpc.aio.ServicerContext[
+            node_agent_pb2.GetNodeRequest, node_agent_pb2.GetNodeResponse
+        ],
+    ) -> node_agent_pb2.GetNodeResponse:
+        return node_agent_pb2.GetNodeResponse(
+            node=self.agent.node_info(),
+            telemetry=await self.agent.telemetry(),
+            running_task_ids=list(self.agent.running),
+        )

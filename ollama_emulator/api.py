@@ -1,0 +1,560 @@
+"""The HTTP edge: Ollama's REST API translated to scheduler and generation calls and back.
+
+Routes only unpack JSON, call the scheduler / ``Generation`` / ``text``, and pack Ollama's
+response shapes; errors are raised as ``ApiError`` and turned into Ollama's
+``{"error": "..."}`` bodies in one handler. Wall-clock timestamps (``created_at``,
+``expires_at``) exist only here; the scheduler runs on the injected monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from hive import hardware
+from ollama_emulator import text
+from ollama_emulator.config import EmulatorConfig
+from ollama_emulator.generation import Generation
+from ollama_emulator.scheduler import (
+    EmulatorStats,
+    Lease,
+    ModelTooLarge,
+    Scheduler,
+    ServerBusy,
+)
+
+T = TypeVar("T")
+
+NDJSON = "application/x-ndjson"
+# A network pull from the registry, for the pull progress to take a plausible time.
+PULL_BYTES_PER_SECOND = 200_000_000
+# Status code nobody reads: the client is gone (nginx's "client closed request").
+_CLIENT_GONE = 499
+# What Ollama prints for keep_alive < 0 ("forever"): Go's maximum time.Duration.
+_FOREVER = timedelta(hours=2562047)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _ClientGone(Exception):
+    """The client disconnected before the answer was ready."""
+
+
+def parse_keep_alive(value: object, default: float) -> float:
+    """Seconds an idle model stays loaded; math.inf for "forever".
+
+    Accepts what Ollama accepts: a number of seconds, or a Go duration string ("5m",
+    "1h30m", "300ms", "0"); also a plain number in a string. Negative means forever.
+    """
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise ApiError(400, f"json: cannot unmarshal bool into keep_alive: {value}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_duration(value.strip())
+    else:
+        raise ApiError(400, f"invalid keep_alive: {value!r}")
+    return math.inf if seconds < 0 else seconds
+
+
+def _parse_duration(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    sign = -1.0 if raw.startswith("-") else 1.0
+    body = raw.lstrip("+-")
+    parts = _DURATION_PART.findall(body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        raise ApiError(400, f'time: invalid duration "{raw}"')
+    return sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def _now() -> str:
+    return _rfc3339(datetime.now(UTC))
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha256(f"ollama-emulator/{name}".encode()).hexdigest()
+
+
+def _details(kind: hardware.ModelKind) -> dict[str, Any]:
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": kind.family,
+        "families": [kind.family],
+        "parameter_size": kind.parameter_size,
+        "quantization_level": kind.quantization_level,
+    }
+
+
+def _parameter_count(kind: hardware.ModelKind) -> int:
+    size = kind.parameter_size.upper()
+    scale = {"B": 1e9, "M": 1e6}.get(size[-1:], 1.0)
+    try:
+        return int(float(size.rstrip("BM")) * scale)
+    except ValueError:
+        return 0
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "missing request body")
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise ApiError(400, f"invalid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "json: cannot unmarshal request body into an object")
+    return body
+
+
+def _model_name(body: dict[str, Any]) -> str:
+    name = body.get("model") or body.get("name")
+    if not isinstance(name, str) or not name:
+        raise ApiError(400, "model is required")
+    return name
+
+
+def _int_option(options: dict[str, Any], key: str) -> int | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(400, f"option {key!r} must be of type integer")
+    return int(value)
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    # Once the body has been read, uvicorn's receive() blocks until the client goes away.
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` but cancel it, raising _ClientGone, if the client disconnects first."""
+    task = asyncio.create_task(work)
+    watcher = asyncio.create_task(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        task.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)
+    if task.cancelled():
+        raise _ClientGone()
+    return task.result()
+
+
+class _GenerationStream(StreamingResponse):
+    """NDJSON lines of one generation; whatever ends the stream, the slot is released.
+
+    Starlette cancels the body when the client disconnects; the ``finally`` closes the
+    line generator right away (rather than whenever it is garbage collected) and then the
+    generation, which counts the request as cancelled unless it had finished.
+    """
+
+    def __init__(self, run: Generation, lines: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(lines, media_type=NDJSON)
+        self._run = run
+        self._lines = lines
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._lines.aclose()
+            self._run.close()
+
+
+# Renders one streamed piece, and the final object given the full text (or "" when streaming).
+PieceRenderer = Callable[[str], dict[str, Any]]
+FinalRenderer = Callable[[Generation, str], dict[str, Any]]
+
+
+class OllamaApi:
+    """The routes of one emulated Ollama instance, over its scheduler and models on disk."""
+
+    def __init__(
+        self,
+        *,
+        config: EmulatorConfig,
+        scheduler: Scheduler,
+        stats: EmulatorStats,
+        clock: Callable[[], float],
+    ) -> None:
+        self._config = config
+        self._scheduler = scheduler
+        self._stats = stats
+        self._clock = clock
+        started = datetime.now(UTC)
+        # Models on disk by canonical name, with when they were "pulled".
+        self.disk: dict[str, tuple[hardware.ModelKind, datetime]] = {}
+        for name in config.models:
+            kind = hardware.model_kind(name)
+            self.disk[kind.name] = (kind, started)
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/", self.root, methods=["GET", "HEAD"]),
+            Route("/api/version", self.version, methods=["GET"]),
+            Route("/api/tags", self.tags, methods=["GET"]),
+            Route("/api/ps", self.ps, methods=["GET"]),
+            Route("/api/show", self.show, methods=["POST"]),
+            Route("/api/pull", self.pull, methods=["POST"]),
+            Route("/api/generate", self.generate, methods=["POST"]),
+            Route("/api/chat", self.chat, methods=["POST"]),
+        ]
+        return Starlette(routes=routes, exception_handlers={ApiError: self._error})
+
+    async def _error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        self._stats.errors_total += 1
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    def _on_disk(self, name: str) -> hardware.ModelKind | None:
+        try:
+            kind = hardware.model_kind(name)
+        except KeyError:
+            return None
+        return kind if kind.name in self.disk else None
+
+    async def root(self, request: Request) -> Response:
+        return PlainTextResponse("Ollama is running")
+
+    async def version(self, request: Request) -> Response:
+        return JSONResponse({"version": self._config.version})
+
+    async def tags(self, request: Request) -> Response:
+        models = [
+            {
+                "name": kind.name,
+                "model": kind.name,
+                "modified_at": _rfc3339(modified),
+                "size": kind.size_bytes,
+                "digest": _digest(kind.name),
+                "details": _details(kind),
+            }
+            for kind, modified in self.disk.values()
+        ]
+        return JSONResponse({"models": models})
+
+    async def ps(self, request: Request) -> Response:
+        wall, mono = datetime.now(UTC), self._clock()
+        models = []
+        for runner in self._scheduler.runners():
+            if not runner.ready:
+                continue
+            left = runner.expires_at - mono
+            expires = wall + (_FOREVER if math.isinf(left) else timedelta(seconds=left))
+            kind = runner.kind
+            models.append(
+                {
+                    "name": kind.name,
+                    "model": kind.name,
+                    "size": kind.size_bytes,
+                    "digest": _digest(kind.name),
+                    "details": _details(kind),
+                    "expires_at": _rfc3339(expires),
+                    "size_vram": kind.size_bytes,
+                    "context_length": kind.context_length,
+                }
+            )
+        return JSONResponse({"models": models})
+
+    async def show(self, request: Request) -> Response:
+        name = _model_name(await _json_body(request))
+        kind = self._on_disk(name)
+        if kind is None:
+            raise ApiError(404, f"model '{name}' not found")
+        _, modified = self.disk[kind.name]
+        capabilities = ["completion"]
+        if kind.family in ("llama", "qwen2") and "code" not in kind.name:
+            capabilities.append("tools")
+        if "coder" in kind.name or "starcoder" in kind.name or "codellama" in kind.name:
+            capabilities.append("insert")
+        return JSONResponse(
+            {
+                "license": "",
+                "modelfile": (
+                    '# Modelfile generated by "ollama show"\n'
+                    f"FROM {kind.name}\n"
+                    'TEMPLATE """{{ .Prompt }}"""\n'
+                    'PARAMETER stop "<|eot_id|>"\n'
+                ),
+                "parameters": 'stop                           "<|eot_id|>"',
+                "template": "{{ .Prompt }}",
+                "details": _details(kind),
+                "model_info": {
+                    "general.architecture": kind.family,
+                    "general.parameter_count": _parameter_count(kind),
+                    "general.file_type": 15,
+                    "general.quantization_version": 2,
+                    f"{kind.family}.context_length": kind.context_length,
+                },
+                "capabilities": capabilities,
+                "modified_at": _rfc3339(modified),
+            }
+        )
+
+    async def pull(self, request: Request) -> Response:
+        body = await _json_body(request)
+        name = _model_name(body)
+        try:
+            kind: hardware.ModelKind | None = hardware.model_kind(name)
+        except KeyError:
+            kind = None
+        if body.get("stream", True) is not False:
+            return StreamingResponse(
+                (_line(s) async for s in self._pull_statuses(kind)), media_type=NDJSON
+            )
+        last: dict[str, Any] = {}
+        async for status in self._pull_statuses(kind):
+            last = status
+        if "error" in last:
+            raise ApiError(500, str(last["error"]))
+        return JSONResponse(last)
+
+    async def _pull_statuses(
+        self, kind: hardware.ModelKind | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Ollama's pull progress; the model lands on disk only after "success"."""
+        yield {"status": "pulling manifest"}
+        if kind is None:
+            yield {"error": "pull model manifest: file does not exist"}
+            return
+        digest = _digest(kind.name)
+        total = kind.size_bytes
+        # Already on disk: Ollama finds every layer present and finishes at once.
+        steps = 1 if kind.name in self.disk else 8
+        for step in range(1, steps + 1):
+            await self._scheduler.sleep(total / PULL_BYTES_PER_SECOND / steps)
+            yield {
+                "status": f"pulling {digest[:12]}",
+                "digest": f"sha256:{digest}",
+                "total": total,
+                "completed": total * step // steps,
+            }
+        for status in ("verifying sha256 digest", "writing manifest"):
+            yield {"status": status}
+        self.disk.setdefault(kind.name, (kind, datetime.now(UTC)))
+        yield {"status": "success"}
+
+    async def generate(self, request: Request) -> Response:
+        self._stats.requests_total += 1
+        body = await _json_body(request)
+        name = _model_name(body)
+        kind = self._require(name)
+        keep_alive = parse_keep_alive(body.get("keep_alive"), self._config.default_keep_alive)
+        prompt = body.get("prompt") or ""
+        system = body.get("system") or ""
+        if not isinstance(prompt, str) or not isinstance(system, str):
+            raise ApiError(400, "prompt and system must be strings")
+        if not prompt:
+            return await self._load_only(request, kind, name, keep_alive, body, chat=False)
+        source = f"{system}\n{prompt}" if system else prompt
+        output = self._output(kind, source, body)
+
+        def piece(p: str) -> dict[str, Any]:
+            return {"model": name, "created_at": _now(), "response": p, "done": False}
+
+        def final(run: Generation, answer: str) -> dict[str, Any]:
+            seed = hashlib.sha256(source.encode()).digest()
+            context = [int(b) * 251 + i for i, b in enumerate(seed[:16])]
+            return {
+                "model": name,
+                "created_at": _now(),
+                "response": answer,
+                "done": True,
+                "done_reason": run.output.done_reason,
+                "context": context,
+                **_durations(run),
+            }
+
+        return await self._answer(request, kind, keep_alive, source, output, body, piece, final)
+
+    async def chat(self, request: Request) -> Response:
+        self._stats.requests_total += 1
+        body = await _json_body(request)
+        name = _model_name(body)
+        kind = self._require(name)
+        keep_alive = parse_keep_alive(body.get("keep_alive"), self._config.default_keep_alive)
+        messages = body.get("messages") or []
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise ApiError(400, "messages must be a list of objects")
+        if not messages:
+            return await self._load_only(request, kind, name, keep_alive, body, chat=True)
+        source = "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in messages)
+        output = self._output(kind, source, body)
+
+        def piece(p: str) -> dict[str, Any]:
+            return {
+                "model": name,
+                "created_at": _now(),
+                "message": {"role": "assistant", "content": p},
+                "done": False,
+            }
+
+        def final(run: Generation, answer: str) -> dict[str, Any]:
+            return {
+                "model": name,
+                "created_at": _now(),
+                "message": {"role": "assistant", "content": answer},
+                "done_reason": run.output.done_reason,
+                "done": True,
+                **_durations(run),
+            }
+
+        return await self._answer(request, kind, keep_alive, source, output, body, piece, final)
+
+    def _require(self, name: str) -> hardware.ModelKind:
+        kind = self._on_disk(name)
+        if kind is None:
+            raise ApiError(404, f'model "{name}" not found, try pulling it first')
+        return kind
+
+    def _output(self, kind: hardware.ModelKind, source: str, body: dict[str, Any]) -> text.Output:
+        options = body.get("options") or {}
+        if not isinstance(options, dict):
+            raise ApiError(400, "options must be an object")
+        return text.generate(
+            seed=self._config.seed,
+            model=kind.name,
+            prompt=source,
+            num_predict=_int_option(options, "num_predict"),
+            options_seed=_int_option(options, "seed"),
+        )
+
+    async def _acquire(
+        self, request: Request, kind: hardware.ModelKind, keep_alive: float
+    ) -> Lease | None:
+        """A slot on ``kind``, or None if the client left while waiting (counted cancelled)."""
+        try:
+            return await _unless_disconnected(request, self._scheduler.acquire(kind, keep_alive))
+        except ModelTooLarge as e:
+            raise ApiError(500, str(e)) from None
+        except ServerBusy as e:
+            raise ApiError(503, str(e)) from None
+        except _ClientGone:
+            self._stats.cancelled_total += 1
+            return None
+
+    async def _load_only(
+        self,
+        request: Request,
+        kind: hardware.ModelKind,
+        name: str,
+        keep_alive: float,
+        body: dict[str, Any],
+        *,
+        chat: bool,
+    ) -> Response:
+        """An empty prompt loads the model (or, with keep_alive 0, unloads it), as Ollama does."""
+        if keep_alive == 0 and body.get("keep_alive") is not None:
+            self._scheduler.unload(kind)
+            reason = "unload"
+        else:
+            lease = await self._acquire(request, kind, keep_alive)
+            if lease is None:
+                return Response(status_code=_CLIENT_GONE)
+            self._scheduler.release(lease)
+            self._stats.completed_total += 1
+            reason = "load"
+        answer: dict[str, Any] = {"model": name, "created_at": _now()}
+        if chat:
+            answer["message"] = {"role": "assistant", "content": ""}
+        else:
+            answer["response"] = ""
+        answer.update(done=True, done_reason=reason)
+        return JSONResponse(answer)
+
+    async def _answer(
+        self,
+        request: Request,
+        kind: hardware.ModelKind,
+        keep_alive: float,
+        source: str,
+        output: text.Output,
+        body: dict[str, Any],
+        piece: PieceRenderer,
+        final: FinalRenderer,
+    ) -> Response:
+        lease = await self._acquire(request, kind, keep_alive)
+        if lease is None:
+            return Response(status_code=_CLIENT_GONE)
+        run = Generation(
+            scheduler=self._scheduler,
+            lease=lease,
+            stats=self._stats,
+            clock=self._clock,
+            prompt_tokens=text.prompt_tokens(source),
+            output=output,
+        )
+        if body.get("stream", True) is not False:
+
+            async def lines() -> AsyncGenerator[bytes, None]:
+                async for p in run.pieces():
+                    yield _line(piece(p))
+                yield _line(final(run, ""))
+
+            return _GenerationStream(run, lines())
+        try:
+            pieces = await _unless_disconnected(request, _collect(run.pieces()))
+        except _ClientGone:
+            return Response(status_code=_CLIENT_GONE)
+        finally:
+            run.close()
+        return JSONResponse(final(run, "".join(pieces)))
+
+
+async def _collect(pieces: AsyncIterator[str]) -> list[str]:
+    return [p async for p in pieces]
+
+
+def _durations(run: Generation) -> dict[str, int]:
+    timings = run.timings
+    return {
+        "total_duration": _ns(timings.total),
+        "load_duration": _ns(timings.load),
+        "prompt_eval_count": run.prompt_tokens,
+        "prompt_eval_duration": _ns(timings.prompt_eval),
+        "eval_count": run.eval_count,
+        "eval_duration": _ns(timings.eval),
+    }

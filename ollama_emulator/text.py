@@ -1,0 +1,232 @@
+"""Deterministic, plausible model output: what the emulator says, one token-ish piece at a time.
+
+The text is a pure function of (emulator seed, model, prompt, options.seed), so a test or
+a replayed benchmark sees the same answer twice. A prompt that asks for code gets prose
+around a fenced code block preceded by a ``File: path`` line, which is what the mesh's
+workflows parse; anything else gets prose. Pieces are the unit of counting: one piece is
+one "token" in eval_count and one streamed NDJSON line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain, islice
+
+# Mentions that make a prompt ask for code, and which language it wants.
+_CODE_HINT = re.compile(
+    r"\b(code|implement\w*|write|function|class|refactor\w*|bug|fix|script|program\w*|"
+    r"test|tests|python|golang|go|rust|typescript|javascript|api|endpoint|module)\b|```",
+    re.IGNORECASE,
+)
+_LANGUAGES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\brust\b|\.rs\b|\bcargo\b", re.IGNORECASE), "rust"),
+    (re.compile(r"\bgo\b|\bgolang\b|\.go\b", re.IGNORECASE), "go"),
+    (re.compile(r"\btypescript\b|\.tsx?\b", re.IGNORECASE), "typescript"),
+    (re.compile(r"\bjavascript\b|\bnode\.?js\b|\.js\b", re.IGNORECASE), "javascript"),
+)
+_EXTENSIONS = {"python": "py", "rust": "rs", "go": "go", "typescript": "ts", "javascript": "js"}
+_DIRECTORIES = {
+    "python": ("app", "src", "service", "lib"),
+    "rust": ("src",),
+    "go": ("internal/server", "cmd/app", "pkg/store"),
+    "typescript": ("src", "src/lib", "web/src"),
+    "javascript": ("src", "lib", "web"),
+}
+_PATH_IN_PROMPT = re.compile(r"\b[\w\-]+(?:/[\w\-]+)*\.(?:py|rs|go|ts|js)\b")
+
+_WORDS = (
+    "the request handler cache layer model router queue worker node cluster service "
+    "function module interface value result error state config endpoint client server "
+    "latency throughput memory token stream batch schedule retry timeout response input "
+    "output record index table field path test case loop branch check update keep read "
+    "write return call pass build run load store send receive parse validate handle "
+    "simple small clear safe fast stable correct explicit separate single each every "
+    "first next then when because so that this which with without before after into"
+).split()
+_OPENERS = (
+    "Here is",
+    "Sure, here is",
+    "Below is",
+    "This is",
+    "Let's look at",
+    "To do this, consider",
+)
+_CLOSERS = (
+    "This keeps the logic small and easy to test.",
+    "You can extend it as the requirements grow.",
+    "Let me know if you want tests for the edge cases.",
+    "Each step handles one concern, which keeps errors local.",
+)
+# Prompt words that make poor identifiers in the invented code.
+_NOT_NAMES = frozenset(
+    "write implement code function please with that this from into python rust golang "
+    "typescript javascript class script program test tests should could would make".split()
+)
+_FALLBACK_NAMES = ("items", "request", "value", "config", "result", "record", "queue", "node")
+# Splits text into token-ish pieces: a word with its leading space, a run of spaces, or one mark.
+_PIECE = re.compile(r" ?[A-Za-z0-9_]+|[ \t]+|\n|[^A-Za-z0-9_\s]")
+
+
+# A code block longer than this many pieces is cut; a long answer goes on in prose.
+_MAX_CODE_PIECES = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """An answer of exactly ``count`` pieces, produced lazily so that a huge ``num_predict``
+    costs nothing until streamed."""
+
+    count: int
+    # "length" when num_predict cut the answer, "stop" when the model "chose" to end.
+    done_reason: str
+    prompt: str
+    rng_seed: int
+    is_code: bool
+
+    def pieces(self) -> Iterator[str]:
+        """The pieces, the same on every call."""
+        rng = random.Random(self.rng_seed)
+        names = _names_from(self.prompt)
+        if self.is_code:
+            return _code_answer(rng, self.prompt, names, self.count)
+        return islice(_prose(rng, names), self.count)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces())
+
+
+def prompt_tokens(text: str) -> int:
+    """Ollama counts real tokens; about four characters per token is close enough here."""
+    return max(1, len(text) // 4)
+
+
+def generate(
+    *, seed: int, model: str, prompt: str, num_predict: int | None, options_seed: int | None
+) -> Output:
+    """The answer of ``model`` to ``prompt``; same arguments, same answer.
+
+    Length is ``num_predict`` when given and non-negative (Ollama's -1 and -2 mean "no
+    limit"), otherwise 40 to 400 pieces from a Pareto tail: most answers are short, a few
+    run long, as with real models.
+    """
+    material = f"{seed}\x00{model}\x00{options_seed}\x00{prompt}".encode()
+    rng_seed = int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
+    if num_predict is not None and num_predict >= 0:
+        count, reason = num_predict, "length"
+    else:
+        length_rng = random.Random(rng_seed ^ 0x5EED)
+        count, reason = min(400, int(40 * length_rng.paretovariate(1.2))), "stop"
+    return Output(count, reason, prompt, rng_seed, bool(_CODE_HINT.search(prompt)))
+
+
+def _code_answer(rng: random.Random, prompt: str, names: list[str], count: int) -> Iterator[str]:
+    """Intro sentence, ``File:`` line, fenced block, then prose up to ``count`` pieces."""
+    language = next((lang for pattern, lang in _LANGUAGES if pattern.search(prompt)), "python")
+    path_match = _PATH_IN_PROMPT.search(prompt)
+    path = path_match.group(0) if path_match else _invent_path(rng, language, names)
+    intro = _tokenize(f"{rng.choice(_OPENERS)} an implementation of {rng.choice(names)}.")
+    header = _tokenize(f"\n\nFile: {path}\n```{language}\n")
+    footer = _tokenize("```\n\n")
+    rest = count - len(intro) - len(header) - len(footer)
+    if rest < 4:
+        # Too short for a block; a real model cut off this early would not close one either.
+        code = _tokenize(_code(rng, language, names, count))
+        return islice(chain(intro, header, code), count)
+    budget = min(rest - rest // 6, _MAX_CODE_PIECES)
+    code = _tokenize(_code(rng, language, names, budget))[:budget]
+    # Cut after the last whole definition (a blank line), else at a line end, so the block
+    # reads as complete and the closing fence stays a fence; prose fills the rest.
+    ends = [i + 1 for i in range(1, len(code)) if code[i] == code[i - 1] == "\n"]
+    ends = ends or [i + 1 for i, p in enumerate(code) if p == "\n"]
+    if ends:
+        code = code[: ends[-1]]
+    else:
+        code[-1] = "\n"
+    outro = chain(_tokenize(rng.choice(_CLOSERS)), _prose(rng, names))
+    return chain(intro, header, code, footer, islice(outro, rest - len(code)))
+
+
+def _names_from(prompt: str) -> list[str]:
+    words = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z_]{3,15}", prompt)]
+    names = [w for w in dict.fromkeys(words) if w not in _NOT_NAMES]
+    return names[:12] or list(_FALLBACK_NAMES)
+
+
+def _invent_path(rng: random.Random, language: str, names: list[str]) -> str:
+    stem = {"go": "main", "rust": "lib"}.get(language) if rng.random() < 0.3 else None
+    return (
+        f"{rng.choice(_DIRECTORIES[language])}/{stem or rng.choice(names)}.{_EXTENSIONS[language]}"
+    )
+
+
+def _prose(rng: random.Random, names: list[str]) -> Iterator[str]:
+    """Endless sentences; callers take what they need."""
+    first = True
+    while True:
+        # Mostly common words, some taken from the prompt so the answer seems on topic.
+        words = [
+            rng.choice(_WORDS if rng.random() < 0.8 else names) for _ in range(rng.randint(6, 16))
+        ]
+        sentence = " ".join(words)
+        sentence = sentence[0].upper() + sentence[1:] + "."
+        yield from _tokenize(sentence if first else " " + sentence)
+        first = rng.random() < 0.2
+        if first:
+            yield "\n\n"
+
+
+def _code(rng: random.Random, language: str, names: list[str], count: int) -> str:
+    """Enough lines of ``language``-shaped code for ``count`` pieces (callers trim)."""
+    lines: list[str] = []
+    while len(_tokenize("\n".join(lines))) < count + 8:
+        name, arg, other = (rng.choice(names) for _ in range(3))
+        limit = rng.randint(2, 64)
+        if language == "rust":
+            lines += [
+                f"pub fn {name}_{other}({arg}: &[u32]) -> Option<u32> {{",
+                f"    let total: u32 = {arg}.iter().sum();",
+                f"    if total > {limit} {{ Some(total) }} else {{ None }}",
+                "}",
+                "",
+            ]
+        elif language == "go":
+            title = name.capitalize() + other.capitalize()
+            lines += [
+                f"func {title}({arg} []int) (int, error) {{",
+                f"\tif len({arg}) == 0 {{",
+                f'\t\treturn 0, fmt.Errorf("{name}: empty {arg}")',
+                "\t}",
+                f"\treturn {arg}[0] + {limit}, nil",
+                "}",
+                "",
+            ]
+        elif language in ("typescript", "javascript"):
+            typed = language == "typescript"
+            lines += [
+                f"export function {name}{other.capitalize()}({arg}{': number[]' if typed else ''})"
+                f"{': number' if typed else ''} {{",
+                f"  const total = {arg}.reduce((a, b) => a + b, 0);",
+                f"  return total > {limit} ? total : {limit};",
+                "}",
+                "",
+            ]
+        else:
+            lines += [
+                f"def {name}_{other}({arg}: list[int]) -> int:",
+                f'    """Return the {name} of {arg}, at least {limit}."""',
+                f"    total = sum({arg})",
+                f"    if total < {limit}:",
+                f"        return {limit}",
+                "    return total",
+                "",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def _tokenize(text: str) -> list[str]:
+    return _PIECE.findall(text)

@@ -1,0 +1,55 @@
+"""Shared fixtures: a real cluster in-process, on port 0, with the Ollama emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from hive.config import ClusterConfig, CoordinatorSettings, seed_cluster
+from hive.dev import DevCluster
+
+# Short liveness settings so loss is detected in well under a second.
+FAST = CoordinatorSettings(
+    listen="127.0.0.1:0",
+    heartbeat_interval_seconds=0.1,
+    suspect_after_seconds=0.35,
+    lost_after_seconds=0.7,
+)
+
+
+def fast_cluster(cluster: ClusterConfig | None = None) -> ClusterConfig:
+    return dataclasses.replace(cluster or seed_cluster(), coordinator=FAST)
+
+
+async def eventually(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, what: str = ""
+) -> None:
+    """Wait until ``predicate`` holds, polling; fail with ``what`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def dev() -> AsyncIterator[DevCluster]:
+    """The seed's five-node cluster with instant emulated Ollama and fast heartbeats."""
+    cluster = DevCluster(
+        fast_cluster(), coordinator_listen="127.0.0.1:0", gateway_port=None, time_scale=0.0
+    )
+    try:
+        await cluster.start()
+        await cluster.wait_registered(timeout=10)
+        yield cluster
+    finally:
+        await cluster.stop()

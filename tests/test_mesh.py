@@ -1,0 +1,361 @@
+"""The mesh end to end: coordinator, agents and emulated Ollama, all real, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import httpx
+import pytest
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from coordinator.server import Coordinator
+from hive.dev import DevCluster
+from hive.v1 import (
+    agent_session_pb2,
+    agent_session_pb2_grpc,
+    cluster_pb2,
+    cluster_pb2_grpc,
+    common_pb2,
+    inference_pb2,
+    inference_pb2_grpc,
+)
+from tests.conftest import eventually
+
+GIB = 1 << 30
+
+
+async def status(dev: DevCluster) -> cluster_pb2.GetClusterStatusResponse:
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        return await cluster_pb2_grpc.ClusterServiceStub(channel).GetClusterStatus(
+            cluster_pb2.GetClusterStatusRequest()
+        )
+
+
+def node(response: cluster_pb2.GetClusterStatusResponse, name: str) -> cluster_pb2.NodeStatus:
+    return next(n for n in response.nodes if n.info.name == name)
+
+
+async def test_seed_cluster_registers_five_nodes_nine_gpus_80_gib(dev: DevCluster) -> None:
+    response = await status(dev)
+    summary = response.summary
+    assert [n.info.name for n in response.nodes] == sorted(
+        ["IRONWOOD", "ROSEWOOD", "WALNUT", "ACACIA", "FORSTEINET"]
+    )
+    assert summary.nodes_healthy == 5
+    assert summary.gpus == 9
+    assert summary.vram_total_bytes == 80 * GIB
+    assert summary.endpoints == 6
+    assert "codellama:13b" in summary.models and "llama3.1:8b" in summary.models
+    ironwood = node(response, "IRONWOOD")
+    assert [e.id for e in ironwood.info.endpoints] == ["gtx1070", "p4"]
+    assert list(ironwood.info.endpoints[0].gpu_indices) == [0, 1]
+    assert ironwood.info.telemetry_provider == "simulated"
+    assert node(response, "WALNUT").info.gpus[0].vendor == common_pb2.GPU_VENDOR_AMD
+
+
+async def test_heartbeats_update_telemetry(dev: DevCluster) -> None:
+    coordinator = dev.coordinator
+    assert coordinator is not None
+    record = coordinator.registry.get("ROSEWOOD")
+    beats = record.heartbeats
+    await eventually(
+        lambda: coordinator.registry.get("ROSEWOOD").heartbeats >= beats + 2,
+        what="two more heartbeats",
+    )
+    # Loading a model shows up in the next heartbeats: VRAM used and /api/ps.
+    emulator = dev.emulators["ROSEWOOD/rtx"]
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            f"{emulator.url}/api/generate",
+            json={"model": "llama3.1:8b", "prompt": "", "stream": False},
+        )
+        assert r.status_code == 200
+
+    def loaded() -> bool:
+        tel = coordinator.registry.get("ROSEWOOD").telemetry
+        names = {m.name for e in tel.endpoints for m in e.loaded_models}
+        used = sum(g.memory_used_bytes for g in tel.gpus)
+        return "llama3.1:8b" in names and used > 4 * 10**9
+
+    await eventually(loaded, what="llama3.1:8b in ROSEWOOD telemetry")
+
+
+async def test_killed_agent_is_lost_and_comes_back_as_the_same_node(dev: DevCluster) -> None:
+    coordinator = dev.coordinator
+    assert coordinator is not None
+    await dev.stop_node("ACACIA")
+    await eventually(
+        lambda: coordinator.registry.get("ACACIA").state.value == "lost",
+        timeout=coordinator.registry.lost_after + 1,
+        what="ACACIA lost",
+    )
+    agent = await dev.start_node(next(n for n in dev.cluster.nodes if n.name == "ACACIA"))
+    await asyncio.wait_for(agent.connected.wait(), 5)
+    response = await status(dev)
+    assert [n.info.name for n in response.nodes].count("ACACIA") == 1
+    assert len(response.nodes) == 5
+    acacia = node(response, "ACACIA")
+    assert acacia.state == common_pb2.NODE_STATE_HEALTHY
+    assert acacia.reconnects == 1
+
+
+async def test_silent_agent_goes_suspect_then_lost_within_timeout(dev: DevCluster) -> None:
+    """A session that stays open but stops heartbeating is caught by the timeout alone."""
+    coordinator = dev.coordinator
+    assert coordinator is not None
+    registry = coordinator.registry
+    info = common_pb2.NodeInfo(name="SILENT", agent_address="127.0.0.1:1")
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        call = agent_session_pb2_grpc.AgentSessionServiceStub(channel).Connect()
+        await call.write(
+            agent_session_pb2.ConnectRequest(register=agent_session_pb2.Register(node=info))
+        )
+        welcome = await call.read()
+        assert welcome.welcome.session_id
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await eventually(lambda: registry.get("SILENT").state.value == "suspect", what="suspect")
+        await eventually(lambda: registry.get("SILENT").state.value == "lost", what="lost")
+        elapsed = loop.time() - start
+        assert registry.lost_after <= elapsed + 0.05 < registry.lost_after + 0.6
+        # The coordinator ends the stream of a lost session.
+        assert await asyncio.wait_for(call.read(), 2) is grpc.aio.EOF
+
+
+async def test_agents_reconnect_after_coordinator_restart(dev: DevCluster) -> None:
+    old = dev.coordinator
+    assert old is not None
+    port = old.port
+    await old.stop(grace=0)
+    await eventually(
+        lambda: not any(a.connected.is_set() for a in dev.agents.values()),
+        what="agents notice the coordinator is gone",
+    )
+    new = Coordinator(dev.cluster)
+    await new.start(f"127.0.0.1:{port}")
+    dev.coordinator = new
+    await eventually(
+        lambda: len(new.registry) == 5 and all(r.state.value == "healthy" for r in new.registry),
+        timeout=15,
+        what="all 5 nodes back",
+    )
+
+
+async def generate(
+    dev: DevCluster, model: str, prompt: str, **options: float
+) -> tuple[list[inference_pb2.GenerateResponse], str]:
+    request = inference_pb2.GenerateRequest(model=model, prompt=prompt)
+    if options:
+        request.options.update(options)
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        events = [e async for e in stub.Generate(request)]
+    text = "".join(e.chunk.text for e in events if e.HasField("chunk"))
+    return events, text
+
+
+async def test_streamed_generate_returns_the_emulators_text_and_token_counts(
+    dev: DevCluster,
+) -> None:
+    events, text = await generate(dev, "starcoder2:15b", "Write a binary search in Python")
+    assigned = events[0].assigned
+    assert (assigned.node, assigned.endpoint_id) == ("IRONWOOD", "p4")  # the only one with it
+    result = events[-1].result
+    chunks = [e.chunk for e in events if e.HasField("chunk")]
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    # The same request straight to the emulator gives the same text and counts.
+    emulator = dev.emulators["IRONWOOD/p4"]
+    async with httpx.AsyncClient() as client:
+        direct = (
+            await client.post(
+                f"{emulator.url}/api/generate",
+                json={
+                    "model": "starcoder2:15b",
+                    "prompt": "Write a binary search in Python",
+                    "stream": False,
+                },
+            )
+        ).json()
+    assert text == direct["response"]
+    assert result.stats.eval_count == direct["eval_count"] > 0
+    assert result.stats.prompt_eval_count == direct["prompt_eval_count"] > 0
+    assert result.done_reason == "stop"
+
+
+async def test_chunks_are_batched_not_one_message_per_token(dev: DevCluster) -> None:
+    events, text = await generate(dev, "llama3.1:8b", "Tell me a long story", num_predict=400)
+    chunks = [e for e in events if e.HasField("chunk")]
+    result = events[-1].result
+    assert result.stats.eval_count == 400
+    assert 1 < len(chunks) < 400 / 4, f"{len(chunks)} chunks for 400 tokens"
+    assert len(text) > 400
+
+
+async def test_cancelling_the_client_call_cancels_the_request_at_the_emulator() -> None:
+    from tests.conftest import fast_cluster
+
+    dev = DevCluster(
+        fast_cluster(), coordinator_listen="127.0.0.1:0", gateway_port=None, time_scale=0.05
+    )
+    await dev.start()
+    try:
+        await dev.wait_registered()
+        request = inference_pb2.GenerateRequest(model="starcoder2:15b", prompt="stream forever")
+        request.options.update({"num_predict": 5000})
+        emulator = dev.emulators["IRONWOOD/p4"]
+        async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+            call = inference_pb2_grpc.InferenceServiceStub(channel).Generate(request)
+            async for event in call:
+                if event.HasField("chunk"):
+                    break
+            call.cancel()
+        await eventually(lambda: emulator.stats.cancelled_total == 1, what="emulator cancelled")
+        await eventually(lambda: emulator.stats.active == 0, what="slot freed")
+        agent = dev.agents["IRONWOOD"]
+        await eventually(lambda: not agent.running, what="agent forgot the task")
+    finally:
+        await dev.stop()
+
+
+async def test_unknown_model_fails_fast_with_failed_precondition(dev: DevCluster) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await generate(dev, "no-such-model:1b", "hi")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no-such-model:1b" in (err.value.details() or "")
+
+
+async def test_bad_registrations_get_clear_statuses_and_others_keep_working(
+    dev: DevCluster,
+) -> None:
+    async def register(first: agent_session_pb2.ConnectRequest) -> grpc.aio.AioRpcError:
+        async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+            call = agent_session_pb2_grpc.AgentSessionServiceStub(channel).Connect()
+            await call.write(first)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call.read()
+            return err.value
+
+    bad_name = await register(
+        agent_session_pb2.ConnectRequest(
+            register=agent_session_pb2.Register(
+                node=common_pb2.NodeInfo(name="bad name!", agent_address="127.0.0.1:1")
+            )
+        )
+    )
+    assert bad_name.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "bad name!" in (bad_name.details() or "")
+
+    bad_gpu = await register(
+        agent_session_pb2.ConnectRequest(
+            register=agent_session_pb2.Register(
+                node=common_pb2.NodeInfo(
+                    name="X",
+                    agent_address="127.0.0.1:1",
+                    endpoints=[common_pb2.OllamaEndpoint(id="e0", gpu_indices=[3], num_parallel=1)],
+                )
+            )
+        )
+    )
+    assert bad_gpu.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown GPUs [3]" in (bad_gpu.details() or "")
+
+    heartbeat_first = await register(
+        agent_session_pb2.ConnectRequest(heartbeat=agent_session_pb2.Heartbeat(seq=1))
+    )
+    assert heartbeat_first.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # Another agent claiming a live node's name from elsewhere is refused.
+    conflict = await register(
+        agent_session_pb2.ConnectRequest(
+            register=agent_session_pb2.Register(
+                node=common_pb2.NodeInfo(name="WALNUT", agent_address="10.9.9.9:50061")
+            )
+        )
+    )
+    assert conflict.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "WALNUT" in (conflict.details() or "")
+
+    # An oversized message is refused before it is buffered.
+    huge = agent_session_pb2.ConnectRequest(
+        register=agent_session_pb2.Register(
+            node=common_pb2.NodeInfo(
+                name="HUGE", agent_address="127.0.0.1:1", labels={"blob": "x" * (17 * 1024 * 1024)}
+            )
+        )
+    )
+    oversized = await register(huge)
+    assert oversized.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    response = await status(dev)
+    assert response.summary.nodes_healthy == 5
+    assert {n.info.name for n in response.nodes} == {
+        "IRONWOOD",
+        "ROSEWOOD",
+        "WALNUT",
+        "ACACIA",
+        "FORSTEINET",
+    }
+    _, text = await generate(dev, "llama3.1:8b", "still serving?")
+    assert text
+
+
+async def test_drained_node_gets_no_new_work(dev: DevCluster) -> None:
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+        drained = await stub.DrainNode(cluster_pb2.DrainNodeRequest(node="IRONWOOD", drain=True))
+        assert drained.node.draining
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.DrainNode(cluster_pb2.DrainNodeRequest(node="NOPE", drain=True))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    await eventually(lambda: dev.agents["IRONWOOD"].draining, what="agent told to drain")
+    # starcoder2:15b lives only on IRONWOOD: nowhere to run it now.
+    with pytest.raises(grpc.aio.AioRpcError) as unavailable:
+        await generate(dev, "starcoder2:15b", "hi")
+    assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE
+    for _ in range(6):
+        events, _ = await generate(dev, "codellama:13b", "hi")
+        assert events[0].assigned.node != "IRONWOOD"
+
+
+def list_services(address: str) -> list[str]:
+    channel = grpc.insecure_channel(address)
+    try:
+        return sorted(ProtoReflectionDescriptorDatabase(channel).get_services())
+    finally:
+        channel.close()
+
+
+async def test_reflection_lists_every_service_on_coordinator_and_agent(dev: DevCluster) -> None:
+    coordinator_services = await asyncio.to_thread(list_services, dev.coordinator_address)
+    assert coordinator_services == sorted(
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "hive.v1.AgentSessionService",
+            "hive.v1.ClusterService",
+            "hive.v1.InferenceService",
+            "hive.v1.WorkflowService",
+        ]
+    )
+    agent_services = await asyncio.to_thread(list_services, dev.agents["WALNUT"].address)
+    assert agent_services == sorted(
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "hive.v1.NodeAgentService",
+        ]
+    )
+
+
+async def test_list_models_is_the_union_across_nodes(dev: DevCluster) -> None:
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        response = await inference_pb2_grpc.InferenceServiceStub(channel).ListModels(
+            inference_pb2.ListModelsRequest()
+        )
+    by_name = {m.info.name: m for m in response.models}
+    assert list(by_name["starcoder2:15b"].endpoints) == ["IRONWOOD/p4"]
+    assert len(by_name["llama3.1:8b"].endpoints) == 6
+    assert by_name["mistral:7b"].endpoints == ["FORSTEINET/gpu0"]
