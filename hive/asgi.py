@@ -9,54 +9,102 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 
+START_TIMEOUT_SECONDS = 10.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handling: the process that embeds it owns Ctrl-C.
+
+    uvicorn's ``serve()`` swaps SIGINT/SIGTERM handlers for its lifetime and re-raises
+    captured signals afterwards; with many servers in one process those swaps interleave.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (0 = any free port).
+
+    The protocol is given explicitly: asyncio only sets TCP_NODELAY on accepted
+    sockets whose listening socket says IPPROTO_TCP, and without it a response's
+    body segment waits for the client's delayed ACK (40 ms on Linux).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
 
 class AsgiServer:
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, graceful_seconds: float = 1.0
+    ) -> None:
         self._app = app
         self._host = host
         self._port = port
+        self._graceful = graceful_seconds
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.port = 0
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
 
     async def start(self) -> int:
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
-        sock.listen(1024)
-        sock.setblocking(False)
+        if self._task is not None:
+            raise RuntimeError("already started")
+        sock = bind_tcp(self._host, self._port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app, log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        # The process that embeds the server owns the signals (hive dev stops on Ctrl-C
-        # itself); uvicorn must not capture and re-raise them.
-        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._task = asyncio.create_task(
-            self._server.serve(sockets=[sock]), name=f"asgi:{self.port}"
+        config = uvicorn.Config(
+            self._app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            # In-flight streams get this long to finish on stop(), then are cut off.
+            timeout_graceful_shutdown=max(1, round(self._graceful)),
         )
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises the start-up error
-            await asyncio.sleep(0.005)
+        server = _EmbeddedServer(config)
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name=f"asgi:{self.port}")
+        try:
+            async with asyncio.timeout(START_TIMEOUT_SECONDS):
+                while not server.started and not self._task.done():  # noqa: ASYNC110 - uvicorn exposes only a flag
+                    await asyncio.sleep(0.002)
+        finally:
+            if not server.started:
+                await self.stop()
+                sock.close()
+        if not server.started:
+            raise RuntimeError(f"uvicorn failed to serve on {self._host}:{self.port}")
         return self.port
 
     async def stop(self) -> None:
-        if self._server is None or self._task is None:
+        server, task = self._server, self._task
+        self._server = self._task = None
+        if server is None or task is None:
             return
-        self._server.should_exit = True
+        server.should_exit = True
         try:
-            async with asyncio.timeout(5):
-                await self._task
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+        except SystemExit:
+            pass  # uvicorn exits this way when start-up failed; start() reports that

@@ -118,38 +118,48 @@ def _state(state: int) -> str:
     return common_pb2.NodeState.Name(state).removeprefix("NODE_STATE_").lower()
 
 
+def _short_gpu(name: str) -> str:
+    for prefix in ("NVIDIA GeForce ", "NVIDIA ", "AMD Radeon ", "AMD "):
+        name = name.removeprefix(prefix)
+    return name
+
+
 def render_status(response: cluster_pb2.GetClusterStatusResponse, console: Console) -> None:
-    table = Table(title="Hive cluster", title_justify="left")
-    for column in (
-        "node",
-        "state",
-        "gpus",
-        "vram used/total",
-        "util",
-        "endpoints",
-        "loaded",
-        "running",
-    ):
-        table.add_column(column, justify="right" if column in ("util", "running") else "left")
+    table = Table(title="Hive cluster", title_justify="left", expand=False)
+    table.add_column("node", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("gpus")
+    table.add_column("vram", no_wrap=True, justify="right")
+    table.add_column("util", no_wrap=True, justify="right")
+    table.add_column("temp", no_wrap=True, justify="right")
+    table.add_column("endpoints: loaded models")
+    table.add_column("run", no_wrap=True, justify="right")
     for node in response.nodes:
         info, tel = node.info, node.telemetry
         total = sum(g.memory_total_bytes for g in info.gpus)
         used = sum(g.memory_used_bytes for g in tel.gpus)
         util = sum(g.utilization_percent for g in tel.gpus) / len(tel.gpus) if tel.gpus else 0.0
+        temp = max((g.temperature_celsius for g in tel.gpus), default=0.0)
         gpu_names: dict[str, int] = {}
         for g in info.gpus:
-            gpu_names[g.name] = gpu_names.get(g.name, 0) + 1
-        state = _state(node.state) + (" (draining)" if node.draining else "")
-        color = {"healthy": "green", "suspect": "yellow", "lost": "red"}.get(_state(node.state), "")
-        loaded = sorted({m.name for e in tel.endpoints for m in e.loaded_models})
+            short = _short_gpu(g.name)
+            gpu_names[short] = gpu_names.get(short, 0) + 1
+        state = _state(node.state)
+        color = {"healthy": "green", "suspect": "yellow", "lost": "red"}.get(state, "white")
+        if node.draining:
+            state += ",drain"
+        loaded = {e.id: [m.name for m in e.loaded_models] for e in tel.endpoints}
+        endpoints = "\n".join(
+            f"{e.id}: {', '.join(loaded.get(e.id, [])) or '-'}" for e in info.endpoints
+        )
         table.add_row(
             info.name,
-            f"[{color}]{state}[/{color}]" if color else state,
+            f"[{color}]{state}[/{color}]",
             ", ".join(f"{n}x {name}" for name, n in gpu_names.items()),
-            f"{used / GIB:.1f}/{total / GIB:.0f} GiB",
+            f"{used / GIB:.1f}/{total / GIB:.0f}G",
             f"{util:.0f}%",
-            ", ".join(f"{e.id}({len(e.models)} models)" for e in info.endpoints),
-            ", ".join(loaded) or "-",
+            f"{temp:.0f}C" if tel.gpus else "-",
+            endpoints,
             str(node.running_tasks),
         )
     console.print(table)
@@ -176,7 +186,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         )
     else:
-        render_status(response, Console())
+        render_status(response, Console(width=max(Console().width, 110)))
     return 0
 
 

@@ -8,24 +8,17 @@ per-GPU activity.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import NamedTuple
 
-import uvicorn
-
+from hive.asgi import AsgiServer
 from ollama_emulator.activity import GpuActivity, gpu_activity
 from ollama_emulator.api import OllamaApi
 from ollama_emulator.config import EmulatorConfig
 from ollama_emulator.scheduler import EmulatorStats, Scheduler
-
-# How long start() waits for uvicorn to begin serving before giving up.
-_START_TIMEOUT_SECONDS = 10.0
 
 
 class LoadedModel(NamedTuple):
@@ -33,18 +26,6 @@ class LoadedModel(NamedTuple):
     vram_bytes: int
     # On the emulator's clock (time.monotonic unless injected); math.inf = never expires.
     expires_at: float
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its signal handling: the process that embeds us owns Ctrl-C.
-
-    uvicorn's ``serve()`` swaps SIGINT/SIGTERM handlers for its lifetime and re-raises
-    captured signals afterwards; with many emulators in one process those swaps interleave.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class OllamaEmulator:
@@ -71,8 +52,7 @@ class OllamaEmulator:
         self._api = OllamaApi(
             config=config, scheduler=self._scheduler, stats=self._stats, clock=clock
         )
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: AsgiServer | None = None
         self._url: str | None = None
         self._port: int | None = None
 
@@ -90,68 +70,24 @@ class OllamaEmulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Bind ``host:port`` (0 = a free port), serve in a task owned here, return the port."""
-        if self._task is not None:
+        if self._server is not None:
             raise RuntimeError("OllamaEmulator.start: already started")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        bound_port: int = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self._api.app(),
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            # In-flight streams get this long to finish on stop(), then are cancelled.
-            timeout_graceful_shutdown=1,
-        )
-        server = _EmbeddedServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"ollama-emulator:{port}")
-        self._server, self._task = server, task
-        try:
-            async with asyncio.timeout(_START_TIMEOUT_SECONDS):
-                while not server.started:
-                    if task.done():
-                        break
-                    await asyncio.sleep(0.001)
-        except BaseException:
-            await self.stop()
-            sock.close()
-            raise
-        if not server.started:
-            await self.stop()
-            sock.close()
-            raise RuntimeError(f"OllamaEmulator.start: uvicorn failed to serve on {host}:{port}")
-        client_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-        shown = f"[{client_host}]" if ":" in client_host else client_host
-        self._port = bound_port
-        self._url = f"http://{shown}:{bound_port}"
-        return bound_port
+        server = AsgiServer(self._api.app(), host, port)
+        await server.start()
+        self._server = server
+        self._port = server.port
+        self._url = server.url
+        return server.port
 
     async def stop(self) -> None:
-        """Stop serving and wait for the server task; in-flight requests are cut off."""
-        server, task = self._server, self._task
-        self._server = self._task = None
+        """Stop serving; in-flight requests get a second to finish, then are cut off."""
+        server, self._server = self._server, None
         self._url = self._port = None
-        if server is None or task is None:
-            return
-        server.should_exit = True
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise
-        except SystemExit:
-            # uvicorn exits this way when startup failed; start() reports that itself.
-            pass
+        if server is not None:
+            await server.stop()
 
     async def __aenter__(self) -> OllamaEmulator:
-        if self._task is None:
+        if self._server is None:
             await self.start()
         return self
 

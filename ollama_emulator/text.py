@@ -19,7 +19,7 @@ from itertools import chain, islice
 # Mentions that make a prompt ask for code, and which language it wants.
 _CODE_HINT = re.compile(
     r"\b(code|implement\w*|write|function|class|refactor\w*|bug|fix|script|program\w*|"
-    r"test|tests|python|golang|go|rust|typescript|javascript|api|endpoint|module)\b|```",
+    r"test|tests|python|golang|rust|typescript|javascript|api|endpoint|module)\b|```",
     re.IGNORECASE,
 )
 _LANGUAGES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -64,7 +64,8 @@ _CLOSERS = (
 # Prompt words that make poor identifiers in the invented code.
 _NOT_NAMES = frozenset(
     "write implement code function please with that this from into python rust golang "
-    "typescript javascript class script program test tests should could would make".split()
+    "typescript javascript class script program test tests should could would make "
+    "user assistant system".split()
 )
 _FALLBACK_NAMES = ("items", "request", "value", "config", "result", "record", "queue", "node")
 # Splits text into token-ish pieces: a word with its leading space, a run of spaces, or one mark.
@@ -147,7 +148,7 @@ def _code_answer(rng: random.Random, prompt: str, names: list[str], count: int) 
         code = code[: ends[-1]]
     else:
         code[-1] = "\n"
-    outro = chain(_tokenize(rng.choice(_CLOSERS)), _prose(rng, names))
+    outro = chain(_tokenize(rng.choice(_CLOSERS)), _prose(rng, names, opening=False))
     return chain(intro, header, code, footer, islice(outro, rest - len(code)))
 
 
@@ -164,9 +165,9 @@ def _invent_path(rng: random.Random, language: str, names: list[str]) -> str:
     )
 
 
-def _prose(rng: random.Random, names: list[str]) -> Iterator[str]:
-    """Endless sentences; callers take what they need."""
-    first = True
+def _prose(rng: random.Random, names: list[str], *, opening: bool = True) -> Iterator[str]:
+    """Endless sentences; callers take what they need. ``opening``: nothing precedes them."""
+    first = opening
     while True:
         # Mostly common words, some taken from the prompt so the answer seems on topic.
         words = [
