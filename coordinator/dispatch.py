@@ -131,9 +131,15 @@ class Dispatcher:
         return Placement(best_record.name, best[2], best_record.info.agent_address)
 
     async def run(
-        self, request: node_agent_pb2.RunTaskRequest
+        self,
+        request: node_agent_pb2.RunTaskRequest,
+        priority: common_pb2.Priority = common_pb2.PRIORITY_NORMAL,
     ) -> AsyncIterator[Assigned | node_agent_pb2.RunTaskResponse]:
-        """Run ``request`` (endpoint chosen here); yield assignments and the agent's events."""
+        """Run ``request`` (endpoint chosen here); yield assignments and the agent's events.
+
+        The caller sets ``task_id``; closing or cancelling the iteration cancels the task
+        on its agent.
+        """
         run = TaskRun(request.task_id, request.model, request.type)
         self.tasks[request.task_id] = run
         failed: set[tuple[str, str]] = set()

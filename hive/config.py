@@ -69,6 +69,9 @@ class CoordinatorSettings:
     lost_after_seconds: float = 6.0
     # Largest gRPC message accepted, in bytes.
     max_message_bytes: int = 16 * 1024 * 1024
+    # SQLite database (WAL) holding workflows and tasks; relative paths are
+    # relative to the working directory.
+    state_path: str = "hive-state.sqlite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +255,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
             "suspect_after_seconds",
             "lost_after_seconds",
             "max_message_bytes",
+            "state_path",
         }
     )
     d = CoordinatorSettings()
@@ -265,6 +269,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
         max_message_bytes=r.number(
             "max_message_bytes", d.max_message_bytes, minimum=1024, integer=True
         ),
+        state_path=r.str_("state_path", d.state_path),
     )
     if settings.lost_after_seconds < settings.suspect_after_seconds:
         raise r.error("lost_after_seconds", "must not be shorter than suspect_after_seconds")
