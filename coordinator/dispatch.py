@@ -1,15 +1,23 @@
-"""Running one task on an agent: pick an endpoint, call RunTask, relay, fail over.
+"""Running tasks on agents: the production driver of the sans-IO scheduler.
 
-The dispatcher turns a task into a RunTask call on the chosen agent and relays
-its stream. When an attempt fails in a way another endpoint could fix (the
-agent died, the endpoint is busy or broken) it moves the task to the next
-candidate, at most ``max_attempts`` times, telling the caller with a fresh
-assignment so partial output from the failed attempt can be discarded.
+``Dispatcher.run`` submits a task to the ``Scheduler`` (admission control, priority
+queues, backpressure), waits for it to be assigned, calls ``RunTask`` on the chosen
+agent and relays its stream. When an attempt fails in a way another endpoint could
+fix (the agent died, the endpoint is busy or broken) the scheduler requeues it,
+avoiding the endpoints that failed, at most ``max_attempts`` times; the caller sees
+a fresh assignment and discards the partial output of the failed attempt. A lost
+node's running attempts are requeued at once, and a late result from them is stale.
+
+All scheduler calls happen on the event loop, so its state has one owner. One
+background loop (``_dispatch_loop``) turns "something changed" kicks into
+``Scheduler.dispatch`` rounds and delivers each assignment to the waiting ``run``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -17,31 +25,86 @@ from dataclasses import dataclass, field
 import grpc
 
 from coordinator.registry import NodeRecord, NodeState, Registry
+from coordinator.routing import (
+    ClusterSnapshot,
+    Decision,
+    EndpointView,
+    LoadedModelView,
+    NodeView,
+    Priority,
+    RouterConfig,
+    SpeedTracker,
+    TaskSpec,
+    could_ever_run,
+)
+from coordinator.scheduler import (
+    Assignment,
+    FinishKind,
+    FinishOutcome,
+    QueueFull,
+    Scheduler,
+    Unroutable,
+)
 from hive.serving import channel_options
 from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2, node_agent_pb2_grpc
 
 log = logging.getLogger("hive.coordinator.dispatch")
 
-# Failures another endpoint may not have: retried elsewhere.
+# Failures another endpoint may not have: retried elsewhere. CANCELLED counts: the
+# coordinator cancels an attempt by cancelling its task, never by the RPC status, so a
+# CANCELLED status means the agent's side went away (an agent stopping mid-task).
 RETRYABLE = {
+    grpc.StatusCode.CANCELLED,
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
     grpc.StatusCode.ABORTED,
 }
+# How often the dispatch loop runs even without a kick (deadlines, telemetry changes).
+TICK_SECONDS = 0.25
+# Decisions kept for `hive explain`, most recent tasks.
+EXPLAIN_HISTORY = 10_000
+# Output tokens assumed when a request does not bound them (num_predict), per task type.
+DEFAULT_OUTPUT_TOKENS = {"inference": 256, "code_review": 512, "testing": 768}
+DEFAULT_OUTPUT_TOKENS_OTHER = 1024
+
+_TASK_TYPE_NAMES = {
+    common_pb2.TASK_TYPE_UNSPECIFIED: "inference",
+    common_pb2.TASK_TYPE_INFERENCE: "inference",
+    common_pb2.TASK_TYPE_CODE_GENERATION: "code_generation",
+    common_pb2.TASK_TYPE_CODE_REVIEW: "code_review",
+    common_pb2.TASK_TYPE_TESTING: "testing",
+    common_pb2.TASK_TYPE_COMPILATION: "compilation",
+    common_pb2.TASK_TYPE_OPTIMIZATION: "optimization",
+    common_pb2.TASK_TYPE_DOCUMENTATION: "documentation",
+}
+_PRIORITIES = {
+    common_pb2.PRIORITY_UNSPECIFIED: Priority.NORMAL,
+    common_pb2.PRIORITY_LOW: Priority.LOW,
+    common_pb2.PRIORITY_NORMAL: Priority.NORMAL,
+    common_pb2.PRIORITY_HIGH: Priority.HIGH,
+}
 
 
 class UnknownModel(LookupError):
-    """No endpoint in the cluster has the model (maps to FAILED_PRECONDITION)."""
+    """No endpoint in the cluster could ever run the model (maps to FAILED_PRECONDITION)."""
 
 
 class NoCapacity(RuntimeError):
     """Endpoints have the model but none can take the task now (maps to UNAVAILABLE)."""
 
 
+class Overloaded(RuntimeError):
+    """The coordinator's queue is full (maps to RESOURCE_EXHAUSTED with a retry hint)."""
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(f"the coordinator's queue is full; retry after {retry_after_seconds:.1f}s")
+        self.retry_after_seconds = retry_after_seconds
+
+
 class AttemptsExhausted(RuntimeError):
-    """Every attempt failed; carries the last gRPC status."""
+    """The task failed for good; carries the gRPC status to report."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
@@ -66,14 +129,30 @@ class Assigned:
 
 @dataclass
 class TaskRun:
-    """What the coordinator remembers about one task while it is known."""
+    """What the coordinator remembers about one task (kept for ``ExplainTask``)."""
 
     task_id: str
     model: str
-    type: common_pb2.TaskType
+    type: str
     placements: list[Placement] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     state: cluster_pb2.TaskState = cluster_pb2.TASK_STATE_QUEUED
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    attempt: int
+    event: node_agent_pb2.RunTaskResponse
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    attempt: int
+    error: grpc.aio.AioRpcError | None
+
+
+_Inbox = asyncio.Queue[Assignment | _Event | _Done | FinishOutcome]
 
 
 class AgentChannels:
@@ -96,108 +175,330 @@ class AgentChannels:
         self._channels.clear()
 
 
-Placer = Callable[[str, set[tuple[str, str]]], Placement]
+def snapshot_from_registry(registry: Registry, speeds: SpeedTracker) -> ClusterSnapshot:
+    """The router's view of the live cluster: what every node said in its last heartbeat.
+
+    In-flight counts are left at zero here: the scheduler overlays its own, which are
+    exact, on top of telemetry, which lags.
+    """
+    nodes = []
+    for record in registry:
+        nodes.append(_node_view(record))
+    return ClusterSnapshot(tuple(nodes), speeds.speeds(), speeds.error_rates())
+
+
+def _node_view(record: NodeRecord) -> NodeView:
+    info, telemetry = record.info, record.telemetry
+    gpus = {g.index: g for g in info.gpus}
+    gpu_samples = {g.index: g for g in telemetry.gpus}
+    endpoint_samples = {e.id: e for e in telemetry.endpoints}
+    endpoints = []
+    for endpoint in info.endpoints:
+        indices = list(endpoint.gpu_indices)
+        sample = endpoint_samples.get(endpoint.id)
+        samples = [gpu_samples[i] for i in indices if i in gpu_samples]
+        endpoints.append(
+            EndpointView(
+                node=record.name,
+                id=endpoint.id,
+                gpu_names=tuple(gpus[i].name for i in indices if i in gpus),
+                num_parallel=endpoint.num_parallel,
+                max_queue=endpoint.max_queue,
+                vram_total_bytes=sum(gpus[i].memory_total_bytes for i in indices if i in gpus),
+                vram_used_bytes=sum(s.memory_used_bytes for s in samples),
+                models={m.name: m.size_bytes for m in endpoint.models},
+                loaded=tuple(
+                    LoadedModelView(m.name, m.size_vram_bytes)
+                    for m in (sample.loaded_models if sample else ())
+                ),
+                healthy=sample.healthy if sample is not None else True,
+                utilization_percent=(
+                    sum(s.utilization_percent for s in samples) / len(samples) if samples else 0.0
+                ),
+            )
+        )
+    return NodeView(
+        name=record.name,
+        state=record.state.value,
+        draining=record.draining,
+        specializations=tuple(info.specializations),
+        endpoints=tuple(endpoints),
+    )
+
+
+def _usable(snapshot: ClusterSnapshot) -> ClusterSnapshot:
+    """The snapshot without nodes that take no work for a while (draining or lost)."""
+    return ClusterSnapshot(
+        tuple(n for n in snapshot.nodes if not n.draining and n.state != "lost"),
+        snapshot.speeds,
+        snapshot.error_rates,
+    )
+
+
+def task_spec(
+    request: node_agent_pb2.RunTaskRequest, priority: int, deadline: float | None
+) -> TaskSpec:
+    """The router's view of a task: type, model, urgency and an estimate of its size."""
+    kind = _TASK_TYPE_NAMES.get(request.type, "inference")
+    if request.WhichOneof("input") == "chat":
+        chars = sum(len(m.content) for m in request.chat.messages)
+    else:
+        chars = len(request.generate.prompt) + len(request.generate.system)
+    options = request.options.fields
+    bound = options["num_predict"].number_value if "num_predict" in options else 0
+    output = (
+        int(bound) if bound > 0 else DEFAULT_OUTPUT_TOKENS.get(kind, DEFAULT_OUTPUT_TOKENS_OTHER)
+    )
+    return TaskSpec(
+        id=request.task_id,
+        type=kind,
+        model=request.model,
+        priority=_PRIORITIES.get(priority, Priority.NORMAL),  # type: ignore[call-overload]
+        prompt_tokens=max(1, chars // 4),
+        output_tokens=output,
+        deadline=deadline,
+    )
 
 
 class Dispatcher:
-    def __init__(self, registry: Registry, channels: AgentChannels, max_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        channels: AgentChannels,
+        config: RouterConfig,
+        clock: Callable[[], float],
+    ) -> None:
         self.registry = registry
         self.channels = channels
-        self.max_attempts = max_attempts
-        self.tasks: dict[str, TaskRun] = {}
-        self.place: Placer = self._least_loaded
+        self.clock = clock
+        self.scheduler = Scheduler(config)
+        self.speeds = SpeedTracker()
+        self.tasks: collections.OrderedDict[str, TaskRun] = collections.OrderedDict()
+        self._inboxes: dict[str, _Inbox] = {}
+        self._kicked = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        registry.on_state_change.append(self._node_changed)
 
-    def _least_loaded(self, model: str, exclude: set[tuple[str, str]]) -> Placement:
-        """Placeholder policy: the healthy, undrained endpoint with the model and fewest tasks."""
-        has_model = False
-        best: tuple[int, str, str] | None = None
-        best_record: NodeRecord | None = None
-        for record in self.registry:
-            for endpoint in record.info.endpoints:
-                if not any(m.name == model for m in endpoint.models):
+    # --- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._dispatch_loop(), name="dispatch")
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+
+    def kick(self) -> None:
+        """Something changed (a task arrived or ended, a node came or went): dispatch soon."""
+        self._kicked.set()
+
+    def snapshot(self) -> ClusterSnapshot:
+        return snapshot_from_registry(self.registry, self.speeds)
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_SECONDS):
+                    await self._kicked.wait()
+            self._kicked.clear()
+            now = self.clock()
+            for outcome in self.scheduler.expire(now):
+                self._deliver(outcome)
+            if self.scheduler.queue_depth == 0:
+                continue
+            for assignment in self.scheduler.dispatch(self.snapshot(), now):
+                inbox = self._inboxes.get(assignment.task.id)
+                if inbox is None:  # its caller went away between submit and now
+                    self.scheduler.cancel(assignment.task.id)
                     continue
-                has_model = True
-                if record.state is not NodeState.HEALTHY or record.draining:
-                    continue
-                if (record.name, endpoint.id) in exclude:
-                    continue
-                key = (self.registry.running[record.name], record.name, endpoint.id)
-                if best is None or key < best:
-                    best, best_record = key, record
-        if best is None or best_record is None:
-            if not has_model:
-                raise UnknownModel(model)
-            raise NoCapacity(f"no healthy endpoint with model {model!r} can take the task now")
-        return Placement(best_record.name, best[2], best_record.info.agent_address)
+                inbox.put_nowait(assignment)
+
+    def _deliver(self, outcome: FinishOutcome) -> None:
+        inbox = self._inboxes.get(outcome.task_id)
+        if inbox is not None:
+            inbox.put_nowait(outcome)
+
+    def _node_changed(self, record: NodeRecord, old: NodeState) -> None:
+        if record.state is NodeState.LOST:
+            for outcome in self.scheduler.node_lost(record.name, self.clock()):
+                log.warning(
+                    "task %s: attempt %d on lost node %s %s",
+                    outcome.task_id,
+                    outcome.attempt,
+                    record.name,
+                    "requeued" if outcome.kind is FinishKind.REQUEUED else "failed",
+                )
+                self._deliver(outcome)
+        self.kick()
+
+    def set_draining(self, node: str, draining: bool) -> None:
+        if draining:
+            self.scheduler.drain(node)
+        else:
+            self.scheduler.undrain(node)
+        self.kick()
+
+    # --- running one task --------------------------------------------------------
+
+    def _remember(self, run: TaskRun) -> None:
+        self.tasks[run.task_id] = run
+        while len(self.tasks) > EXPLAIN_HISTORY:
+            self.tasks.popitem(last=False)
 
     async def run(
         self,
         request: node_agent_pb2.RunTaskRequest,
-        priority: common_pb2.Priority = common_pb2.PRIORITY_NORMAL,
+        priority: int = common_pb2.PRIORITY_NORMAL,
+        deadline_seconds: float | None = None,
     ) -> AsyncIterator[Assigned | node_agent_pb2.RunTaskResponse]:
-        """Run ``request`` (endpoint chosen here); yield assignments and the agent's events.
+        """Run ``request``; yield assignments and the agent's events.
 
-        The caller sets ``task_id``; closing or cancelling the iteration cancels the task
-        on its agent.
+        The caller sets ``task_id``; closing or cancelling the iteration withdraws the
+        task (cancelling it on its agent). ``deadline_seconds`` bounds the whole task,
+        queueing included.
         """
-        run = TaskRun(request.task_id, request.model, request.type)
-        self.tasks[request.task_id] = run
-        failed: set[tuple[str, str]] = set()
-        last: AttemptsExhausted | None = None
+        now = self.clock()
+        deadline = None if deadline_seconds is None else now + deadline_seconds
+        spec = task_spec(request, priority, deadline)
+        snapshot = self.snapshot()
         try:
-            for attempt in range(1, self.max_attempts + 1):
-                try:
-                    placement = self.place(request.model, failed)
-                except NoCapacity:
-                    if last is not None:
-                        raise last from None
-                    raise
-                run.placements.append(placement)
-                run.state = cluster_pb2.TASK_STATE_RUNNING
-                yield Assigned(request.task_id, placement, attempt)
-                call_request = node_agent_pb2.RunTaskRequest()
-                call_request.CopyFrom(request)
-                call_request.endpoint_id = placement.endpoint_id
-                call_request.attempt = attempt
-                self.registry.running[placement.node] += 1
-                try:
-                    stub = self.channels.stub(placement.agent_address)
-                    async for event in stub.RunTask(call_request):
-                        yield event
-                    run.state = cluster_pb2.TASK_STATE_SUCCEEDED
-                    return
-                except grpc.aio.AioRpcError as err:
-                    if err.code() not in RETRYABLE:
-                        raise
-                    log.warning(
-                        "task %s attempt %d on %s/%s failed: %s %s",
-                        request.task_id,
-                        attempt,
+            self.scheduler.submit(spec, snapshot, now)
+        except Unroutable:
+            raise UnknownModel(request.model) from None
+        except QueueFull as exc:
+            raise Overloaded(exc.retry_after_seconds) from None
+        if not could_ever_run(spec.model, _usable(snapshot)):
+            self.scheduler.cancel(spec.id)
+            raise NoCapacity(
+                f"every endpoint with model {spec.model!r} is on a draining or lost node"
+            )
+        run = TaskRun(request.task_id, request.model, spec.type)
+        self._remember(run)
+        inbox: _Inbox = asyncio.Queue()
+        self._inboxes[request.task_id] = inbox
+        self.kick()
+        pump: asyncio.Task[None] | None = None
+        attempt = 0
+        try:
+            while True:
+                item = await inbox.get()
+                if isinstance(item, Assignment):
+                    attempt = item.attempt
+                    placement = Placement(item.node, item.endpoint_id, self._address(item.node))
+                    run.placements.append(placement)
+                    run.decisions.append(item.decision)
+                    run.state = cluster_pb2.TASK_STATE_RUNNING
+                    yield Assigned(request.task_id, placement, attempt)
+                    pump = asyncio.create_task(self._pump(request, item, placement, inbox))
+                elif isinstance(item, _Event):
+                    if item.attempt == attempt:
+                        yield item.event
+                elif isinstance(item, _Done):
+                    if item.attempt != attempt:
+                        continue
+                    if self._finish(run, item):
+                        return
+                else:  # the scheduler ended this attempt: node lost, deadline passed
+                    if pump is not None:
+                        pump.cancel()
+                    if item.kind is FinishKind.REQUEUED:
+                        continue
+                    code = (
+                        grpc.StatusCode.DEADLINE_EXCEEDED
+                        if item.reason == "deadline_exceeded"
+                        else grpc.StatusCode.UNAVAILABLE
+                    )
+                    raise AttemptsExhausted(
+                        code, f"task {run.task_id} failed: {item.reason} {item.error}".strip()
+                    )
+        except BaseException as exc:
+            if run.state in (cluster_pb2.TASK_STATE_QUEUED, cluster_pb2.TASK_STATE_RUNNING):
+                cancelled = isinstance(exc, asyncio.CancelledError | GeneratorExit)
+                run.state = (
+                    cluster_pb2.TASK_STATE_CANCELLED if cancelled else cluster_pb2.TASK_STATE_FAILED
+                )
+                run.error = str(exc)
+            raise
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+            self._inboxes.pop(request.task_id, None)
+            if self.scheduler.task(request.task_id) is not None:
+                self.scheduler.cancel(request.task_id)
+            self.kick()
+
+    def _finish(self, run: TaskRun, done: _Done) -> bool:
+        """Report an attempt's end to the scheduler; True when the task succeeded,
+        False when it was requeued; raises when it failed for good."""
+        placement = run.placements[-1]
+        now = self.clock()
+        if done.error is None:
+            self.scheduler.finished(run.task_id, done.attempt, now, ok=True)
+            run.state = cluster_pb2.TASK_STATE_SUCCEEDED
+            return True
+        err = done.error
+        retryable = err.code() in RETRYABLE
+        self.speeds.observe(placement.node, placement.endpoint_id, run.model, ok=False)
+        outcome = self.scheduler.finished(
+            run.task_id, done.attempt, now, ok=False, retryable=retryable, error=err.details() or ""
+        )
+        log.warning(
+            "task %s attempt %d on %s/%s failed (%s): %s %s",
+            run.task_id,
+            done.attempt,
+            placement.node,
+            placement.endpoint_id,
+            outcome.kind.value,
+            err.code().name,
+            err.details(),
+        )
+        if outcome.kind is FinishKind.REQUEUED:
+            return False
+        if not retryable:
+            raise err
+        raise AttemptsExhausted(
+            err.code(),
+            f"task {run.task_id} failed on {placement.node}/{placement.endpoint_id} "
+            f"(attempt {done.attempt}): {err.details()}",
+        )
+
+    async def _pump(
+        self,
+        request: node_agent_pb2.RunTaskRequest,
+        assignment: Assignment,
+        placement: Placement,
+        inbox: _Inbox,
+    ) -> None:
+        """Run one attempt on its agent, forwarding every event to the task's inbox."""
+        call = node_agent_pb2.RunTaskRequest()
+        call.CopyFrom(request)
+        call.endpoint_id = placement.endpoint_id
+        call.attempt = assignment.attempt
+        self.registry.running[placement.node] += 1
+        try:
+            async for event in self.channels.stub(placement.agent_address).RunTask(call):
+                if event.HasField("result"):
+                    stats = event.result.stats
+                    self.speeds.observe(
                         placement.node,
                         placement.endpoint_id,
-                        err.code().name,
-                        err.details(),
+                        request.model,
+                        ok=True,
+                        eval_count=stats.eval_count,
+                        eval_duration_ns=stats.eval_duration_ns,
+                        prompt_eval_count=stats.prompt_eval_count,
+                        prompt_eval_duration_ns=stats.prompt_eval_duration_ns,
                     )
-                    failed.add((placement.node, placement.endpoint_id))
-                    last = AttemptsExhausted(
-                        err.code(),
-                        f"task {request.task_id} failed on {placement.node}/"
-                        f"{placement.endpoint_id} (attempt {attempt}/{self.max_attempts}): "
-                        f"{err.details()}",
-                    )
-                finally:
-                    self.registry.running[placement.node] -= 1
-            assert last is not None
-            raise last
-        except BaseException as exc:
-            run.state = (
-                cluster_pb2.TASK_STATE_CANCELLED
-                if isinstance(exc, GeneratorExit | KeyboardInterrupt) or _is_cancel(exc)
-                else cluster_pb2.TASK_STATE_FAILED
-            )
-            run.error = str(exc)
-            raise
+                inbox.put_nowait(_Event(assignment.attempt, event))
+            inbox.put_nowait(_Done(assignment.attempt, None))
+        except grpc.aio.AioRpcError as err:
+            inbox.put_nowait(_Done(assignment.attempt, err))
+        finally:
+            self.registry.running[placement.node] -= 1
 
-
-def _is_cancel(exc: BaseException) -> bool:
-    return isinstance(exc, asyncio.CancelledError)
+    def _address(self, node: str) -> str:
+        return self.registry.get(node).info.agent_address

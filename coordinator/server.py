@@ -9,6 +9,7 @@ import time
 
 from coordinator.dispatch import AgentChannels, Dispatcher
 from coordinator.registry import Registry
+from coordinator.routing import RouterConfig
 from coordinator.service import (
     AgentSessionServicer,
     ClusterServicer,
@@ -41,7 +42,10 @@ class Coordinator:
             lost_after=settings.lost_after_seconds,
         )
         self.channels = AgentChannels(settings.max_message_bytes)
-        self.dispatcher = Dispatcher(self.registry, self.channels)
+        router_config = RouterConfig.from_mapping(
+            config.routing, config.source, [n.name for n in config.nodes] or None
+        )
+        self.dispatcher = Dispatcher(self.registry, self.channels, router_config, loop.time)
         self._server: RunningServer | None = None
         self._liveness: asyncio.Task[None] | None = None
         self.port = 0
@@ -72,6 +76,7 @@ class Coordinator:
             max_message_bytes=settings.max_message_bytes,
         )
         self.port = self._server.port
+        self.dispatcher.start()
         self._liveness = asyncio.create_task(self._check_liveness(), name="liveness")
         log.info("coordinator listening on %s (port %d)", address or settings.listen, self.port)
         return self.port
@@ -87,6 +92,7 @@ class Coordinator:
             self._liveness.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._liveness
+        await self.dispatcher.stop()
         for record in self.registry:
             record.outbound.put_nowait(None)
         if self._server is not None:

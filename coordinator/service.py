@@ -19,6 +19,7 @@ from coordinator.dispatch import (
     AttemptsExhausted,
     Dispatcher,
     NoCapacity,
+    Overloaded,
     UnknownModel,
 )
 from coordinator.registry import (
@@ -28,6 +29,7 @@ from coordinator.registry import (
     Registry,
     UnknownNode,
 )
+from coordinator.routing import Decision
 from hive import __version__
 from hive.v1 import (
     agent_session_pb2,
@@ -164,7 +166,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             options=request.options,
             keep_alive=request.keep_alive,
         )
-        async for assigned, chunk, result in self._relay(run, context):
+        async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.GenerateResponse(assigned=assigned, chunk=chunk, result=result)
 
     async def Chat(
@@ -189,11 +191,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             options=request.options,
             keep_alive=request.keep_alive,
         )
-        async for assigned, chunk, result in self._relay(run, context):
+        async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.ChatResponse(assigned=assigned, chunk=chunk, result=result)
 
     async def _relay(
-        self, run: node_agent_pb2.RunTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        run: node_agent_pb2.RunTaskRequest,
+        priority: int,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[
         tuple[
             inference_pb2.TaskAssignment | None,
@@ -203,7 +208,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     ]:
         """Run the task; yield (assignment, chunk, result) with exactly one set per step."""
         try:
-            async for event in self.dispatcher.run(run):
+            remaining = context.time_remaining()
+            async for event in self.dispatcher.run(run, priority, remaining):
                 if isinstance(event, Assigned):
                     yield (
                         inference_pb2.TaskAssignment(
@@ -227,6 +233,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             )
         except NoCapacity as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except Overloaded as exc:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                str(exc),
+                trailing_metadata=(("retry-after-ms", str(int(exc.retry_after_seconds * 1000))),),
+            )
         except AttemptsExhausted as exc:
             await context.abort(exc.code, str(exc))
         except grpc.aio.AioRpcError as err:
@@ -260,6 +272,34 @@ async def _check_model(model: str, context: grpc.aio.ServicerContext[Any, Any]) 
         )
 
 
+def decision_to_proto(decision: Decision) -> cluster_pb2.RoutingDecision:
+    """A routing decision as the API shows it: every candidate with its score breakdown."""
+    proto = cluster_pb2.RoutingDecision()
+    for candidate in decision.candidates:
+        proto.candidates.add(
+            node=candidate.node,
+            endpoint_id=candidate.endpoint_id,
+            total=candidate.total,
+            components=[
+                cluster_pb2.ScoreComponent(name=n, value=v, weight=w)
+                for n, v, w in zip(
+                    candidate.names, candidate.values, candidate.weights, strict=True
+                )
+            ],
+        )
+    for rejection in decision.rejected:
+        proto.rejected.add(
+            node=rejection.node,
+            endpoint_id=rejection.endpoint_id,
+            reason=rejection.reason,
+            detail=rejection.detail,
+        )
+    if decision.chosen is not None:
+        proto.chosen_node = decision.chosen.node
+        proto.chosen_endpoint_id = decision.chosen.endpoint_id
+    return proto
+
+
 def _task_id() -> str:
     return "t-" + uuid.uuid4().hex[:16]
 
@@ -290,6 +330,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     ) -> cluster_pb2.DrainNodeResponse:
         try:
             record = self.registry.set_draining(request.node, request.drain, request.reason)
+            self.dispatcher.set_draining(request.node, request.drain)
         except UnknownNode:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
@@ -334,16 +375,14 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     ) -> cluster_pb2.ExplainTaskResponse:
         run = self.dispatcher.tasks.get(request.task_id)
         if run is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no task {request.task_id!r}")
-        decision = cluster_pb2.RoutingDecision()
-        for placement in run.placements[:-1]:
-            decision.rejected.add(
-                node=placement.node, endpoint_id=placement.endpoint_id, reason="attempt_failed"
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no task {request.task_id!r} among the last {len(self.dispatcher.tasks)} tasks",
             )
-        if run.placements:
-            decision.chosen_node = run.placements[-1].node
-            decision.chosen_endpoint_id = run.placements[-1].endpoint_id
-        return cluster_pb2.ExplainTaskResponse(task_id=run.task_id, decision=decision)
+        response = cluster_pb2.ExplainTaskResponse(task_id=run.task_id)
+        if run.decisions:
+            response.decision.CopyFrom(decision_to_proto(run.decisions[-1]))
+        return response
 
     async def OptimizeCluster(
         self,

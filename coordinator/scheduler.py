@@ -1,0 +1,577 @@
+"""The coordinator's scheduler core: queues, backpressure, retries, drain, deadlines.
+
+It is sans-IO: it never reads a clock (every method that needs the time takes ``now``),
+never sleeps, never talks to a network. The real coordinator and the simulator drive the
+same object; the caller does what an ``Assignment`` says (call the agent's ``RunTask``)
+and reports back with ``finished``. All mutable scheduling state lives here, owned by one
+event loop.
+
+Lifecycle of a task::
+
+    submit ──▶ QUEUED ──dispatch──▶ RUNNING ──finished(ok)──▶ COMPLETED
+                  ▲                   │ finished(failed, retryable) / node_lost
+                  └─── (attempt < max_attempts) ◀──┘          otherwise ──▶ FAILED
+    cancel: QUEUED/RUNNING ──▶ CANCELLED         expire: deadline passed ──▶ FAILED
+
+Invariants:
+
+* A task is in exactly one state; it is in the queue iff QUEUED and counted on exactly
+  one endpoint iff RUNNING. Terminal tasks are forgotten at once (their outcome was
+  returned to the caller), so memory is bounded by ``max_queue`` plus running work.
+* Each dispatch of a task increments its ``attempt``. Only ``finished`` for the current
+  attempt of a RUNNING task changes anything; any other report (an attempt that was
+  already requeued after ``node_lost``, a duplicate, a report after cancel or expiry) is
+  STALE and ignored, so a task completes at most once.
+* An endpoint never has more tasks RUNNING from this scheduler than its limit
+  (``num_parallel + queue_allowance`` unless overridden); excess work waits here.
+
+Ordering (aging): a task of priority ``p`` (LOW 0, NORMAL 1, HIGH 2) submitted at ``t``
+is served in order of ``t - p * aging_seconds``: its effective priority rises by one
+level every ``aging_seconds`` it waits. A LOW task that has waited ``2 * aging_seconds``
+(60 s by default) goes before a HIGH task arriving now, so LOW never starves. Because
+every waiting task ages at the same rate the order never changes while they wait, and a
+heap with fixed keys suffices. ``aging_seconds = 0`` means strict priority, FIFO within.
+
+Failure modes: a policy that never finds a feasible endpoint for a model leaves its
+tasks queued until their deadline (``submit`` already refuses models that no endpoint
+could ever run, with ``Unroutable``); a full queue refuses new work with ``QueueFull``.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from coordinator.routing.config import RouterConfig
+from coordinator.routing.filters import could_ever_run
+from coordinator.routing.router import Decision, route
+from coordinator.routing.scorers import BATCH_SLOWDOWN
+from coordinator.routing.snapshot import (
+    ClusterSnapshot,
+    EndpointKey,
+    EndpointView,
+    LoadedModelView,
+    NodeView,
+    prior_speed,
+)
+from coordinator.routing.task import Priority, TaskSpec
+
+FAIL_DEADLINE = "deadline_exceeded"
+FAIL_ATTEMPTS = "attempts_exhausted"
+FAIL_NOT_RETRYABLE = "not_retryable"
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` tasks; maps to RESOURCE_EXHAUSTED with a retry hint."""
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(f"queue full; retry after {retry_after_seconds:.1f}s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class Unroutable(Exception):
+    """No endpoint in the cluster has the model on disk with enough VRAM for it; maps to
+    FAILED_PRECONDITION naming the model."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"no node can run model {model!r}: no endpoint has it with enough VRAM")
+        self.model = model
+
+
+class DuplicateTask(ValueError):
+    """A task with this id is already queued or running."""
+
+
+class TaskState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """What a routing policy may know besides the task and snapshot."""
+
+    now: float
+    # In-flight cap per endpoint (backpressure), for the capacity filter.
+    limits: Mapping[EndpointKey, int]
+    # Endpoints on which earlier attempts of this task failed.
+    avoid: frozenset[EndpointKey] = frozenset()
+
+
+class Policy(Protocol):
+    """Chooses an endpoint: ``decision.chosen`` (None = nothing feasible now)."""
+
+    def __call__(
+        self, task: TaskSpec, snapshot: ClusterSnapshot, context: PolicyContext
+    ) -> Decision: ...
+
+
+class HivePolicy:
+    """The production policy: ``coordinator.routing.route`` with the scheduler's limits."""
+
+    name = "hive"
+
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+
+    def __call__(
+        self, task: TaskSpec, snapshot: ClusterSnapshot, context: PolicyContext
+    ) -> Decision:
+        return route(task, snapshot, self.config, limits=context.limits, avoid=context.avoid)
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Run attempt ``attempt`` of ``task`` on ``node``/``endpoint_id``; report the result
+    with ``finished(task.id, attempt, ...)``."""
+
+    task: TaskSpec
+    attempt: int
+    node: str
+    endpoint_id: str
+    decision: Decision
+    # Seconds the task waited in the coordinator's queue before this attempt.
+    queued_seconds: float
+
+
+class FinishKind(enum.Enum):
+    COMPLETED = "completed"
+    REQUEUED = "requeued"  # the attempt failed; the task waits for another attempt
+    FAILED = "failed"  # terminally
+    CANCELLED = "cancelled"
+    STALE = "stale"  # not the current attempt of a running task: ignored
+
+
+@dataclass(frozen=True, slots=True)
+class FinishOutcome:
+    kind: FinishKind
+    task_id: str
+    attempt: int
+    # Where the attempt ran ("" when it was not running).
+    node: str = ""
+    endpoint_id: str = ""
+    # FAIL_* constant for FAILED, else "".
+    reason: str = ""
+    error: str = ""
+
+
+@dataclass(slots=True)
+class _Record:
+    spec: TaskSpec
+    submitted_at: float
+    state: TaskState = TaskState.QUEUED
+    attempt: int = 0
+    node: str = ""
+    endpoint_id: str = ""
+    failed_on: list[EndpointKey] = field(default_factory=list)
+    queue_seq: int = 0
+    dispatched_at: float = 0.0
+    # Estimated single-stream seconds of work on the endpoint it runs on.
+    work_seconds: float = 0.0
+    decision: Decision | None = None
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A read-only view of a live task."""
+
+    id: str
+    state: TaskState
+    attempt: int
+    node: str
+    endpoint_id: str
+    submitted_at: float
+    failed_on: tuple[EndpointKey, ...]
+    decision: Decision | None
+
+
+class Scheduler:
+    """Priority queues with aging, per-endpoint in-flight limits, admission control,
+    retries with failover, drain, node loss, deadlines and cancellation.
+
+    ``policy`` picks endpoints (default: ``HivePolicy(config)``); the simulator passes its
+    baselines here so every policy runs through the same queueing and backpressure.
+    """
+
+    def __init__(self, config: RouterConfig | None = None, policy: Policy | None = None) -> None:
+        self.config = config if config is not None else RouterConfig()
+        self.settings = self.config.scheduler
+        self.policy: Policy = policy if policy is not None else HivePolicy(self.config)
+        self._tasks: dict[str, _Record] = {}
+        self._heap: list[tuple[float, float, int, str]] = []
+        self._seq = 0
+        self._queued = 0
+        self._queued_by_priority = {p: 0 for p in Priority}
+        self._running: dict[EndpointKey, dict[str, _Record]] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._draining: set[str] = set()
+        self._limit_overrides: dict[EndpointKey, int] = {}
+        for name, limit in self.settings.endpoint_limits.items():
+            node, ep = name.split("/", 1)
+            self._limit_overrides[(node, ep)] = limit
+        self._recent_dispatches: deque[float] = deque(maxlen=256)
+
+    # ----- admission -------------------------------------------------------------------
+
+    def submit(self, task: TaskSpec, snapshot: ClusterSnapshot, now: float) -> None:
+        """Queue ``task``. Raises Unroutable if no endpoint in ``snapshot`` could ever run
+        its model, QueueFull when ``max_queue`` tasks wait, DuplicateTask for a live id."""
+        if task.id in self._tasks:
+            raise DuplicateTask(f"task {task.id!r} is already {self._tasks[task.id].state.value}")
+        if not could_ever_run(task.model, snapshot):
+            raise Unroutable(task.model)
+        if self._queued >= self.settings.max_queue:
+            raise QueueFull(self.retry_after(now))
+        rec = _Record(task, now)
+        self._tasks[task.id] = rec
+        self._enqueue(rec)
+        if task.deadline is not None:
+            heapq.heappush(self._deadlines, (task.deadline, task.id))
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until the queue has likely drained by one tenth: queue depth over the
+        recent dispatch rate, clamped to [0.5, 60]."""
+        times = self._recent_dispatches
+        if len(times) < 2 or now <= times[0]:
+            return 5.0
+        rate = len(times) / (now - times[0])
+        return min(60.0, max(0.5, 0.1 * self._queued / rate))
+
+    def _enqueue(self, rec: _Record) -> None:
+        self._seq += 1
+        rec.queue_seq = self._seq
+        rec.state = TaskState.QUEUED
+        p = int(rec.spec.priority)
+        aging = self.settings.aging_seconds
+        if aging > 0:
+            key = (rec.submitted_at - p * aging, 0.0)
+        else:
+            key = (float(-p), rec.submitted_at)
+        heapq.heappush(self._heap, (key[0], key[1], self._seq, rec.spec.id))
+        self._queued += 1
+        self._queued_by_priority[rec.spec.priority] += 1
+
+    def _unqueue(self, rec: _Record) -> None:
+        # The heap entry stays behind and is skipped (its queue_seq no longer matches).
+        self._queued -= 1
+        self._queued_by_priority[rec.spec.priority] -= 1
+        rec.queue_seq = -1
+
+    # ----- dispatch --------------------------------------------------------------------
+
+    def limit(self, ep: EndpointView) -> int:
+        """The in-flight cap of ``ep``: override, else ``num_parallel + queue_allowance``
+        (never above what Ollama itself accepts, ``num_parallel + max_queue``)."""
+        override = self._limit_overrides.get((ep.node, ep.id))
+        if override is not None:
+            return override
+        return ep.num_parallel + min(self.settings.queue_allowance, ep.max_queue)
+
+    def set_limit(self, node: str, endpoint_id: str, limit: int | None) -> None:
+        """Override (or with None, restore) one endpoint's in-flight cap."""
+        if limit is None:
+            self._limit_overrides.pop((node, endpoint_id), None)
+        else:
+            self._limit_overrides[(node, endpoint_id)] = max(1, limit)
+
+    def dispatch(self, snapshot: ClusterSnapshot, now: float) -> list[Assignment]:
+        """Assign queued tasks, best first, while endpoints have room.
+
+        The snapshot is overlaid with what the scheduler knows better than telemetry:
+        its own in-flight tasks per endpoint and model, their remaining work, and drained
+        nodes. Tasks whose model has nowhere to go this round are skipped (others behind
+        them may still fit elsewhere); tasks past their deadline are left for ``expire``.
+        """
+        snap = self.overlay(snapshot, now)
+        limits: dict[EndpointKey, int] = {}
+        free = 0
+        for node in snap.nodes:
+            usable = node.state == "healthy" and not node.draining
+            for ep in node.endpoints:
+                lim = self.limit(ep)
+                limits[(ep.node, ep.id)] = lim
+                if usable and ep.healthy:
+                    free += max(0, lim - ep.in_flight)
+        out: list[Assignment] = []
+        if free <= 0 or self._queued == 0:
+            return out
+        deferred: list[tuple[float, float, int, str]] = []
+        blocked_models: set[str] = set()
+        heap = self._heap
+        while heap and free > 0:
+            entry = heapq.heappop(heap)
+            rec = self._tasks.get(entry[3])
+            if rec is None or rec.state is not TaskState.QUEUED or rec.queue_seq != entry[2]:
+                continue  # stale heap entry
+            task = rec.spec
+            if task.model in blocked_models or (task.deadline is not None and task.deadline <= now):
+                deferred.append(entry)
+                continue
+            ctx = PolicyContext(now, limits, frozenset(rec.failed_on))
+            decision = self.policy(task, snap, ctx)
+            chosen: EndpointView | None = None
+            for cand in decision.candidates:
+                found = snap.endpoint(cand.key)
+                if found is not None and found.in_flight < limits.get(cand.key, 0):
+                    chosen = found
+                    break
+            if chosen is None:
+                blocked_models.add(task.model)
+                deferred.append(entry)
+                continue
+            self._unqueue(rec)
+            rec.state = TaskState.RUNNING
+            rec.attempt += 1
+            rec.node, rec.endpoint_id = chosen.node, chosen.id
+            rec.decision = decision
+            rec.dispatched_at = now
+            rec.work_seconds = self._work_seconds(task, chosen, snap)
+            self._running.setdefault(chosen.key, {})[task.id] = rec
+            self._recent_dispatches.append(now)
+            free -= 1
+            snap = self._overlay_node(snap, chosen.node, now)
+            out.append(
+                Assignment(
+                    task,
+                    rec.attempt,
+                    chosen.node,
+                    chosen.id,
+                    decision,
+                    now - rec.submitted_at,
+                )
+            )
+        for entry in deferred:
+            heapq.heappush(heap, entry)
+        return out
+
+    def _work_seconds(self, task: TaskSpec, ep: EndpointView, snap: ClusterSnapshot) -> float:
+        prior = prior_speed(ep.gpu_names, task.model, ep.models.get(task.model, 0))
+        measured = snap.speeds.get((ep.node, ep.id, task.model))
+        dec, pro = prior.decode_tps, prior.prompt_tps
+        if measured is not None and measured.samples > 0:
+            w = measured.samples / (measured.samples + self.config.speed_prior_samples)
+            dec = w * measured.decode_tps + (1 - w) * dec
+            pro = w * measured.prompt_tps + (1 - w) * pro
+        return task.prompt_tokens / pro + task.output_tokens / dec
+
+    # ----- the scheduler's view on top of telemetry ----------------------------------------
+
+    def overlay(self, snapshot: ClusterSnapshot, now: float) -> ClusterSnapshot:
+        """``snapshot`` with this scheduler's in-flight work and drains applied.
+
+        In-flight counts (per endpoint and per model) are the scheduler's own: telemetry
+        lags behind assignments by up to a heartbeat. A model with work assigned counts as
+        loaded (it is, or is loading). Endpoints the scheduler has nothing on keep their
+        reported numbers."""
+        nodes = list(snapshot.nodes)
+        changed = False
+        for i, node in enumerate(nodes):
+            new = self._overlay_one(node, now)
+            if new is not node:
+                nodes[i] = new
+                changed = True
+        if not changed:
+            return snapshot
+        return ClusterSnapshot(tuple(nodes), snapshot.speeds, snapshot.error_rates)
+
+    def _overlay_node(self, snap: ClusterSnapshot, name: str, now: float) -> ClusterSnapshot:
+        node = snap.node(name)
+        assert node is not None
+        new = self._overlay_one(node, now)
+        return snap if new is node else snap.replace_node(new)
+
+    def _overlay_one(self, node: NodeView, now: float) -> NodeView:
+        draining = node.draining or node.name in self._draining
+        eps = node.endpoints
+        new_eps: list[EndpointView] | None = None
+        for j, ep in enumerate(eps):
+            mine = self._running.get((ep.node, ep.id))
+            if not mine and ep.in_flight == 0:
+                continue
+            new_ep = self._overlay_endpoint(ep, mine or {}, now)
+            if new_eps is None:
+                new_eps = list(eps)
+            new_eps[j] = new_ep
+        if new_eps is None and draining == node.draining:
+            return node
+        return replace(
+            node,
+            draining=draining,
+            endpoints=tuple(new_eps) if new_eps is not None else eps,
+        )
+
+    def _overlay_endpoint(
+        self, ep: EndpointView, mine: Mapping[str, _Record], now: float
+    ) -> EndpointView:
+        per_model: dict[str, int] = {}
+        n = len(mine)
+        rate = 1.0 / (1.0 + BATCH_SLOWDOWN * (min(n, ep.num_parallel) - 1)) if n else 1.0
+        backlog = 0.0
+        for rec in mine.values():
+            per_model[rec.spec.model] = per_model.get(rec.spec.model, 0) + 1
+            left = rec.work_seconds - (now - rec.dispatched_at) * rate
+            backlog += max(0.1 * rec.work_seconds, left)
+        loaded: list[LoadedModelView] = []
+        used = ep.vram_used_bytes
+        for lm in ep.loaded:
+            loaded.append(LoadedModelView(lm.name, lm.vram_bytes, per_model.pop(lm.name, 0)))
+        for model, count in per_model.items():
+            nbytes = ep.models.get(model, 0)
+            loaded.append(LoadedModelView(model, nbytes, count))
+            used += nbytes
+        return replace(
+            ep,
+            loaded=tuple(loaded),
+            in_flight=n,
+            vram_used_bytes=used,
+            backlog_seconds=backlog,
+        )
+
+    # ----- results ---------------------------------------------------------------------
+
+    def finished(
+        self,
+        task_id: str,
+        attempt: int,
+        now: float,
+        ok: bool,
+        retryable: bool = True,
+        error: str = "",
+    ) -> FinishOutcome:
+        """Report the end of attempt ``attempt`` of ``task_id``. A failure is retried on
+        another endpoint when ``retryable`` and attempts remain; a report for anything but
+        the current attempt of a running task is STALE and changes nothing."""
+        rec = self._tasks.get(task_id)
+        if rec is None or rec.state is not TaskState.RUNNING or rec.attempt != attempt:
+            return FinishOutcome(FinishKind.STALE, task_id, attempt)
+        node, ep = rec.node, rec.endpoint_id
+        self._release(rec)
+        if ok:
+            del self._tasks[task_id]
+            return FinishOutcome(FinishKind.COMPLETED, task_id, attempt, node, ep)
+        return self._retry_or_fail(rec, now, retryable, error)
+
+    def _release(self, rec: _Record) -> None:
+        key = (rec.node, rec.endpoint_id)
+        mine = self._running.get(key)
+        if mine is not None:
+            mine.pop(rec.spec.id, None)
+            if not mine:
+                del self._running[key]
+
+    def _retry_or_fail(
+        self, rec: _Record, now: float, retryable: bool, error: str
+    ) -> FinishOutcome:
+        task_id, attempt, node, ep = rec.spec.id, rec.attempt, rec.node, rec.endpoint_id
+        rec.failed_on.append((node, ep))
+        rec.last_error = error
+        reason = ""
+        if not retryable:
+            reason = FAIL_NOT_RETRYABLE
+        elif rec.attempt >= self.settings.max_attempts:
+            reason = FAIL_ATTEMPTS
+        elif rec.spec.deadline is not None and rec.spec.deadline <= now:
+            reason = FAIL_DEADLINE
+        if reason:
+            del self._tasks[task_id]
+            rec.state = TaskState.FAILED
+            return FinishOutcome(FinishKind.FAILED, task_id, attempt, node, ep, reason, error)
+        rec.node = rec.endpoint_id = ""
+        self._enqueue(rec)
+        return FinishOutcome(FinishKind.REQUEUED, task_id, attempt, node, ep, "", error)
+
+    def node_lost(self, node: str, now: float) -> list[FinishOutcome]:
+        """The node's agent is gone: every attempt running there failed (retryable). Its
+        tasks are requeued (avoiding that node's endpoint) or fail if out of attempts; a
+        late result from the lost attempts is STALE."""
+        out: list[FinishOutcome] = []
+        for key in [k for k in self._running if k[0] == node]:
+            for rec in sorted(self._running[key].values(), key=lambda r: r.spec.id):
+                self._release(rec)
+                out.append(self._retry_or_fail(rec, now, True, f"node {node} lost"))
+        return out
+
+    def drain(self, node: str) -> None:
+        """Send ``node`` no new work; what runs there finishes normally."""
+        self._draining.add(node)
+
+    def undrain(self, node: str) -> None:
+        self._draining.discard(node)
+
+    def is_draining(self, node: str) -> bool:
+        return node in self._draining
+
+    def expire(self, now: float) -> list[FinishOutcome]:
+        """Fail every task whose deadline is at or before ``now``. For one that was running,
+        the outcome names where: the caller cancels that RPC (its late result is STALE)."""
+        out: list[FinishOutcome] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, task_id = heapq.heappop(self._deadlines)
+            rec = self._tasks.get(task_id)
+            if rec is None or rec.spec.deadline is None or rec.spec.deadline > now:
+                continue
+            node, ep = rec.node, rec.endpoint_id
+            if rec.state is TaskState.QUEUED:
+                self._unqueue(rec)
+            elif rec.state is TaskState.RUNNING:
+                self._release(rec)
+            rec.state = TaskState.FAILED
+            del self._tasks[task_id]
+            out.append(
+                FinishOutcome(FinishKind.FAILED, task_id, rec.attempt, node, ep, FAIL_DEADLINE)
+            )
+        return out
+
+    def cancel(self, task_id: str) -> FinishOutcome | None:
+        """Withdraw a queued or running task; None if unknown (or already finished). For a
+        running one the outcome names where, so the caller cancels that RPC."""
+        rec = self._tasks.get(task_id)
+        if rec is None:
+            return None
+        node, ep = rec.node, rec.endpoint_id
+        if rec.state is TaskState.QUEUED:
+            self._unqueue(rec)
+        elif rec.state is TaskState.RUNNING:
+            self._release(rec)
+        rec.state = TaskState.CANCELLED
+        del self._tasks[task_id]
+        return FinishOutcome(FinishKind.CANCELLED, task_id, rec.attempt, node, ep)
+
+    # ----- counters --------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queued
+
+    def queue_depth_by_priority(self) -> dict[Priority, int]:
+        return dict(self._queued_by_priority)
+
+    @property
+    def running_count(self) -> int:
+        return sum(len(v) for v in self._running.values())
+
+    def running_by_endpoint(self) -> dict[EndpointKey, int]:
+        return {k: len(v) for k, v in self._running.items()}
+
+    def task(self, task_id: str) -> TaskInfo | None:
+        rec = self._tasks.get(task_id)
+        if rec is None:
+            return None
+        return TaskInfo(
+            rec.spec.id,
+            rec.state,
+            rec.attempt,
+            rec.node,
+            rec.endpoint_id,
+            rec.submitted_at,
+            tuple(rec.failed_on),
+            rec.decision,
+        )

@@ -1,0 +1,177 @@
+"""The router and scheduler driving the real mesh: spread, failover, drain, admission."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+
+import grpc
+import pytest
+
+from hive.config import seed_cluster
+from hive.dev import DevCluster
+from hive.v1 import cluster_pb2, cluster_pb2_grpc, inference_pb2, inference_pb2_grpc
+from tests.conftest import eventually, fast_cluster
+
+
+@dataclasses.dataclass
+class Outcome:
+    assignments: list[inference_pb2.TaskAssignment]
+    results: int
+    text: str
+
+
+async def stream(
+    stub: inference_pb2_grpc.InferenceServiceAsyncStub, model: str, prompt: str, tokens: int
+) -> Outcome:
+    request = inference_pb2.GenerateRequest(model=model, prompt=prompt)
+    request.options.update({"num_predict": tokens})
+    outcome = Outcome([], 0, "")
+    async for event in stub.Generate(request):
+        if event.HasField("assigned"):
+            outcome.assignments.append(event.assigned)
+            outcome.text = ""  # a new attempt starts over
+        elif event.HasField("chunk"):
+            outcome.text += event.chunk.text
+        elif event.HasField("result"):
+            outcome.results += 1
+    return outcome
+
+
+async def slow_dev(time_scale: float, **routing: object) -> DevCluster:
+    cluster = fast_cluster()
+    if routing:
+        cluster = dataclasses.replace(cluster, routing={**cluster.routing, **routing})
+    dev = DevCluster(
+        cluster, coordinator_listen="127.0.0.1:0", gateway_port=None, time_scale=time_scale
+    )
+    await dev.start()
+    await dev.wait_registered()
+    return dev
+
+
+async def test_tasks_spread_across_endpoints_by_the_router(dev: DevCluster) -> None:
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        outcomes = await asyncio.gather(
+            *(stream(stub, "llama3.1:8b", f"question {i}", 64) for i in range(30))
+        )
+    placed = collections.Counter(
+        (o.assignments[-1].node, o.assignments[-1].endpoint_id) for o in outcomes
+    )
+    assert all(o.results == 1 for o in outcomes)
+    # llama3.1:8b is on all six endpoints; 30 concurrent tasks must not pile onto one.
+    assert len(placed) >= 3, placed
+    assert max(placed.values()) <= 12, placed
+
+
+async def test_explain_matches_the_decision(dev: DevCluster) -> None:
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        outcome = await stream(
+            inference_pb2_grpc.InferenceServiceStub(channel), "qwen2.5-coder:14b", "explain", 8
+        )
+        assigned = outcome.assignments[-1]
+        explained = await cluster_pb2_grpc.ClusterServiceStub(channel).ExplainTask(
+            cluster_pb2.ExplainTaskRequest(task_id=assigned.task_id)
+        )
+    decision = explained.decision
+    assert (decision.chosen_node, decision.chosen_endpoint_id) == (
+        assigned.node,
+        assigned.endpoint_id,
+    )
+    best = decision.candidates[0]
+    assert (best.node, best.endpoint_id) == (assigned.node, assigned.endpoint_id)
+    assert all(best.total <= c.total for c in decision.candidates)
+    names = {c.name for c in best.components}
+    assert {"queue_wait", "cold_load", "service", "chain"} <= names
+    # qwen2.5-coder:14b exists only on ROSEWOOD and WALNUT: the rest were filtered, with why.
+    assert {(c.node) for c in decision.candidates} <= {"ROSEWOOD", "WALNUT"}
+    assert any(r.reason == "model_missing" for r in decision.rejected), decision.rejected
+
+
+async def test_killing_an_agent_mid_task_reruns_its_tasks_elsewhere_exactly_once() -> None:
+    dev = await slow_dev(0.01)
+    try:
+        async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            tasks = [
+                asyncio.create_task(stream(stub, "llama3.1:8b", f"long {i}", 3000))
+                for i in range(12)
+            ]
+            registry = dev.coordinator.registry  # type: ignore[union-attr]
+            await eventually(lambda: registry.running["ROSEWOOD"] > 0, what="work on ROSEWOOD")
+            await dev.stop_node("ROSEWOOD")
+            outcomes = await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        moved = [o for o in outcomes if o.assignments[0].node == "ROSEWOOD"]
+        assert moved, "some tasks were running on ROSEWOOD"
+        for o in moved:
+            assert len(o.assignments) == 2
+            assert o.assignments[-1].node != "ROSEWOOD"
+            assert o.assignments[-1].attempt == 2
+        # Every task completed exactly once, with its whole output.
+        assert all(o.results == 1 for o in outcomes)
+        assert len({o.assignments[-1].task_id for o in outcomes}) == 12
+    finally:
+        await dev.stop()
+
+
+async def test_a_full_queue_answers_resource_exhausted_with_a_retry_hint() -> None:
+    # One slot per endpoint, no queue allowance, a queue of 2: the fourth waiting task is refused.
+    cluster = fast_cluster()
+    routing = {"scheduler": {"max_queue": 2, "queue_allowance": 0}}
+    nodes = tuple(
+        dataclasses.replace(
+            n, endpoints=tuple(dataclasses.replace(e, num_parallel=1) for e in n.endpoints)
+        )
+        for n in seed_cluster().nodes
+        if n.name == "IRONWOOD"
+    )
+    dev = DevCluster(
+        dataclasses.replace(cluster, routing=routing, nodes=nodes),
+        coordinator_listen="127.0.0.1:0",
+        gateway_port=None,
+        time_scale=0.01,
+    )
+    await dev.start()
+    try:
+        await dev.wait_registered()
+        async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            # starcoder2:15b only lives on IRONWOOD/p4: one runs, two wait.
+            running = [
+                asyncio.create_task(stream(stub, "starcoder2:15b", f"t{i}", 2000)) for i in range(3)
+            ]
+            await eventually(
+                lambda: dev.coordinator.dispatcher.scheduler.queue_depth == 2,  # type: ignore[union-attr]
+                what="two queued",
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stream(stub, "starcoder2:15b", "one too many", 10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "retry after" in (err.value.details() or "")
+            metadata = dict(err.value.trailing_metadata() or ())
+            assert int(metadata["retry-after-ms"]) > 0
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+    finally:
+        await dev.stop()
+
+
+async def test_a_deadline_cancels_the_task_at_the_emulator() -> None:
+    dev = await slow_dev(0.05)
+    try:
+        request = inference_pb2.GenerateRequest(model="starcoder2:15b", prompt="too slow")
+        request.options.update({"num_predict": 3000})
+        async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                [e async for e in stub.Generate(request, timeout=1.0)]
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        emulator = dev.emulators["IRONWOOD/p4"]
+        await eventually(lambda: emulator.stats.cancelled_total == 1, what="cancelled at Ollama")
+        scheduler = dev.coordinator.dispatcher.scheduler  # type: ignore[union-attr]
+        await eventually(lambda: scheduler.running_count == 0, what="scheduler released it")
+    finally:
+        await dev.stop()
