@@ -263,6 +263,23 @@ class Registry:
         self._publish(cluster_pb2.WatchClusterResponse(node_state_changed=self.status(record)))
         return record
 
+    def warm_model(self, name: str, endpoint_id: str, model: str, keep_alive: str = "") -> str:
+        """Ask a node to load ``model`` on one of its endpoints; returns the request id
+        its ControlAck will carry."""
+        record = self.get(name)
+        request_id = uuid.uuid4().hex[:12]
+        record.outbound.put_nowait(
+            agent_session_pb2.ConnectResponse(
+                warm_model=agent_session_pb2.WarmModel(
+                    request_id=request_id,
+                    endpoint_id=endpoint_id,
+                    model=model,
+                    keep_alive=keep_alive,
+                )
+            )
+        )
+        return request_id
+
     def _transition(self, record: NodeRecord, state: NodeState) -> None:
         old = record.state
         record.state = state

@@ -206,6 +206,52 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return 0
 
 
+def render_decision(response: cluster_pb2.ExplainTaskResponse, console: Console) -> None:
+    decision = response.decision
+    console.print(
+        f"task {response.task_id} -> "
+        f"[bold]{decision.chosen_node}/{decision.chosen_endpoint_id}[/bold]"
+        " (lowest expected completion time, in seconds; lower is better)"
+    )
+    if decision.candidates:
+        names = [c.name for c in decision.candidates[0].components]
+        table = Table(title="candidates", title_justify="left")
+        table.add_column("endpoint", no_wrap=True)
+        table.add_column("total", justify="right")
+        for name in names:
+            table.add_column(name, justify="right")
+        for candidate in decision.candidates:
+            table.add_row(
+                f"{candidate.node}/{candidate.endpoint_id}",
+                f"{candidate.total:.2f}",
+                *(f"{c.value * c.weight:.2f}" for c in candidate.components),
+            )
+        console.print(table)
+    for rejection in decision.rejected:
+        where = f"{rejection.node}/{rejection.endpoint_id}".rstrip("/")
+        console.print(f"  filtered {where}: {rejection.reason} ({rejection.detail})")
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    async def main() -> cluster_pb2.ExplainTaskResponse:
+        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+            stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+            return await stub.ExplainTask(
+                cluster_pb2.ExplainTaskRequest(task_id=args.task_id), timeout=10
+            )
+
+    response = asyncio.run(main())
+    if args.json:
+        print(
+            json.dumps(
+                json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2
+            )
+        )
+    else:
+        render_decision(response, Console(width=max(Console().width, 120)))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Stream one completion through the mesh, printing text as it arrives."""
     request = inference_pb2.GenerateRequest(
@@ -305,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="")
     p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
     p.set_defaults(func=cmd_drain)
+
+    p = sub.add_parser("explain", help="why a task went where it went")
+    p.add_argument("task_id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("run", help="stream one completion through the mesh")
     p.add_argument("prompt")

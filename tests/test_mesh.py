@@ -359,3 +359,56 @@ async def test_list_models_is_the_union_across_nodes(dev: DevCluster) -> None:
     assert list(by_name["starcoder2:15b"].endpoints) == ["IRONWOOD/p4"]
     assert len(by_name["llama3.1:8b"].endpoints) == 6
     assert by_name["mistral:7b"].endpoints == ["FORSTEINET/gpu0"]
+
+
+async def test_warm_model_control_loads_the_model_on_the_agents_ollama(dev: DevCluster) -> None:
+    coordinator = dev.coordinator
+    assert coordinator is not None
+    emulator = dev.emulators["WALNUT/rx9060"]
+    assert not emulator.loaded_models()
+    coordinator.registry.warm_model("WALNUT", "rx9060", "deepseek-coder-v2:16b", "10m")
+    await eventually(
+        lambda: [m.name for m in emulator.loaded_models()] == ["deepseek-coder-v2:16b"],
+        what="model warmed on WALNUT",
+    )
+    await eventually(
+        lambda: any(
+            m.name == "deepseek-coder-v2:16b"
+            for e in coordinator.registry.get("WALNUT").telemetry.endpoints
+            for m in e.loaded_models
+        ),
+        what="warm model visible in telemetry",
+    )
+
+
+async def test_watch_cluster_streams_node_lost_and_joined(dev: DevCluster) -> None:
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        call = cluster_pb2_grpc.ClusterServiceStub(channel).WatchCluster(
+            cluster_pb2.WatchClusterRequest()
+        )
+        seen: list[tuple[str, str, int]] = []
+
+        async def read() -> None:
+            async for event in call:
+                kind = event.WhichOneof("event")
+                status = getattr(event, kind)
+                seen.append((kind, status.info.name, status.state))
+                if (kind, status.info.name, status.state) == (
+                    "node_state_changed",
+                    "FORSTEINET",
+                    common_pb2.NODE_STATE_LOST,
+                ):
+                    return
+
+        reader = asyncio.create_task(read())
+        await eventually(lambda: len(seen) >= 5, what="initial node list")
+        await dev.stop_node("FORSTEINET")
+        await asyncio.wait_for(reader, 5)
+        call.cancel()
+    assert {name for kind, name, _ in seen if kind == "node_joined"} == {
+        "IRONWOOD",
+        "ROSEWOOD",
+        "WALNUT",
+        "ACACIA",
+        "FORSTEINET",
+    }
