@@ -53,9 +53,11 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        # Keepalive lets both sides notice a dead peer on an idle stream.
-        ("grpc.keepalive_time_ms", 10_000),
-        ("grpc.keepalive_timeout_ms", 5_000),
+        # Keepalive lets both sides notice a dead peer on an idle stream. The timeout is
+        # generous: a peer whose event loop is busy (thousands of streams) acks late, and
+        # a missed ack tears down the connection with every call on it.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]
@@ -74,6 +76,14 @@ async def start_server(
             *channel_options(max_message_bytes),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            # gRPC core cancels calls that wait unmatched behind more than 1,000 others
+            # (CANCELLED with no reason), which a burst of submissions easily exceeds.
+            # Admission control belongs to the scheduler's bounded queue, which answers
+            # RESOURCE_EXHAUSTED with a retry hint; let the transport hold the burst.
+            ("grpc.server.max_pending_requests", 65_536),
+            ("grpc.server.max_pending_requests_hard_limit", 65_536),
+            # ... and cancels calls left unrequested for 30 s, which a busy loop reaches.
+            ("grpc.server_max_unrequested_time_in_server", 3_600),
         ]
     )
     for register in registrars:

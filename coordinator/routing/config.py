@@ -4,9 +4,10 @@
 routing:
   weights:            # seconds-equivalent multipliers, see coordinator/routing/scorers.py
     queue_wait: 1.0
-    cold_load: 1.0
+    cold_load: 2.0
     service: 1.0
     interference: 1.0
+    eviction: 1.0
     chain: 0.5        # seconds per step down a task type's chain
     error_rate: 1.0
     utilization: 0.1
@@ -41,9 +42,11 @@ class Weights:
     """Multipliers of each scorer's value (all values are seconds or seconds-equivalent)."""
 
     queue_wait: float = 1.0
-    cold_load: float = 1.0
+    # 2: a load delays every request of that model queued behind it, not only this one.
+    cold_load: float = 2.0
     service: float = 1.0
     interference: float = 1.0
+    eviction: float = 1.0
     chain: float = 0.5
     error_rate: float = 1.0
     utilization: float = 0.1

@@ -49,6 +49,7 @@ class ScoringInput:
     load: list[float]
     service: list[float]
     interference: list[float]
+    eviction: list[float]
 
 
 def completion_model(
@@ -89,6 +90,7 @@ def completion_model(
     ld: list[float] = []
     sv: list[float] = []
     itf: list[float] = []
+    ev: list[float] = []
     for ep in endpoints:
         nbytes = ep.models[model]
         prior = ep.prior_cache.get(model)
@@ -120,7 +122,12 @@ def completion_model(
             qw.append((b - p + 1) / p * per * (1.0 + BATCH_SLOWDOWN * (p - 1)) * d)
         else:
             qw.append(0.0)
-        ld.append(0.0 if loaded is not None else load_seconds(model, nbytes))
+        if loaded is not None:
+            ld.append(0.0)
+            ev.append(0.0)
+        else:
+            ld.append(load_seconds(model, nbytes))
+            ev.append(_eviction_seconds(ep, nbytes))
         if b > 0:
             k = batch - 1
             itf.append(
@@ -135,7 +142,24 @@ def completion_model(
             itf.append(others / m * decode_s * 0.5)
         else:
             itf.append(0.0)
-    return ScoringInput(task, endpoints, snapshot, config, avoid, qw, ld, sv, itf)
+    return ScoringInput(task, endpoints, snapshot, config, avoid, qw, ld, sv, itf, ev)
+
+
+def _eviction_seconds(ep: EndpointView, need: int) -> float:
+    """Seconds to load again the idle models that loading ``need`` bytes would push out.
+
+    Ollama evicts least recently used first, which a snapshot does not order; this takes
+    the fewest models that make room (largest first), a lower bound on what is lost."""
+    free = ep.vram_total_bytes - max(ep.vram_used_bytes, sum(m.vram_bytes for m in ep.loaded))
+    if free >= need:
+        return 0.0
+    total = 0.0
+    for m in sorted((m for m in ep.loaded if m.in_flight == 0), key=lambda m: -m.vram_bytes):
+        free += m.vram_bytes
+        total += load_seconds(m.name, m.vram_bytes)
+        if free >= need:
+            break
+    return total
 
 
 def queue_wait(s: ScoringInput) -> list[float]:
@@ -146,8 +170,9 @@ def queue_wait(s: ScoringInput) -> list[float]:
 
 
 def cold_load(s: ScoringInput) -> list[float]:
-    """Seconds loading the model if it is not in VRAM (weight ``cold_load``). A cold load
-    costs seconds and may evict a model others use; a warm endpoint avoids both."""
+    """Seconds loading the model if it is not in VRAM (weight ``cold_load``, default 2: the
+    requests for that model arriving during the load wait behind it too). A warm endpoint
+    avoids the load; ``eviction`` counts what the load pushes out."""
     return s.load
 
 
@@ -163,6 +188,13 @@ def interference(s: ScoringInput) -> list[float]:
     ``interference``): joining a batch slows it a little, bringing a second model onto a
     busy GPU halves everyone's speed. Minimising own time alone would ignore this."""
     return s.interference
+
+
+def eviction(s: ScoringInput) -> list[float]:
+    """Seconds to reload the idle models a cold load would evict (weight ``eviction``, the
+    chance they are wanted again soon). Without it the router thrashes: each model
+    pushes out the one the next task needs."""
+    return s.eviction
 
 
 def chain(s: ScoringInput) -> list[float]:
@@ -219,6 +251,7 @@ SCORERS: tuple[Scorer, ...] = (
     Scorer("cold_load", cold_load),
     Scorer("service", service),
     Scorer("interference", interference),
+    Scorer("eviction", eviction),
     Scorer("chain", chain),
     Scorer("error_rate", error_rate),
     Scorer("utilization", utilization),

@@ -1,0 +1,96 @@
+"""Simulated routing quality: every policy on the seed cluster at 70 %, 85 %, 95 % offered
+load and saturated (150 %), with the seed's development workload.
+
+    .venv/bin/python benchmarks/bench_sim.py [--workload W.yaml] [--seeds 1,2] [--duration S]
+
+Prints JSON: per load and policy the metrics of ``hive sim`` averaged over the seeds,
+and the checks of issue 4 (hive's p95 at 85 % >= 30 % below the best baseline,
+utilisation >= 95 % saturated, low priority not starved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from coordinator.sim import POLICY_NAMES, load_workload, simulate
+from hive.config import seed_cluster
+
+LOADS = {"70%": 0.70, "85%": 0.85, "95%": 0.95, "saturated": 1.5}
+HERE = Path(__file__).parent
+
+
+def summary(results: list[Any]) -> dict[str, Any]:
+    def avg(get: Any) -> float:
+        return round(statistics.fmean(get(r) for r in results), 3)
+
+    return {
+        "utilization": avg(lambda r: r.utilization),
+        "throughput_tasks_per_second": avg(lambda r: r.throughput_tasks_per_second),
+        "throughput_tokens_per_second": avg(lambda r: r.throughput_tokens_per_second),
+        "completion_p50": avg(lambda r: r.completion["p50"]),
+        "completion_p95": avg(lambda r: r.completion["p95"]),
+        "completion_p99": avg(lambda r: r.completion["p99"]),
+        "queueing_p95": avg(lambda r: r.queueing["p95"]),
+        "cold_loads": avg(lambda r: r.cold_loads),
+        "p95_by_priority": {
+            p: avg(lambda r, p=p: r.completion_p95_by_priority[p])
+            for p in ("low", "normal", "high")
+        },
+        "unfinished": avg(lambda r: r.unfinished),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", default=str(HERE / "workloads" / "seed_mixed.yaml"))
+    ap.add_argument("--seeds", default="7,8")
+    # 40 simulated minutes per run keeps 4 loads x 7 policies x 2 seeds under two minutes.
+    ap.add_argument("--duration", type=float, default=2400.0, help="override duration_seconds")
+    args = ap.parse_args()
+    cluster = seed_cluster()
+    base = load_workload(args.workload)
+    if args.duration is not None:
+        base = replace(base, duration_seconds=args.duration)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    started = time.perf_counter()
+    out: dict[str, Any] = {"workload": base.name, "seeds": seeds, "loads": {}}
+    for label, load in LOADS.items():
+        wl = base.with_load(load)
+        row: dict[str, Any] = {}
+        for policy in POLICY_NAMES:
+            row[policy] = summary([simulate(cluster, wl, policy, seed) for seed in seeds])
+        out["loads"][label] = row
+    at85 = out["loads"]["85%"]
+    best_name = min(
+        (p for p in POLICY_NAMES if p != "hive"), key=lambda p: at85[p]["completion_p95"]
+    )
+    best = at85[best_name]["completion_p95"]
+    hive = at85["hive"]["completion_p95"]
+    sat = out["loads"]["saturated"]["hive"]
+    out["checks"] = {
+        "p95_at_85": {
+            "hive": hive,
+            "best_baseline": best_name,
+            "best_baseline_p95": best,
+            "improvement": round(1 - hive / best, 3),
+            "target": 0.30,
+        },
+        "saturated_utilization": {"hive": sat["utilization"], "target": 0.95},
+        "low_priority_p95_over_high_at_95": round(
+            out["loads"]["95%"]["hive"]["p95_by_priority"]["low"]
+            / out["loads"]["95%"]["hive"]["p95_by_priority"]["high"],
+            3,
+        ),
+    }
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""``hive sim``: run policies on a modelled cluster under a workload and compare them.
+
+    hive sim --workload W.yaml [--cluster C.yaml] [--policy hive|...|all] [--seed N] [--json]
+
+The cluster defaults to the seed's (``hive/seed_cluster.yaml``). Exit status: 0 on
+success, 2 on a bad file or argument (the message names the file and key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from coordinator.sim.engine import SimResult, simulate
+from coordinator.sim.policies import POLICY_NAMES
+from coordinator.sim.workload import load_workload
+from hive.config import SEED_CLUSTER, ConfigError, load_cluster_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hive sim", description=__doc__.split("\n")[0])
+    p.add_argument("--cluster", default=str(SEED_CLUSTER), help="cluster YAML (default: seed)")
+    p.add_argument("--workload", required=True, help="workload YAML")
+    p.add_argument("--policy", default="all", choices=[*POLICY_NAMES, "all"])
+    p.add_argument("--seed", type=int, default=None, help="override the workload's seed")
+    p.add_argument("--load", type=float, default=None, help="override arrival.offered_load")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 4)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def run(argv: list[str] | None = None) -> list[SimResult]:
+    args = build_parser().parse_args(argv)
+    cluster = load_cluster_config(args.cluster)
+    workload = load_workload(args.workload)
+    if args.load is not None:
+        workload = workload.with_load(args.load)
+    policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
+    return [simulate(cluster, workload, p, args.seed) for p in policies]
+
+
+def render(results: list[SimResult], console: Console) -> None:
+    first = results[0]
+    title = (
+        f"{first.workload}: {first.tasks} tasks, arrival {first.arrival_rate:.3f}/s "
+        f"(capacity {first.capacity_tasks_per_second:.3f}/s), seed {first.seed}"
+    )
+    t = Table(title=title)
+    for col in (
+        "policy",
+        "util",
+        "tasks/s",
+        "tok/s",
+        "p50 s",
+        "p95 s",
+        "p99 s",
+        "queue p95 s",
+        "cold loads",
+        "p95 low/normal/high",
+        "unfinished",
+    ):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for r in results:
+        pp = r.completion_p95_by_priority
+        t.add_row(
+            r.policy,
+            f"{r.utilization:.1%}",
+            f"{r.throughput_tasks_per_second:.3f}",
+            f"{r.throughput_tokens_per_second:.0f}",
+            f"{r.completion['p50']:.1f}",
+            f"{r.completion['p95']:.1f}",
+            f"{r.completion['p99']:.1f}",
+            f"{r.queueing['p95']:.1f}",
+            str(r.cold_loads),
+            f"{pp['low']:.0f}/{pp['normal']:.0f}/{pp['high']:.0f}",
+            str(r.unfinished),
+        )
+    console.print(t)
+    nodes = Table(title="per-node utilisation")
+    nodes.add_column("policy")
+    names = list(first.node_utilization)
+    for n in names:
+        nodes.add_column(n, justify="right")
+    for r in results:
+        nodes.add_row(r.policy, *(f"{r.node_utilization[n]:.1%}" for n in names))
+    console.print(nodes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        results = run(argv)
+    except ConfigError as exc:
+        print(f"hive sim: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"hive sim: {exc}", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv)
+    if args.json:
+        print(json.dumps([_clean(r.to_dict()) for r in results], indent=2))
+    else:
+        render(results, Console())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,268 @@
+"""The simulated hardware: Ollama endpoints on GPUs, as the emulator models them.
+
+Per endpoint (mirroring ``ollama_emulator``): each model is a runner with
+``num_parallel`` slots; requests for a model wait FIFO in its own line; a runner is
+created by loading the model (``hive.hardware.load_seconds``), evicting idle runners
+least recently used first, and only if that makes it fit; a loading runner's first
+request holds a slot. A request evaluates its prompt at the prompt speed, then decodes at
+``single / (1 + 0.25 * (batch - 1)) / models_decoding`` tokens/s, where ``batch`` is the
+number of requests decoding that model and ``models_decoding`` the number of models
+decoding on the endpoint. Models stay loaded until evicted (no keep-alive expiry).
+
+Time advances only through ``advance(now)``; ``next_event()`` says when something
+happens next on its own (a load or prompt ends, a request finishes).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from coordinator.routing.snapshot import FALLBACK_BANDWIDTH_BYTES_PER_SECOND
+from hive import hardware
+from hive.config import NodeSpec
+
+BATCH_SLOWDOWN = 0.25
+DEFAULT_MODEL_BYTES = 4 * hardware.GB
+_EPS = 1e-9
+
+
+def model_kind(name: str) -> hardware.ModelKind:
+    try:
+        return hardware.model_kind(name)
+    except KeyError:
+        return hardware.ModelKind(name, "?", "?", "?", DEFAULT_MODEL_BYTES)
+
+
+def gpu_kinds(node: NodeSpec, indexes: tuple[int, ...]) -> list[hardware.GpuKind]:
+    out = []
+    for i in indexes:
+        spec = node.gpus[i]
+        kind = hardware.GPU_CATALOG.get(spec.name)
+        if kind is None:
+            kind = hardware.GpuKind(
+                spec.name, spec.vendor, spec.memory_bytes, FALLBACK_BANDWIDTH_BYTES_PER_SECOND, 0
+            )
+        out.append(kind)
+    if not out:
+        out.append(
+            hardware.GpuKind("?", "other", 8 * hardware.GIB, FALLBACK_BANDWIDTH_BYTES_PER_SECOND, 0)
+        )
+    return out
+
+
+@dataclass(eq=False, slots=True)
+class Request:
+    task_id: str
+    attempt: int
+    model: str
+    prompt_tokens: int
+    output_tokens: int
+    assigned_at: float
+    slot_at: float = -1.0  # when it got a slot (-1: still waiting)
+    load_seconds: float = 0.0
+    prompt_end: float = 0.0  # while in prompt phase
+    decode_left: float = 0.0  # single-stream decode seconds left
+    decoding: bool = False
+    decode_started: float = 0.0
+    decode_single: float = 0.0
+    prompt_seconds: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass(eq=False, slots=True)
+class Runner:
+    kind: hardware.ModelKind
+    ready_at: float
+    ready: bool = False
+    last_used: float = 0.0
+    slots: list[Request] = field(default_factory=list)
+
+
+class SimEndpoint:
+    def __init__(self, node: NodeSpec, index: int) -> None:
+        spec = node.endpoints[index]
+        self.node = node.name
+        self.id = spec.id
+        self.key = (node.name, spec.id)
+        self.gpus = gpu_kinds(node, spec.gpus)
+        self.gpu_count = max(1, len(spec.gpus))
+        self.gpu_names = tuple(g.name for g in self.gpus)
+        self.num_parallel = spec.num_parallel
+        self.max_queue = spec.max_queue
+        self.vram_total = sum(g.memory_bytes for g in self.gpus)
+        self.models = {m: model_kind(m).size_bytes for m in spec.models}
+        self._speed: dict[str, tuple[float, float]] = {}
+        self.runners: dict[str, Runner] = {}
+        self.lines: dict[str, deque[Request]] = {}
+        self.assigned = 0  # requests on this endpoint (waiting or in a slot)
+        self.per_model: dict[str, int] = {}
+        self.now = 0.0
+        self.busy_seconds = 0.0
+        self.loads = 0
+        self.evictions = 0
+
+    def speed(self, model: str) -> tuple[float, float]:
+        """(decode, prompt) single-stream tokens/s."""
+        s = self._speed.get(model)
+        if s is None:
+            kind = model_kind(model)
+            dec = hardware.decode_tokens_per_second(self.gpus, kind)
+            s = (dec, dec * hardware.PROMPT_SPEEDUP)
+            self._speed[model] = s
+        return s
+
+    # ----- time ------------------------------------------------------------------------
+
+    def _rates(self) -> tuple[dict[str, float], bool]:
+        batch: dict[str, int] = {}
+        active = False
+        for name, r in self.runners.items():
+            if r.slots or not r.ready:
+                active = True
+            n = sum(1 for q in r.slots if q.decoding)
+            if n:
+                batch[name] = n
+        d = len(batch)
+        return {m: 1.0 / ((1.0 + BATCH_SLOWDOWN * (n - 1)) * d) for m, n in batch.items()}, active
+
+    def advance(self, now: float) -> None:
+        dt = now - self.now
+        if dt <= 0:
+            return
+        rates, active = self._rates()
+        if active:
+            self.busy_seconds += dt
+        for name, rate in rates.items():
+            for q in self.runners[name].slots:
+                if q.decoding:
+                    q.decode_left -= dt * rate
+        self.now = now
+
+    def next_event(self) -> float:
+        rates, _ = self._rates()
+        t = float("inf")
+        for name, r in self.runners.items():
+            if not r.ready:
+                t = min(t, r.ready_at)
+                continue
+            rate = rates.get(name, 0.0)
+            for q in r.slots:
+                if q.decoding:
+                    t = min(t, self.now + max(0.0, q.decode_left) / rate)
+                else:
+                    t = min(t, q.prompt_end)
+        return t
+
+    # ----- requests --------------------------------------------------------------------
+
+    def submit(self, req: Request) -> None:
+        self.lines.setdefault(req.model, deque()).append(req)
+        self.assigned += 1
+        self.per_model[req.model] = self.per_model.get(req.model, 0) + 1
+
+    def remove(self, task_id: str) -> Request | None:
+        """Withdraw a request (cancelled or its node lost); frees its slot."""
+        for line in self.lines.values():
+            for q in line:
+                if q.task_id == task_id:
+                    line.remove(q)
+                    self._forget(q)
+                    return q
+        for r in self.runners.values():
+            for q in r.slots:
+                if q.task_id == task_id:
+                    r.slots.remove(q)
+                    self._forget(q)
+                    return q
+        return None
+
+    def _forget(self, q: Request) -> None:
+        self.assigned -= 1
+        self.per_model[q.model] -= 1
+        if not self.lines.get(q.model):
+            self.lines.pop(q.model, None)
+
+    def step(self) -> list[Request]:
+        """Process everything due at ``self.now``; return requests that finished."""
+        now = self.now
+        done: list[Request] = []
+        for r in self.runners.values():
+            if not r.ready and r.ready_at <= now + _EPS:
+                r.ready = True
+                for q in r.slots:  # the request that started the load
+                    q.prompt_end = now + q.prompt_seconds
+            if not r.ready:
+                continue
+            for q in list(r.slots):
+                if not q.decoding and q.prompt_end <= now + _EPS:
+                    q.decoding = True
+                    q.decode_started = now
+                if q.decoding and q.decode_left <= _EPS * 10:
+                    r.slots.remove(q)
+                    r.last_used = now
+                    q.finished_at = now
+                    self._forget(q)
+                    done.append(q)
+        self._pump()
+        return done
+
+    def _pump(self) -> None:
+        now = self.now
+        for model in list(self.lines):
+            line = self.lines[model]
+            while line:
+                q = line[0]
+                r = self.runners.get(model)
+                if r is None:
+                    if not self._make_room(self.models.get(model, DEFAULT_MODEL_BYTES)):
+                        break
+                    kind = model_kind(model)
+                    load = hardware.load_seconds(kind)
+                    r = Runner(kind, now + load, last_used=now)
+                    self.runners[model] = r
+                    self.loads += 1
+                    self._start(q, r, load)
+                    line.popleft()
+                    continue
+                if r.ready and len(r.slots) < self.num_parallel:
+                    self._start(q, r, 0.0)
+                    line.popleft()
+                    continue
+                break
+            if not line:
+                self.lines.pop(model, None)
+
+    def _start(self, q: Request, r: Runner, load: float) -> None:
+        now = self.now
+        dec, pro = self.speed(q.model)
+        q.slot_at = now
+        q.load_seconds = load
+        q.prompt_seconds = q.prompt_tokens / pro
+        q.decode_single = q.output_tokens / dec
+        q.decode_left = q.decode_single
+        q.prompt_end = now + load + q.prompt_seconds
+        r.slots.append(q)
+        r.last_used = now
+
+    def _make_room(self, need: int) -> bool:
+        free = self.vram_total - sum(r.kind.size_bytes for r in self.runners.values())
+        if free >= need:
+            return True
+        idle = sorted(
+            (r for n, r in self.runners.items() if r.ready and not r.slots and n not in self.lines),
+            key=lambda r: r.last_used,
+        )
+        if free + sum(r.kind.size_bytes for r in idle) < need:
+            return False
+        for r in idle:
+            if free >= need:
+                break
+            del self.runners[r.kind.name]
+            self.evictions += 1
+            free += r.kind.size_bytes
+        return True
+
+    @property
+    def busy(self) -> bool:
+        return any(r.slots or not r.ready for r in self.runners.values())

@@ -1,0 +1,450 @@
+"""The discrete-event simulator: production router and scheduler on a simulated clock.
+
+One heap of events (arrivals, and per endpoint "something finishes here"); after every
+event the scheduler is handed a snapshot built from the simulated endpoints and asked to
+dispatch, exactly as the coordinator does with telemetry. The policy under test is the
+only thing that changes between runs; workload sampling and tie-breaks are seeded, so a
+run is deterministic for a seed.
+
+Measured over tasks arriving in ``[warmup, end of arrivals]``: completion time (arrival →
+last token), queueing delay (arrival → a slot on an endpoint, model load excluded),
+throughput, GPU utilisation (fraction of time an endpoint has a request in a slot or a
+model loading, weighted by its GPUs), cold loads, and p95 per priority.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordinator.routing.config import RouterConfig
+from coordinator.routing.snapshot import ClusterSnapshot, EndpointView, LoadedModelView, NodeView
+from coordinator.routing.speed import SpeedTracker
+from coordinator.routing.task import Priority
+from coordinator.scheduler import FinishKind, QueueFull, Scheduler, Unroutable
+from coordinator.sim.cluster import BATCH_SLOWDOWN, Request, SimEndpoint
+from coordinator.sim.policies import make_policy
+from coordinator.sim.workload import Workload
+from hive.config import ClusterConfig
+
+# Stop a run that cannot drain (an unstable policy at high load) after this many
+# multiples of the arrival period; unfinished tasks count with their age at the cut.
+DRAIN_LIMIT_FACTOR = 3.0
+
+
+def capacity(cluster: ClusterConfig, workload: Workload) -> float:
+    """Tasks per second the cluster can sustain for the workload's mix (a fluid model).
+
+    Each endpoint offers ``P / (1 + 0.25 (P - 1))`` single-stream seconds per second
+    (one model's batch full); a task of model m costs its mean prompt and decode seconds
+    there. Models are placed greedily, scarcest first, fastest endpoint first; binary
+    search finds the largest arrival rate that fits. Model loads are ignored, so real
+    capacity is a little lower: an offered load of 1.0 is at or beyond saturation.
+    """
+    weights = workload.model_weights()
+    types_total = sum(workload.task_types.values())
+    # Mean single-stream seconds per (endpoint, model) over the token distributions.
+    mean_prompt = 0.0
+    mean_output = 0.0
+    for tt, wt in workload.task_types.items():
+        toks = workload.tokens_for(tt)
+        mean_prompt += wt / types_total * toks.prompt.mean()
+        mean_output += wt / types_total * toks.output.mean()
+    eps = [SimEndpoint(n, i) for n in cluster.nodes for i in range(len(n.endpoints))]
+    cap = [e.num_parallel / (1 + BATCH_SLOWDOWN * (e.num_parallel - 1)) for e in eps]
+    cost: dict[str, list[tuple[float, int]]] = {}
+    for m in weights:
+        options = []
+        for i, e in enumerate(eps):
+            if m in e.models and e.models[m] <= e.vram_total:
+                dec, pro = e.speed(m)
+                options.append((mean_prompt / pro + mean_output / dec, i))
+        if options:
+            cost[m] = sorted(options)
+    routable = {m: w for m, w in weights.items() if m in cost}
+    total_w = sum(routable.values())
+    if total_w <= 0:
+        return 0.0
+
+    def fits(rate: float) -> bool:
+        left = list(cap)
+        for m in sorted(routable, key=lambda m: len(cost[m])):
+            demand = rate * routable[m] / total_w
+            for c, i in cost[m]:
+                take = min(demand, left[i] / c)
+                left[i] -= take * c
+                demand -= take
+                if demand <= 1e-12:
+                    break
+            if demand > 1e-9:
+                return False
+        return True
+
+    lo, hi = 0.0, sum(cap) / min(c for opts in cost.values() for c, _ in opts)
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@dataclass(slots=True)
+class _TaskStats:
+    arrival: float
+    priority: Priority
+    output_tokens: int
+    first_slot: float = -1.0
+    finished: float = -1.0
+    failed: bool = False
+
+
+@dataclass(slots=True)
+class SimResult:
+    policy: str
+    workload: str
+    seed: int
+    offered_load: float | None
+    arrival_rate: float
+    capacity_tasks_per_second: float
+    tasks: int
+    completed: int
+    failed: int
+    rejected: int
+    unfinished: int
+    sim_seconds: float
+    utilization: float
+    node_utilization: dict[str, float]
+    throughput_tasks_per_second: float
+    throughput_tokens_per_second: float
+    completion: dict[str, float]
+    queueing: dict[str, float]
+    completion_p95_by_priority: dict[str, float]
+    cold_loads: int
+    evictions: int
+    mean_decision_us: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": math.nan, "p95": math.nan, "p99": math.nan, "mean": math.nan}
+    v = sorted(values)
+
+    def q(p: float) -> float:
+        return v[min(len(v) - 1, max(0, math.ceil(p * len(v)) - 1))]
+
+    return {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "mean": sum(v) / len(v)}
+
+
+class Simulation:
+    """One run of one policy. ``run()`` returns its SimResult."""
+
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        workload: Workload,
+        policy: str,
+        seed: int | None = None,
+        router: RouterConfig | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.workload = workload
+        self.seed = workload.seed if seed is None else seed
+        if seed is not None and seed != workload.seed:
+            from dataclasses import replace
+
+            self.workload = replace(workload, seed=seed)
+        self.router = router or RouterConfig.from_mapping(
+            cluster.routing, cluster.source, [n.name for n in cluster.nodes]
+        )
+        self.policy_name = policy
+        self.policy = make_policy(policy, self.router, self.seed)
+        self.scheduler = Scheduler(self.router, self.policy)
+        self.endpoints = [SimEndpoint(n, i) for n in cluster.nodes for i in range(len(n.endpoints))]
+        self.by_key = {e.key: e for e in self.endpoints}
+        self.speeds = SpeedTracker()
+        self._events: list[tuple[float, int, int, int]] = []  # (time, seq, endpoint or -1, version)
+        self._seq = 0
+        self._versions = [0] * len(self.endpoints)
+        self._decision_seconds = 0.0
+        self._decisions = 0
+
+    # ----- the snapshot the scheduler sees ---------------------------------------------
+
+    def snapshot(self) -> ClusterSnapshot:
+        nodes = []
+        i = 0
+        for spec in self.cluster.nodes:
+            eps = []
+            for _ in spec.endpoints:
+                e = self.endpoints[i]
+                i += 1
+                loaded = tuple(
+                    LoadedModelView(name, r.kind.size_bytes, e.per_model.get(name, 0))
+                    for name, r in e.runners.items()
+                )
+                eps.append(
+                    EndpointView(
+                        node=e.node,
+                        id=e.id,
+                        gpu_names=e.gpu_names,
+                        num_parallel=e.num_parallel,
+                        max_queue=e.max_queue,
+                        vram_total_bytes=e.vram_total,
+                        vram_used_bytes=sum(r.kind.size_bytes for r in e.runners.values()),
+                        models=e.models,
+                        loaded=loaded,
+                        in_flight=e.assigned,
+                        healthy=True,
+                        utilization_percent=100.0 if e.busy else 0.0,
+                    )
+                )
+            nodes.append(NodeView(spec.name, "healthy", False, spec.specializations, tuple(eps)))
+        return ClusterSnapshot(tuple(nodes), self.speeds.speeds(), self.speeds.error_rates())
+
+    # ----- the run ---------------------------------------------------------------------
+
+    def _schedule(self, idx: int) -> None:
+        e = self.endpoints[idx]
+        t = e.next_event()
+        self._versions[idx] += 1
+        if t != math.inf:
+            self._seq += 1
+            heapq.heappush(self._events, (t, self._seq, idx, self._versions[idx]))
+
+    def run(self) -> SimResult:
+        import time
+
+        wl = self.workload
+        cap = capacity(self.cluster, wl)
+        rate = wl.rate if wl.rate is not None else (wl.offered_load or 0.85) * cap
+        if rate <= 0:
+            raise ValueError("the workload's models run nowhere in this cluster (capacity 0)")
+        arrivals = wl.generate(rate)
+        end_arrivals = arrivals[-1][0] if arrivals else 0.0
+        if wl.duration_seconds is not None and wl.tasks is None:
+            end_arrivals = wl.duration_seconds
+        warmup = min(wl.warmup_seconds, end_arrivals)
+        stats: dict[str, _TaskStats] = {}
+        true_output: dict[str, int] = {}
+        for k, (t, _spec, _out) in enumerate(arrivals):
+            self._seq += 1
+            heapq.heappush(self._events, (t, self._seq, -1, k))
+        horizon = max(end_arrivals, 1.0) * DRAIN_LIMIT_FACTOR + 600.0
+        rejected = unroutable = 0
+        now = 0.0
+        index = {e.key: i for i, e in enumerate(self.endpoints)}
+        observe = getattr(self.policy, "observe", None)
+        busy_window = [0.0] * len(self.endpoints)
+        window_open = warmup <= 0.0
+        busy_at_close: list[float] | None = None
+        while self._events:
+            t, _, idx, ver = heapq.heappop(self._events)
+            if t > horizon:
+                break
+            if not window_open and t >= warmup:
+                for j, e in enumerate(self.endpoints):
+                    e.advance(warmup)
+                    busy_window[j] = e.busy_seconds
+                window_open = True
+            if busy_at_close is None and t >= end_arrivals:
+                for e in self.endpoints:
+                    e.advance(end_arrivals)
+                busy_at_close = [e.busy_seconds for e in self.endpoints]
+            now = t
+            touched: set[int] = set()
+            if idx < 0:
+                _, spec, out = arrivals[ver]
+                stats[spec.id] = _TaskStats(t, spec.priority, out)
+                true_output[spec.id] = out
+                try:
+                    self.scheduler.submit(spec, self.snapshot(), now)
+                except QueueFull:
+                    rejected += 1
+                    stats[spec.id].failed = True
+                except Unroutable:
+                    unroutable += 1
+                    stats[spec.id].failed = True
+            else:
+                if ver != self._versions[idx]:
+                    continue
+                e = self.endpoints[idx]
+                e.advance(now)
+                for q in e.step():
+                    self._finish(e, q, now, stats, observe)
+                touched.add(idx)
+            for f in self.scheduler.expire(now):
+                st = stats.get(f.task_id)
+                if st is not None:
+                    st.failed = True
+                if f.node:
+                    j = index[(f.node, f.endpoint_id)]
+                    self.endpoints[j].advance(now)
+                    self.endpoints[j].remove(f.task_id)
+                    touched.add(j)
+            if self.scheduler.queue_depth:
+                t0 = time.perf_counter()
+                assignments = self.scheduler.dispatch(self.snapshot(), now)
+                self._decision_seconds += time.perf_counter() - t0
+                self._decisions += len(assignments)
+                for a in assignments:
+                    j = index[(a.node, a.endpoint_id)]
+                    e = self.endpoints[j]
+                    e.advance(now)
+                    e.submit(
+                        Request(
+                            a.task.id,
+                            a.attempt,
+                            a.task.model,
+                            a.task.prompt_tokens,
+                            true_output[a.task.id],
+                            now,
+                        )
+                    )
+                    e.step()
+                    touched.add(j)
+            for j in touched:
+                e = self.endpoints[j]
+                e.advance(now)
+                for q in e.step():
+                    self._finish(e, q, now, stats, observe)
+                self._schedule(j)
+            # first-slot times: read from requests that got a slot
+            for j in touched:
+                for r in self.endpoints[j].runners.values():
+                    for q in r.slots:
+                        st = stats[q.task_id]
+                        if st.first_slot < 0:
+                            st.first_slot = q.slot_at
+        end = now
+        if busy_at_close is None:
+            for e in self.endpoints:
+                e.advance(max(end, end_arrivals))
+            busy_at_close = [e.busy_seconds for e in self.endpoints]
+        return self._result(
+            stats,
+            cap,
+            rate,
+            warmup,
+            end_arrivals,
+            end,
+            busy_window,
+            busy_at_close,
+            rejected + unroutable,
+        )
+
+    def _finish(
+        self,
+        e: SimEndpoint,
+        q: Request,
+        now: float,
+        stats: dict[str, _TaskStats],
+        observe: Any,
+    ) -> None:
+        out = self.scheduler.finished(q.task_id, q.attempt, now, ok=True)
+        if out.kind is not FinishKind.COMPLETED:
+            return
+        st = stats[q.task_id]
+        st.finished = now
+        decode_wall = now - q.decode_started
+        concurrency = 1.0
+        if q.decode_single > 0 and decode_wall > 0:
+            slow = decode_wall / q.decode_single
+            concurrency = max(1.0, 1.0 + (slow - 1.0) / BATCH_SLOWDOWN)
+        self.speeds.observe(
+            e.node,
+            e.id,
+            q.model,
+            ok=True,
+            eval_count=q.output_tokens,
+            eval_duration_ns=int(decode_wall * 1e9),
+            prompt_eval_count=q.prompt_tokens,
+            prompt_eval_duration_ns=int(q.prompt_seconds * 1e9),
+            concurrency=concurrency,
+        )
+        if observe is not None:
+            observe(e.node, e.id, now - q.slot_at)
+
+    def _result(
+        self,
+        stats: dict[str, _TaskStats],
+        cap: float,
+        rate: float,
+        warmup: float,
+        end_arrivals: float,
+        end: float,
+        busy_open: list[float],
+        busy_close: list[float],
+        rejected: int,
+    ) -> SimResult:
+        window = max(1e-9, end_arrivals - warmup)
+        measured = {k: s for k, s in stats.items() if warmup <= s.arrival <= end_arrivals}
+        completion: list[float] = []
+        queueing: list[float] = []
+        by_prio: dict[str, list[float]] = {p.name.lower(): [] for p in Priority}
+        unfinished = failed = 0
+        for s in measured.values():
+            if s.failed:
+                failed += 1
+                continue
+            if s.finished < 0:
+                unfinished += 1
+                c = end - s.arrival
+            else:
+                c = s.finished - s.arrival
+            completion.append(c)
+            by_prio[s.priority.name.lower()].append(c)
+            queueing.append((s.first_slot if s.first_slot >= 0 else end) - s.arrival)
+        done_in_window = [s for s in stats.values() if warmup <= s.finished <= end_arrivals]
+        gpu_busy = 0.0
+        gpus = 0
+        node_busy: dict[str, list[float]] = {}
+        for e, a, b in zip(self.endpoints, busy_open, busy_close, strict=True):
+            frac = (b - a) / window
+            gpu_busy += frac * e.gpu_count
+            gpus += e.gpu_count
+            nb = node_busy.setdefault(e.node, [0.0, 0.0])
+            nb[0] += frac * e.gpu_count
+            nb[1] += e.gpu_count
+        return SimResult(
+            policy=self.policy_name,
+            workload=self.workload.name,
+            seed=self.seed,
+            offered_load=self.workload.offered_load if self.workload.rate is None else None,
+            arrival_rate=rate,
+            capacity_tasks_per_second=cap,
+            tasks=len(measured),
+            completed=sum(1 for s in measured.values() if s.finished >= 0),
+            failed=failed,
+            rejected=rejected,
+            unfinished=unfinished,
+            sim_seconds=end,
+            utilization=gpu_busy / gpus if gpus else 0.0,
+            node_utilization={n: v[0] / v[1] for n, v in node_busy.items()},
+            throughput_tasks_per_second=len(done_in_window) / window,
+            throughput_tokens_per_second=sum(s.output_tokens for s in done_in_window) / window,
+            completion=percentiles(completion),
+            queueing=percentiles(queueing),
+            completion_p95_by_priority={p: percentiles(v)["p95"] for p, v in by_prio.items()},
+            cold_loads=sum(e.loads for e in self.endpoints),
+            evictions=sum(e.evictions for e in self.endpoints),
+            mean_decision_us=1e6 * self._decision_seconds / max(1, self._decisions),
+        )
+
+
+def simulate(
+    cluster: ClusterConfig,
+    workload: Workload,
+    policy: str,
+    seed: int | None = None,
+    router: RouterConfig | None = None,
+) -> SimResult:
+    """Run ``policy`` on ``cluster`` under ``workload``; deterministic for a seed."""
+    return Simulation(cluster, workload, policy, seed, router).run()
