@@ -20,12 +20,29 @@ class WorkflowState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKFLOW_STATE_SUCCEEDED: _ClassVar[WorkflowState]
     WORKFLOW_STATE_FAILED: _ClassVar[WorkflowState]
     WORKFLOW_STATE_CANCELLED: _ClassVar[WorkflowState]
+
+class WorkflowEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKFLOW_EVENT_TYPE_UNSPECIFIED: _ClassVar[WorkflowEventType]
+    WORKFLOW_EVENT_TYPE_SNAPSHOT: _ClassVar[WorkflowEventType]
+    WORKFLOW_EVENT_TYPE_WORKFLOW_STATE: _ClassVar[WorkflowEventType]
+    WORKFLOW_EVENT_TYPE_STAGE_STARTED: _ClassVar[WorkflowEventType]
+    WORKFLOW_EVENT_TYPE_STAGE_FINISHED: _ClassVar[WorkflowEventType]
+    WORKFLOW_EVENT_TYPE_TASK_ASSIGNED: _ClassVar[WorkflowEventType]
+    WORKFLOW_EVENT_TYPE_TASK_FINISHED: _ClassVar[WorkflowEventType]
 WORKFLOW_STATE_UNSPECIFIED: WorkflowState
 WORKFLOW_STATE_PENDING: WorkflowState
 WORKFLOW_STATE_RUNNING: WorkflowState
 WORKFLOW_STATE_SUCCEEDED: WorkflowState
 WORKFLOW_STATE_FAILED: WorkflowState
 WORKFLOW_STATE_CANCELLED: WorkflowState
+WORKFLOW_EVENT_TYPE_UNSPECIFIED: WorkflowEventType
+WORKFLOW_EVENT_TYPE_SNAPSHOT: WorkflowEventType
+WORKFLOW_EVENT_TYPE_WORKFLOW_STATE: WorkflowEventType
+WORKFLOW_EVENT_TYPE_STAGE_STARTED: WorkflowEventType
+WORKFLOW_EVENT_TYPE_STAGE_FINISHED: WorkflowEventType
+WORKFLOW_EVENT_TYPE_TASK_ASSIGNED: WorkflowEventType
+WORKFLOW_EVENT_TYPE_TASK_FINISHED: WorkflowEventType
 
 class SubmitWorkflowRequest(_message.Message):
     __slots__ = ("name", "requirements", "language", "priority", "pipeline", "request_id", "labels")
@@ -53,10 +70,12 @@ class SubmitWorkflowRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., requirements: _Optional[str] = ..., language: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., pipeline: _Optional[str] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SubmitWorkflowResponse(_message.Message):
-    __slots__ = ("workflow",)
+    __slots__ = ("workflow", "created")
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
     workflow: Workflow
-    def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ...) -> None: ...
+    created: bool
+    def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class Workflow(_message.Message):
     __slots__ = ("id", "name", "requirements", "language", "priority", "pipeline", "state", "stages", "created_at", "started_at", "finished_at", "error", "artifacts", "labels")
@@ -98,23 +117,35 @@ class Workflow(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., requirements: _Optional[str] = ..., language: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., pipeline: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Stage(_message.Message):
-    __slots__ = ("name", "type", "model", "depends_on", "state", "tasks")
+    __slots__ = ("name", "type", "model", "depends_on", "state", "tasks", "output", "error", "iteration", "started_at", "finished_at", "verdict")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ITERATION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: _common_pb2.TaskType
     model: str
     depends_on: _containers.RepeatedScalarFieldContainer[str]
     state: _cluster_pb2.TaskState
     tasks: _containers.RepeatedCompositeFieldContainer[TaskRecord]
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., model: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[_cluster_pb2.TaskState, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ...) -> None: ...
+    output: str
+    error: str
+    iteration: int
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    verdict: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., model: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[_cluster_pb2.TaskState, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ..., output: _Optional[str] = ..., error: _Optional[str] = ..., iteration: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., verdict: _Optional[str] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
-    __slots__ = ("task_id", "node", "endpoint_id", "attempt", "state", "queued_at", "started_at", "finished_at", "stats", "output", "error")
+    __slots__ = ("task_id", "node", "endpoint_id", "attempt", "state", "queued_at", "started_at", "finished_at", "stats", "output", "error", "role", "iteration")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +157,8 @@ class TaskRecord(_message.Message):
     STATS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ITERATION_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     node: str
     endpoint_id: str
@@ -137,7 +170,9 @@ class TaskRecord(_message.Message):
     stats: _common_pb2.TaskStats
     output: str
     error: str
-    def __init__(self, task_id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[_Union[_cluster_pb2.TaskState, str]] = ..., queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stats: _Optional[_Union[_common_pb2.TaskStats, _Mapping]] = ..., output: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    role: str
+    iteration: int
+    def __init__(self, task_id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[_Union[_cluster_pb2.TaskState, str]] = ..., queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stats: _Optional[_Union[_common_pb2.TaskStats, _Mapping]] = ..., output: _Optional[str] = ..., error: _Optional[str] = ..., role: _Optional[str] = ..., iteration: _Optional[int] = ...) -> None: ...
 
 class Artifact(_message.Message):
     __slots__ = ("path", "content", "kind", "stage")
@@ -202,13 +237,17 @@ class WatchWorkflowRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class WatchWorkflowResponse(_message.Message):
-    __slots__ = ("at", "workflow", "stage", "task")
+    __slots__ = ("at", "workflow", "stage", "task", "type", "message")
     AT_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     at: _timestamp_pb2.Timestamp
     workflow: Workflow
     stage: str
     task: _cluster_pb2.TaskEvent
-    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ..., stage: _Optional[str] = ..., task: _Optional[_Union[_cluster_pb2.TaskEvent, _Mapping]] = ...) -> None: ...
+    type: WorkflowEventType
+    message: str
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ..., stage: _Optional[str] = ..., task: _Optional[_Union[_cluster_pb2.TaskEvent, _Mapping]] = ..., type: _Optional[_Union[WorkflowEventType, str]] = ..., message: _Optional[str] = ...) -> None: ...

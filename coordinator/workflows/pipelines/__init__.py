@@ -1,0 +1,1 @@
+"""Shipped pipeline templates (YAML package data); see coordinator.workflows.templates."""

@@ -1,0 +1,328 @@
+"""`hive submit`, `hive workflows`, `hive workflow`, `hive cancel`: workflows from the shell.
+
+Each command talks gRPC to the coordinator's WorkflowService. `hive submit` follows the
+workflow live (WatchWorkflow) with a table of its stages unless told `--no-wait`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from hive.v1 import cluster_pb2, common_pb2, workflow_pb2, workflow_pb2_grpc
+
+PRIORITIES = {"low": common_pb2.PRIORITY_LOW, "normal": common_pb2.PRIORITY_NORMAL,
+              "high": common_pb2.PRIORITY_HIGH}  # fmt: skip
+STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}
+STATE_STYLE = {"queued": "dim", "running": "yellow", "succeeded": "green", "failed": "red",
+               "cancelled": "magenta", "pending": "dim"}  # fmt: skip
+SUBMIT_FIELDS = ("name", "requirements", "language", "priority", "pipeline", "request_id", "labels")
+
+
+class UsageError(ValueError):
+    """Bad command-line input, reported without a traceback."""
+
+
+def _wf_state(state: int) -> str:
+    return workflow_pb2.WorkflowState.Name(state).removeprefix("WORKFLOW_STATE_").lower()
+
+
+def _task_state(state: int) -> str:
+    return cluster_pb2.TaskState.Name(state).removeprefix("TASK_STATE_").lower()
+
+
+def _styled(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def _as_dict(message: Any) -> dict[str, Any]:
+    result: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return result
+
+
+def build_request(args: argparse.Namespace) -> workflow_pb2.SubmitWorkflowRequest:
+    """The request from a workflow JSON file (the seed's format) and flags; flags win."""
+    data: dict[str, Any] = {}
+    if args.file:
+        try:
+            loaded = json.loads(Path(args.file).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{args.file}: cannot read a workflow from it: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"{args.file}: expected a JSON object")
+        unknown = set(loaded) - set(SUBMIT_FIELDS)
+        if unknown:
+            raise UsageError(
+                f"{args.file}: unknown field(s) {', '.join(sorted(unknown))}; "
+                f"expected {', '.join(SUBMIT_FIELDS)}"
+            )
+        data.update(loaded)
+    for key in ("name", "requirements", "language", "priority", "pipeline", "request_id"):
+        value = getattr(args, key, None)
+        if value is not None:
+            data[key] = value
+    priority = data.get("priority", "normal")
+    if isinstance(priority, str):
+        if priority.lower() not in PRIORITIES:
+            raise UsageError(f"priority: {priority!r} is not one of {', '.join(PRIORITIES)}")
+        priority = PRIORITIES[priority.lower()]
+    labels = data.get("labels", {})
+    if not isinstance(labels, dict):
+        raise UsageError("labels: expected an object of strings")
+    return workflow_pb2.SubmitWorkflowRequest(
+        name=str(data.get("name", "")),
+        requirements=str(data.get("requirements", "")),
+        language=str(data.get("language", "")),
+        priority=priority,
+        pipeline=str(data.get("pipeline", "")),
+        request_id=str(data.get("request_id", "")),
+        labels={str(k): str(v) for k, v in labels.items()},
+    )
+
+
+def stage_table(wf: workflow_pb2.Workflow) -> Table:
+    table = Table(title=f"{wf.id}  {wf.name}  [{_wf_state(wf.state)}]", title_justify="left")
+    for column in ("stage", "type", "model", "state", "nodes", "tokens", "seconds", "note"):
+        table.add_column(column)
+    for stage in wf.stages:
+        nodes = sorted({t.node for t in stage.tasks if t.node})
+        tokens = sum(t.stats.eval_count for t in stage.tasks)
+        seconds = ""
+        if stage.HasField("started_at") and stage.HasField("finished_at"):
+            ns = stage.finished_at.ToNanoseconds() - stage.started_at.ToNanoseconds()
+            seconds = f"{ns / 1e9:.1f}"
+        note = stage.verdict.replace("_", " ") or stage.error
+        if stage.iteration:
+            note = f"iteration {stage.iteration + 1}" + (f"; {note}" if note else "")
+        table.add_row(
+            stage.name,
+            common_pb2.TaskType.Name(stage.type).removeprefix("TASK_TYPE_").lower(),
+            stage.model,
+            _styled(_task_state(stage.state)),
+            ", ".join(nodes),
+            str(tokens or ""),
+            seconds,
+            note[:60],
+        )
+    return table
+
+
+async def _follow(
+    stub: workflow_pb2_grpc.WorkflowServiceAsyncStub, wf_id: str, console: Console
+) -> workflow_pb2.Workflow:
+    """Show the stages live until the workflow ends; return it in full."""
+    log: list[str] = []
+    current: workflow_pb2.Workflow | None = None
+    with Live(console=console, refresh_per_second=8, transient=False) as live:
+        async for event in stub.WatchWorkflow(workflow_pb2.WatchWorkflowRequest(id=wf_id)):
+            current = event.workflow
+            if event.message:
+                log.append(event.message)
+            live.update(Group(stage_table(current), Text("\n".join(log[-6:]), style="dim")))
+    response = await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=wf_id))
+    return response.workflow
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    request = build_request(args)
+    console = Console(stderr=args.json)
+
+    async def main() -> int:
+        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+            stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+            response = await stub.SubmitWorkflow(request, timeout=30)
+            wf = response.workflow
+            verb = "accepted" if response.created else "already accepted (same request_id)"
+            console.print(f"workflow [bold]{wf.id}[/bold] {verb}: {wf.name} ({wf.pipeline})")
+            if args.no_wait:
+                if args.json:
+                    print(json.dumps(_as_dict(wf), indent=2))
+                return 0
+            final = await _follow(stub, wf.id, console)
+            if args.json:
+                print(json.dumps(_as_dict(final), indent=2))
+            else:
+                _print_result(final, console)
+            return 0 if final.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED else 1
+
+    return asyncio.run(main())
+
+
+def _print_result(wf: workflow_pb2.Workflow, console: Console) -> None:
+    state = _wf_state(wf.state)
+    console.print(Text(f"{wf.id} {state}", style=STATE_STYLE.get(state, "")), wf.error or "")
+    if wf.artifacts:
+        console.print(f"{len(wf.artifacts)} artifacts: " + ", ".join(a.path for a in wf.artifacts))
+        console.print(f"export them with: hive workflow export {wf.id} DIR")
+
+
+def cmd_workflows(args: argparse.Namespace) -> int:
+    state = 0
+    if args.state:
+        if args.state not in STATES:
+            raise UsageError(f"--state: {args.state!r} is not one of {', '.join(STATES)}")
+        state = STATES[args.state]
+
+    async def main() -> list[workflow_pb2.Workflow]:
+        out: list[workflow_pb2.Workflow] = []
+        token = ""
+        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+            stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+            while len(out) < args.limit:
+                page = await stub.ListWorkflows(
+                    workflow_pb2.ListWorkflowsRequest(
+                        state=state,  # type: ignore[arg-type]
+                        page_size=min(100, args.limit - len(out)),
+                        page_token=token,
+                    ),
+                    timeout=30,
+                )
+                out.extend(page.workflows)
+                token = page.next_page_token
+                if not token:
+                    break
+        return out
+
+    workflows = asyncio.run(main())
+    if args.json:
+        print(json.dumps([_as_dict(w) for w in workflows], indent=2))
+        return 0
+    table = Table()
+    for column in ("id", "name", "pipeline", "state", "stages", "created"):
+        table.add_column(column)
+    for wf in workflows:
+        done = sum(1 for s in wf.stages if s.state == cluster_pb2.TASK_STATE_SUCCEEDED)
+        table.add_row(
+            wf.id,
+            wf.name[:40],
+            wf.pipeline,
+            _styled(_wf_state(wf.state)),
+            f"{done}/{len(wf.stages)}",
+            wf.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    Console().print(table)
+    return 0
+
+
+async def _get(address: str, wf_id: str) -> workflow_pb2.Workflow:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+        response = await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=wf_id), timeout=30)
+        return response.workflow
+
+
+def export(wf: workflow_pb2.Workflow, directory: Path) -> list[Path]:
+    """Write a workflow's artifacts under ``directory`` (plus workflow.json); refuse paths
+    that would land outside it."""
+    root = directory.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for artifact in wf.artifacts:
+        target = (root / artifact.path).resolve()
+        if not target.is_relative_to(root):
+            raise UsageError(f"artifact path {artifact.path!r} points outside {root}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(artifact.content)
+        written.append(target)
+    summary = _as_dict(wf)
+    for artifact in summary.get("artifacts", []):
+        artifact.pop("content", None)
+    (root / "workflow.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return written
+
+
+def cmd_workflow(args: argparse.Namespace) -> int:
+    if args.target == "export":
+        if len(args.extra) != 2:
+            raise UsageError("usage: hive workflow export ID DIR")
+        wf = asyncio.run(_get(args.coordinator, args.extra[0]))
+        written = export(wf, Path(args.extra[1]))
+        print(f"wrote {len(written)} artifacts and workflow.json to {args.extra[1]}")
+        return 0
+    if args.extra:
+        raise UsageError("usage: hive workflow ID [--json] | hive workflow export ID DIR")
+    wf = asyncio.run(_get(args.coordinator, args.target))
+    if args.json:
+        print(json.dumps(_as_dict(wf), indent=2))
+        return 0
+    console = Console()
+    console.print(stage_table(wf))
+    _print_result(wf, console)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    async def main() -> workflow_pb2.Workflow:
+        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+            stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+            response = await stub.CancelWorkflow(
+                workflow_pb2.CancelWorkflowRequest(id=args.id, reason=args.reason), timeout=60
+            )
+            return response.workflow
+
+    wf = asyncio.run(main())
+    print(f"{wf.id}: {_wf_state(wf.state)}")
+    return 0
+
+
+def _guard(func: Any) -> Any:
+    """Report usage errors as one line and exit status 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            result: int = func(args)
+            return result
+        except UsageError as exc:
+            print(f"hive: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def register(sub: Any) -> None:
+    """Add the workflow commands to `hive`'s subcommand parser."""
+    from hive.cli import DEFAULT_COORDINATOR
+
+    p = sub.add_parser("submit", help="submit a workflow and follow it live")
+    p.add_argument("file", nargs="?", help="workflow JSON (name, requirements, language, ...)")
+    p.add_argument("--name")
+    p.add_argument("--requirements")
+    p.add_argument("--language")
+    p.add_argument("--priority", help="low, normal or high")
+    p.add_argument("--pipeline", help="pipeline template (default: full)")
+    p.add_argument("--request-id", dest="request_id", help="makes retries idempotent")
+    p.add_argument("--no-wait", action="store_true", help="return once accepted")
+    p.add_argument("--json", action="store_true", help="print the final workflow as JSON")
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=_guard(cmd_submit))
+
+    p = sub.add_parser("workflows", help="list workflows, newest first")
+    p.add_argument("--state", help=", ".join(STATES))
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=_guard(cmd_workflows))
+
+    p = sub.add_parser("workflow", help="show a workflow, or `export ID DIR` its artifacts")
+    p.add_argument("target", help="workflow id, or export")
+    p.add_argument("extra", nargs="*", help="for export: ID DIR")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=_guard(cmd_workflow))
+
+    p = sub.add_parser("cancel", help="cancel a workflow")
+    p.add_argument("id")
+    p.add_argument("--reason", default="")
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=_guard(cmd_cancel))
