@@ -1,83 +1,147 @@
-"""The gateway's HTTP app: translates REST calls into the coordinator's gRPC API.
+"""The gateway's HTTP app: the front door that translates every client protocol into
+the coordinator's gRPC API, holding no state of its own.
 
-It holds no state of its own. This first version serves health and cluster
-status; workflows, live events, MCP and the Ollama/OpenAI APIs build on it.
+Served here: the seed's REST API (``rest``), live events over a WebSocket (``events``),
+MCP over streamable HTTP at ``/mcp`` (``mcp_server``), the Ollama API (``ollama_api``)
+and the OpenAI API (``openai_api``). Errors: problem+json on the REST API
+(``problems``), each compatible API in its own clients' shape.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import grpc
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from google.protobuf import json_format
-
+from gateway import events, mcp_server, ollama_api, openai_api, problems, rest
+from gateway.upstream import Upstream
 from hive import __version__
-from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2
+from hive.metrics import HttpMetrics, build_info
+
+# Request bodies above this are refused with 413 before they are read. The coordinator
+# takes prompts up to 1 MB of characters; JSON escaping can double that.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
-def create_app(coordinator: str) -> FastAPI:
+def create_app(
+    coordinator: str,
+    *,
+    event_queue_size: int = events.DEFAULT_QUEUE_SIZE,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The gateway for the coordinator at ``coordinator`` (host:port)."""
+    upstream = Upstream(coordinator)
     app = FastAPI(
         title="Hive mesh gateway",
         version=__version__,
-        description="REST front door of a Hive mesh cluster.",
+        description=(
+            "Front door of a Hive mesh cluster: the seed's REST API under /api/distributed, "
+            "live events on the WebSocket /api/distributed/ws, MCP at /mcp, and the cluster "
+            "as one Ollama (/api/*) and one OpenAI endpoint (/v1/*)."
+        ),
     )
-    channel: grpc.aio.Channel | None = None
+    app.state.upstream = upstream
+    problems.install(app)
+    ollama_api.install(app)
+    openai_api.install(app)
+    app.add_exception_handler(RequestValidationError, _on_invalid_request)
 
-    def cluster() -> cluster_pb2_grpc.ClusterServiceAsyncStub:
-        nonlocal channel
-        if channel is None:
-            channel = grpc.aio.insecure_channel(coordinator)
-        return cluster_pb2_grpc.ClusterServiceStub(channel)
+    app.include_router(rest.router(upstream))
+    app.include_router(ollama_api.router(upstream))
+    app.include_router(openai_api.router(upstream))
 
-    async def status() -> cluster_pb2.GetClusterStatusResponse:
-        return await cluster().GetClusterStatus(cluster_pb2.GetClusterStatusRequest(), timeout=5)
+    @app.websocket(f"{rest.PREFIX}/ws")
+    async def event_stream(websocket: WebSocket) -> None:
+        """Live workflow, task and cluster events; see ``gateway.events``."""
+        await events.EventConnection(websocket, upstream, event_queue_size).run()
 
-    def unavailable(err: grpc.aio.AioRpcError) -> JSONResponse:
-        return JSONResponse(
-            status_code=503,
-            media_type="application/problem+json",
-            content={
-                "type": "about:blank",
-                "title": "Coordinator unavailable",
-                "status": 503,
-                "detail": err.details() or err.code().name,
-                "grpc_status": err.code().name,
-            },
-        )
+    mcp_app = mcp_server.StatelessHttp(mcp_server.build(upstream))
+    app.router.routes.append(Route("/mcp", mcp_app, methods=["GET", "POST", "DELETE"]))
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # Each app has its own registry, so several gateways in one process (tests, hive dev)
+    # never share counters.
+    registry = CollectorRegistry()
+    build_info(registry, "gateway")
 
-    @app.get("/health")
-    async def health() -> Any:
-        """Liveness of the gateway and reachability of the coordinator."""
-        try:
-            summary = (await status()).summary
-        except grpc.aio.AioRpcError as err:
-            return unavailable(err)
-        return {"status": "healthy", "version": __version__, "nodes_healthy": summary.nodes_healthy}
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics of this gateway."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/distributed/health")
-    async def distributed_health() -> Any:
-        """Health of the distributed system: every node's liveness."""
-        try:
-            response = await status()
-        except grpc.aio.AioRpcError as err:
-            return unavailable(err)
-        nodes = {
-            n.info.name: common_pb2.NodeState.Name(n.state).removeprefix("NODE_STATE_").lower()
-            for n in response.nodes
-        }
-        healthy = response.summary.nodes_healthy
-        state = "healthy" if nodes and healthy == len(nodes) else "degraded" if healthy else "down"
-        return {"status": state, "nodes": nodes}
-
-    @app.get("/api/distributed/cluster/status")
-    async def cluster_status() -> Any:
-        """Cluster health and capacity: nodes, GPUs, endpoints, models, telemetry."""
-        try:
-            response = await status()
-        except grpc.aio.AioRpcError as err:
-            return unavailable(err)
-        return json_format.MessageToDict(response, preserving_proto_field_name=True)
-
+    app.add_middleware(HttpMetrics, registry=registry)
     return app
+
+
+async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """Invalid input, answered in the shape the caller's API uses.
+
+    Malformed JSON is 400 everywhere; a well-formed body with wrong fields is 422
+    problem+json on the REST API and 400 on the Ollama and OpenAI APIs, as they do.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = problems.field_errors(exc)
+    detail = problems.validation_detail(errors)
+    path = request.url.path
+    if path.startswith("/v1/"):
+        param = errors[0].field.rsplit(".", 1)[-1] if errors else None
+        return openai_api.error_response(
+            400,
+            {"message": detail, "type": "invalid_request_error", "param": param, "code": None},
+        )
+    if path.startswith("/api/") and not path.startswith(rest.PREFIX):
+        return ollama_api.error_response(400, detail)
+    malformed = any(e.type == "json_invalid" for e in errors)
+    status = 400 if malformed else 422
+    return problems.problem_response(problems.ProblemError(status, detail, errors=errors), request)
+
+
+class BodyLimit:
+    """Refuses request bodies over ``max_bytes`` with 413, by Content-Length or as they stream."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        seen = 0
+        too_large = False
+
+        async def limited() -> Message:
+            nonlocal seen, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    too_large = True
+                    raise _TooLarge
+            return message
+
+        async def unless_refused(message: Message) -> None:
+            # FastAPI answers a body it failed to read with 400; ours is the real reason.
+            if not too_large:
+                await send(message)
+
+        try:
+            await self.app(scope, limited, unless_refused)
+        except _TooLarge:
+            pass
+        if too_large:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = problems.ProblemError(413, f"request body is larger than {self.max_bytes} bytes")
+        await problems.problem_response(problem)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,130 @@
+"""Streams of one LLM request through InferenceService, shared by the Ollama- and
+OpenAI-compatible APIs.
+
+A stream is opened and read up to its first piece of output before the HTTP response
+starts, so that a refusal (unknown model, no capacity) still becomes a proper HTTP
+status; later failures can only be reported inside the body. Closing the stream
+cancels the RPC, which cancels the request at the node's Ollama.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
+from hive.v1 import common_pb2, inference_pb2
+
+Event = inference_pb2.GenerateResponse | inference_pb2.ChatResponse
+
+# The longest a single generation may run through the gateway.
+GENERATION_TIMEOUT_SECONDS = 3600.0
+
+
+@dataclass
+class Piece:
+    """One step of a generation: text, or the final result (never both)."""
+
+    text: str = ""
+    result: common_pb2.TaskResult | None = None
+
+
+@dataclass
+class Generation:
+    call: Any  # grpc.aio.UnaryStreamCall of GenerateResponse or ChatResponse
+    assigned: inference_pb2.TaskAssignment | None = None
+    _ahead: list[Piece] = field(default_factory=list)
+
+    async def _next(self) -> Piece | None:
+        """The next chunk or result; assignments (and re-assignments) are recorded."""
+        while True:
+            event: Event | Any = await self.call.read()
+            if event is grpc.aio.EOF:
+                return None
+            if event.HasField("assigned"):
+                self.assigned = event.assigned
+            elif event.HasField("chunk"):
+                return Piece(text=event.chunk.text)
+            elif event.HasField("result"):
+                return Piece(result=event.result)
+
+    async def prefetch(self) -> None:
+        """Read until the first output, raising the RPC's error if it fails before that."""
+        piece = await self._next()
+        if piece is not None:
+            self._ahead.append(piece)
+
+    async def pieces(self) -> AsyncIterator[Piece]:
+        try:
+            while self._ahead:
+                yield self._ahead.pop(0)
+            while (piece := await self._next()) is not None:
+                yield piece
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.call.cancel()
+
+    @property
+    def task_id(self) -> str:
+        return self.assigned.task_id if self.assigned is not None else ""
+
+
+async def generate(upstream: Upstream, request: inference_pb2.GenerateRequest) -> Generation:
+    generation = Generation(
+        upstream.inference.Generate(request, timeout=GENERATION_TIMEOUT_SECONDS)
+    )
+    try:
+        await generation.prefetch()
+    except BaseException:
+        generation.close()
+        raise
+    return generation
+
+
+async def chat(upstream: Upstream, request: inference_pb2.ChatRequest) -> Generation:
+    generation = Generation(upstream.inference.Chat(request, timeout=GENERATION_TIMEOUT_SECONDS))
+    try:
+        await generation.prefetch()
+    except BaseException:
+        generation.close()
+        raise
+    return generation
+
+
+async def collect(generation: Generation) -> tuple[str, common_pb2.TaskResult]:
+    """The whole text and the final result of a generation."""
+    parts: list[str] = []
+    result = common_pb2.TaskResult()
+    async for piece in generation.pieces():
+        if piece.result is not None:
+            result = piece.result
+        else:
+            parts.append(piece.text)
+    return "".join(parts), result
+
+
+async def model_is_unknown(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> bool:
+    """Whether an RPC failed because no node has ``model`` (checked only on the error path)."""
+    if err.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+        return False
+    try:
+        reply = await upstream.inference.ListModels(
+            inference_pb2.ListModelsRequest(), timeout=UNARY_TIMEOUT_SECONDS
+        )
+    except grpc.aio.AioRpcError:
+        return err.code() == grpc.StatusCode.NOT_FOUND
+    return model not in {m.info.name for m in reply.models}
+
+
+def keep_alive(value: str | float | None) -> str:
+    """Ollama's keep_alive: a duration string, or a number of seconds."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return f"{int(value)}s"

@@ -1,0 +1,323 @@
+"""The cluster as one Ollama: ``/api/generate``, ``/api/chat``, ``/api/tags``, ``/api/ps``,
+``/api/show``, ``/api/version`` with Ollama's own JSON shapes, so any Ollama client
+pointed at the gateway (``OLLAMA_HOST``) uses the whole cluster, routed by the
+coordinator.
+
+Errors are Ollama's ``{"error": "..."}`` with its status codes (404 for an unknown model);
+a failure after streaming began is a final ``{"error": ...}`` line, as Ollama does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import grpc
+from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway import inference
+from gateway.problems import http_status
+from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
+from hive import __version__
+from hive.v1 import cluster_pb2, common_pb2, inference_pb2
+
+NDJSON = "application/x-ndjson"
+
+
+class OllamaError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+def install(app: FastAPI) -> None:
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OllamaError)
+        return error_response(exc.status, exc.message)
+
+    app.add_exception_handler(OllamaError, on_error)
+
+
+# Ollama accepts more fields than the mesh uses (images, tools, context, template, think);
+# they are accepted and ignored rather than refused, as an Ollama server does.
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    stream: bool = True
+    format: str | dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: str | float | None = None
+
+
+class GenerateBody(_Request):
+    prompt: str = ""
+    system: str = ""
+    raw: bool = False
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Annotated[str, Field(min_length=1, max_length=64)]
+    content: str = ""
+
+
+class ChatBody(_Request):
+    messages: list[Message] = Field(default_factory=list)
+
+
+class ShowBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _format(value: str | dict[str, Any] | None) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _stats(result: common_pb2.TaskResult) -> dict[str, Any]:
+    s = result.stats
+    return {
+        "done_reason": result.done_reason or "stop",
+        "total_duration": s.total_duration_ns,
+        "load_duration": s.load_duration_ns,
+        "prompt_eval_count": s.prompt_eval_count,
+        "prompt_eval_duration": s.prompt_eval_duration_ns,
+        "eval_count": s.eval_count,
+        "eval_duration": s.eval_duration_ns,
+    }
+
+
+def _details(info: common_pb2.ModelInfo) -> dict[str, Any]:
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": info.family,
+        "families": [info.family] if info.family else None,
+        "parameter_size": info.parameter_size,
+        "quantization_level": info.quantization_level,
+    }
+
+
+async def _refusal(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> OllamaError:
+    if await inference.model_is_unknown(upstream, err, model):
+        return OllamaError(404, f"model '{model}' not found")
+    return OllamaError(http_status(err.code()), err.details() or err.code().name)
+
+
+def _options(body: _Request, request: Any) -> None:
+    if body.options:
+        request.options.update(body.options)
+
+
+def router(upstream: Upstream) -> APIRouter:
+    api = APIRouter(tags=["ollama"])
+
+    async def open_generation(
+        body: _Request, request: inference_pb2.GenerateRequest | inference_pb2.ChatRequest
+    ) -> inference.Generation:
+        try:
+            if isinstance(request, inference_pb2.GenerateRequest):
+                return await inference.generate(upstream, request)
+            return await inference.chat(upstream, request)
+        except grpc.aio.AioRpcError as err:
+            raise await _refusal(upstream, err, body.model) from err
+
+    async def lines(
+        body: _Request, generation: inference.Generation, chat: bool
+    ) -> AsyncIterator[bytes]:
+        def line(obj: dict[str, Any]) -> bytes:
+            return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+        try:
+            async for piece in generation.pieces():
+                head: dict[str, Any] = {"model": body.model, "created_at": _now()}
+                if piece.result is None:
+                    out = {"role": "assistant", "content": piece.text}
+                    yield line(
+                        {**head, "message": out, "done": False}
+                        if chat
+                        else {**head, "response": piece.text, "done": False}
+                    )
+                else:
+                    text: dict[str, Any] = (
+                        {"message": {"role": "assistant", "content": ""}}
+                        if chat
+                        else {"response": ""}
+                    )
+                    yield line({**head, **text, "done": True, **_stats(piece.result)})
+        except grpc.aio.AioRpcError as err:
+            yield line({"error": err.details() or err.code().name})
+
+    async def whole(body: _Request, generation: inference.Generation, chat: bool) -> JSONResponse:
+        try:
+            text, result = await inference.collect(generation)
+        except grpc.aio.AioRpcError as err:
+            raise await _refusal(upstream, err, body.model) from err
+        head: dict[str, Any] = {"model": body.model, "created_at": _now()}
+        content: dict[str, Any] = (
+            {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
+        )
+        return JSONResponse({**head, **content, "done": True, **_stats(result)})
+
+    @api.post("/api/generate", response_model=None)
+    async def generate(body: Annotated[GenerateBody, Body()]) -> StreamingResponse | JSONResponse:
+        """Generate a completion on the best node for the model (Ollama's /api/generate)."""
+        request = inference_pb2.GenerateRequest(
+            model=body.model,
+            prompt=body.prompt,
+            system=body.system,
+            keep_alive=inference.keep_alive(body.keep_alive),
+            format=_format(body.format),
+            raw=body.raw,
+        )
+        _options(body, request)
+        generation = await open_generation(body, request)
+        if body.stream:
+            return StreamingResponse(lines(body, generation, chat=False), media_type=NDJSON)
+        return await whole(body, generation, chat=False)
+
+    @api.post("/api/chat", response_model=None)
+    async def chat(body: Annotated[ChatBody, Body()]) -> StreamingResponse | JSONResponse:
+        """Chat with a model on the best node for it (Ollama's /api/chat)."""
+        if not body.messages:
+            # Ollama answers an empty chat by loading the model; the mesh has no load RPC.
+            raise OllamaError(400, "messages must not be empty")
+        request = inference_pb2.ChatRequest(
+            model=body.model,
+            messages=[
+                common_pb2.ChatMessage(role=m.role, content=m.content) for m in body.messages
+            ],
+            keep_alive=inference.keep_alive(body.keep_alive),
+            format=_format(body.format),
+        )
+        _options(body, request)
+        generation = await open_generation(body, request)
+        if body.stream:
+            return StreamingResponse(lines(body, generation, chat=True), media_type=NDJSON)
+        return await whole(body, generation, chat=True)
+
+    async def list_models() -> list[inference_pb2.ClusterModel]:
+        try:
+            reply = await upstream.inference.ListModels(
+                inference_pb2.ListModelsRequest(), timeout=UNARY_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as err:
+            raise OllamaError(http_status(err.code()), err.details() or err.code().name) from err
+        return list(reply.models)
+
+    @api.get("/api/tags")
+    async def tags() -> dict[str, Any]:
+        """Every model on any node of the cluster, once (Ollama's /api/tags)."""
+        return {
+            "models": [
+                {
+                    "name": m.info.name,
+                    "model": m.info.name,
+                    "modified_at": _now(),
+                    "size": m.info.size_bytes,
+                    "digest": m.info.digest,
+                    "details": _details(m.info),
+                }
+                for m in await list_models()
+            ]
+        }
+
+    @api.get("/api/ps")
+    async def ps() -> dict[str, Any]:
+        """Models loaded in VRAM anywhere in the cluster (Ollama's /api/ps).
+
+        A model loaded on several endpoints is listed once; ``size_vram`` is its total
+        across them and ``expires_at`` the latest.
+        """
+        models = {m.info.name: m for m in await list_models() if m.loaded_on}
+        try:
+            status = await upstream.cluster.GetClusterStatus(
+                cluster_pb2.GetClusterStatusRequest(), timeout=UNARY_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as err:
+            raise OllamaError(http_status(err.code()), err.details() or err.code().name) from err
+        vram: dict[str, int] = {}
+        expires: dict[str, datetime] = {}
+        for node in status.nodes:
+            for endpoint in node.telemetry.endpoints:
+                for loaded in endpoint.loaded_models:
+                    vram[loaded.name] = vram.get(loaded.name, 0) + loaded.size_vram_bytes
+                    if loaded.HasField("expires_at"):
+                        at = loaded.expires_at.ToDatetime(tzinfo=UTC)
+                        expires[loaded.name] = max(at, expires.get(loaded.name, at))
+        out = []
+        for name, m in models.items():
+            out.append(
+                {
+                    "name": name,
+                    "model": name,
+                    "size": m.info.size_bytes,
+                    "digest": m.info.digest,
+                    "details": _details(m.info),
+                    "expires_at": (expires[name] if name in expires else datetime.now(UTC))
+                    .isoformat()
+                    .replace("+00:00", "Z"),
+                    "size_vram": vram.get(name, m.info.size_bytes),
+                }
+            )
+        return {"models": out}
+
+    @api.post("/api/show")
+    async def show(body: Annotated[ShowBody, Body()]) -> dict[str, Any]:
+        """A model's details, as the nodes that have it reported them (Ollama's /api/show)."""
+        name = body.model or body.name
+        if not name:
+            raise OllamaError(400, "model is required")
+        found = next((m for m in await list_models() if m.info.name == name), None)
+        if found is None:
+            raise OllamaError(404, f"model '{name}' not found")
+        return {
+            "modelfile": f"FROM {name}\n",
+            "parameters": "",
+            "template": "",
+            "details": _details(found.info),
+            "model_info": {"general.architecture": found.info.family},
+            "capabilities": ["completion"],
+            "hive": {"endpoints": list(found.endpoints), "loaded_on": list(found.loaded_on)},
+        }
+
+    @api.get("/api/version")
+    async def version() -> dict[str, str]:
+        """The oldest Ollama version among the cluster's endpoints (what every node supports)."""
+        try:
+            status = await upstream.cluster.GetClusterStatus(
+                cluster_pb2.GetClusterStatusRequest(), timeout=UNARY_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError:
+            return {"version": __version__}
+        versions = [e.version for n in status.nodes for e in n.info.endpoints if e.version]
+        return {"version": min(versions, key=_version_key) if versions else __version__}
+
+    return api
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)

@@ -1,0 +1,360 @@
+"""OpenAI-compatible API: ``/v1/chat/completions`` (SSE streaming and not),
+``/v1/completions`` and ``/v1/models``, served by the cluster through InferenceService.
+
+``usage`` comes from the node's real token counts (Ollama's ``prompt_eval_count`` and
+``eval_count``). Errors use OpenAI's ``{"error": {"message", "type", "param", "code"}}``
+shape, so the official clients raise their usual exceptions (404 -> NotFoundError).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import grpc
+from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway import inference
+from gateway.problems import http_status
+from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
+from hive.v1 import common_pb2, inference_pb2
+
+OWNER = "hive"
+
+
+class OpenAIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"message": message, "type": type, "param": param, "code": code}
+
+
+def error_response(status: int, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": body})
+
+
+def install(app: FastAPI) -> None:
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OpenAIError)
+        return error_response(exc.status, exc.body)
+
+    app.add_exception_handler(OpenAIError, on_error)
+
+
+def _error_type(status: int) -> str:
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+async def _refusal(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> OpenAIError:
+    if await inference.model_is_unknown(upstream, err, model):
+        return OpenAIError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    status = http_status(err.code())
+    return OpenAIError(
+        status, err.details() or err.code().name, type=_error_type(status), code=err.code().name
+    )
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str = ""
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Annotated[str, Field(min_length=1, max_length=64)]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if p.type == "text")
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "text"
+    json_schema: dict[str, Any] | None = None
+
+
+class _Sampling(BaseModel):
+    # Unknown OpenAI parameters (logit_bias, user, tools...) are accepted and ignored.
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    n: Literal[1] = 1
+
+    def options(self) -> dict[str, Any]:
+        """Ollama options for these OpenAI parameters."""
+        out: dict[str, Any] = {}
+        for ours, theirs in (
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("seed", "seed"),
+            ("frequency_penalty", "frequency_penalty"),
+            ("presence_penalty", "presence_penalty"),
+            ("max_tokens", "num_predict"),
+        ):
+            value = getattr(self, ours)
+            if value is not None:
+                out[theirs] = value
+        if self.stop is not None:
+            out["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
+        return out
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    response_format: ResponseFormat | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str]
+    suffix: str | None = None
+
+
+def _usage(result: common_pb2.TaskResult) -> dict[str, int]:
+    prompt, completion = result.stats.prompt_eval_count, result.stats.eval_count
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _finish_reason(result: common_pb2.TaskResult) -> str:
+    return "length" if result.done_reason == "length" else "stop"
+
+
+def _sse(obj: dict[str, Any] | str) -> bytes:
+    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+def router(upstream: Upstream) -> APIRouter:
+    api = APIRouter(prefix="/v1", tags=["openai"])
+
+    async def open_chat(body: ChatCompletionRequest) -> inference.Generation:
+        request = inference_pb2.ChatRequest(
+            model=body.model,
+            messages=[common_pb2.ChatMessage(role=m.role, content=m.text()) for m in body.messages],
+        )
+        options = body.options()
+        if body.max_completion_tokens is not None:
+            options["num_predict"] = body.max_completion_tokens
+        if options:
+            request.options.update(options)
+        if body.response_format is not None and body.response_format.type != "text":
+            schema = (body.response_format.json_schema or {}).get("schema")
+            request.format = json.dumps(schema) if schema else "json"
+        try:
+            return await inference.chat(upstream, request)
+        except grpc.aio.AioRpcError as err:
+            raise await _refusal(upstream, err, body.model) from err
+
+    async def open_completion(body: CompletionRequest) -> inference.Generation:
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if len(prompts) != 1:
+            raise OpenAIError(400, "exactly one prompt per request is supported", param="prompt")
+        request = inference_pb2.GenerateRequest(model=body.model, prompt=prompts[0])
+        if options := body.options():
+            request.options.update(options)
+        try:
+            return await inference.generate(upstream, request)
+        except grpc.aio.AioRpcError as err:
+            raise await _refusal(upstream, err, body.model) from err
+
+    async def stream(
+        model: str,
+        generation: inference.Generation,
+        kind: Literal["chat.completion.chunk", "text_completion"],
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        ident = ("chatcmpl-" if kind != "text_completion" else "cmpl-") + (
+            generation.task_id or uuid.uuid4().hex
+        )
+        created = int(time.time())
+        head = {"id": ident, "object": kind, "created": created, "model": model}
+        if kind == "chat.completion.chunk":
+            head["system_fingerprint"] = OWNER
+            first = {"index": 0, "delta": {"role": "assistant", "content": ""}}
+            yield _sse({**head, "choices": [{**first, "logprobs": None, "finish_reason": None}]})
+        try:
+            async for piece in generation.pieces():
+                if piece.result is None:
+                    choice: dict[str, Any] = (
+                        {"index": 0, "delta": {"content": piece.text}}
+                        if kind == "chat.completion.chunk"
+                        else {"index": 0, "text": piece.text}
+                    )
+                    yield _sse(
+                        {**head, "choices": [{**choice, "logprobs": None, "finish_reason": None}]}
+                    )
+                    continue
+                last: dict[str, Any] = (
+                    {"index": 0, "delta": {}}
+                    if kind == "chat.completion.chunk"
+                    else {"index": 0, "text": ""}
+                )
+                last["logprobs"] = None
+                last["finish_reason"] = _finish_reason(piece.result)
+                yield _sse({**head, "choices": [last]})
+                if include_usage:
+                    yield _sse({**head, "choices": [], "usage": _usage(piece.result)})
+        except grpc.aio.AioRpcError as err:
+            status = http_status(err.code())
+            yield _sse(
+                {
+                    "error": {
+                        "message": err.details() or err.code().name,
+                        "type": _error_type(status),
+                        "param": None,
+                        "code": err.code().name,
+                    }
+                }
+            )
+        yield _sse("[DONE]")
+
+    async def whole(body: _Sampling, generation: inference.Generation) -> tuple[str, Any]:
+        try:
+            return await inference.collect(generation)
+        except grpc.aio.AioRpcError as err:
+            raise await _refusal(upstream, err, body.model) from err
+
+    @api.post("/chat/completions", response_model=None)
+    async def chat_completions(
+        body: Annotated[ChatCompletionRequest, Body()],
+    ) -> StreamingResponse | dict[str, Any]:
+        """Chat completion on the best node for the model (OpenAI's /v1/chat/completions)."""
+        generation = await open_chat(body)
+        if body.stream:
+            include = body.stream_options is not None and body.stream_options.include_usage
+            return StreamingResponse(
+                stream(body.model, generation, "chat.completion.chunk", include),
+                media_type="text/event-stream",
+            )
+        text, result = await whole(body, generation)
+        return {
+            "id": "chatcmpl-" + (generation.task_id or uuid.uuid4().hex),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "system_fingerprint": OWNER,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": _finish_reason(result),
+                }
+            ],
+            "usage": _usage(result),
+        }
+
+    @api.post("/completions", response_model=None)
+    async def completions(
+        body: Annotated[CompletionRequest, Body()],
+    ) -> StreamingResponse | dict[str, Any]:
+        """Text completion on the best node for the model (OpenAI's legacy /v1/completions)."""
+        generation = await open_completion(body)
+        if body.stream:
+            include = body.stream_options is not None and body.stream_options.include_usage
+            return StreamingResponse(
+                stream(body.model, generation, "text_completion", include),
+                media_type="text/event-stream",
+            )
+        text, result = await whole(body, generation)
+        return {
+            "id": "cmpl-" + (generation.task_id or uuid.uuid4().hex),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "system_fingerprint": OWNER,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": text,
+                    "logprobs": None,
+                    "finish_reason": _finish_reason(result),
+                }
+            ],
+            "usage": _usage(result),
+        }
+
+    async def models() -> list[inference_pb2.ClusterModel]:
+        try:
+            reply = await upstream.inference.ListModels(
+                inference_pb2.ListModelsRequest(), timeout=UNARY_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as err:
+            status = http_status(err.code())
+            raise OpenAIError(
+                status, err.details() or "", type=_error_type(status), code=err.code().name
+            ) from err
+        return list(reply.models)
+
+    def model_object(m: inference_pb2.ClusterModel) -> dict[str, Any]:
+        return {"id": m.info.name, "object": "model", "created": 0, "owned_by": OWNER}
+
+    @api.get("/models")
+    async def list_models() -> dict[str, Any]:
+        """Every model in the cluster (OpenAI's /v1/models)."""
+        return {"object": "list", "data": [model_object(m) for m in await models()]}
+
+    @api.get("/models/{model:path}")
+    async def get_model(model: str) -> dict[str, Any]:
+        """One model, if any node has it."""
+        found = next((m for m in await models() if m.info.name == model), None)
+        if found is None:
+            raise OpenAIError(
+                404,
+                f"The model `{model}` does not exist.",
+                param="model",
+                code="model_not_found",
+            )
+        return model_object(found)
+
+    return api

@@ -1,0 +1,55 @@
+"""The gateway's one connection to the coordinator: a lazily opened gRPC channel and stubs.
+
+The channel is opened on first use, inside the serving event loop (a grpc.aio channel
+belongs to the loop that made it). Reconnect backoff is capped low so the gateway
+recovers within seconds of the coordinator coming back, instead of gRPC's default of up
+to two minutes.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from hive.v1 import cluster_pb2_grpc, inference_pb2_grpc, workflow_pb2_grpc
+
+# Unary calls (status, submit, cancel) answer in milliseconds; this bounds a stuck coordinator.
+UNARY_TIMEOUT_SECONDS = 10.0
+
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    # Workflow outputs and cluster status can be large.
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+class Upstream:
+    """The coordinator's client API (WorkflowService, ClusterService, InferenceService)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._channel: grpc.aio.Channel | None = None
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        return self._channel
+
+    @property
+    def workflows(self) -> workflow_pb2_grpc.WorkflowServiceAsyncStub:
+        return workflow_pb2_grpc.WorkflowServiceStub(self.channel)
+
+    @property
+    def cluster(self) -> cluster_pb2_grpc.ClusterServiceAsyncStub:
+        return cluster_pb2_grpc.ClusterServiceStub(self.channel)
+
+    @property
+    def inference(self) -> inference_pb2_grpc.InferenceServiceAsyncStub:
+        return inference_pb2_grpc.InferenceServiceStub(self.channel)
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()

@@ -1,0 +1,431 @@
+"""The gateway against a real in-process cluster: the seed's REST API, problem details,
+and the cluster as one Ollama and one OpenAI endpoint driven by their official clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ollama
+import openai
+import pytest
+import pytest_asyncio
+
+from gateway.app import create_app
+from hive.asgi import AsgiServer
+from hive.dev import DevCluster
+from tests.conftest import eventually, fast_cluster
+
+API = "/api/distributed"
+
+# The seed's three example workflows, verbatim.
+SEED_WORKFLOWS = [
+    {
+        "name": "E-commerce Platform",
+        "requirements": "Create a full-stack e-commerce platform with React frontend, Node.js "
+        "API, PostgreSQL database, user authentication, product catalog, shopping cart, and "
+        "payment integration.",
+        "language": "typescript",
+        "priority": "high",
+    },
+    {
+        "name": "REST API with Microservices",
+        "requirements": "Develop a REST API with microservices architecture, include "
+        "comprehensive testing, API documentation, containerization, and deployment "
+        "configuration.",
+        "language": "python",
+        "priority": "normal",
+    },
+    {
+        "name": "Code Optimization Project",
+        "requirements": "Analyze existing codebase for performance bottlenecks, implement "
+        "optimizations for CPU and memory usage, add caching strategies, and create benchmarks.",
+        "language": "python",
+        "priority": "high",
+    },
+]
+
+
+def gateway_cluster(state_dir: Path) -> DevCluster:
+    """The seed cluster with its gateway on a free port, instant emulated Ollama, and its
+    own workflow store."""
+    return DevCluster(
+        fast_cluster(),
+        coordinator_listen="127.0.0.1:0",
+        gateway_port=0,
+        time_scale=0.0,
+        state_path=str(state_dir / "hive-state.sqlite"),
+    )
+
+
+# One cluster for the module (tests that stop parts of it make their own, `fresh`).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevCluster]:
+    dev = gateway_cluster(tmp_path_factory.mktemp("gw"))
+    try:
+        await dev.start()
+        await dev.wait_registered(timeout=10)
+        yield dev
+    finally:
+        await dev.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def fresh(tmp_path: Path) -> AsyncIterator[DevCluster]:
+    dev = gateway_cluster(tmp_path)
+    try:
+        await dev.start()
+        await dev.wait_registered(timeout=10)
+        yield dev
+    finally:
+        await dev.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http(gw: DevCluster) -> AsyncIterator[httpx.AsyncClient]:
+    assert gw.gateway is not None
+    async with httpx.AsyncClient(base_url=gw.gateway.url, timeout=30) as client:
+        yield client
+
+
+def assert_problem(
+    r: httpx.Response, status: int, grpc_status: str | None = None
+) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    if grpc_status is not None:
+        assert body["grpc_status"] == grpc_status
+    return body
+
+
+# --- health and cluster ----------------------------------------------------------------
+
+
+async def test_health_and_cluster_status(http: httpx.AsyncClient) -> None:
+    r = await http.get("/health")
+    assert r.status_code == 200 and r.json()["nodes_healthy"] == 5
+    r = await http.get(f"{API}/health")
+    assert r.json()["status"] == "healthy"
+    assert set(r.json()["nodes"]) == {"IRONWOOD", "ROSEWOOD", "WALNUT", "ACACIA", "FORSTEINET"}
+    status = (await http.get(f"{API}/cluster/status")).json()
+    assert status["summary"]["gpus"] == 9
+    assert status["summary"]["vram_total_bytes"] == 80 * (1 << 30)
+    ironwood = next(n for n in status["nodes"] if n["name"] == "IRONWOOD")
+    assert ironwood["state"] == "healthy"
+    assert [e["id"] for e in ironwood["endpoints"]] == ["gtx1070", "p4"]
+    assert "code_generation" in ironwood["specializations"]
+    walnut = next(n for n in status["nodes"] if n["name"] == "WALNUT")
+    assert walnut["gpus"][0]["vendor"] == "amd"
+
+
+async def test_optimizer_and_metrics_map_grpc_status_to_http(http: httpx.AsyncClient) -> None:
+    """Whatever the coordinator answers, the gateway keeps the REST contract: the typed
+    result, or a problem carrying the gRPC status (501 while the optimizer is missing)."""
+    for r in (
+        await http.post(f"{API}/cluster/optimize", json={"dry_run": True}),
+        await http.get(f"{API}/performance/metrics"),
+    ):
+        if r.status_code == 200:
+            assert isinstance(r.json()["findings"], list)
+        else:
+            assert_problem(r, 501, "UNIMPLEMENTED")
+    assert_problem(await http.post(f"{API}/cluster/optimize", json={"dry_run": "maybe"}), 422)
+
+
+async def test_coordinator_down_is_503_and_recovers(fresh: DevCluster) -> None:
+    """Stop the coordinator: 503 with the reason, then 200 again once it is back."""
+    from coordinator.server import Coordinator
+
+    gw = fresh
+    old = gw.coordinator
+    assert old is not None and gw.gateway is not None
+    port = old.port
+    async with httpx.AsyncClient(base_url=gw.gateway.url, timeout=30) as http:
+        assert (await http.get("/health")).status_code == 200
+        await old.stop(grace=0)
+        body = assert_problem(await http.get(f"{API}/cluster/status"), 503, "UNAVAILABLE")
+        assert "coordinator" in body["detail"]
+        new = Coordinator(gw.cluster)
+        await new.start(f"127.0.0.1:{port}")
+        gw.coordinator = new
+
+        async def healthy() -> bool:
+            return (await http.get("/health")).status_code == 200
+
+        await eventually(healthy, timeout=10, what="gateway serves again")
+
+
+# --- workflows ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", SEED_WORKFLOWS, ids=lambda w: w["name"])
+async def test_seed_workflow_submit_get_list(
+    http: httpx.AsyncClient, example: dict[str, str]
+) -> None:
+    r = await http.post(f"{API}/workflows", json=example)
+    assert r.status_code == 201, r.text
+    wf = r.json()
+    assert r.headers["location"] == f"{API}/workflows/{wf['id']}"
+    assert (wf["name"], wf["language"], wf["priority"]) == (
+        example["name"],
+        example["language"],
+        example["priority"],
+    )
+    assert wf["state"] in ("pending", "running", "succeeded")
+    assert [s["name"] for s in wf["stages"]][:2] == ["generate", "review"]
+
+    async def done() -> bool:
+        got = await http.get(f"{API}/workflows/{wf['id']}")
+        assert got.status_code == 200
+        return bool(got.json()["state"] == "succeeded")
+
+    await eventually(done, timeout=20, what="the workflow succeeds")
+    final = (await http.get(f"{API}/workflows/{wf['id']}")).json()
+    assert final["stages_finished"] == final["stages_total"] == len(final["stages"])
+    generate = final["stages"][0]
+    assert generate["state"] == "succeeded"
+    task = generate["tasks"][-1]
+    assert task["node"] and task["output"] and task["stats"]["eval_count"] > 0
+    listed = (await http.get(f"{API}/workflows", params={"state": "succeeded"})).json()
+    assert wf["id"] in [w["id"] for w in listed["workflows"]]
+    assert all(w["state"] == "succeeded" for w in listed["workflows"])
+
+
+async def test_workflow_list_pages(http: httpx.AsyncClient) -> None:
+    ids = set()
+    for example in SEED_WORKFLOWS:
+        ids.add((await http.post(f"{API}/workflows", json=example)).json()["id"])
+    seen: list[str] = []
+    token = ""
+    for _ in range(10):
+        params: dict[str, str | int] = {"page_size": 2}
+        if token:
+            params["page_token"] = token
+        page = (await http.get(f"{API}/workflows", params=params)).json()
+        assert len(page["workflows"]) <= 2
+        seen += [w["id"] for w in page["workflows"]]
+        token = page["next_page_token"]
+        if not token:
+            break
+    assert ids <= set(seen) and len(seen) == len(set(seen))
+    assert_problem(await http.get(f"{API}/workflows", params={"page_size": 0}), 422)
+    assert_problem(await http.get(f"{API}/workflows", params={"state": "sleeping"}), 422)
+
+
+async def test_idempotency_key_returns_the_same_workflow(http: httpx.AsyncClient) -> None:
+    body = SEED_WORKFLOWS[1]
+    first = await http.post(f"{API}/workflows", json=body, headers={"Idempotency-Key": "k-1"})
+    again = await http.post(f"{API}/workflows", json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.json()["id"] == again.json()["id"]
+    by_field = await http.post(f"{API}/workflows", json={**body, "request_id": "k-1"})
+    assert by_field.json()["id"] == first.json()["id"]
+    clash = await http.post(
+        f"{API}/workflows", json={**body, "request_id": "k-2"}, headers={"Idempotency-Key": "k-1"}
+    )
+    assert assert_problem(clash, 400)["errors"][0]["field"] == "body.request_id"
+
+
+async def test_cancel_and_unknown_ids(http: httpx.AsyncClient, gw: DevCluster) -> None:
+    assert_problem(await http.get(f"{API}/workflows/wf-nope"), 404, "NOT_FOUND")
+    assert_problem(await http.post(f"{API}/workflows/wf-nope/cancel"), 404, "NOT_FOUND")
+    wf = (await http.post(f"{API}/workflows", json=SEED_WORKFLOWS[0])).json()
+    r = await http.post(f"{API}/workflows/{wf['id']}/cancel", json={"reason": "changed my mind"})
+    if r.status_code == 202:
+        assert r.json()["state"] == "cancelled"
+        # Cancelling again conflicts with the workflow's state.
+        assert_problem(await http.post(f"{API}/workflows/{wf['id']}/cancel"), 409)
+    else:  # it finished first (time_scale=0): that is the conflict
+        assert_problem(r, 409, "FAILED_PRECONDITION")
+
+
+async def test_bad_input_is_a_clear_4xx(http: httpx.AsyncClient) -> None:
+    r = await http.post(f"{API}/workflows", json={"name": "x", "priority": "urgent"})
+    fields = {e["field"] for e in assert_problem(r, 422)["errors"]}
+    assert fields == {"body.requirements", "body.priority"}
+    r = await http.post(
+        f"{API}/workflows", content=b'{"name": ', headers={"content-type": "application/json"}
+    )
+    assert assert_problem(r, 400)["errors"][0]["type"] == "json_invalid"
+    r = await http.post(f"{API}/workflows", json={**SEED_WORKFLOWS[0], "name": 5})
+    assert assert_problem(r, 422)["errors"][0]["field"] == "body.name"
+    r = await http.post(f"{API}/workflows", json={**SEED_WORKFLOWS[0], "colour": "red"})
+    assert assert_problem(r, 422)["errors"][0]["field"] == "body.colour"
+    r = await http.post(f"{API}/workflows", json={**SEED_WORKFLOWS[0], "pipeline": "nope"})
+    assert "pipeline" in assert_problem(r, 400, "INVALID_ARGUMENT")["detail"]
+    big = {**SEED_WORKFLOWS[0], "requirements": "x" * (5 * 1024 * 1024)}
+    assert_problem(await http.post(f"{API}/workflows", json=big), 413)
+    assert_problem(await http.get(f"{API}/nothing-here"), 404)
+
+
+async def test_streamed_body_over_the_limit_is_413(gw: DevCluster) -> None:
+    """A chunked body with no Content-Length is counted as it arrives."""
+    assert gw.coordinator is not None
+    server = AsgiServer(create_app(gw.coordinator_address, max_body_bytes=1000))
+    await server.start()
+    try:
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield b" " * 500
+
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            r = await http.post(
+                f"{API}/workflows", content=chunks(), headers={"content-type": "application/json"}
+            )
+        assert_problem(r, 413)
+    finally:
+        await server.stop()
+
+
+async def test_openapi_documents_typed_schemas(http: httpx.AsyncClient) -> None:
+    spec = (await http.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path in (
+        f"{API}/workflows",
+        f"{API}/workflows/{{workflow_id}}",
+        f"{API}/workflows/{{workflow_id}}/cancel",
+        f"{API}/cluster/status",
+        f"{API}/cluster/optimize",
+        f"{API}/performance/metrics",
+        "/health",
+        f"{API}/health",
+    ):
+        assert path in paths, path
+    create = spec["components"]["schemas"]["WorkflowCreate"]
+    assert create["properties"]["priority"]["enum"] == ["low", "normal", "high"]
+    ok = paths[f"{API}/workflows"]["post"]["responses"]["201"]["content"]["application/json"]
+    assert ok["schema"]["$ref"].endswith("/Workflow")
+    assert (await http.get("/docs")).status_code == 200
+
+
+# --- the cluster as one Ollama -----------------------------------------------------
+
+
+async def test_official_ollama_client_uses_the_whole_cluster(gw: DevCluster) -> None:
+    assert gw.gateway is not None
+    client = ollama.AsyncClient(host=gw.gateway.url)
+    names = {m.model for m in (await client.list()).models}
+    every = {m for e in gw.cluster.nodes for ep in e.endpoints for m in ep.models}
+    assert names == every  # the union across nodes
+
+    reply = await client.generate(model="starcoder2:15b", prompt="Write a binary search")
+    assert reply.done and reply.response and reply.eval_count and reply.prompt_eval_count
+    # Same text as the one emulator that has the model, asked directly.
+    direct = await ollama.AsyncClient(host=gw.emulators["IRONWOOD/p4"].url).generate(
+        model="starcoder2:15b", prompt="Write a binary search"
+    )
+    assert reply.response == direct.response and reply.eval_count == direct.eval_count
+
+    parts = [
+        p
+        async for p in await client.chat(
+            model="llama3.1:8b",
+            messages=[{"role": "user", "content": "hello"}],
+            stream=True,
+            options={"num_predict": 50},
+        )
+    ]
+    assert len(parts) > 2 and parts[-1].done and not any(p.done for p in parts[:-1])
+    assert parts[-1].eval_count == 50
+    assert "".join(p.message.content or "" for p in parts).strip()
+
+    streamed = [
+        p async for p in await client.generate(model="llama3.1:8b", prompt="hi", stream=True)
+    ]
+    assert streamed[-1].done_reason == "stop"
+
+    loaded = {m.model for m in (await client.ps()).models}
+
+    async def shows_loaded() -> bool:
+        nonlocal loaded
+        loaded = {m.model for m in (await client.ps()).models}
+        return {"llama3.1:8b", "starcoder2:15b"} <= loaded
+
+    await eventually(shows_loaded, what="/api/ps lists the loaded models")
+    show = await client.show("codellama:13b")
+    assert show.details is not None and show.details.family == "llama"
+    version = await httpx.AsyncClient().get(f"{gw.gateway.url}/api/version")
+    assert version.json()["version"]
+
+    with pytest.raises(ollama.ResponseError) as err:
+        await client.generate(model="nope:1b", prompt="hi")
+    assert err.value.status_code == 404 and "not found" in err.value.error
+    with pytest.raises(ollama.ResponseError) as err:
+        await client.show("nope:1b")
+    assert err.value.status_code == 404
+
+
+async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
+    r = await http.post("/api/generate", json={"prompt": "no model"})
+    assert r.status_code == 400 and "model" in r.json()["error"]
+    r = await http.post("/api/chat", json={"model": "nope:1b", "messages": []})
+    assert r.status_code == 400
+    r = await http.post("/api/chat", json={"model": "nope:1b", "messages": [{"role": "user"}]})
+    assert r.status_code == 404 and r.json() == {"error": "model 'nope:1b' not found"}
+    r = await http.post("/api/generate", content=b"{", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "error" in r.json()
+
+
+# --- OpenAI-compatible ---------------------------------------------------------------
+
+
+async def test_official_openai_client(gw: DevCluster) -> None:
+    assert gw.gateway is not None
+    client = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    models = [m.id async for m in client.models.list()]
+    assert "llama3.1:8b" in models and "starcoder2:15b" in models
+
+    done = await client.chat.completions.create(
+        model="llama3.1:8b", messages=[{"role": "user", "content": "hello"}], max_tokens=40
+    )
+    assert done.choices[0].message.content and done.choices[0].message.role == "assistant"
+    assert done.usage is not None and done.usage.completion_tokens == 40
+    assert done.usage.prompt_tokens > 0
+    assert done.usage.total_tokens == done.usage.prompt_tokens + 40
+    assert done.choices[0].finish_reason == "length"
+
+    stream = await client.chat.completions.create(
+        model="llama3.1:8b",
+        messages=[{"role": "user", "content": "hello"}],
+        max_tokens=40,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == done.choices[0].message.content  # the emulator is deterministic
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 40
+
+    completion = await client.completions.create(
+        model="starcoder2:15b", prompt="def add(a, b):", max_tokens=10
+    )
+    assert completion.choices[0].text and completion.usage is not None
+    assert completion.usage.completion_tokens == 10
+
+    with pytest.raises(openai.NotFoundError):
+        await client.chat.completions.create(
+            model="nope:1b", messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(openai.BadRequestError):
+        await client.chat.completions.create(model="llama3.1:8b", messages=[])
+
+
+async def test_openai_stream_is_sse_ending_with_done(http: httpx.AsyncClient) -> None:
+    body = {"model": "llama3.1:8b", "prompt": "hi", "stream": True, "max_tokens": 5}
+    async with http.stream("POST", "/v1/completions", json=body) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in r.aiter_lines() if line]
+    assert all(line.startswith("data: ") for line in lines)
+    assert lines[-1] == "data: [DONE]"
+    last = json.loads(lines[-2].removeprefix("data: "))
+    assert last["choices"][0]["finish_reason"] == "length"
