@@ -1,0 +1,455 @@
+"""Operations: sd_notify from real daemons, the state lock, systemd units, the swarm stack,
+Prometheus config, rules and rule tests."""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tomllib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from coordinator.state_lock import StateLock, StateLocked
+from hive.config import load_agent_config, load_cluster_config
+from hive.sdnotify import Notifier
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+HIVE = str(Path(sys.executable).with_name("hive"))
+PROMTOOL = shutil.which("promtool")
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool not installed (Debian package prometheus; scripts/install-system-deps.sh)",
+)
+UNITS = sorted((DEPLOY / "systemd").glob("hive-*.service"))
+
+
+# --- sd_notify ---------------------------------------------------------------------
+
+
+class NotifySocket:
+    """The systemd side of the protocol: a datagram socket the daemon under test writes to,
+    read continuously (as systemd does) from the test's event loop."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
+        self.sock.setblocking(False)
+        self.messages: list[str] = []
+        self._arrived = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self.sock, 4096)
+            self.messages.append(data.decode())
+            self._arrived.set()
+
+    async def until(self, line: str, count: int = 1, timeout: float = 20.0) -> list[str]:
+        """Wait until ``count`` datagrams hold the line ``line``."""
+        async with asyncio.timeout(timeout):
+            while sum(line in m.splitlines() for m in self.messages) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.messages
+
+    def close(self) -> None:
+        self._reader.cancel()
+        self.sock.close()
+
+
+async def test_notifier_speaks_to_abstract_and_path_sockets(tmp_path: Path) -> None:
+    for address in (f"@hive-{uuid.uuid4().hex}", str(tmp_path / "notify")):
+        sock = NotifySocket(address)
+        try:
+            notifier = Notifier.from_environ({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "40000"})
+            assert notifier.watchdog_interval == pytest.approx(0.02)
+            async with notifier.serving("up"):
+                await sock.until("WATCHDOG=1", count=3)
+            await sock.until("STOPPING=1")
+            assert sock.messages[0].splitlines() == ["READY=1", "STATUS=up"]
+        finally:
+            sock.close()
+
+
+def test_notifier_is_a_no_op_outside_systemd_and_ignores_foreign_watchdogs() -> None:
+    assert not Notifier.from_environ({}).ready("x")
+    other = Notifier.from_environ(
+        {"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": str(os.getpid() + 1)}
+    )
+    assert other.watchdog_interval is None
+    # A socket nobody listens on: logged, never raised.
+    assert not Notifier(f"@nobody-{uuid.uuid4().hex}").ready()
+
+
+async def _daemon(
+    args: list[str], notify: NotifySocket, tmp_path: Path
+) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": notify.address,
+        "WATCHDOG_USEC": "200000",  # 0.2 s: pings every 0.1 s
+    }
+    env.pop("WATCHDOG_PID", None)
+    return await asyncio.create_subprocess_exec(
+        HIVE,
+        *args,
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> str:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+        raise AssertionError(f"did not stop on SIGTERM: {out.decode()[-3000:]}") from None
+    return out.decode()
+
+
+def _port(messages: list[str], what: str) -> int:
+    for message in messages:
+        match = re.search(rf"{what} on port (\d+)", message)
+        if match:
+            return int(match.group(1))
+    raise AssertionError(f"no '{what} on port' in {messages}")
+
+
+async def test_each_daemon_notifies_ready_and_pings_the_watchdog(tmp_path: Path) -> None:
+    """`hive coordinator`, `hive agent` and `hive gateway` as systemd runs them: READY=1
+    once serving, WATCHDOG=1 at half of WATCHDOG_USEC, STOPPING=1 on SIGTERM."""
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(
+        yaml.safe_dump(
+            {
+                "coordinator": {
+                    "listen": "127.0.0.1:0",
+                    "state_path": str(tmp_path / "state.sqlite"),
+                    "metrics_listen": "127.0.0.1:0",
+                }
+            }
+        )
+    )
+    sockets = [NotifySocket(f"@hive-test-{uuid.uuid4().hex}") for _ in range(3)]
+    coordinator_sock, agent_sock, gateway_sock = sockets
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        procs.append(
+            await _daemon(["coordinator", "--config", str(cluster)], coordinator_sock, tmp_path)
+        )
+        await coordinator_sock.until("READY=1")
+        port = _port(coordinator_sock.messages, "serving gRPC")
+        assert "metrics on port" in "".join(coordinator_sock.messages)
+
+        node = tmp_path / "node.yaml"
+        node.write_text(
+            yaml.safe_dump(
+                {
+                    "coordinator": f"127.0.0.1:{port}",
+                    "listen": "127.0.0.1:0",
+                    "metrics_listen": "127.0.0.1:0",
+                    "telemetry": "simulated",
+                    "node": {
+                        "name": "TESTNODE",
+                        "gpus": ["NVIDIA GeForce GTX 1080"],
+                        # Nothing listens there: the agent serves anyway, endpoint unhealthy.
+                        "endpoints": [{"id": "gpu0", "url": "http://127.0.0.1:9", "gpus": [0]}],
+                    },
+                }
+            )
+        )
+        procs.append(await _daemon(["agent", "--config", str(node)], agent_sock, tmp_path))
+        procs.append(
+            await _daemon(
+                ["gateway", "--listen", "127.0.0.1:0", "--coordinator", f"127.0.0.1:{port}"],
+                gateway_sock,
+                tmp_path,
+            )
+        )
+        for sock in sockets:
+            await sock.until("READY=1")
+            await sock.until("WATCHDOG=1", count=3)
+        await agent_sock.until("STATUS=node TESTNODE: connected to 127.0.0.1:" + str(port))
+
+        # A second coordinator on the same state file refuses to start, and says why.
+        second = await asyncio.create_subprocess_exec(
+            HIVE,
+            "coordinator",
+            "--config",
+            str(cluster),
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(second.communicate(), 20)
+        assert second.returncode == 1
+        assert "in use by another coordinator" in out.decode()
+    finally:
+        outputs = [await _stop(p) for p in reversed(procs)][::-1]
+        for sock in sockets:
+            with contextlib.suppress(TimeoutError):
+                await sock.until("STOPPING=1", timeout=2)
+            sock.close()
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output
+    for sock in sockets:
+        assert sock.messages[0].startswith("READY=1")
+        assert any(m.startswith("STOPPING=1") for m in sock.messages)
+
+
+def test_state_lock_admits_one_coordinator(tmp_path: Path) -> None:
+    state = tmp_path / "state.sqlite"
+    with StateLock(state):
+        with pytest.raises(StateLocked, match=r"in use by another coordinator \(pid \d+"):
+            StateLock(state).acquire()
+    with StateLock(state):  # released with the first
+        pass
+
+
+# --- systemd -----------------------------------------------------------------------
+
+
+def _unit(path: Path) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(re.sub(r"^(\w+)=(.*)$", _number_repeats(), path.read_text(), flags=re.M))
+    return parser
+
+
+def _number_repeats() -> Callable[[re.Match[str]], str]:
+    """Repeated keys (DeviceAllow=) get a suffix so configparser keeps them all."""
+    seen: dict[str, int] = {}
+
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        seen[key] = seen.get(key, 0) + 1
+        return f"{key}{'' if seen[key] == 1 else '#' + str(seen[key])}={match.group(2)}"
+
+    return sub
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed")
+def test_systemd_analyze_verify_passes_on_every_unit(tmp_path: Path) -> None:
+    """`systemd-analyze verify` checks the units' syntax, directives and that ExecStart is
+    executable. The units run /opt/hive/bin/hive (install.sh's venv), which this machine
+    lacks, so the copies verified here point ExecStart at this checkout's `hive`."""
+    units = [*UNITS, DEPLOY / "systemd/hive-distributed.target"]
+    for unit in units:
+        text = unit.read_text()
+        assert "/opt/hive/bin/hive " in text or unit.suffix == ".target"
+        (tmp_path / unit.name).write_text(text.replace("/opt/hive/bin/hive", HIVE))
+    for unit in units:
+        assert SYSTEMD_ANALYZE is not None
+        result = subprocess.run(
+            [SYSTEMD_ANALYZE, "verify", str(tmp_path / unit.name)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip() == "", f"{unit.name}: {result.stderr}"
+
+
+@pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
+def test_units_are_notify_daemons_sandboxed_under_the_target(path: Path) -> None:
+    unit = _unit(path)
+    service = unit["Service"]
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert service["WatchdogSec"] == "30s"
+    assert service["Restart"] == "on-failure"
+    assert service["User"] == "hive"
+    for key, value in {
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "StandardOutput": "journal",
+        "CapabilityBoundingSet": "",
+    }.items():
+        assert service[key] == value, key
+    assert unit["Unit"]["PartOf"] == "hive-distributed.target"
+    assert unit["Install"]["WantedBy"] == "hive-distributed.target"
+    exec_start = service["ExecStart"]
+    assert exec_start.startswith("/opt/hive/bin/hive ")
+    if "coordinator" in path.name:
+        assert service["StateDirectory"] == "hive"
+        assert "/etc/hive/cluster.yaml" in exec_start
+    if "node-agent" in path.name:
+        assert service["SupplementaryGroups"] == "video render"
+        allowed = [v for k, v in service.items() if k.startswith("DeviceAllow")]
+        assert {"char-nvidia-frontend rw", "/dev/kfd rw", "char-drm rw"} <= set(allowed)
+        assert service["DevicePolicy"] == "closed"
+        assert "/etc/hive/node.yaml" in exec_start
+    if "gateway" in path.name:
+        assert service["EnvironmentFile"] == "/etc/hive/gateway.env"
+
+
+def test_install_script_and_example_configs_agree_with_the_units() -> None:
+    script = (DEPLOY / "systemd/install.sh").read_text()
+    assert "prefix=${HIVE_PREFIX:-/opt/hive}" in script
+    assert '"$prefix/bin/pip" install --quiet "$repo"' in script  # pip install ., as README
+    sysusers = (DEPLOY / "systemd/hive.sysusers.conf").read_text()
+    assert "m hive video" in sysusers and "m hive render" in sysusers
+    subprocess.run(["bash", "-n", str(DEPLOY / "systemd/install.sh")], check=True)
+    cluster = load_cluster_config(DEPLOY / "config/cluster.yaml")
+    assert cluster.coordinator.state_path.startswith("/var/lib/hive/")  # StateDirectory=hive
+    assert cluster.coordinator.metrics_listen.endswith(":9101")
+    assert load_agent_config(DEPLOY / "config/node.yaml").metrics_listen.endswith(":9102")
+    env = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "config/gateway.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(env) == {"HIVE_GATEWAY_LISTEN", "HIVE_COORDINATOR"}
+
+
+# --- Docker Swarm --------------------------------------------------------------------
+
+
+def _compose() -> dict[str, object]:
+    data = yaml.safe_load((DEPLOY / "swarm/docker-compose.distributed.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_compose_file_validates_against_the_compose_specification() -> None:
+    # The vendored schema (compose-spec/compose-spec, schema/compose-spec.json) is draft-07.
+    schema = json.loads((DEPLOY / "swarm/compose-spec.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema).validate(_compose())
+    # And it does reject what Compose rejects.
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate({"services": {"coordinator": {"replica": 3}}})
+
+
+def test_stack_has_one_coordinator_placed_agents_healthchecks_and_configs() -> None:
+    compose = _compose()
+    services: dict[str, dict[str, object]] = compose["services"]  # type: ignore[assignment]
+    coordinator = services["coordinator"]
+    deploy = coordinator["deploy"]
+    assert deploy["replicas"] == 1  # type: ignore[index]
+    assert deploy["update_config"]["order"] == "stop-first"  # type: ignore[index]
+    assert deploy["placement"]["constraints"] == ["node.labels.hive.coordinator == true"]  # type: ignore[index]
+    assert "hive-state:/var/lib/hive" in coordinator["volumes"]  # type: ignore[operator]
+    agents = {k: v for k, v in services.items() if k.startswith("agent-")}
+    assert sorted(agents) == [
+        "agent-acacia",
+        "agent-forsteinet",
+        "agent-ironwood",
+        "agent-rosewood",
+        "agent-walnut",
+    ]
+    configs: dict[str, dict[str, str]] = compose["configs"]  # type: ignore[assignment]
+    for name, service in agents.items():
+        node = name.removeprefix("agent-").upper()
+        assert service["deploy"]["placement"]["constraints"] == [  # type: ignore[index]
+            f"node.labels.hive.node == {node}"
+        ]
+        source = service["configs"][0]["source"]  # type: ignore[index]
+        config_file = DEPLOY / "swarm" / configs[source]["file"]
+        assert load_agent_config(config_file).node.name == node
+        gpu_access = service.get("environment", {}).get("NVIDIA_VISIBLE_DEVICES") or service.get(  # type: ignore[attr-defined]
+            "devices"
+        )
+        assert gpu_access, f"{name} has no GPU access"
+    for name in ("coordinator", "gateway", *agents):
+        test = services[name]["healthcheck"]["test"]  # type: ignore[index]
+        assert test[:3] == ["CMD", "hive", "health"], name
+    assert services["prometheus"]["configs"]
+    for config in configs.values():
+        assert (DEPLOY / "swarm" / config["file"]).is_file(), config
+    load_cluster_config(DEPLOY / "swarm" / configs["hive-cluster"]["file"])
+
+
+def test_dockerfile_installs_the_package_the_readme_installs() -> None:
+    """No Docker engine here, so the image is not built: the Dockerfile is read instead.
+    It must copy every package pyproject.toml ships and `pip install .` from that copy,
+    the non-editable form of the README's `pip install -e .`."""
+    dockerfile = (DEPLOY / "swarm/Dockerfile").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -e ." in readme
+    instructions = [
+        line.strip()
+        for line in re.sub(r"\\\n", " ", dockerfile).splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    runs = [i for i in instructions if i.startswith("RUN ")]
+    assert any(re.search(r"\bpip install \.(\s|$)", r) for r in runs), runs
+    copied = {i.split()[1] for i in instructions if i.startswith("COPY ")}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert {"pyproject.toml", *packages} <= copied
+    assert project["project"]["readme"] == "README.md" and "README.md" in dockerfile
+    assert 'ENTRYPOINT ["hive"]' in instructions
+    assert any(i.startswith("USER ") and "root" not in i for i in instructions)
+
+
+# --- Prometheus --------------------------------------------------------------------
+
+
+@needs_promtool
+def test_promtool_accepts_the_configs_and_rules(tmp_path: Path) -> None:
+    def promtool(*args: str, cwd: Path = DEPLOY / "prometheus") -> None:
+        assert PROMTOOL is not None
+        result = subprocess.run(
+            [PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    promtool("check", "config", "prometheus.yml")
+    promtool("check", "rules", "rules/hive.rules.yml")
+    # The stack's config names the rules where the docker config mounts them.
+    swarm = (DEPLOY / "swarm/prometheus.yml").read_text()
+    assert "/etc/prometheus/hive.rules.yml" in swarm
+    shutil.copy(DEPLOY / "prometheus/rules/hive.rules.yml", tmp_path / "hive.rules.yml")
+    (tmp_path / "prometheus.yml").write_text(
+        swarm.replace("/etc/prometheus/hive.rules.yml", "hive.rules.yml")
+    )
+    promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+
+
+@needs_promtool
+def test_rule_tests_show_the_node_lost_alert_firing() -> None:
+    """deploy/prometheus/tests/hive.rules.test.yml: ACACIA lost for over a minute fires
+    HiveNodeLost (and not before); GPU hot, VRAM full, queue growing, workflow failures
+    and reconnect storms fire on their inputs."""
+    assert PROMTOOL is not None
+    tests = DEPLOY / "prometheus/tests/hive.rules.test.yml"
+    assert "alertname: HiveNodeLost" in tests.read_text()
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_grafana_dashboard_is_json_with_prometheus_panels() -> None:
+    dashboard = json.loads((DEPLOY / "grafana/hive-dashboard.json").read_text())
+    assert dashboard["uid"] == "hive-mesh"
+    assert all(
+        p["targets"] and p["datasource"]["type"] == "prometheus" for p in dashboard["panels"]
+    )
