@@ -19,11 +19,12 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
 import grpc
 
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.registry import NodeRecord, NodeState, Registry
 from coordinator.routing import (
     ClusterSnapshot,
@@ -138,6 +139,9 @@ class TaskRun:
     decisions: list[Decision] = field(default_factory=list)
     state: cluster_pb2.TaskState = cluster_pb2.TASK_STATE_QUEUED
     error: str = ""
+    # On the coordinator's clock: accepted, and when an agent first reported it running.
+    submitted_at: float = 0.0
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,12 +271,19 @@ class Dispatcher:
         channels: AgentChannels,
         config: RouterConfig,
         clock: Callable[[], float],
+        metrics: CoordinatorMetrics | None = None,
     ) -> None:
         self.registry = registry
         self.channels = channels
         self.clock = clock
+        self.metrics = metrics or CoordinatorMetrics()
         self.scheduler = Scheduler(config)
         self.speeds = SpeedTracker()
+        # Called with (placement, request, queued seconds, stats) for every result an
+        # agent returns, on the event loop (the optimizer records its history from them).
+        self.result_observers: list[
+            Callable[[Placement, node_agent_pb2.RunTaskRequest, float, common_pb2.TaskStats], None]
+        ] = []
         self.tasks: collections.OrderedDict[str, TaskRun] = collections.OrderedDict()
         self._inboxes: dict[str, _Inbox] = {}
         self._kicked = asyncio.Event()
@@ -323,6 +334,8 @@ class Dispatcher:
     def _node_changed(self, record: NodeRecord, old: NodeState) -> None:
         if record.state is NodeState.LOST:
             for outcome in self.scheduler.node_lost(record.name, self.clock()):
+                if outcome.kind is FinishKind.REQUEUED:
+                    self.metrics.requeues.labels(record.name).inc()
                 log.warning(
                     "task %s: attempt %d on lost node %s %s",
                     outcome.task_id,
@@ -352,19 +365,22 @@ class Dispatcher:
         request: node_agent_pb2.RunTaskRequest,
         priority: int = common_pb2.PRIORITY_NORMAL,
         deadline_seconds: float | None = None,
+        avoid_nodes: Collection[str] = (),
     ) -> AsyncIterator[Assigned | node_agent_pb2.RunTaskResponse]:
         """Run ``request``; yield assignments and the agent's events.
 
         The caller sets ``task_id``; closing or cancelling the iteration withdraws the
         task (cancelling it on its agent). ``deadline_seconds`` bounds the whole task,
-        queueing included.
+        queueing included. ``avoid_nodes`` are placed only when nothing else fits well
+        (distinct reviewers of one stage).
         """
         now = self.clock()
         deadline = None if deadline_seconds is None else now + deadline_seconds
         spec = task_spec(request, priority, deadline)
         snapshot = self.snapshot()
         try:
-            self.scheduler.submit(spec, snapshot, now)
+            avoid = [ep.key for n in snapshot.nodes if n.name in avoid_nodes for ep in n.endpoints]
+            self.scheduler.submit(spec, snapshot, now, avoid)
         except Unroutable:
             raise UnknownModel(request.model) from None
         except QueueFull as exc:
@@ -374,13 +390,15 @@ class Dispatcher:
             raise NoCapacity(
                 f"every endpoint with model {spec.model!r} is on a draining or lost node"
             )
-        run = TaskRun(request.task_id, request.model, spec.type)
+        run = TaskRun(request.task_id, request.model, spec.type, submitted_at=now)
         self._remember(run)
         inbox: _Inbox = asyncio.Queue()
         self._inboxes[request.task_id] = inbox
         self.kick()
         pump: asyncio.Task[None] | None = None
         attempt = 0
+        assigned_at = now
+        tokens = 0
         try:
             while True:
                 item = await inbox.get()
@@ -390,15 +408,26 @@ class Dispatcher:
                     run.placements.append(placement)
                     run.decisions.append(item.decision)
                     run.state = cluster_pb2.TASK_STATE_RUNNING
+                    assigned_at = self.clock()
+                    self.metrics.task_assigned(spec.type, item.queued_seconds, item.decision)
                     yield Assigned(request.task_id, placement, attempt)
                     pump = asyncio.create_task(self._pump(request, item, placement, inbox))
                 elif isinstance(item, _Event):
                     if item.attempt == attempt:
+                        if run.started_at is None and item.event.HasField("started"):
+                            run.started_at = self.clock()
+                        if item.event.HasField("result"):
+                            tokens = item.event.result.stats.eval_count
                         yield item.event
                 elif isinstance(item, _Done):
                     if item.attempt != attempt:
                         continue
                     if self._finish(run, item):
+                        node = run.placements[-1].node
+                        self.metrics.task_succeeded(
+                            spec.type, node, run.model, self.clock() - assigned_at, tokens
+                        )
+                        self.metrics.task_ended(spec.type, "succeeded", node)
                         return
                 else:  # the scheduler ended this attempt: node lost, deadline passed
                     if pump is not None:
@@ -420,6 +449,11 @@ class Dispatcher:
                     cluster_pb2.TASK_STATE_CANCELLED if cancelled else cluster_pb2.TASK_STATE_FAILED
                 )
                 run.error = str(exc)
+                self.metrics.task_ended(
+                    spec.type,
+                    "cancelled" if cancelled else "failed",
+                    run.placements[-1].node if run.placements else "",
+                )
             raise
         finally:
             if pump is not None and not pump.done():
@@ -457,6 +491,7 @@ class Dispatcher:
             err.details(),
         )
         if outcome.kind is FinishKind.REQUEUED:
+            self.metrics.requeues.labels(placement.node).inc()
             return False
         if not retryable:
             raise err
@@ -493,6 +528,8 @@ class Dispatcher:
                         prompt_eval_count=stats.prompt_eval_count,
                         prompt_eval_duration_ns=stats.prompt_eval_duration_ns,
                     )
+                    for observe in self.result_observers:
+                        observe(placement, request, assignment.queued_seconds, stats)
                 inbox.put_nowait(_Event(assignment.attempt, event))
             inbox.put_nowait(_Done(assignment.attempt, None))
         except grpc.aio.AioRpcError as err:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -221,16 +221,24 @@ class Scheduler:
 
     # ----- admission -------------------------------------------------------------------
 
-    def submit(self, task: TaskSpec, snapshot: ClusterSnapshot, now: float) -> None:
+    def submit(
+        self,
+        task: TaskSpec,
+        snapshot: ClusterSnapshot,
+        now: float,
+        avoid: Iterable[EndpointKey] = (),
+    ) -> None:
         """Queue ``task``. Raises Unroutable if no endpoint in ``snapshot`` could ever run
-        its model, QueueFull when ``max_queue`` tasks wait, DuplicateTask for a live id."""
+        its model, QueueFull when ``max_queue`` tasks wait, DuplicateTask for a live id.
+        ``avoid`` lists endpoints to steer away from as if an attempt had failed there
+        (the failover penalty: a preference, not a filter), e.g. distinct reviewers."""
         if task.id in self._tasks:
             raise DuplicateTask(f"task {task.id!r} is already {self._tasks[task.id].state.value}")
         if not could_ever_run(task.model, snapshot):
             raise Unroutable(task.model)
         if self._queued >= self.settings.max_queue:
             raise QueueFull(self.retry_after(now))
-        rec = _Record(task, now)
+        rec = _Record(task, now, failed_on=list(avoid))
         self._tasks[task.id] = rec
         self._enqueue(rec)
         if task.deadline is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +23,9 @@ from coordinator.dispatch import (
     Overloaded,
     UnknownModel,
 )
+from coordinator.optimizer import Action, AppliedChange, Finding
+from coordinator.optimizer.live import LiveOptimizer
+from coordinator.optimizer.performance import Latency, Performance
 from coordinator.registry import (
     ConflictingRegistration,
     InvalidRegistration,
@@ -40,7 +44,6 @@ from hive.v1 import (
     inference_pb2,
     inference_pb2_grpc,
     node_agent_pb2,
-    workflow_pb2_grpc,
 )
 
 log = logging.getLogger("hive.coordinator")
@@ -305,9 +308,15 @@ def _task_id() -> str:
 
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
-    def __init__(self, registry: Registry, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        dispatcher: Dispatcher,
+        optimizer: LiveOptimizer | None = None,
+    ) -> None:
         self.registry = registry
         self.dispatcher = dispatcher
+        self.optimizer = optimizer
 
     async def GetClusterStatus(
         self,
@@ -391,7 +400,25 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             cluster_pb2.OptimizeClusterRequest, cluster_pb2.OptimizeClusterResponse
         ],
     ) -> cluster_pb2.OptimizeClusterResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this coordinator has no optimizer yet")
+        if self.optimizer is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the optimizer is disabled (optimizer.enabled: false in the cluster file)",
+            )
+        result = self.optimizer.run_pass(dry_run=request.dry_run)
+        clock = _WallClock(self.optimizer.clock())
+        plan = result.plan
+        applied = {id(c.action): c for c in result.applied}
+        actions = []
+        for a in plan.actions:
+            change = applied.get(id(a))
+            actions.append(action_to_proto(a, clock(plan.at), change))
+        return cluster_pb2.OptimizeClusterResponse(
+            actions=actions,
+            findings=[finding_to_proto(f, clock(f.detected_at)) for f in plan.findings],
+            applied=not request.dry_run,
+            deferred=[action_to_proto(a, clock(plan.at)) for a in plan.deferred],
+        )
 
     async def GetPerformanceMetrics(
         self,
@@ -400,33 +427,108 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             cluster_pb2.GetPerformanceMetricsRequest, cluster_pb2.GetPerformanceMetricsResponse
         ],
     ) -> cluster_pb2.GetPerformanceMetricsResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "this coordinator does not collect performance metrics yet",
+        if self.optimizer is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "performance metrics come from the optimizer, which is disabled "
+                "(optimizer.enabled: false in the cluster file)",
+            )
+        report, plan = self.optimizer.performance()
+        clock = _WallClock(self.optimizer.clock())
+        response = performance_to_proto(report)
+        response.findings.extend(finding_to_proto(f, clock(f.detected_at)) for f in plan.findings)
+        response.recent_changes.extend(
+            action_to_proto(c.action, clock(c.at), c)
+            for c in reversed(self.optimizer.optimizer.changes)
         )
+        return response
 
 
-class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
-    """Listed in reflection so clients see the whole contract; answers UNIMPLEMENTED until
-    the workflow engine lands."""
+class _WallClock:
+    """Maps times on the coordinator's loop clock to wall-clock seconds for the API."""
 
-    async def _unimplemented(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "this coordinator does not run workflows yet"
-        )
+    def __init__(self, loop_now: float) -> None:
+        self.offset = time.time() - loop_now
 
-    async def SubmitWorkflow(self, request: Any, context: Any) -> Any:
-        await self._unimplemented(context)
+    def __call__(self, at: float) -> float:
+        return at + self.offset
 
-    async def GetWorkflow(self, request: Any, context: Any) -> Any:
-        await self._unimplemented(context)
 
-    async def ListWorkflows(self, request: Any, context: Any) -> Any:
-        await self._unimplemented(context)
+_SEVERITY = {
+    "info": cluster_pb2.SEVERITY_INFO,
+    "warning": cluster_pb2.SEVERITY_WARNING,
+    "critical": cluster_pb2.SEVERITY_CRITICAL,
+}
 
-    async def CancelWorkflow(self, request: Any, context: Any) -> Any:
-        await self._unimplemented(context)
 
-    async def WatchWorkflow(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        await self._unimplemented(context)
-        yield  # a server-streaming method must be a generator; abort above always raises
+def finding_to_proto(finding: Finding, wall: float) -> cluster_pb2.Finding:
+    proto = cluster_pb2.Finding(
+        kind=finding.kind,
+        severity=_SEVERITY[finding.severity],
+        subject=finding.subject,
+        evidence=finding.evidence,
+        recommendation=finding.recommendation,
+    )
+    proto.detected_at.FromNanoseconds(int(wall * 1e9))
+    return proto
+
+
+def action_to_proto(
+    action: Action, wall: float, change: AppliedChange | None = None
+) -> cluster_pb2.OptimizationAction:
+    proto = cluster_pb2.OptimizationAction(
+        kind=action.kind,
+        node=action.node,
+        endpoint_id=action.endpoint_id,
+        model=action.model,
+        reason=action.reason,
+        before=action.before,
+        after=action.after,
+        source=action.source,
+        deferred=action.deferred,
+        ok=change.ok if change is not None else False,
+        error=change.error if change is not None else "",
+    )
+    proto.at.FromNanoseconds(int(wall * 1e9))
+    return proto
+
+
+def _latency(value: Latency) -> cluster_pb2.LatencySummary:
+    return cluster_pb2.LatencySummary(
+        p50=value.p50, p95=value.p95, p99=value.p99, count=value.count
+    )
+
+
+def performance_to_proto(report: Performance) -> cluster_pb2.GetPerformanceMetricsResponse:
+    return cluster_pb2.GetPerformanceMetricsResponse(
+        utilization_percent=report.utilization_percent,
+        tokens_per_second=report.tokens_per_second,
+        tasks_per_second=report.tasks_per_second,
+        completion_seconds=_latency(report.completion),
+        queue_seconds=_latency(report.queueing),
+        nodes=[
+            cluster_pb2.NodePerformance(
+                node=n.node,
+                utilization_percent=n.utilization_percent,
+                tokens_per_second=n.tokens_per_second,
+                tasks_succeeded=n.tasks_succeeded,
+                tasks_failed=n.tasks_failed,
+            )
+            for n in report.nodes
+        ],
+        tasks_succeeded=report.tasks_succeeded,
+        tasks_failed=report.tasks_failed,
+        models=[
+            cluster_pb2.ModelPerformance(
+                model=m.model,
+                tasks_per_second=m.tasks_per_second,
+                tokens_per_second=m.tokens_per_second,
+                completion_seconds=_latency(m.completion),
+                tasks_succeeded=m.tasks_succeeded,
+                loaded_on=m.loaded_on,
+                forecast_tasks_per_second=m.forecast_tasks_per_second,
+            )
+            for m in report.models
+        ],
+        window_seconds=report.window_seconds,
+    )

@@ -65,6 +65,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             gateway_host=host,
             gateway_port=None if args.no_gateway else int(port),
             time_scale=args.time_scale,
+            metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen,
         )
         try:
             await dev.start()
@@ -81,9 +82,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
     from coordinator.server import serve
+    from coordinator.state_lock import StateLocked
 
     config = load_cluster_config(args.config)
-    return _run_until_signal(lambda: serve(config, args.listen))
+    try:
+        return _run_until_signal(lambda: serve(config, args.listen))
+    except StateLocked as exc:
+        print(f"hive: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -96,6 +102,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from hive.asgi import AsgiServer
+    from hive.sdnotify import Notifier
 
     host, _, port = args.listen.rpartition(":")
 
@@ -104,7 +111,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         await server.start()
         logging.getLogger("hive.gateway").info("gateway on %s -> %s", server.url, args.coordinator)
         try:
-            await asyncio.Event().wait()
+            async with Notifier.from_environ().serving(f"serving HTTP on port {server.port}"):
+                await asyncio.Event().wait()
         finally:
             await server.stop()
 
@@ -186,7 +194,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         )
     else:
-        render_status(response, Console(width=max(Console().width, 110)))
+        console = Console(width=max(Console().width, 110))
+        render_status(response, console)
+        __import__("hive.cli_optimize").cli_optimize.print_status_findings(
+            args.coordinator, console
+        )
     return 0
 
 
@@ -324,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="multiply emulated load and generation times (0 = instant)",
     )
+    p.add_argument(
+        "--metrics-listen",
+        default="127.0.0.1:9101",
+        help="coordinator /metrics address (agents use port 0 on its host); off disables",
+    )
     p.set_defaults(func=cmd_dev)
 
     p = sub.add_parser("coordinator", help="run the coordinator")
@@ -369,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sim", help="discrete-event simulation of routing policies", add_help=False)
     sub.add_parser("emulator", help="run one emulated Ollama server", add_help=False)
+    __import__("hive.cli_workflows").cli_workflows.register(sub)  # submit, workflows, ...
+    __import__("hive.check").check.register(sub)  # check, health
+    __import__("hive.cli_gateway").cli_gateway.register(sub)  # watch, mcp
+    __import__("hive.cli_optimize").cli_optimize.register(sub)  # optimize
     return parser
 
 

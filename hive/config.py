@@ -72,6 +72,8 @@ class CoordinatorSettings:
     # SQLite database (WAL) holding workflows and tasks; relative paths are
     # relative to the working directory.
     state_path: str = "hive-state.sqlite"
+    # Prometheus /metrics (host:port, ":9101" = every interface; "off" disables).
+    metrics_listen: str = "127.0.0.1:9101"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,8 @@ class ClusterConfig:
     nodes: tuple[NodeSpec, ...]
     # Parsed and validated by coordinator.routing, which owns its schema.
     routing: Mapping[str, Any] = field(default_factory=dict)
+    # Parsed and validated by coordinator.optimizer.config, which owns its schema.
+    optimizer: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,8 @@ class AgentConfig:
     heartbeat_interval_seconds: float = 1.0
     reconnect_initial_seconds: float = 0.2
     reconnect_max_seconds: float = 10.0
+    # Prometheus /metrics (host:port, ":9102" = every interface; "off" disables).
+    metrics_listen: str = "127.0.0.1:9102"
     # Output chunks are sent when this many characters gathered or this long passed.
     chunk_max_chars: int = 256
     chunk_max_seconds: float = 0.02
@@ -247,6 +253,20 @@ def parse_node(r: _Reader, need_url: bool = False) -> NodeSpec:
     )
 
 
+LISTEN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):([0-9]{1,5})$")
+
+
+def _metrics_listen(r: _Reader, default: str) -> str:
+    """``host:port`` for /metrics, or "off"."""
+    value = r.str_("metrics_listen", default)
+    if value == "off":
+        return value
+    match = LISTEN.match(value)
+    if match is None or int(match.group(2)) > 65535:
+        raise r.error("metrics_listen", f"expected host:port, :port or off, got {value!r}")
+    return value
+
+
 def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
     r.reject_unknown(
         {
@@ -256,6 +276,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
             "lost_after_seconds",
             "max_message_bytes",
             "state_path",
+            "metrics_listen",
         }
     )
     d = CoordinatorSettings()
@@ -270,6 +291,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
             "max_message_bytes", d.max_message_bytes, minimum=1024, integer=True
         ),
         state_path=r.str_("state_path", d.state_path),
+        metrics_listen=_metrics_listen(r, d.metrics_listen),
     )
     if settings.lost_after_seconds < settings.suspect_after_seconds:
         raise r.error("lost_after_seconds", "must not be shorter than suspect_after_seconds")
@@ -278,7 +300,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
 
 def parse_cluster_config(data: Any, source: str) -> ClusterConfig:
     r = _Reader(source, data)
-    r.reject_unknown({"coordinator", "routing", "nodes"})
+    r.reject_unknown({"coordinator", "routing", "optimizer", "nodes"})
     nodes = tuple(
         parse_node(_Reader(source, n, f"nodes[{i}]")) for i, n in enumerate(r.list_("nodes"))
     )
@@ -288,7 +310,12 @@ def parse_cluster_config(data: Any, source: str) -> ClusterConfig:
     routing = r.data.get("routing", {})
     if not isinstance(routing, Mapping):
         raise r.error("routing", f"expected a mapping, got {_kind(routing)}")
-    return ClusterConfig(source, _parse_coordinator(r.sub("coordinator")), nodes, routing)
+    optimizer = r.data.get("optimizer", {}) or {}
+    if not isinstance(optimizer, Mapping):
+        raise r.error("optimizer", f"expected a mapping, got {_kind(optimizer)}")
+    return ClusterConfig(
+        source, _parse_coordinator(r.sub("coordinator")), nodes, routing, optimizer
+    )
 
 
 def parse_agent_config(data: Any, source: str) -> AgentConfig:
@@ -303,6 +330,7 @@ def parse_agent_config(data: Any, source: str) -> AgentConfig:
             "node",
             "reconnect_initial_seconds",
             "reconnect_max_seconds",
+            "metrics_listen",
         }
     )
     telemetry = r.str_("telemetry", "auto")
@@ -323,6 +351,7 @@ def parse_agent_config(data: Any, source: str) -> AgentConfig:
             "reconnect_initial_seconds", d.reconnect_initial_seconds
         ),
         reconnect_max_seconds=r.number("reconnect_max_seconds", d.reconnect_max_seconds),
+        metrics_listen=_metrics_listen(r, d.metrics_listen),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass, field
 
 from coordinator.server import Coordinator
@@ -21,6 +22,9 @@ from node_agent.agent import Agent
 from ollama_emulator import EmulatorConfig, OllamaEmulator
 
 log = logging.getLogger("hive.dev")
+
+# Where `hive dev` keeps workflow state across runs (HIVE_DEV_STATE overrides).
+DEV_STATE_PATH = ".hive/dev-state.sqlite"
 
 # Bandwidth assumed for a GPU the catalog does not know (a mid-range card).
 UNKNOWN_GPU_BANDWIDTH = 300 * hardware.GB
@@ -45,10 +49,17 @@ class DevCluster:
     gateway_port: int | None = 8000
     time_scale: float = 1.0
     heartbeat_interval: float | None = None
+    # Coordinator /metrics address (port 0 = any); agents then serve theirs on port 0 of
+    # the same host. None: no metrics servers (the numbers are still kept in-process).
+    metrics_listen: str | None = None
     coordinator: Coordinator | None = None
     emulators: dict[str, OllamaEmulator] = field(default_factory=dict)
     agents: dict[str, Agent] = field(default_factory=dict)
     gateway: AsgiServer | None = None
+    # Durable workflow state file; None keeps the cluster file's coordinator.state_path.
+    state_path: str | None = field(
+        default_factory=lambda: os.environ.get("HIVE_DEV_STATE", DEV_STATE_PATH)
+    )
 
     @property
     def coordinator_address(self) -> str:
@@ -57,8 +68,13 @@ class DevCluster:
         return f"{host}:{self.coordinator.port}"
 
     async def start(self) -> None:
+        if self.state_path is not None:
+            settings = dataclasses.replace(self.cluster.coordinator, state_path=self.state_path)
+            self.cluster = dataclasses.replace(self.cluster, coordinator=settings)
         self.coordinator = Coordinator(self.cluster)
         await self.coordinator.start(self.coordinator_listen)
+        if self.metrics_listen is not None:
+            await self.coordinator.start_metrics(self.metrics_listen)
         for node in self.cluster.nodes:
             await self.start_node(node)
         if self.gateway_port is not None:
@@ -98,6 +114,8 @@ class DevCluster:
             )
         )
         await agent.start()
+        if self.metrics_listen is not None:
+            await agent.start_metrics(f"{self.metrics_listen.rsplit(':', 1)[0]}:0")
         self.agents[node.name] = agent
         return agent
 
@@ -125,6 +143,9 @@ class DevCluster:
     def describe(self) -> str:
         lines = ["Hive mesh dev cluster is up:"]
         lines.append(f"  coordinator gRPC   {self.coordinator_address}")
+        lines.append(f"  workflow state     {self.cluster.coordinator.state_path}")
+        if self.coordinator is not None and self.coordinator.metrics_server is not None:
+            lines.append(f"  coordinator metrics {self.coordinator.metrics_server.url}")
         if self.gateway is not None:
             lines.append(
                 f"  gateway HTTP       {self.gateway.url}"
@@ -132,6 +153,8 @@ class DevCluster:
             )
         for name, agent in self.agents.items():
             lines.append(f"  agent {name:<12} {agent.address}")
+            if agent.metrics_server is not None:
+                lines.append(f"    metrics           {agent.metrics_server.url}")
             for endpoint in agent.endpoints.values():
                 lines.append(f"    ollama {endpoint.id:<10} {endpoint.client.url}")
         lines.append(

@@ -20,9 +20,12 @@ import grpc
 
 from hive import __version__
 from hive.config import AgentConfig
+from hive.metrics import MetricsServer
+from hive.sdnotify import Notifier
 from hive.serving import SERVICE_NAMES, RunningServer, channel_options, host_port, start_server
 from hive.v1 import agent_session_pb2, agent_session_pb2_grpc, common_pb2, node_agent_pb2_grpc
 from node_agent.endpoints import LocalEndpoint, activity_from_endpoints
+from node_agent.metrics import AgentMetrics
 from node_agent.ollama import OllamaClient, OllamaError
 from node_agent.service import NodeAgentServicer
 from node_agent.telemetry import GpuActivity, TelemetryProvider, open_provider
@@ -68,6 +71,14 @@ class Agent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rng = random.Random()
         self._beats = 0
+        # The telemetry of the last heartbeat, for /metrics.
+        self.last_telemetry: common_pb2.NodeTelemetry | None = None
+        self.metrics = AgentMetrics(self)
+        self.metrics_server: MetricsServer | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._provider is not None
 
     @property
     def provider(self) -> TelemetryProvider:
@@ -111,7 +122,16 @@ class Agent:
         )
         return self._server.port
 
+    async def start_metrics(self, address: str) -> int:
+        """Serve ``/metrics`` on ``address`` (port 0: any free port); return the port."""
+        self.metrics_server = MetricsServer(self.metrics.registry, address)
+        port = await self.metrics_server.start()
+        log.info("agent %s metrics on %s", self.name, self.metrics_server.url)
+        return port
+
     async def stop(self, grace: float = 1.0) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -194,6 +214,7 @@ class Agent:
             endpoints=[e.telemetry() for e in self.endpoints.values()],
         )
         telemetry.sampled_at.GetCurrentTime()
+        self.last_telemetry = telemetry
         return telemetry
 
     # --- the session -------------------------------------------------------------
@@ -224,7 +245,9 @@ class Agent:
                 log.exception("agent %s: session failed unexpectedly", self.name)
             finally:
                 self.connected.clear()
+                self.metrics.connected.set(0)
             failures = 0 if welcomed else failures + 1
+            self.metrics.reconnects.inc()
             delay = backoff_delay(
                 failures,
                 self.config.reconnect_initial_seconds,
@@ -266,6 +289,8 @@ class Agent:
             interval = welcome.heartbeat_interval_seconds or self.config.heartbeat_interval_seconds
             log.info("agent %s: session %s open", self.name, self.session_id)
             self.connected.set()
+            self.metrics.sessions.inc()
+            self.metrics.connected.set(1)
             heartbeats = asyncio.create_task(self._heartbeats(call, interval))
             while True:
                 message = await call.read()
@@ -288,6 +313,7 @@ class Agent:
         while True:
             telemetry = await self.telemetry()
             self._beats += 1
+            self.metrics.heartbeats.inc()
             await call.write(
                 agent_session_pb2.ConnectRequest(
                     heartbeat=agent_session_pb2.Heartbeat(
@@ -330,10 +356,34 @@ def _advertised(listen: str, port: int) -> str:
 
 
 async def serve(config: AgentConfig) -> None:
-    """Run an agent until cancelled."""
+    """Run an agent until cancelled: the daemon behind `hive agent`.
+
+    Serves ``/metrics`` unless ``metrics_listen`` is "off" and tells systemd it is ready
+    once RunTask is served (the session with the coordinator is retried forever, so a
+    coordinator that is down does not hold the agent's start-up), with watchdog pings
+    from this loop.
+    """
     agent = Agent(config)
-    await agent.start()
+    notifier = Notifier.from_environ()
     try:
-        await asyncio.Event().wait()
+        port = await agent.start()
+        if config.metrics_listen != "off":
+            await agent.start_metrics(config.metrics_listen)
+        async with notifier.serving(f"node {agent.name}: RunTask on port {port}"):
+            connected = asyncio.create_task(_report_session(agent, notifier))
+            try:
+                await asyncio.Event().wait()
+            finally:
+                connected.cancel()
     finally:
         await agent.stop()
+
+
+async def _report_session(agent: Agent, notifier: Notifier) -> None:
+    """Keep systemd's STATUS line saying whether the session is up."""
+    while True:
+        await agent.connected.wait()
+        notifier.status(f"node {agent.name}: connected to {agent.config.coordinator}")
+        while agent.connected.is_set():  # noqa: ASYNC110 - connected is a set/clear Event
+            await asyncio.sleep(1.0)
+        notifier.status(f"node {agent.name}: reconnecting to {agent.config.coordinator}")

@@ -103,6 +103,9 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         loop = asyncio.get_running_loop()
         endpoint.in_flight += 1
         agent.running[request.task_id] = request.attempt
+        began = loop.time()
+        outcome = "failed"
+        stats = common_pb2.TaskStats()
         try:
             async with contextlib.aclosing(endpoint.client.stream(path, payload)) as stream:
                 seq = 0
@@ -140,9 +143,11 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                         buffered = 0
                         last_flush = now
                     if done:
+                        stats = task_stats(line)
+                        outcome = "succeeded"
                         yield node_agent_pb2.RunTaskResponse(
                             result=common_pb2.TaskResult(
-                                stats=task_stats(line), done_reason=str(line.get("done_reason", ""))
+                                stats=stats, done_reason=str(line.get("done_reason", ""))
                             )
                         )
                         return
@@ -158,9 +163,21 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 grpc.StatusCode.UNAVAILABLE,
                 f"ollama endpoint {endpoint.id} at {endpoint.client.url} unreachable: {exc!r}",
             )
+        except (asyncio.CancelledError, GeneratorExit):
+            if outcome != "succeeded":
+                outcome = "cancelled"
+            raise
         finally:
             endpoint.in_flight -= 1
             agent.running.pop(request.task_id, None)
+            agent.metrics.task_ended(
+                endpoint.id,
+                request.model,
+                outcome,
+                loop.time() - began,
+                stats.eval_count,
+                stats.eval_duration_ns,
+            )
 
     async def GetNode(
         self,

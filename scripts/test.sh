@@ -3,6 +3,7 @@
 # every check CI runs: lint, format, types, proto lint and breaking changes, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-system-deps.sh  # promtool, systemd-analyze for the ops tests
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,13 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def private_dev_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's DevCluster keeps its workflow state in the test's own directory, so no
+    workflow of one test is resumed by another's coordinator."""
+    monkeypatch.setenv("HIVE_DEV_STATE", str(tmp_path / "dev-state.sqlite"))
 
 
 @pytest.fixture

@@ -175,3 +175,21 @@ async def test_a_deadline_cancels_the_task_at_the_emulator() -> None:
         await eventually(lambda: scheduler.running_count == 0, what="scheduler released it")
     finally:
         await dev.stop()
+
+
+async def test_a_burst_of_tasks_is_accepted_queued_and_drained_with_none_lost(
+    dev: DevCluster,
+) -> None:
+    """Thousands submitted at once wait in the scheduler's queue, not in gRPC's pending
+    list (which cancels calls beyond 1,000 by default), and each completes exactly once."""
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        outcomes = await asyncio.gather(
+            *(stream(stub, "phi3:mini", f"burst {i}", 4) for i in range(1200)),
+            return_exceptions=True,
+        )
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert not errors, errors[:3]
+    done = [o for o in outcomes if isinstance(o, Outcome)]
+    assert all(o.results == 1 for o in done)
+    assert len({o.assignments[-1].task_id for o in done}) == 1200

@@ -101,6 +101,10 @@ class SimEndpoint:
         self.busy_seconds = 0.0
         self.loads = 0
         self.evictions = 0
+        # Loads started ahead of demand by ``warm`` (not counted in ``loads``).
+        self.warm_loads = 0
+        # (time, model, "loaded" | "evicted"), for whoever records history; None: off.
+        self.load_log: list[tuple[float, str, str]] | None = None
 
     def speed(self, model: str) -> tuple[float, float]:
         """(decode, prompt) single-stream tokens/s."""
@@ -222,6 +226,8 @@ class SimEndpoint:
                     r = Runner(kind, now + load, last_used=now)
                     self.runners[model] = r
                     self.loads += 1
+                    if self.load_log is not None:
+                        self.load_log.append((now, model, "loaded"))
                     self._start(q, r, load)
                     line.popleft()
                     continue
@@ -258,9 +264,36 @@ class SimEndpoint:
         for r in idle:
             if free >= need:
                 break
-            del self.runners[r.kind.name]
-            self.evictions += 1
+            self._evict(r.kind.name)
             free += r.kind.size_bytes
+        return True
+
+    def _evict(self, model: str) -> None:
+        del self.runners[model]
+        self.evictions += 1
+        if self.load_log is not None:
+            self.load_log.append((self.now, model, "evicted"))
+
+    def warm(self, model: str, evict: tuple[str, ...] = ()) -> bool:
+        """Load ``model`` ahead of demand (Ollama's load with keep_alive), first evicting
+        the named models if they are idle. False (nothing loaded) if the model is unknown
+        here, already resident, or still does not fit; a busy model is never evicted."""
+        if model in self.runners or model not in self.models:
+            return False
+        for name in evict:
+            r = self.runners.get(name)
+            if r is not None and r.ready and not r.slots and name not in self.lines:
+                self._evict(name)
+        free = self.vram_total - sum(r.kind.size_bytes for r in self.runners.values())
+        if free < self.models[model]:
+            return False
+        kind = model_kind(model)
+        self.runners[model] = Runner(
+            kind, self.now + hardware.load_seconds(kind), last_used=self.now
+        )
+        self.warm_loads += 1
+        if self.load_log is not None:
+            self.load_log.append((self.now, model, "loaded"))
         return True
 
     @property

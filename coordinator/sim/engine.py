@@ -19,6 +19,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from coordinator.optimizer import (
+    SET_LIMIT,
+    AppliedChange,
+    Arrival,
+    History,
+    LoadEvent,
+    Optimizer,
+    OptimizerConfig,
+    QueueSample,
+    TaskSample,
+)
 from coordinator.routing.config import RouterConfig
 from coordinator.routing.snapshot import ClusterSnapshot, EndpointView, LoadedModelView, NodeView
 from coordinator.routing.speed import SpeedTracker
@@ -28,6 +39,9 @@ from coordinator.sim.cluster import BATCH_SLOWDOWN, Request, SimEndpoint
 from coordinator.sim.policies import make_policy
 from coordinator.sim.workload import Workload
 from hive.config import ClusterConfig
+
+# Event-heap marker of an optimizer pass (arrivals are -1, endpoints >= 0).
+_OPTIMIZE = -2
 
 # Stop a run that cannot drain (an unstable policy at high load) after this many
 # multiples of the arrival period; unfinished tasks count with their age at the cut.
@@ -153,6 +167,7 @@ class Simulation:
         policy: str,
         seed: int | None = None,
         router: RouterConfig | None = None,
+        optimizer: OptimizerConfig | None = None,
     ) -> None:
         self.cluster = cluster
         self.workload = workload
@@ -175,6 +190,16 @@ class Simulation:
         self._versions = [0] * len(self.endpoints)
         self._decision_seconds = 0.0
         self._decisions = 0
+        # The optimizer, run every ``interval_seconds`` of simulated time on what the
+        # simulation records (None: off, the plain router).
+        self.optimizer = Optimizer(optimizer) if optimizer is not None else None
+        self.history = History(optimizer.window_seconds if optimizer else 600.0)
+        self._task_types: dict[str, str] = {}
+        self._queued_by_type: dict[str, int] = {}
+        self.applied: list[AppliedChange] = []
+        if optimizer is not None:
+            for e in self.endpoints:
+                e.load_log = []
 
     # ----- the snapshot the scheduler sees ---------------------------------------------
 
@@ -238,6 +263,10 @@ class Simulation:
             self._seq += 1
             heapq.heappush(self._events, (t, self._seq, -1, k))
         horizon = max(end_arrivals, 1.0) * DRAIN_LIMIT_FACTOR + 600.0
+        if self.optimizer is not None:
+            self._seq += 1
+            tick = self.optimizer.config.interval_seconds
+            heapq.heappush(self._events, (tick, self._seq, _OPTIMIZE, 0))
         rejected = unroutable = 0
         now = 0.0
         index = {e.key: i for i, e in enumerate(self.endpoints)}
@@ -260,10 +289,20 @@ class Simulation:
                 busy_at_close = [e.busy_seconds for e in self.endpoints]
             now = t
             touched: set[int] = set()
-            if idx < 0:
+            if idx == _OPTIMIZE:
+                touched |= self._optimize(now, index)
+                if now < end_arrivals:
+                    self._seq += 1
+                    tick = now + self.optimizer.config.interval_seconds  # type: ignore[union-attr]
+                    heapq.heappush(self._events, (tick, self._seq, _OPTIMIZE, 0))
+            elif idx < 0:
                 _, spec, out = arrivals[ver]
                 stats[spec.id] = _TaskStats(t, spec.priority, out)
                 true_output[spec.id] = out
+                if self.optimizer is not None:
+                    self._task_types[spec.id] = spec.type
+                    self.history.add(Arrival(now, spec.type, spec.model))
+                    self._queued_by_type[spec.type] = self._queued_by_type.get(spec.type, 0) + 1
                 try:
                     self.scheduler.submit(spec, self.snapshot(), now)
                 except QueueFull:
@@ -297,6 +336,8 @@ class Simulation:
                 for a in assignments:
                     j = index[(a.node, a.endpoint_id)]
                     e = self.endpoints[j]
+                    if self.optimizer is not None and a.attempt == 1:
+                        self._queued_by_type[a.task.type] -= 1
                     e.advance(now)
                     e.submit(
                         Request(
@@ -371,6 +412,56 @@ class Simulation:
         )
         if observe is not None:
             observe(e.node, e.id, now - q.slot_at)
+        if self.optimizer is not None:
+            self.history.add(
+                TaskSample(
+                    now,
+                    e.node,
+                    e.id,
+                    q.model,
+                    self._task_types.pop(q.task_id, "inference"),
+                    queued_seconds=q.assigned_at - st.arrival,
+                    run_seconds=now - q.assigned_at - q.load_seconds,
+                    eval_count=q.output_tokens,
+                    eval_seconds=decode_wall,
+                    concurrency=e.assigned + 1,
+                    load_seconds=q.load_seconds,
+                )
+            )
+
+    def _optimize(self, now: float, index: dict[tuple[str, str], int]) -> set[int]:
+        """One optimizer pass on the simulated clock: record, plan, apply, commit. Returns
+        the endpoints whose state changed (warm-ups)."""
+        opt = self.optimizer
+        assert opt is not None
+        h = self.history
+        for tt, depth in sorted(self._queued_by_type.items()):
+            h.add(QueueSample(now, tt, depth))
+        for e in self.endpoints:
+            assert e.load_log is not None
+            for at, model, kind in e.load_log:
+                h.add(LoadEvent(at, e.node, e.id, model, kind))  # type: ignore[arg-type]
+            e.load_log.clear()
+        h.trim(now)
+        snap = self.snapshot()
+        limits = {ep.key: self.scheduler.limit(ep) for ep in snap.endpoints()}
+        plan = opt.plan(snap, h, limits, now)
+        touched: set[int] = set()
+        applied = []
+        for a in plan.actions:
+            j = index[(a.node, a.endpoint_id)]
+            if a.kind == SET_LIMIT:
+                self.scheduler.set_limit(a.node, a.endpoint_id, a.limit)
+                applied.append(AppliedChange(now, a))
+            else:
+                e = self.endpoints[j]
+                e.advance(now)
+                ok = e.warm(a.model, a.evict)
+                applied.append(AppliedChange(now, a, ok, "" if ok else "did not fit"))
+                touched.add(j)
+        opt.commit(applied)
+        self.applied.extend(applied)
+        return touched
 
     def _result(
         self,
@@ -436,7 +527,30 @@ class Simulation:
             cold_loads=sum(e.loads for e in self.endpoints),
             evictions=sum(e.evictions for e in self.endpoints),
             mean_decision_us=1e6 * self._decision_seconds / max(1, self._decisions),
+            extra=self._extra(),
         )
+
+    def _extra(self) -> dict[str, Any]:
+        if self.optimizer is None:
+            return {}
+        kinds: dict[str, int] = {}
+        for change in self.applied:
+            if change.ok:
+                key = f"{change.action.kind}:{change.action.source}"
+                kinds[key] = kinds.get(key, 0) + 1
+        findings: dict[str, int] = {}
+        plan = self.optimizer.last_plan
+        for f in plan.findings if plan is not None else ():
+            findings[f.kind] = findings.get(f.kind, 0) + 1
+        return {
+            "warm_loads": sum(e.warm_loads for e in self.endpoints),
+            "optimizer_changes": kinds,
+            "final_limits": {
+                f"{e.node}/{e.id}": self.scheduler.limit(ep)
+                for e, ep in zip(self.endpoints, self.snapshot().endpoints(), strict=True)
+            },
+            "findings_at_end": findings,
+        }
 
 
 def simulate(
@@ -445,6 +559,8 @@ def simulate(
     policy: str,
     seed: int | None = None,
     router: RouterConfig | None = None,
+    optimizer: OptimizerConfig | None = None,
 ) -> SimResult:
-    """Run ``policy`` on ``cluster`` under ``workload``; deterministic for a seed."""
-    return Simulation(cluster, workload, policy, seed, router).run()
+    """Run ``policy`` on ``cluster`` under ``workload``, with the optimizer when given a
+    config; deterministic for a seed."""
+    return Simulation(cluster, workload, policy, seed, router, optimizer).run()

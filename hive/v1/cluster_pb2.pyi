@@ -216,17 +216,19 @@ class OptimizeClusterRequest(_message.Message):
     def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
 
 class OptimizeClusterResponse(_message.Message):
-    __slots__ = ("actions", "findings", "applied")
+    __slots__ = ("actions", "findings", "applied", "deferred")
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_FIELD_NUMBER: _ClassVar[int]
     actions: _containers.RepeatedCompositeFieldContainer[OptimizationAction]
     findings: _containers.RepeatedCompositeFieldContainer[Finding]
     applied: bool
-    def __init__(self, actions: _Optional[_Iterable[_Union[OptimizationAction, _Mapping]]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., applied: _Optional[bool] = ...) -> None: ...
+    deferred: _containers.RepeatedCompositeFieldContainer[OptimizationAction]
+    def __init__(self, actions: _Optional[_Iterable[_Union[OptimizationAction, _Mapping]]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., applied: _Optional[bool] = ..., deferred: _Optional[_Iterable[_Union[OptimizationAction, _Mapping]]] = ...) -> None: ...
 
 class OptimizationAction(_message.Message):
-    __slots__ = ("kind", "node", "endpoint_id", "model", "reason", "before", "after")
+    __slots__ = ("kind", "node", "endpoint_id", "model", "reason", "before", "after", "at", "source", "deferred", "ok", "error")
     KIND_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +236,11 @@ class OptimizationAction(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     BEFORE_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     kind: str
     node: str
     endpoint_id: str
@@ -241,7 +248,12 @@ class OptimizationAction(_message.Message):
     reason: str
     before: str
     after: str
-    def __init__(self, kind: _Optional[str] = ..., node: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., reason: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
+    at: _timestamp_pb2.Timestamp
+    source: str
+    deferred: str
+    ok: bool
+    error: str
+    def __init__(self, kind: _Optional[str] = ..., node: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., reason: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., deferred: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Finding(_message.Message):
     __slots__ = ("kind", "severity", "subject", "evidence", "recommendation", "detected_at")
@@ -264,7 +276,7 @@ class GetPerformanceMetricsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetPerformanceMetricsResponse(_message.Message):
-    __slots__ = ("utilization_percent", "tokens_per_second", "tasks_per_second", "completion_seconds", "queue_seconds", "nodes", "findings", "tasks_succeeded", "tasks_failed")
+    __slots__ = ("utilization_percent", "tokens_per_second", "tasks_per_second", "completion_seconds", "queue_seconds", "nodes", "findings", "tasks_succeeded", "tasks_failed", "models", "recent_changes", "window_seconds")
     UTILIZATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     TASKS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +286,9 @@ class GetPerformanceMetricsResponse(_message.Message):
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
     TASKS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     TASKS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     utilization_percent: float
     tokens_per_second: float
     tasks_per_second: float
@@ -283,7 +298,28 @@ class GetPerformanceMetricsResponse(_message.Message):
     findings: _containers.RepeatedCompositeFieldContainer[Finding]
     tasks_succeeded: int
     tasks_failed: int
-    def __init__(self, utilization_percent: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., tasks_per_second: _Optional[float] = ..., completion_seconds: _Optional[_Union[LatencySummary, _Mapping]] = ..., queue_seconds: _Optional[_Union[LatencySummary, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodePerformance, _Mapping]]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., tasks_succeeded: _Optional[int] = ..., tasks_failed: _Optional[int] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelPerformance]
+    recent_changes: _containers.RepeatedCompositeFieldContainer[OptimizationAction]
+    window_seconds: float
+    def __init__(self, utilization_percent: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., tasks_per_second: _Optional[float] = ..., completion_seconds: _Optional[_Union[LatencySummary, _Mapping]] = ..., queue_seconds: _Optional[_Union[LatencySummary, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodePerformance, _Mapping]]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., tasks_succeeded: _Optional[int] = ..., tasks_failed: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelPerformance, _Mapping]]] = ..., recent_changes: _Optional[_Iterable[_Union[OptimizationAction, _Mapping]]] = ..., window_seconds: _Optional[float] = ...) -> None: ...
+
+class ModelPerformance(_message.Message):
+    __slots__ = ("model", "tasks_per_second", "tokens_per_second", "completion_seconds", "tasks_succeeded", "loaded_on", "forecast_tasks_per_second")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TASKS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    LOADED_ON_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_TASKS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    tasks_per_second: float
+    tokens_per_second: float
+    completion_seconds: LatencySummary
+    tasks_succeeded: int
+    loaded_on: _containers.RepeatedScalarFieldContainer[str]
+    forecast_tasks_per_second: float
+    def __init__(self, model: _Optional[str] = ..., tasks_per_second: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., completion_seconds: _Optional[_Union[LatencySummary, _Mapping]] = ..., tasks_succeeded: _Optional[int] = ..., loaded_on: _Optional[_Iterable[str]] = ..., forecast_tasks_per_second: _Optional[float] = ...) -> None: ...
 
 class LatencySummary(_message.Message):
     __slots__ = ("p50", "p95", "p99", "count")

@@ -1,0 +1,210 @@
+"""The optimizer in the running coordinator: records history, runs passes, applies plans.
+
+``LiveOptimizer`` is the production driver of the pure ``Optimizer``, as ``Dispatcher`` is
+of the ``Scheduler``. It records what happens (results through the dispatcher's
+``result_observers``, liveness through the registry's ``on_state_change``, and at every
+pass the queues, arrivals, loaded models and GPU samples), plans on the loop's clock and,
+unless it is a dry run, applies: ``Scheduler.set_limit`` for limits, ``Registry.warm_model``
+(Ollama load with ``keep_alive``) for warm-ups. Everything runs on the coordinator's event
+loop; ``run`` is the periodic loop its owner (``coordinator.server.Coordinator``) starts
+and cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from coordinator.dispatch import Dispatcher, Placement
+from coordinator.optimizer.config import EndpointKey, OptimizerConfig
+from coordinator.optimizer.history import (
+    Arrival,
+    GpuSample,
+    History,
+    LoadEvent,
+    QueueSample,
+    SessionEvent,
+    TaskSample,
+)
+from coordinator.optimizer.performance import Performance, performance_report
+from coordinator.optimizer.planner import SET_LIMIT, AppliedChange, Optimizer, Plan
+from coordinator.registry import NodeRecord, NodeState, Registry, UnknownNode
+from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2
+
+log = logging.getLogger("hive.coordinator.optimizer")
+
+_TASK_TYPES = {
+    common_pb2.TASK_TYPE_CODE_GENERATION: "code_generation",
+    common_pb2.TASK_TYPE_CODE_REVIEW: "code_review",
+    common_pb2.TASK_TYPE_TESTING: "testing",
+    common_pb2.TASK_TYPE_COMPILATION: "compilation",
+    common_pb2.TASK_TYPE_OPTIMIZATION: "optimization",
+    common_pb2.TASK_TYPE_DOCUMENTATION: "documentation",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    plan: Plan
+    applied: tuple[AppliedChange, ...]
+    dry_run: bool
+
+
+class LiveOptimizer:
+    def __init__(
+        self,
+        config: OptimizerConfig,
+        registry: Registry,
+        dispatcher: Dispatcher,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.optimizer = Optimizer(config)
+        self.history = History(config.window_seconds)
+        self._loaded: dict[EndpointKey, set[str]] = {}
+        # Tasks submitted up to this time are recorded as arrivals.
+        self._seen_until = float("-inf")
+        dispatcher.result_observers.append(self._on_result)
+        for (node, endpoint_id), limit in sorted(config.pins.limits.items()):
+            dispatcher.scheduler.set_limit(node, endpoint_id, limit)
+        registry.on_state_change.append(self._on_state)
+
+    # ----- recording ---------------------------------------------------------------------
+
+    def _on_result(
+        self,
+        placement: Placement,
+        request: node_agent_pb2.RunTaskRequest,
+        queued_seconds: float,
+        stats: common_pb2.TaskStats,
+    ) -> None:
+        running = self.dispatcher.scheduler.running_by_endpoint()
+        load = stats.load_duration_ns / 1e9
+        self.history.add(
+            TaskSample(
+                self.clock(),
+                placement.node,
+                placement.endpoint_id,
+                request.model,
+                _TASK_TYPES.get(request.type, "inference"),
+                queued_seconds=queued_seconds,
+                run_seconds=max(0.0, stats.total_duration_ns / 1e9 - load),
+                eval_count=stats.eval_count,
+                eval_seconds=stats.eval_duration_ns / 1e9,
+                concurrency=max(1, running.get((placement.node, placement.endpoint_id), 1)),
+                load_seconds=load,
+            )
+        )
+
+    def _on_state(self, record: NodeRecord, old: NodeState) -> None:
+        kind = {NodeState.LOST: "lost", NodeState.SUSPECT: "suspect"}.get(record.state, "joined")
+        self.history.add(SessionEvent(self.clock(), record.name, kind))  # type: ignore[arg-type]
+
+    def sample(self, now: float) -> None:
+        """Record what only polling sees: new arrivals, queue depths per task type, models
+        loaded or evicted since the last sample, GPU temperatures."""
+        h = self.history
+        fresh: list[Arrival] = []
+        queued: dict[str, int] = {}
+        for run in self.dispatcher.tasks.values():
+            if run.state == cluster_pb2.TASK_STATE_QUEUED:
+                queued[run.type] = queued.get(run.type, 0) + 1
+            if run.submitted_at > self._seen_until:
+                fresh.append(Arrival(run.submitted_at, run.type, run.model))
+        if fresh:
+            self._seen_until = max(a.at for a in fresh)
+        for a in sorted(fresh, key=lambda a: a.at):
+            h.add(a)
+        for tt in sorted(set(queued) | {q.task_type for q in h.queues}):
+            h.add(QueueSample(now, tt, queued.get(tt, 0)))
+        for record in self.registry:
+            tel = record.telemetry
+            for ep in tel.endpoints:
+                key = (record.name, ep.id)
+                now_loaded = {m.name for m in ep.loaded_models}
+                before = self._loaded.get(key)
+                if before is not None:
+                    for m in sorted(now_loaded - before):
+                        h.add(LoadEvent(now, record.name, ep.id, m, "loaded"))
+                    for m in sorted(before - now_loaded):
+                        h.add(LoadEvent(now, record.name, ep.id, m, "evicted"))
+                self._loaded[key] = now_loaded
+            if record.state is NodeState.HEALTHY:
+                for g in tel.gpus:
+                    h.add(
+                        GpuSample(
+                            now,
+                            record.name,
+                            g.index,
+                            g.temperature_celsius,
+                            g.throttled,
+                            g.utilization_percent,
+                        )
+                    )
+        h.trim(now)
+
+    # ----- passes ------------------------------------------------------------------------
+
+    def run_pass(self, dry_run: bool) -> PassResult:
+        """Record, plan and (unless ``dry_run``) apply one pass now."""
+        now = self.clock()
+        self.sample(now)
+        scheduler = self.dispatcher.scheduler
+        snapshot = scheduler.overlay(self.dispatcher.snapshot(), now)
+        limits = {ep.key: scheduler.limit(ep) for ep in snapshot.endpoints()}
+        plan = self.optimizer.plan(snapshot, self.history, limits, now)
+        if dry_run:
+            return PassResult(plan, (), True)
+        applied = []
+        for a in plan.actions:
+            if a.kind == SET_LIMIT:
+                scheduler.set_limit(a.node, a.endpoint_id, a.limit)
+                applied.append(AppliedChange(now, a))
+                continue
+            try:
+                self.registry.warm_model(a.node, a.endpoint_id, a.model, a.keep_alive)
+                applied.append(AppliedChange(now, a))
+            except UnknownNode:
+                applied.append(AppliedChange(now, a, False, f"node {a.node} is gone"))
+        self.optimizer.commit(applied)
+        if any(a.kind == SET_LIMIT for a in plan.actions):
+            self.dispatcher.kick()
+        return PassResult(plan, tuple(applied), False)
+
+    def findings_now(self) -> Plan:
+        """A fresh dry-run plan (findings as of now), without applying anything."""
+        return self.run_pass(dry_run=True).plan
+
+    def performance(self) -> tuple[Performance, Plan]:
+        plan = self.findings_now()
+        now = plan.at
+        failed: dict[str, int] = {}
+        for run in self.dispatcher.tasks.values():
+            if run.state == cluster_pb2.TASK_STATE_FAILED and run.placements:
+                node = run.placements[-1].node
+                failed[node] = failed.get(node, 0) + 1
+        snapshot = self.dispatcher.scheduler.overlay(self.dispatcher.snapshot(), now)
+        report = performance_report(
+            self.history,
+            snapshot,
+            now,
+            self.config.window_seconds,
+            failed_by_node=failed,
+            forecast=plan.forecast,
+        )
+        return report, plan
+
+    async def run(self) -> None:
+        """Pass every ``interval_seconds`` until cancelled; applies when ``auto_apply``.
+        A pass that raises is logged and the loop goes on (the next pass starts fresh)."""
+        while True:
+            await asyncio.sleep(self.config.interval_seconds)
+            try:
+                self.run_pass(dry_run=not self.config.auto_apply)
+            except Exception:
+                log.exception("optimizer pass failed")
