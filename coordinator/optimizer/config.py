@@ -9,7 +9,7 @@ optimizer:
   min_change_interval_seconds: 120   # one change per endpoint (or endpoint+model) per this
   max_actions_per_pass: 6
   tuning:
-    enabled: true
+    enabled: false              # knee tuning of in-flight limits (opt-in, see TuningSettings)
     min_samples: 8              # finished tasks per concurrency level to trust it
     tolerance: 0.08             # knee: least concurrency within this fraction of the best
     min_limit: 1
@@ -63,7 +63,9 @@ _KEEP_ALIVE = re.compile(r"^-?[0-9]+(\.[0-9]+)?(ms|s|m|h)?$")
 
 @dataclass(frozen=True, slots=True)
 class TuningSettings:
-    enabled: bool = True
+    # Off by default: in the simulator (benchmarks/bench_optimizer.py) knee tuning alone
+    # raised p95 completion by 10-20 % on a shifting mix; turn it on per cluster.
+    enabled: bool = False
     min_samples: int = 8
     tolerance: float = 0.08
     min_limit: int = 1
