@@ -366,20 +366,34 @@ class Dispatcher:
         priority: int = common_pb2.PRIORITY_NORMAL,
         deadline_seconds: float | None = None,
         avoid_nodes: Collection[str] = (),
+        chain_only: bool = False,
     ) -> AsyncIterator[Assigned | node_agent_pb2.RunTaskResponse]:
         """Run ``request``; yield assignments and the agent's events.
 
         The caller sets ``task_id``; closing or cancelling the iteration withdraws the
         task (cancelling it on its agent). ``deadline_seconds`` bounds the whole task,
         queueing included. ``avoid_nodes`` are placed only when nothing else fits well
-        (distinct reviewers of one stage).
+        (distinct reviewers of one stage); ``chain_only`` adds every node outside the task
+        type's specialization chain to them (workflow stages stay on their chain's nodes
+        unless none of those can run the model).
         """
         now = self.clock()
         deadline = None if deadline_seconds is None else now + deadline_seconds
         spec = task_spec(request, priority, deadline)
         snapshot = self.snapshot()
         try:
-            avoid = [ep.key for n in snapshot.nodes if n.name in avoid_nodes for ep in n.endpoints]
+            chain = self.scheduler.config.chains.get(spec.type, ())
+            outside = (
+                {n.name for n in snapshot.nodes if n.name not in chain}
+                if chain_only and chain
+                else set()
+            )
+            avoid = [
+                ep.key
+                for n in snapshot.nodes
+                if n.name in avoid_nodes or n.name in outside
+                for ep in n.endpoints
+            ]
             self.scheduler.submit(spec, snapshot, now, avoid)
         except Unroutable:
             raise UnknownModel(request.model) from None

@@ -11,13 +11,16 @@ import grpc
 import pytest
 
 from coordinator.workflows.model import SUCCEEDED
+from hive.config import seed_cluster
 from hive.dev import DevCluster
-from hive.v1 import cluster_pb2, workflow_pb2, workflow_pb2_grpc
+from hive.v1 import cluster_pb2, common_pb2, workflow_pb2, workflow_pb2_grpc
 from tests.conftest import eventually, fast_cluster
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workflows"
 PRIORITY = {"low": 1, "normal": 2, "high": 3}
 # Which nodes serve each model in the seed cluster.
+# The seed's specialization chains: task type -> nodes, most preferred first.
+CHAINS: dict[str, list[str]] = dict(seed_cluster().routing["chains"])
 MODEL_NODES = {
     "codellama:13b": {"IRONWOOD", "ROSEWOOD", "WALNUT"},
     "qwen2.5-coder:14b": {"ROSEWOOD", "WALNUT"},
@@ -95,8 +98,13 @@ async def test_seed_examples_run_to_completion(wdev: DevCluster) -> None:
             assert stage.output, stage.name
             done = [t for t in stage.tasks if t.state == SUCCEEDED]
             assert done, stage.name
+            chain = CHAINS.get(
+                common_pb2.TaskType.Name(stage.type).removeprefix("TASK_TYPE_").lower()
+            )
             for task in done:
                 assert task.node in MODEL_NODES[stage.model], (stage.name, task.node)
+                if chain:
+                    assert task.node in chain, (stage.name, task.node, chain)
                 assert task.stats.eval_count > 0
                 assert task.output
         review = next(st for st in wf.stages if st.name == "review")

@@ -728,7 +728,8 @@ class WorkflowEngine:
         )
         if template.options:
             request.options.update(dict(template.options))
-        kwargs: dict[str, Any] = {"priority": wf.priority}
+        # Each stage runs on a node its specialization chain allows when one can run it.
+        kwargs: dict[str, Any] = {"priority": wf.priority, "chain_only": True}
         if avoid is not None:
             kwargs["avoid_nodes"] = avoid
         try:
