@@ -1,0 +1,43 @@
+import { render, screen, within } from "@testing-library/react";
+import { clusterReducer, emptyCluster } from "../store";
+import { node } from "../test/fixtures";
+import { ClusterView } from "./ClusterView";
+
+describe("ClusterView", () => {
+  it("shows each node's state, GPUs, endpoints and loaded models, and losses as they come", () => {
+    let cluster = clusterReducer(emptyCluster, {
+      type: "status",
+      summary: {
+        nodes_total: 2,
+        nodes_healthy: 2,
+        gpus: 2,
+        vram_total_bytes: 16 * 2 ** 30,
+        vram_used_bytes: 6 * 2 ** 30,
+        endpoints: 2,
+        models: [],
+        running_tasks: 2,
+        queued_tasks: 0,
+      },
+      nodes: [node(), node({ name: "ACACIA" })],
+      now: 1,
+    });
+    cluster = clusterReducer(cluster, {
+      type: "event",
+      event: { type: "node_lost", at: null, node: node({ name: "ACACIA", state: "lost" }) },
+      now: Date.parse("2026-11-25T17:00:00Z"),
+    });
+    render(<ClusterView cluster={cluster} />);
+    const rosewood = screen.getByTestId("node-ROSEWOOD");
+    expect(rosewood).toHaveAttribute("data-state", "healthy");
+    expect(within(rosewood).getByText("code review")).toBeInTheDocument();
+    expect(within(rosewood).getByRole("meter", { name: "util 75%" })).toHaveAttribute("aria-valuenow", "75");
+    expect(within(rosewood).getByRole("meter", { name: "VRAM 6.0 GiB / 8.0 GiB" })).toBeInTheDocument();
+    expect(within(rosewood).getByText("71 °C")).toHaveClass("warm");
+    expect(within(rosewood).getByText("qwen2.5-coder:14b · 9.0 GiB")).toHaveClass("loaded");
+    expect(within(rosewood).getByText("llama3.1:8b")).not.toHaveClass("loaded");
+    expect(within(rosewood).getByText(/2\/4 slots/)).toBeInTheDocument();
+    expect(screen.getByTestId("node-ACACIA")).toHaveAttribute("data-state", "lost");
+    expect(screen.getByTestId("nodes-healthy")).toHaveTextContent("1/2");
+    expect(screen.getByTestId("node-event")).toHaveTextContent("ACACIA lost");
+  });
+});
