@@ -46,7 +46,9 @@ from coordinator.scheduler import (
     Scheduler,
     Unroutable,
 )
+from hive import tls
 from hive.serving import channel_options
+from hive.tls import Security
 from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2, node_agent_pb2_grpc
 
 log = logging.getLogger("hive.coordinator.dispatch")
@@ -160,17 +162,25 @@ _Inbox = asyncio.Queue[Assignment | _Event | _Done | FinishOutcome]
 
 
 class AgentChannels:
-    """One gRPC channel per agent address, reused by every task sent there."""
+    """One gRPC channel per agent, reused by every task sent there.
 
-    def __init__(self, max_message_bytes: int) -> None:
+    With ``security`` the channel is mutual TLS and expects the agent's certificate to
+    carry the node's name, so a task for IRONWOOD reaches IRONWOOD whatever address its
+    registration advertised.
+    """
+
+    def __init__(self, max_message_bytes: int, security: Security | None = None) -> None:
         self._options = channel_options(max_message_bytes)
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._security = security
+        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
 
-    def stub(self, address: str) -> node_agent_pb2_grpc.NodeAgentServiceAsyncStub:
-        channel = self._channels.get(address)
+    def stub(self, address: str, node: str = "") -> node_agent_pb2_grpc.NodeAgentServiceAsyncStub:
+        channel = self._channels.get((address, node))
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=self._options)
-            self._channels[address] = channel
+            channel = tls.channel(
+                address, self._security, server_name=node or None, options=self._options
+            )
+            self._channels[(address, node)] = channel
         return node_agent_pb2_grpc.NodeAgentServiceStub(channel)
 
     async def close(self) -> None:
@@ -529,7 +539,9 @@ class Dispatcher:
         call.attempt = assignment.attempt
         self.registry.running[placement.node] += 1
         try:
-            async for event in self.channels.stub(placement.agent_address).RunTask(call):
+            async for event in self.channels.stub(placement.agent_address, placement.node).RunTask(
+                call
+            ):
                 if event.HasField("result"):
                     stats = event.result.stats
                     self.speeds.observe(

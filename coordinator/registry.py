@@ -251,6 +251,16 @@ class Registry:
                 log.warning("node %s suspect: no heartbeat for %.1fs", record.name, age)
                 self._transition(record, NodeState.SUSPECT)
 
+    def disconnect(self, name: str, reason: str) -> bool:
+        """End the node's session now (e.g. it was revoked); True if one was open."""
+        record = self.get(name)
+        if record.state is NodeState.LOST:
+            return False
+        log.warning("node %s disconnected: %s", name, reason)
+        self._transition(record, NodeState.LOST)
+        record.outbound.put_nowait(None)
+        return True
+
     def set_draining(self, name: str, draining: bool, reason: str) -> NodeRecord:
         record = self.get(name)
         record.draining = draining

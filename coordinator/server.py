@@ -7,7 +7,10 @@ import contextlib
 import logging
 import os
 import time
+from pathlib import Path
 
+from coordinator.access import AccessBook, ApiGuard, RateLimiter
+from coordinator.access.servicer import AccessServicer, EnrollmentServicer
 from coordinator.dispatch import AgentChannels, Dispatcher
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.optimizer import OptimizerConfig
@@ -26,9 +29,11 @@ from hive.config import ClusterConfig
 from hive.metrics import MetricsServer
 from hive.sdnotify import Notifier
 from hive.serving import SERVICE_NAMES, RunningServer, start_server
+from hive.tls import Security
 from hive.v1 import (
     agent_session_pb2_grpc,
     cluster_pb2_grpc,
+    enrollment_pb2_grpc,
     inference_pb2_grpc,
     workflow_pb2_grpc,
 )
@@ -37,11 +42,19 @@ log = logging.getLogger("hive.coordinator")
 
 
 class Coordinator:
-    """Owns the coordinator's state and background tasks; start() then stop()."""
+    """Owns the coordinator's state and background tasks; start() then stop().
 
-    def __init__(self, config: ClusterConfig) -> None:
+    ``security`` None means plaintext with no authentication (the caller chose insecure);
+    with it, every connection is mutual TLS and the client API needs bearer tokens
+    (unless ``auth.api_tokens: false``).
+    """
+
+    def __init__(self, config: ClusterConfig, security: Security | None = None) -> None:
         self.config = config
+        self.security = security
         settings = config.coordinator
+        auth = settings.auth
+        self.api_auth = auth.api_tokens if auth.api_tokens is not None else security is not None
         loop = asyncio.get_running_loop()
         self.registry = Registry(
             loop.time,
@@ -49,7 +62,7 @@ class Coordinator:
             suspect_after=settings.suspect_after_seconds,
             lost_after=settings.lost_after_seconds,
         )
-        self.channels = AgentChannels(settings.max_message_bytes)
+        self.channels = AgentChannels(settings.max_message_bytes, security)
         router_config = RouterConfig.from_mapping(
             config.routing, config.source, [n.name for n in config.nodes] or None
         )
@@ -77,16 +90,33 @@ class Coordinator:
                 [d for d in os.environ.get("HIVE_PIPELINES", "").split(os.pathsep) if d]
             ),
         )
+        self.access = AccessBook(self.workflow_store, time.time)
+        self.guard = ApiGuard(
+            self.access,
+            api_auth=self.api_auth,
+            limiter=RateLimiter(auth.submit_rate_per_second, auth.submit_burst, loop.time),
+        )
         self._server: RunningServer | None = None
+        self._enroll_server: RunningServer | None = None
+        self.enroll_port = 0
         self._liveness: asyncio.Task[None] | None = None
         self.port = 0
 
     async def start(self, address: str | None = None) -> int:
         settings = self.config.coordinator
-        session = AgentSessionServicer(self.registry, settings.heartbeat_interval_seconds)
+        session = AgentSessionServicer(
+            self.registry,
+            settings.heartbeat_interval_seconds,
+            access=self.access,
+            verify_names=self.security is not None,
+        )
         inference = InferenceServicer(self.registry, self.dispatcher)
         cluster = ClusterServicer(self.registry, self.dispatcher, self.optimizer)
+        access = AccessServicer(self.access, self.registry)
         self.workflow_store.open()
+        self.access.load()
+        if self.api_auth and not self.access.has_live_admin():
+            await self._bootstrap_admin_token()
         self._server = await start_server(
             address or settings.listen,
             [
@@ -98,16 +128,21 @@ class Coordinator:
                 lambda s: workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
                     WorkflowServicer(self.workflows), s
                 ),
+                lambda s: enrollment_pb2_grpc.add_AccessServiceServicer_to_server(access, s),
             ],
             [
                 SERVICE_NAMES["AgentSessionService"],
                 SERVICE_NAMES["InferenceService"],
                 SERVICE_NAMES["ClusterService"],
                 SERVICE_NAMES["WorkflowService"],
+                SERVICE_NAMES["AccessService"],
             ],
             max_message_bytes=settings.max_message_bytes,
+            security=self.security,
+            check=self.guard,
         )
         self.port = self._server.port
+        await self._start_enrollment()
         self.dispatcher.start()
         await self.workflows.start()
         self._liveness = asyncio.create_task(self._check_liveness(), name="liveness")
@@ -115,6 +150,45 @@ class Coordinator:
             self._optimizing = asyncio.create_task(self.optimizer.run(), name="optimizer")
         log.info("coordinator listening on %s (port %d)", address or settings.listen, self.port)
         return self.port
+
+    async def _bootstrap_admin_token(self) -> None:
+        """A cluster with API tokens on and no admin token would lock its operators out:
+        make one and write it to a file only the coordinator's user can read. The token
+        itself is never logged."""
+        auth = self.config.coordinator.auth
+        path = Path(
+            auth.admin_token_file or Path(self.config.coordinator.state_path).parent / "admin.token"
+        )
+        _, secret = await self.access.create_api_token("bootstrap admin", "admin")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+        log.warning(
+            "no admin API token existed: wrote a new one to %s (export HIVE_TOKEN=$(cat %s))",
+            path,
+            path,
+        )
+
+    async def _start_enrollment(self) -> None:
+        settings = self.config.coordinator
+        tls = settings.tls
+        if settings.enroll_listen == "off" or self.security is None or tls is None:
+            return
+        if tls.ca_key is None:
+            return
+        ca_key = await asyncio.to_thread(Path(tls.ca_key).read_bytes)
+        enrollment = EnrollmentServicer(self.access, self.security.ca, ca_key)
+        self._enroll_server = await start_server(
+            settings.enroll_listen,
+            [lambda s: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(enrollment, s)],
+            [SERVICE_NAMES["EnrollmentService"]],
+            max_message_bytes=64 * 1024,
+            security=self.security,
+            require_client_auth=False,
+        )
+        self.enroll_port = self._enroll_server.port
+        log.info("enrolment on %s (port %d)", settings.enroll_listen, self.enroll_port)
 
     async def start_metrics(self, address: str) -> int:
         """Serve ``/metrics`` on ``address`` (port 0: any free port); return the port."""
@@ -144,13 +218,17 @@ class Coordinator:
             record.outbound.put_nowait(None)
         if self._server is not None:
             await self._server.stop(grace)
+        if self._enroll_server is not None:
+            await self._enroll_server.stop(grace)
         await self.channels.close()
         await self.workflow_store.close()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
 
 
-async def serve(config: ClusterConfig, address: str | None = None) -> None:
+async def serve(
+    config: ClusterConfig, address: str | None = None, *, insecure: bool = False
+) -> None:
     """Run a coordinator until cancelled: the daemon behind `hive coordinator`.
 
     Holds the state file's lock for its whole life (a second coordinator on the same
@@ -158,9 +236,12 @@ async def serve(config: ClusterConfig, address: str | None = None) -> None:
     tells systemd when it is ready, pings its watchdog from this loop, and says when it stops.
     """
     settings = config.coordinator
+    security = settings.security(config.source, insecure)
+    if security is None:
+        log.warning("INSECURE: plaintext gRPC, no certificates, no API tokens (--insecure)")
     notifier = Notifier.from_environ()
     with StateLock(settings.state_path):
-        coordinator = Coordinator(config)
+        coordinator = Coordinator(config, security)
         try:
             await coordinator.start(address)
             if settings.metrics_listen != "off":

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from coordinator.access import AccessBook
 from coordinator.dispatch import (
     Assigned,
     AttemptsExhausted,
@@ -35,6 +36,7 @@ from coordinator.registry import (
 )
 from coordinator.routing import Decision
 from hive import __version__
+from hive.tls import peer_name
 from hive.v1 import (
     agent_session_pb2,
     agent_session_pb2_grpc,
@@ -53,9 +55,21 @@ MAX_PROMPT_CHARS = 1_000_000
 
 
 class AgentSessionServicer(agent_session_pb2_grpc.AgentSessionServiceServicer):
-    def __init__(self, registry: Registry, heartbeat_interval: float) -> None:
+    """Agent sessions. With ``verify_names`` (mTLS on) a node may register only under the
+    name its certificate carries; a node in ``access``'s revoked list may not register."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        heartbeat_interval: float,
+        *,
+        access: AccessBook | None = None,
+        verify_names: bool = False,
+    ) -> None:
         self.registry = registry
         self.heartbeat_interval = heartbeat_interval
+        self.access = access
+        self.verify_names = verify_names
 
     async def Connect(
         self,
@@ -80,6 +94,22 @@ class AgentSessionServicer(agent_session_pb2_grpc.AgentSessionServiceServicer):
                 "the first message of a session must be register, "
                 f"got {first.WhichOneof('message')}",
             )
+        name = first.register.node.name
+        if self.verify_names:
+            certified = peer_name(context)
+            if certified != name:
+                log.warning(
+                    "refused a session from %s: certificate is for %s, not %s",
+                    context.peer(),
+                    certified,
+                    name,
+                )
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"certificate is for {certified}, not {name}",
+                )
+        if self.access is not None and self.access.node_revoked(name):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"node {name} is revoked")
         try:
             record = self.registry.attach(first.register, context.peer())
         except InvalidRegistration as exc:

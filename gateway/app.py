@@ -16,14 +16,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import events, mcp_server, ollama_api, openai_api, problems, rest
-from gateway.upstream import Upstream
+from gateway import auth, dashboard, events, mcp_server, ollama_api, openai_api, problems, rest
+from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__
 from hive.metrics import HttpMetrics, build_info
+from hive.tls import Security
+from hive.v1 import cluster_pb2
 
 # Request bodies above this are refused with 413 before they are read. The coordinator
 # takes prompts up to 1 MB of characters; JSON escaping can double that.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# Live-event WebSockets open at once; more are refused (close 1013, try again later).
+MAX_EVENT_CLIENTS = 256
 
 
 def create_app(
@@ -31,9 +35,18 @@ def create_app(
     *,
     event_queue_size: int = events.DEFAULT_QUEUE_SIZE,
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_event_clients: int = MAX_EVENT_CLIENTS,
+    security: Security | None = None,
+    service_token: str | None = None,
+    protect_metrics: bool = False,
 ) -> FastAPI:
-    """The gateway for the coordinator at ``coordinator`` (host:port)."""
-    upstream = Upstream(coordinator)
+    """The gateway for the coordinator at ``coordinator`` (host:port).
+
+    ``security``: mutual TLS to the coordinator (None: plaintext). Callers' bearer tokens
+    are forwarded (``gateway.auth``); ``service_token`` is the gateway's own, used for
+    the open health endpoints; ``protect_metrics`` asks for a readable token on /metrics.
+    """
+    upstream = Upstream(coordinator, security=security, service_token=service_token)
     app = FastAPI(
         title="Hive mesh gateway",
         version=__version__,
@@ -56,7 +69,16 @@ def create_app(
     @app.websocket(f"{rest.PREFIX}/ws")
     async def event_stream(websocket: WebSocket) -> None:
         """Live workflow, task and cluster events; see ``gateway.events``."""
-        await events.EventConnection(websocket, upstream, event_queue_size).run()
+        if app.state.event_clients >= max_event_clients:
+            await websocket.close(events.CLOSE_TOO_SLOW, "too many event clients; retry later")
+            return
+        app.state.event_clients += 1
+        try:
+            await events.EventConnection(websocket, upstream, event_queue_size).run()
+        finally:
+            app.state.event_clients -= 1
+
+    app.state.event_clients = 0
 
     mcp_app = mcp_server.StatelessHttp(mcp_server.build(upstream))
     app.router.routes.append(Route("/mcp", mcp_app, methods=["GET", "POST", "DELETE"]))
@@ -69,9 +91,17 @@ def create_app(
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         """Prometheus metrics of this gateway."""
+        if protect_metrics:
+            # Any token the coordinator accepts for reading may scrape.
+            await upstream.cluster.GetClusterStatus(
+                cluster_pb2.GetClusterStatusRequest(), timeout=UNARY_TIMEOUT_SECONDS
+            )
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(HttpMetrics, registry=registry)
+    app.add_middleware(auth.CallerToken)
+    # Last, so every API route above takes precedence over the dashboard's paths.
+    dashboard.install(app)
     return app
 
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from gateway import schemas
+from gateway.auth import websocket_subprotocol
 from gateway.problems import http_status
 from gateway.upstream import Upstream
 from hive.v1 import cluster_pb2, workflow_pb2
@@ -208,7 +209,7 @@ class EventConnection:
             raise SlowConsumer(f"{self.queue.maxsize} events behind") from None
 
     async def run(self) -> None:
-        await self.websocket.accept()
+        await self.websocket.accept(subprotocol=websocket_subprotocol(self.websocket.scope))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._read(tg), name="ws-read")

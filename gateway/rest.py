@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 
 from gateway import schemas
+from gateway.auth import acting_as
 from gateway.problems import (
     PROBLEM_MEDIA_TYPE,
     PROBLEM_RESPONSES,
@@ -59,7 +60,8 @@ def router(upstream: Upstream) -> APIRouter:
     @api.get("/health", tags=["health"], responses=_responses())
     async def health() -> schemas.Health:
         """Liveness of the gateway and reachability of the coordinator (503 when unreachable)."""
-        summary = (await cluster_status()).summary
+        with acting_as(upstream.service_token):
+            summary = (await cluster_status()).summary
         return schemas.Health(
             status="healthy", version=__version__, nodes_healthy=summary.nodes_healthy
         )
@@ -67,7 +69,8 @@ def router(upstream: Upstream) -> APIRouter:
     @api.get(f"{PREFIX}/health", tags=["health"], responses=_responses())
     async def distributed_health() -> schemas.DistributedHealth:
         """Health of the distributed system: every node's liveness."""
-        response = await cluster_status()
+        with acting_as(upstream.service_token):
+            response = await cluster_status()
         nodes = {n.info.name: schemas.node_state_name(n.state) for n in response.nodes}
         healthy = response.summary.nodes_healthy
         state = "healthy" if nodes and healthy == len(nodes) else "degraded" if healthy else "down"

@@ -3,13 +3,18 @@
 The channel is opened on first use, inside the serving event loop (a grpc.aio channel
 belongs to the loop that made it). Reconnect backoff is capped low so the gateway
 recovers within seconds of the coordinator coming back, instead of gRPC's default of up
-to two minutes.
+to two minutes. With ``security`` the channel is mutual TLS; every call carries the
+token of the caller being served (``gateway.auth``), or ``token`` when there is none
+(``hive mcp`` over stdio, which acts for the person who started it).
 """
 
 from __future__ import annotations
 
 import grpc
 
+from gateway.auth import caller_token
+from hive import tls
+from hive.tls import Security, token_interceptors
 from hive.v1 import cluster_pb2_grpc, inference_pb2_grpc, workflow_pb2_grpc
 
 # Unary calls (status, submit, cancel) answer in milliseconds; this bounds a stuck coordinator.
@@ -27,14 +32,33 @@ CHANNEL_OPTIONS = [
 class Upstream:
     """The coordinator's client API (WorkflowService, ClusterService, InferenceService)."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        security: Security | None = None,
+        token: str | None = None,
+        service_token: str | None = None,
+    ) -> None:
         self.target = target
+        self.security = security
+        self.default_token = token
+        # The gateway's own token, for its health checks only (never a caller's calls).
+        self.service_token = service_token
         self._channel: grpc.aio.Channel | None = None
+
+    def _token(self) -> str | None:
+        return caller_token.get() or self.default_token
 
     @property
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            self._channel = tls.channel(
+                self.target,
+                self.security,
+                options=CHANNEL_OPTIONS,
+                interceptors=token_interceptors(self._token),
+            )
         return self._channel
 
     @property

@@ -29,6 +29,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from hive.tls import client_channel
 from hive.v1 import (
     cluster_pb2,
     cluster_pb2_grpc,
@@ -205,7 +206,7 @@ async def _dial_agent(node: cluster_pb2.NodeStatus) -> str:
 
     address = node.info.agent_address
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with client_channel(address, server_name=node.info.name) as channel:
             stub = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
             await stub.GetNode(node_agent_pb2.GetNodeRequest(), timeout=3)
         return f"{node.info.name}: agent {address} answers GetNode from here"
@@ -540,7 +541,7 @@ async def run_checks(target: Target, names: list[str] | None = None) -> list[Che
     """Run the named checks (all, in order, by default) against ``target``."""
     names = names or list(CHECK_FUNCTIONS)
     async with (
-        grpc.aio.insecure_channel(target.coordinator) as channel,
+        client_channel(target.coordinator) as channel,
         httpx.AsyncClient() as http,
     ):
         session = Session(target, channel, http)
@@ -613,7 +614,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the gRPC server at ADDRESS (or --http URL) says it is serving."""
 
     async def grpc_probe() -> int:
-        async with grpc.aio.insecure_channel(args.address) as channel:
+        async with client_channel(args.address) as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )

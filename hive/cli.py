@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,6 +21,8 @@ from rich.table import Table
 
 from hive import __version__
 from hive.config import ConfigError, load_agent_config, load_cluster_config, seed_cluster
+from hive.pki import CertPaths, PkiError
+from hive.tls import HOW_TO_SECURE, InsecureRefused, Security, client_channel
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2, inference_pb2_grpc
 
 DEFAULT_COORDINATOR = os.environ.get("HIVE_COORDINATOR", "127.0.0.1:50051")
@@ -68,6 +71,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
             metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen,
         )
         try:
+            print(
+                "hive dev: INSECURE mode: plaintext gRPC, no certificates, no API tokens "
+                "(a one-machine development cluster; see docs/security.md for a secured one)",
+                flush=True,
+            )
             await dev.start()
             await dev.wait_registered()
             print(dev.describe(), flush=True)
@@ -86,7 +94,11 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 
     config = load_cluster_config(args.config)
     try:
-        return _run_until_signal(lambda: serve(config, args.listen))
+        config.coordinator.security(config.source, args.insecure)  # refuse before starting
+        return _run_until_signal(lambda: serve(config, args.listen, insecure=args.insecure))
+    except InsecureRefused as exc:
+        print(f"hive coordinator: refusing to start: {exc}", file=sys.stderr)
+        return 2
     except StateLocked as exc:
         print(f"hive: {exc}", file=sys.stderr)
         return 1
@@ -96,7 +108,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from node_agent.agent import serve
 
     config = load_agent_config(args.config)
-    return _run_until_signal(lambda: serve(config))
+    try:
+        config.security(args.insecure)  # refuse before starting
+    except InsecureRefused as exc:
+        print(f"hive agent: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    return _run_until_signal(lambda: serve(config, insecure=args.insecure))
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -105,9 +122,33 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from hive.sdnotify import Notifier
 
     host, _, port = args.listen.rpartition(":")
+    log = logging.getLogger("hive.gateway")
+    security: Security | None = None
+    if args.tls_dir:
+        try:
+            security = Security.load(CertPaths.in_dir(args.tls_dir, args.tls_name))
+        except (OSError, ValueError) as exc:
+            raise ConfigError("--tls-dir", args.tls_name, str(exc)) from None
+    elif not args.insecure:
+        print(f"hive gateway: refusing to start: --tls-dir: {HOW_TO_SECURE}", file=sys.stderr)
+        return 2
+    else:
+        log.warning("INSECURE: plaintext gRPC to the coordinator (--insecure)")
+    service_token = None
+    if args.token_file:
+        try:
+            service_token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(args.token_file, "--token-file", exc.strerror or str(exc)) from None
 
     async def main() -> None:
-        server = AsgiServer(create_app(args.coordinator), host, int(port))
+        app = create_app(
+            args.coordinator,
+            security=security,
+            service_token=service_token,
+            protect_metrics=args.protect_metrics,
+        )
+        server = AsgiServer(app, host, int(port))
         await server.start()
         logging.getLogger("hive.gateway").info("gateway on %s -> %s", server.url, args.coordinator)
         try:
@@ -182,7 +223,7 @@ def render_status(response: cluster_pb2.GetClusterStatusResponse, console: Conso
 
 def cmd_status(args: argparse.Namespace) -> int:
     async def main() -> cluster_pb2.GetClusterStatusResponse:
-        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+        async with client_channel(args.coordinator) as channel:
             stub = cluster_pb2_grpc.ClusterServiceStub(channel)
             return await stub.GetClusterStatus(cluster_pb2.GetClusterStatusRequest(), timeout=10)
 
@@ -204,7 +245,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_drain(args: argparse.Namespace) -> int:
     async def main() -> cluster_pb2.DrainNodeResponse:
-        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+        async with client_channel(args.coordinator) as channel:
             stub = cluster_pb2_grpc.ClusterServiceStub(channel)
             return await stub.DrainNode(
                 cluster_pb2.DrainNodeRequest(
@@ -246,7 +287,7 @@ def render_decision(response: cluster_pb2.ExplainTaskResponse, console: Console)
 
 def cmd_explain(args: argparse.Namespace) -> int:
     async def main() -> cluster_pb2.ExplainTaskResponse:
-        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+        async with client_channel(args.coordinator) as channel:
             stub = cluster_pb2_grpc.ClusterServiceStub(channel)
             return await stub.ExplainTask(
                 cluster_pb2.ExplainTaskRequest(task_id=args.task_id), timeout=10
@@ -273,7 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         request.options.update({"num_predict": args.num_predict})
 
     async def main() -> int:
-        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+        async with client_channel(args.coordinator) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             async for event in stub.Generate(request, timeout=args.timeout):
                 if event.HasField("assigned"):
@@ -343,18 +384,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_dev)
 
+    insecure_help = "accept plaintext, unauthenticated gRPC (without it, TLS must be configured)"
     p = sub.add_parser("coordinator", help="run the coordinator")
     p.add_argument("--config", required=True, help="cluster YAML")
     p.add_argument("--listen", help="override coordinator.listen")
+    p.add_argument("--insecure", action="store_true", help=insecure_help)
     p.set_defaults(func=cmd_coordinator)
 
     p = sub.add_parser("agent", help="run a node agent")
     p.add_argument("--config", required=True, help="node YAML")
+    p.add_argument("--insecure", action="store_true", help=insecure_help)
     p.set_defaults(func=cmd_agent)
 
     p = sub.add_parser("gateway", help="run the HTTP gateway")
     p.add_argument("--listen", default="127.0.0.1:8000")
     p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.add_argument(
+        "--tls-dir",
+        default=os.environ.get("HIVE_TLS_DIR"),
+        help="directory with ca.pem, NAME.pem, NAME-key.pem (default $HIVE_TLS_DIR)",
+    )
+    p.add_argument("--tls-name", default="gateway", help="certificate name (default gateway)")
+    p.add_argument(
+        "--token-file", help="the gateway's own API token (read scope), for /health only"
+    )
+    p.add_argument(
+        "--protect-metrics", action="store_true", help="/metrics needs a read-scope token"
+    )
+    p.add_argument("--insecure", action="store_true", help=insecure_help)
     p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser("status", help="show the cluster")
@@ -390,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("hive.check").check.register(sub)  # check, health
     __import__("hive.cli_gateway").cli_gateway.register(sub)  # watch, mcp
     __import__("hive.cli_optimize").cli_optimize.register(sub)  # optimize
+    __import__("hive.cli_security").cli_security.register(sub)  # certs, tokens, nodes
     return parser
 
 
@@ -411,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         return result
     except ConfigError as exc:
         print(f"hive: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except PkiError as exc:
+        print(f"hive: {exc}", file=sys.stderr)
         return 2
     except grpc.aio.AioRpcError as err:
         print(f"hive: {err.code().name}: {err.details()}", file=sys.stderr)

@@ -129,9 +129,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_mcp(args: argparse.Namespace) -> int:
     from gateway.mcp_server import build
     from gateway.upstream import Upstream
+    from hive.tls import ENV_TOKEN, security_from_env
 
     async def main() -> None:
-        upstream = Upstream(args.coordinator)
+        upstream = Upstream(
+            args.coordinator, security=security_from_env(), token=os.environ.get(ENV_TOKEN)
+        )
         try:
             await build(upstream).run_stdio_async()
         finally:

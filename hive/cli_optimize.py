@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from hive.tls import client_channel
 from hive.v1 import cluster_pb2, cluster_pb2_grpc
 
 DEFAULT_COORDINATOR = os.environ.get("HIVE_COORDINATOR", "127.0.0.1:50051")
@@ -66,7 +67,7 @@ def render_optimize(response: cluster_pb2.OptimizeClusterResponse, console: Cons
 
 async def fetch_findings(address: str) -> list[cluster_pb2.Finding] | None:
     """The coordinator's current findings; None when it has no optimizer."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with client_channel(address) as channel:
         stub = cluster_pb2_grpc.ClusterServiceStub(channel)
         try:
             response = await stub.GetPerformanceMetrics(
@@ -91,7 +92,7 @@ def print_status_findings(address: str, console: Console) -> None:
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     async def main() -> cluster_pb2.OptimizeClusterResponse:
-        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+        async with client_channel(args.coordinator) as channel:
             stub = cluster_pb2_grpc.ClusterServiceStub(channel)
             return await stub.OptimizeCluster(
                 cluster_pb2.OptimizeClusterRequest(dry_run=args.dry_run), timeout=30

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from hive.tls import client_channel
 from hive.v1 import cluster_pb2, common_pb2, workflow_pb2, workflow_pb2_grpc
 
 PRIORITIES = {"low": common_pb2.PRIORITY_LOW, "normal": common_pb2.PRIORITY_NORMAL,
@@ -139,7 +139,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json)
 
     async def main() -> int:
-        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+        async with client_channel(args.coordinator) as channel:
             stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
             response = await stub.SubmitWorkflow(request, timeout=30)
             wf = response.workflow
@@ -177,7 +177,7 @@ def cmd_workflows(args: argparse.Namespace) -> int:
     async def main() -> list[workflow_pb2.Workflow]:
         out: list[workflow_pb2.Workflow] = []
         token = ""
-        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+        async with client_channel(args.coordinator) as channel:
             stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
             while len(out) < args.limit:
                 page = await stub.ListWorkflows(
@@ -216,7 +216,7 @@ def cmd_workflows(args: argparse.Namespace) -> int:
 
 
 async def _get(address: str, wf_id: str) -> workflow_pb2.Workflow:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with client_channel(address) as channel:
         stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
         response = await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=wf_id), timeout=30)
         return response.workflow
@@ -264,7 +264,7 @@ def cmd_workflow(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     async def main() -> workflow_pb2.Workflow:
-        async with grpc.aio.insecure_channel(args.coordinator) as channel:
+        async with client_channel(args.coordinator) as channel:
             stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
             response = await stub.CancelWorkflow(
                 workflow_pb2.CancelWorkflowRequest(id=args.id, reason=args.reason), timeout=60

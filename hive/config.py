@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from hive import hardware
+from hive.pki import CertPaths
+from hive.tls import COORDINATOR_NAME, HOW_TO_SECURE, InsecureRefused, Security
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ENDPOINT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -62,6 +64,35 @@ class NodeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """Certificate files of one process (paths relative to its config file's directory)."""
+
+    ca: str
+    cert: str
+    key: str
+    # The coordinator only: the CA's private key, to sign enrolment requests. Without it
+    # nodes get certificates from `hive certs issue` on the host that holds the CA.
+    ca_key: str | None = None
+    # The name in the coordinator's certificate, which agents and clients expect.
+    coordinator_name: str = COORDINATOR_NAME
+
+    def paths(self) -> CertPaths:
+        return CertPaths(Path(self.ca), Path(self.cert), Path(self.key))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    # Bearer tokens on the client API; None: required exactly when TLS is on.
+    api_tokens: bool | None = None
+    # Per-token submissions (workflows, generate, chat): sustained rate and burst.
+    submit_rate_per_second: float = 10.0
+    submit_burst: int = 50
+    # Where the coordinator writes the first admin token when it has none; None: next
+    # to the state file, as "admin.token" (mode 0600).
+    admin_token_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CoordinatorSettings:
     listen: str = "127.0.0.1:50051"
     heartbeat_interval_seconds: float = 1.0
@@ -74,6 +105,19 @@ class CoordinatorSettings:
     state_path: str = "hive-state.sqlite"
     # Prometheus /metrics (host:port, ":9101" = every interface; "off" disables).
     metrics_listen: str = "127.0.0.1:9101"
+    # Mutual TLS on every connection; without it the coordinator refuses to start unless
+    # insecure is true (or --insecure): plaintext, no authentication at all.
+    tls: TlsSettings | None = None
+    insecure: bool = False
+    # Enrolment (join tokens → certificates): TLS without client certificates, since a
+    # new node has none yet. Needs tls.ca_key. "off" disables.
+    enroll_listen: str = "off"
+    auth: AuthSettings = field(default_factory=AuthSettings)
+
+    def security(self, source: str, insecure: bool = False) -> Security | None:
+        """The TLS material to serve with, None for plaintext when insecure was asked for;
+        InsecureRefused when neither is configured."""
+        return _security(source, "coordinator.tls", self.tls, self.insecure or insecure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +148,23 @@ class AgentConfig:
     # Output chunks are sent when this many characters gathered or this long passed.
     chunk_max_chars: int = 256
     chunk_max_seconds: float = 0.02
+    # Mutual TLS with the coordinator (and for RunTask); see CoordinatorSettings.
+    tls: TlsSettings | None = None
+    insecure: bool = False
+
+    def security(self, insecure: bool = False) -> Security | None:
+        return _security(self.source, "tls", self.tls, self.insecure or insecure)
+
+
+def _security(source: str, key: str, tls: TlsSettings | None, insecure: bool) -> Security | None:
+    if tls is None:
+        if insecure:
+            return None
+        raise InsecureRefused(f"{source}: {key}: {HOW_TO_SECURE}")
+    try:
+        return Security.load(tls.paths(), tls.coordinator_name)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(source, key, f"cannot load the certificates: {exc}") from None
 
 
 class _Reader:
@@ -258,18 +319,78 @@ LISTEN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):([0-9]{1,5})$")
 
 def _metrics_listen(r: _Reader, default: str) -> str:
     """``host:port`` for /metrics, or "off"."""
-    value = r.str_("metrics_listen", default)
+    return _listen(r, "metrics_listen", default)
+
+
+def _listen(r: _Reader, name: str, default: str) -> str:
+    """``host:port``, ``:port`` or "off"."""
+    value = r.str_(name, default)
     if value == "off":
         return value
     match = LISTEN.match(value)
     if match is None or int(match.group(2)) > 65535:
-        raise r.error("metrics_listen", f"expected host:port, :port or off, got {value!r}")
+        raise r.error(name, f"expected host:port, :port or off, got {value!r}")
     return value
+
+
+def _parse_bool(r: _Reader, name: str, default: bool) -> bool:
+    value = r.data.get(name, default)
+    if not isinstance(value, bool):
+        raise r.error(name, f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _parse_tls(r: _Reader, name: str, *, coordinator: bool) -> TlsSettings | None:
+    if r.data.get(name) is None:
+        return None
+    t = r.sub(name)
+    allowed = {"ca", "cert", "key", "coordinator_name"}
+    t.reject_unknown(allowed | {"ca_key"} if coordinator else allowed)
+    base = Path(r.source).parent if r.source and not r.source.startswith("<") else Path(".")
+
+    def path(key: str, required: bool = True) -> str | None:
+        if not required and t.data.get(key) is None:
+            return None
+        value = t.str_(key)
+        if not value:
+            raise t.error(key, "must not be empty")
+        return str(base / value) if not Path(value).is_absolute() else value
+
+    ca, cert, key = path("ca"), path("cert"), path("key")
+    assert ca is not None and cert is not None and key is not None
+    return TlsSettings(
+        ca=ca,
+        cert=cert,
+        key=key,
+        ca_key=path("ca_key", required=False) if coordinator else None,
+        coordinator_name=t.str_("coordinator_name", COORDINATOR_NAME, pattern=NODE_NAME),
+    )
+
+
+def _parse_auth(r: _Reader) -> AuthSettings:
+    r.reject_unknown({"api_tokens", "submit_rate_per_second", "submit_burst", "admin_token_file"})
+    d = AuthSettings()
+    api_tokens = r.data.get("api_tokens")
+    if api_tokens is not None and not isinstance(api_tokens, bool):
+        raise r.error("api_tokens", f"expected true or false, got {_kind(api_tokens)}")
+    admin_file = r.data.get("admin_token_file")
+    if admin_file is not None and not isinstance(admin_file, str):
+        raise r.error("admin_token_file", f"expected a path, got {_kind(admin_file)}")
+    return AuthSettings(
+        api_tokens=api_tokens,
+        submit_rate_per_second=r.number("submit_rate_per_second", d.submit_rate_per_second),
+        submit_burst=r.number("submit_burst", d.submit_burst, minimum=1, integer=True),
+        admin_token_file=admin_file,
+    )
 
 
 def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
     r.reject_unknown(
         {
+            "tls",
+            "insecure",
+            "enroll_listen",
+            "auth",
             "listen",
             "heartbeat_interval_seconds",
             "suspect_after_seconds",
@@ -292,7 +413,13 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
         ),
         state_path=r.str_("state_path", d.state_path),
         metrics_listen=_metrics_listen(r, d.metrics_listen),
+        tls=_parse_tls(r, "tls", coordinator=True),
+        insecure=_parse_bool(r, "insecure", d.insecure),
+        enroll_listen=_listen(r, "enroll_listen", d.enroll_listen),
+        auth=_parse_auth(r.sub("auth")),
     )
+    if settings.enroll_listen != "off" and (settings.tls is None or settings.tls.ca_key is None):
+        raise r.error("enroll_listen", "enrolment signs certificates: set tls.ca_key too")
     if settings.lost_after_seconds < settings.suspect_after_seconds:
         raise r.error("lost_after_seconds", "must not be shorter than suspect_after_seconds")
     return settings
@@ -331,6 +458,8 @@ def parse_agent_config(data: Any, source: str) -> AgentConfig:
             "reconnect_initial_seconds",
             "reconnect_max_seconds",
             "metrics_listen",
+            "tls",
+            "insecure",
         }
     )
     telemetry = r.str_("telemetry", "auto")
@@ -352,6 +481,8 @@ def parse_agent_config(data: Any, source: str) -> AgentConfig:
         ),
         reconnect_max_seconds=r.number("reconnect_max_seconds", d.reconnect_max_seconds),
         metrics_listen=_metrics_listen(r, d.metrics_listen),
+        tls=_parse_tls(r, "tls", coordinator=False),
+        insecure=_parse_bool(r, "insecure", d.insecure),
     )
 
 

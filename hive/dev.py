@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 from coordinator.server import Coordinator
 from gateway.app import create_app
-from hive import hardware
+from hive import hardware, pki
 from hive.asgi import AsgiServer
 from hive.config import AgentConfig, ClusterConfig, NodeSpec
+from hive.tls import Security
 from node_agent.agent import Agent
 from ollama_emulator import EmulatorConfig, OllamaEmulator
 
@@ -56,6 +57,9 @@ class DevCluster:
     emulators: dict[str, OllamaEmulator] = field(default_factory=dict)
     agents: dict[str, Agent] = field(default_factory=dict)
     gateway: AsgiServer | None = None
+    # A certificate directory: run every hop with mutual TLS, issuing certificates there
+    # (and a CA if it has none). None: plaintext, no authentication (insecure mode).
+    tls_dir: str | None = None
     # Durable workflow state file; None keeps the cluster file's coordinator.state_path.
     state_path: str | None = field(
         default_factory=lambda: os.environ.get("HIVE_DEV_STATE", DEV_STATE_PATH)
@@ -71,15 +75,26 @@ class DevCluster:
         if self.state_path is not None:
             settings = dataclasses.replace(self.cluster.coordinator, state_path=self.state_path)
             self.cluster = dataclasses.replace(self.cluster, coordinator=settings)
-        self.coordinator = Coordinator(self.cluster)
+        self.coordinator = Coordinator(self.cluster, self.security("coordinator"))
         await self.coordinator.start(self.coordinator_listen)
         if self.metrics_listen is not None:
             await self.coordinator.start_metrics(self.metrics_listen)
         for node in self.cluster.nodes:
             await self.start_node(node)
         if self.gateway_port is not None:
+            service_token = None
+            if self.coordinator.api_auth:  # the gateway's own token, for its health checks
+                _, service_token = await self.coordinator.access.create_api_token(
+                    "dev gateway health", "read"
+                )
             self.gateway = AsgiServer(
-                create_app(self.coordinator_address), self.gateway_host, self.gateway_port
+                create_app(
+                    self.coordinator_address,
+                    security=self.security("gateway"),
+                    service_token=service_token,
+                ),
+                self.gateway_host,
+                self.gateway_port,
             )
             await self.gateway.start()
 
@@ -111,13 +126,25 @@ class DevCluster:
                 telemetry="simulated",
                 heartbeat_interval_seconds=self.heartbeat_interval
                 or self.cluster.coordinator.heartbeat_interval_seconds,
-            )
+            ),
+            security=self.security(node.name),
         )
         await agent.start()
         if self.metrics_listen is not None:
             await agent.start_metrics(f"{self.metrics_listen.rsplit(':', 1)[0]}:0")
         self.agents[node.name] = agent
         return agent
+
+    def security(self, name: str) -> Security | None:
+        """TLS material for ``name``, issued on first use; None in insecure mode."""
+        if self.tls_dir is None:
+            return None
+        paths = pki.CertPaths.in_dir(self.tls_dir, name)
+        if not paths.ca.exists():
+            pki.init_dir(self.tls_dir)
+        if not paths.cert.exists():
+            pki.issue_in_dir(self.tls_dir, name)
+        return Security.load(paths)
 
     async def stop_node(self, name: str) -> None:
         """Stop one node's agent (its emulated Ollama keeps running, as a host's would)."""
@@ -142,6 +169,11 @@ class DevCluster:
 
     def describe(self) -> str:
         lines = ["Hive mesh dev cluster is up:"]
+        lines.append(
+            f"  security           mutual TLS, certificates in {self.tls_dir}"
+            if self.tls_dir
+            else "  security           INSECURE: plaintext gRPC, no certificates, no API tokens"
+        )
         lines.append(f"  coordinator gRPC   {self.coordinator_address}")
         lines.append(f"  workflow state     {self.cluster.coordinator.state_path}")
         if self.coordinator is not None and self.coordinator.metrics_server is not None:

@@ -3,21 +3,30 @@
 Every server serves grpc.health.v1 and server reflection beside its own
 services, binds the address it is given (port 0 in tests, read back), and
 caps message sizes so an oversized message is refused with RESOURCE_EXHAUSTED
-instead of being buffered.
+instead of being buffered. With a ``Security`` it listens with mutual TLS only.
+
+``RequestGuard`` wraps every method of every server: a request that does not decode
+is answered INVALID_ARGUMENT (gRPC's default is UNKNOWN, which reads as a server
+fault), and an optional ``check`` runs before the method (the coordinator's token
+and scope check).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from hive.tls import Security
 from hive.v1 import (
     agent_session_pb2,
     cluster_pb2,
+    enrollment_pb2,
     inference_pb2,
     node_agent_pb2,
     workflow_pb2,
@@ -35,7 +44,125 @@ SERVICE_NAMES = {
     "WorkflowService": workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     "ClusterService": cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
     "InferenceService": inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
+    "EnrollmentService": enrollment_pb2.DESCRIPTOR.services_by_name["EnrollmentService"].full_name,
+    "AccessService": enrollment_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
 }
+
+# Runs before a method with its full name ("/hive.v1.ClusterService/DrainNode"); aborts
+# the call to refuse it.
+Check = Callable[[str, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]
+
+
+class _Undecodable:
+    """What a request that failed to decode becomes, so the method can refuse it."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:
+            return _Undecodable(exc)
+
+    return deserialize
+
+
+async def _refuse_undecodable(
+    method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request to {method} is not a valid protobuf message of its type",
+        )
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):
+    """Wraps every method: undecodable requests → INVALID_ARGUMENT; ``check`` first."""
+
+    def __init__(self, check: Check | None = None) -> None:
+        self._check = check
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return self._wrap(handler_call_details.method, handler)
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        check = self._check
+        deserializer = _tolerant(handler.request_deserializer)
+        serializer = handler.response_serializer
+
+        async def before(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            if check is not None:
+                await check(method, context)
+
+        async def requests(
+            iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            async for request in iterator:
+                await _refuse_undecodable(method, request, context)
+                yield request
+
+        if handler.unary_unary is not None:
+            uu: Any = handler.unary_unary
+
+            async def unary_unary(request: Any, context: Any) -> Any:
+                await before(context)
+                await _refuse_undecodable(method, request, context)
+                return await uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
+        if handler.unary_stream is not None:
+            us: Any = handler.unary_stream
+
+            async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                await before(context)
+                await _refuse_undecodable(method, request, context)
+                result = us(request, context)
+                if inspect.isasyncgen(result):
+                    async for response in result:
+                        yield response
+                else:
+                    await result
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
+        if handler.stream_unary is not None:
+            su: Any = handler.stream_unary
+
+            async def stream_unary(iterator: Any, context: Any) -> Any:
+                await before(context)
+                return await su(requests(iterator, context), context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
+        ss: Any = handler.stream_stream
+        assert ss is not None
+
+        async def stream_stream(iterator: Any, context: Any) -> AsyncIterator[Any]:
+            await before(context)
+            result = ss(requests(iterator, context), context)
+            if inspect.isasyncgen(result):
+                async for response in result:
+                    yield response
+            else:
+                await result
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, serializer)
 
 
 @dataclass
@@ -69,9 +196,17 @@ async def start_server(
     service_names: Sequence[str],
     *,
     max_message_bytes: int = 16 * 1024 * 1024,
+    security: Security | None = None,
+    check: Check | None = None,
+    require_client_auth: bool = True,
 ) -> RunningServer:
-    """Start a grpc.aio server on ``address`` with health and reflection; return it and its port."""
+    """Start a grpc.aio server on ``address`` with health and reflection; return it and its port.
+
+    With ``security`` the port takes mutual TLS only (client certificates from the
+    cluster CA); without, plaintext (the caller decided that insecure is wanted).
+    """
     server = grpc.aio.server(
+        interceptors=[RequestGuard(check)],
         options=[
             *channel_options(max_message_bytes),
             ("grpc.keepalive_permit_without_calls", 1),
@@ -84,7 +219,7 @@ async def start_server(
             ("grpc.server.max_pending_requests_hard_limit", 65_536),
             # ... and cancels calls left unrequested for 30 s, which a busy loop reaches.
             ("grpc.server_max_unrequested_time_in_server", 3_600),
-        ]
+        ],
     )
     for register in registrars:
         register(server)
@@ -92,7 +227,10 @@ async def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(address)
+    if security is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, security.server_credentials(require_client_auth))
     if port == 0:
         raise OSError(f"could not bind gRPC server to {address}")
     await server.start()

@@ -18,11 +18,12 @@ from typing import Any
 
 import grpc
 
-from hive import __version__
+from hive import __version__, tls
 from hive.config import AgentConfig
 from hive.metrics import MetricsServer
 from hive.sdnotify import Notifier
 from hive.serving import SERVICE_NAMES, RunningServer, channel_options, host_port, start_server
+from hive.tls import Security
 from hive.v1 import agent_session_pb2, agent_session_pb2_grpc, common_pb2, node_agent_pb2_grpc
 from node_agent.endpoints import LocalEndpoint, activity_from_endpoints
 from node_agent.metrics import AgentMetrics
@@ -51,8 +52,19 @@ def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Ran
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, provider: TelemetryProvider | None = None) -> None:
+    """One node's agent. ``security`` None: plaintext (insecure, chosen by the caller);
+    with it, the session and RunTask are mutual TLS, and RunTask serves only the
+    coordinator's certificate."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        provider: TelemetryProvider | None = None,
+        *,
+        security: Security | None = None,
+    ) -> None:
         self.config = config
+        self.security = security
         self.name = config.node.name
         self.endpoints: dict[str, LocalEndpoint] = {
             e.id: LocalEndpoint(e, OllamaClient(e.url or "http://127.0.0.1:11434"))
@@ -106,10 +118,12 @@ class Agent:
                 )
             ],
             [SERVICE_NAMES["NodeAgentService"]],
+            security=self.security,
+            check=self._only_coordinator if self.security is not None else None,
         )
         self.address = self.config.advertise or _advertised(self.config.listen, self._server.port)
-        self._channel = grpc.aio.insecure_channel(
-            self.config.coordinator, options=channel_options(16 * 1024 * 1024)
+        self._channel = tls.channel(
+            self.config.coordinator, self.security, options=channel_options(16 * 1024 * 1024)
         )
         self._spawn(self._session_loop(), "session")
         log.info(
@@ -121,6 +135,21 @@ class Agent:
             self.config.coordinator,
         )
         return self._server.port
+
+    async def _only_coordinator(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """RunTask and GetNode answer the coordinator only: any other holder of a cluster
+        certificate (another node, a client) is refused."""
+        if not method.startswith("/hive.v1.NodeAgentService/") or self.security is None:
+            return
+        caller = tls.peer_name(context)
+        if caller != self.security.coordinator_name:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"node {self.name} takes tasks from {self.security.coordinator_name} only, "
+                f"not {caller}",
+            )
 
     async def start_metrics(self, address: str) -> int:
         """Serve ``/metrics`` on ``address`` (port 0: any free port); return the port."""
@@ -229,7 +258,12 @@ class Agent:
                 level = (
                     logging.ERROR
                     if err.code()
-                    in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS)
+                    in (
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        grpc.StatusCode.ALREADY_EXISTS,
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        grpc.StatusCode.UNAUTHENTICATED,
+                    )
                     else logging.WARNING
                 )
                 log.log(
@@ -355,7 +389,7 @@ def _advertised(listen: str, port: int) -> str:
     return host_port(f"{host}:0", port)
 
 
-async def serve(config: AgentConfig) -> None:
+async def serve(config: AgentConfig, *, insecure: bool = False) -> None:
     """Run an agent until cancelled: the daemon behind `hive agent`.
 
     Serves ``/metrics`` unless ``metrics_listen`` is "off" and tells systemd it is ready
@@ -363,7 +397,10 @@ async def serve(config: AgentConfig) -> None:
     coordinator that is down does not hold the agent's start-up), with watchdog pings
     from this loop.
     """
-    agent = Agent(config)
+    security = config.security(insecure)
+    if security is None:
+        log.warning("INSECURE: plaintext gRPC, no certificates (--insecure)")
+    agent = Agent(config, security=security)
     notifier = Notifier.from_environ()
     try:
         port = await agent.start()

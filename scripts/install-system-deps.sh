@@ -2,6 +2,8 @@
 # System packages the operations tests use, from Debian's own archive:
 #   promtool            (package prometheus)  checks /metrics output, configs, rules, rule tests
 #   systemd-analyze     (package systemd)     verifies the unit files in deploy/systemd/
+#   chromium            (package chromium)    the dashboard's browser test (tests/test_dashboard.py),
+#                                             driven by playwright-core: no browser download
 # Idempotent and quick when everything is present; skips politely (exit 0) when not
 # root or not on an apt system, and the tests that need a tool then skip, naming it.
 set -euo pipefail
@@ -9,6 +11,7 @@ set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -21,7 +24,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-# --no-install-recommends: promtool is all we need, not a running Prometheus server;
+# --no-install-recommends: promtool is all we need, not a running Prometheus server
+# (and headless Chromium needs none of its recommended desktop extras);
 # policy-rc.d keeps the package's postinst from trying to start the daemon.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d

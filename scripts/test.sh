@@ -13,6 +13,9 @@ fi
 .venv/bin/pip install --quiet -e '.[dev]'
 npm ci --no-audit --no-fund --silent
 
+echo "== dashboard (gateway/web): lint, types, component tests"
+(cd gateway/web && npm ci --no-audit --no-fund --silent && npm run lint && npm run typecheck && npm test)
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

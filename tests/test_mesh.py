@@ -334,6 +334,7 @@ async def test_reflection_lists_every_service_on_coordinator_and_agent(dev: DevC
         [
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
+            "hive.v1.AccessService",
             "hive.v1.AgentSessionService",
             "hive.v1.ClusterService",
             "hive.v1.InferenceService",

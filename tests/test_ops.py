@@ -158,7 +158,9 @@ async def test_each_daemon_notifies_ready_and_pings_the_watchdog(tmp_path: Path)
     procs: list[asyncio.subprocess.Process] = []
     try:
         procs.append(
-            await _daemon(["coordinator", "--config", str(cluster)], coordinator_sock, tmp_path)
+            await _daemon(
+                ["coordinator", "--insecure", "--config", str(cluster)], coordinator_sock, tmp_path
+            )
         )
         await coordinator_sock.until("READY=1")
         port = _port(coordinator_sock.messages, "serving gRPC")
@@ -181,10 +183,19 @@ async def test_each_daemon_notifies_ready_and_pings_the_watchdog(tmp_path: Path)
                 }
             )
         )
-        procs.append(await _daemon(["agent", "--config", str(node)], agent_sock, tmp_path))
+        procs.append(
+            await _daemon(["agent", "--insecure", "--config", str(node)], agent_sock, tmp_path)
+        )
         procs.append(
             await _daemon(
-                ["gateway", "--listen", "127.0.0.1:0", "--coordinator", f"127.0.0.1:{port}"],
+                [
+                    "gateway",
+                    "--insecure",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--coordinator",
+                    f"127.0.0.1:{port}",
+                ],
                 gateway_sock,
                 tmp_path,
             )
@@ -198,6 +209,7 @@ async def test_each_daemon_notifies_ready_and_pings_the_watchdog(tmp_path: Path)
         second = await asyncio.create_subprocess_exec(
             HIVE,
             "coordinator",
+            "--insecure",
             "--config",
             str(cluster),
             cwd=tmp_path,
@@ -324,7 +336,8 @@ def test_install_script_and_example_configs_agree_with_the_units() -> None:
         for line in (DEPLOY / "config/gateway.env").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    assert set(env) == {"HIVE_GATEWAY_LISTEN", "HIVE_COORDINATOR"}
+    assert set(env) == {"HIVE_GATEWAY_LISTEN", "HIVE_COORDINATOR", "HIVE_TLS_DIR"}
+    assert load_cluster_config(DEPLOY / "config/cluster.yaml").coordinator.tls is not None
 
 
 # --- Docker Swarm --------------------------------------------------------------------

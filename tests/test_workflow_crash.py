@@ -39,7 +39,7 @@ class DevProcess:
             "127.0.0.1:0",
             "--no-gateway",
             "--time-scale",
-            "0.02",
+            "0.2",
             "--metrics-listen",
             "off",
             cwd=ROOT,

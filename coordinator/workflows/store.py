@@ -112,6 +112,36 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         "index workflows by state for filtered listing and resume",
         "CREATE INDEX workflows_state ON workflows(state, seq);",
     ),
+    (
+        3,
+        "access: hashed API and join tokens, revoked nodes",
+        """
+        CREATE TABLE api_tokens (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            revoked_at REAL
+        );
+        CREATE TABLE join_tokens (
+            id TEXT PRIMARY KEY,
+            node_name TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked_at REAL,
+            uses_left INTEGER NOT NULL,
+            enrolled TEXT NOT NULL
+        );
+        CREATE TABLE revoked_nodes (
+            name TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            revoked_at REAL NOT NULL
+        );
+        """,
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Largest number of operations committed in one transaction.
@@ -426,6 +456,24 @@ class WorkflowStore:
                 self.save_task(wf.id, task)
         if wf.artifacts:
             self.save_artifacts(wf.id, wf.artifacts)
+
+    # --- access tables (coordinator.access owns their meaning) ----------------------------
+
+    async def write_access(self, sql: str, params: Sequence[Any]) -> None:
+        """One access-table statement, committed before this returns (a revocation or
+        a new token must survive a restart the moment the admin is told it happened)."""
+        row = tuple(params)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, row)
+
+        self._enqueue(op)
+        await self.flush()
+
+    def read_access(self, table: str) -> list[sqlite3.Row]:
+        if table not in ("api_tokens", "join_tokens", "revoked_nodes"):
+            raise ValueError(f"not an access table: {table}")
+        return self._db.execute(f"SELECT * FROM {table}").fetchall()
 
     # --- reads --------------------------------------------------------------------------
 

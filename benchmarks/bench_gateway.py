@@ -1,0 +1,181 @@
+"""The gateway's cost: cluster status and streamed generate through it, same run.
+
+A one-node cluster (zero-delay emulator, coordinator, agent, gateway) runs in a child
+process; this process is the client. Interleaved request by request it measures time to
+first token of a streamed `/api/generate` (32 tokens) four ways — straight to the
+emulator, through the coordinator's gRPC API, and through the gateway's Ollama API — and
+then `GET /api/distributed/cluster/status` requests/s (closed loop, 8 lanes) with p50/p99.
+Prints one JSON object.
+
+    python benchmarks/bench_gateway.py [--requests 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODEL = "llama3.1:8b"
+
+
+async def serve() -> None:
+    from hive.config import ClusterConfig, CoordinatorSettings, EndpointSpec, GpuSpec, NodeSpec
+    from hive.dev import DevCluster
+
+    cluster = ClusterConfig(
+        source="bench",
+        coordinator=CoordinatorSettings(listen="127.0.0.1:0"),
+        nodes=(
+            NodeSpec(
+                name="BENCH",
+                gpus=(GpuSpec("NVIDIA GeForce RTX 3070", "nvidia", 8 << 30),),
+                endpoints=(EndpointSpec(id="gpu0", gpus=(0,), num_parallel=4, models=(MODEL,)),),
+            ),
+        ),
+    )
+    dev = DevCluster(
+        cluster,
+        coordinator_listen="127.0.0.1:0",
+        gateway_port=0,
+        time_scale=0.0,
+        state_path=str(Path(sys.argv[-1])),
+    )
+    await dev.start()
+    await dev.wait_registered()
+    assert dev.gateway is not None
+    print(
+        json.dumps(
+            {
+                "coordinator": dev.coordinator_address,
+                "emulator": dev.emulators["BENCH/gpu0"].url,
+                "gateway": dev.gateway.url,
+            }
+        ),
+        flush=True,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await dev.stop()
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ms = sorted(v * 1000 for v in values)
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3),
+    }
+
+
+async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]:
+    import grpc
+    import httpx
+
+    from hive.v1 import inference_pb2, inference_pb2_grpc
+
+    body = {"model": MODEL, "prompt": "", "options": {"num_predict": 32}}
+    paths: dict[str, list[float]] = {"emulator": [], "grpc_mesh": [], "gateway_ollama_api": []}
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        grpc.aio.insecure_channel(addresses["coordinator"]) as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+
+        async def http_ttft(base: str, prompt: str) -> float:
+            start = time.perf_counter()
+            first = 0.0
+            async with http.stream(
+                "POST", f"{base}/api/generate", json={**body, "prompt": prompt}
+            ) as response:
+                async for line in response.aiter_lines():
+                    if not first and line and json.loads(line).get("response"):
+                        first = time.perf_counter() - start
+            return first
+
+        async def grpc_ttft(prompt: str) -> float:
+            start = time.perf_counter()
+            first = 0.0
+            request = inference_pb2.GenerateRequest(model=MODEL, prompt=prompt)
+            request.options.update({"num_predict": 32})
+            async for event in stub.Generate(request):
+                if not first and event.HasField("chunk"):
+                    first = time.perf_counter() - start
+            return first
+
+        for i in range(20):
+            await http_ttft(addresses["emulator"], f"warm {i}")
+            await grpc_ttft(f"warm {i}")
+            await http_ttft(addresses["gateway"], f"warm {i}")
+        for i in range(requests):
+            paths["emulator"].append(await http_ttft(addresses["emulator"], f"p {i}"))
+            paths["grpc_mesh"].append(await grpc_ttft(f"p {i}"))
+            paths["gateway_ollama_api"].append(await http_ttft(addresses["gateway"], f"p {i}"))
+
+        latencies: list[float] = []
+        deadline = time.perf_counter() + 10
+
+        async def lane() -> None:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                response = await http.get(f"{addresses['gateway']}/api/distributed/cluster/status")
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - start)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(8)))
+        rate = len(latencies) / (time.perf_counter() - began)
+    ttft = {k: summary(v) for k, v in paths.items()}
+    return {
+        "benchmark": "gateway",
+        "requests": requests,
+        "ttft": ttft,
+        "gateway_adds_p50_ms_over_grpc": round(
+            ttft["gateway_ollama_api"]["p50_ms"] - ttft["grpc_mesh"]["p50_ms"], 3
+        ),
+        "gateway_path_adds_p50_ms_over_emulator": round(
+            ttft["gateway_ollama_api"]["p50_ms"] - ttft["emulator"]["p50_ms"], 3
+        ),
+        "target_gateway_adds_p50_ms": 5.0,
+        "cluster_status": {"requests_per_s": round(rate, 1), **summary(latencies)},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve())
+        return 0
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(Path(tmp) / "state.sqlite")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            assert child.stdout is not None
+            addresses = json.loads(child.stdout.readline())
+            print(json.dumps(asyncio.run(measure(addresses, args.requests)), indent=2))
+        finally:
+            child.terminate()
+            child.wait(20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
