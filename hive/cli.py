@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -15,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
 from hive import __version__
 from hive.config import ConfigError, load_agent_config, load_cluster_config, seed_cluster
+from hive.console import print_json, wide_console
 from hive.pki import CertPaths, PkiError
 from hive.tls import HOW_TO_SECURE, InsecureRefused, Security, client_channel
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2, inference_pb2_grpc
@@ -229,17 +228,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     response = asyncio.run(main())
     if args.json:
-        print(
-            json.dumps(
-                json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2
-            )
-        )
+        print_json(response)
     else:
-        console = Console(width=max(Console().width, 110))
+        console = wide_console()
         render_status(response, console)
-        __import__("hive.cli_optimize").cli_optimize.print_status_findings(
-            args.coordinator, console
-        )
+        from hive.cli_optimize import print_status_findings
+
+        print_status_findings(args.coordinator, console)
     return 0
 
 
@@ -295,13 +290,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     response = asyncio.run(main())
     if args.json:
-        print(
-            json.dumps(
-                json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2
-            )
-        )
+        print_json(response)
     else:
-        render_decision(response, Console(width=max(Console().width, 120)))
+        render_decision(response, wide_console(120))
     return 0
 
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 
 import grpc
-from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from hive.console import print_json, wide_console
 from hive.tls import client_channel
 from hive.v1 import cluster_pb2, cluster_pb2_grpc
 
@@ -100,13 +99,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     response = asyncio.run(main())
     if args.json:
-        print(
-            json.dumps(
-                json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2
-            )
-        )
+        print_json(response)
     else:
-        render_optimize(response, Console(width=max(Console().width, 120)))
+        render_optimize(response, wide_console(120))
     return 0
 
 

@@ -7,24 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from coordinator.access.book import AccessBook, AccessDenied, ApiTokenRec, JoinTokenRec
 from coordinator.registry import Registry, UnknownNode
 from hive import pki
 from hive.config import NODE_NAME
+from hive.timestamps import timestamp
 from hive.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_CSR_BYTES = 16 * 1024
-
-
-def _ts(when: float | None) -> Timestamp | None:
-    if when is None:
-        return None
-    ts = Timestamp()
-    ts.FromNanoseconds(int(when * 1e9))
-    return ts
 
 
 def api_token_to_proto(rec: ApiTokenRec) -> enrollment_pb2.ApiToken:
@@ -32,9 +24,9 @@ def api_token_to_proto(rec: ApiTokenRec) -> enrollment_pb2.ApiToken:
         id=rec.id,
         name=rec.name,
         scope=rec.scope,
-        created_at=_ts(rec.created_at),
-        expires_at=_ts(rec.expires_at),
-        revoked_at=_ts(rec.revoked_at),
+        created_at=timestamp(rec.created_at),
+        expires_at=timestamp(rec.expires_at),
+        revoked_at=timestamp(rec.revoked_at),
         revoked=rec.revoked_at is not None,
     )
 
@@ -43,8 +35,8 @@ def join_token_to_proto(rec: JoinTokenRec) -> enrollment_pb2.JoinToken:
     return enrollment_pb2.JoinToken(
         id=rec.id,
         node_name=rec.node_name,
-        created_at=_ts(rec.created_at),
-        expires_at=_ts(rec.expires_at),
+        created_at=timestamp(rec.created_at),
+        expires_at=timestamp(rec.expires_at),
         revoked=rec.revoked_at is not None,
         enrolled=rec.enrolled,
         uses_left=rec.uses_left,
@@ -137,7 +129,7 @@ class AccessServicer(enrollment_pb2_grpc.AccessServiceServicer):
         return enrollment_pb2.ListRevokedNodesResponse(
             nodes=[
                 enrollment_pb2.RevokedNode(
-                    name=n.name, reason=n.reason, revoked_at=_ts(n.revoked_at)
+                    name=n.name, reason=n.reason, revoked_at=timestamp(n.revoked_at)
                 )
                 for n in sorted(self.book.revoked_nodes.values(), key=lambda n: n.name)
             ]

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any, NoReturn, cast
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from coordinator.workflows.engine import WatchOverflow, WorkflowEngine
 from coordinator.workflows.model import (
@@ -20,15 +19,8 @@ from coordinator.workflows.model import (
     WorkflowFinished,
     WorkflowRec,
 )
+from hive.timestamps import timestamp
 from hive.v1 import cluster_pb2, common_pb2, workflow_pb2, workflow_pb2_grpc
-
-
-def _ts(when: float | None) -> Timestamp | None:
-    if when is None:
-        return None
-    ts = Timestamp()
-    ts.FromNanoseconds(int(when * 1e9))
-    return ts
 
 
 def task_to_proto(task: TaskRec) -> workflow_pb2.TaskRecord:
@@ -38,9 +30,9 @@ def task_to_proto(task: TaskRec) -> workflow_pb2.TaskRecord:
         endpoint_id=task.endpoint_id,
         attempt=task.attempt,
         state=cast(cluster_pb2.TaskState, task.state),
-        queued_at=_ts(task.queued_at),
-        started_at=_ts(task.started_at),
-        finished_at=_ts(task.finished_at),
+        queued_at=timestamp(task.queued_at),
+        started_at=timestamp(task.started_at),
+        finished_at=timestamp(task.finished_at),
         stats=common_pb2.TaskStats(**task.stats),
         output=task.output,
         error=task.error,
@@ -60,8 +52,8 @@ def stage_to_proto(stage: StageRec) -> workflow_pb2.Stage:
         output=stage.output,
         error=stage.error,
         iteration=stage.iteration,
-        started_at=_ts(stage.started_at),
-        finished_at=_ts(stage.finished_at),
+        started_at=timestamp(stage.started_at),
+        finished_at=timestamp(stage.finished_at),
         verdict=stage.verdict,
     )
 
@@ -76,9 +68,9 @@ def workflow_to_proto(wf: WorkflowRec) -> workflow_pb2.Workflow:
         pipeline=wf.pipeline,
         state=cast(workflow_pb2.WorkflowState, wf.state),
         stages=[stage_to_proto(s) for s in wf.stages.values()],
-        created_at=_ts(wf.created_at),
-        started_at=_ts(wf.started_at),
-        finished_at=_ts(wf.finished_at),
+        created_at=timestamp(wf.created_at),
+        started_at=timestamp(wf.started_at),
+        finished_at=timestamp(wf.finished_at),
         error=wf.error,
         artifacts=[
             workflow_pb2.Artifact(path=a.path, content=a.content, kind=a.kind, stage=a.stage)
@@ -105,7 +97,7 @@ def event_to_proto(event: WorkflowEvent) -> workflow_pb2.WatchWorkflowResponse:
             error=t.error,
         )
     return workflow_pb2.WatchWorkflowResponse(
-        at=_ts(event.at),
+        at=timestamp(event.at),
         workflow=workflow_to_proto(event.workflow),
         stage=event.stage,
         task=task,
