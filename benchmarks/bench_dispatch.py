@@ -92,6 +92,7 @@ async def serve_coordinator() -> None:
             if r.started_at is not None and r.submitted_at >= since
         ]
         latencies = sorted((r.started_at - r.submitted_at) * 1000 for r in runs)  # type: ignore[operator]
+        to_assign = sorted((r.assigned_at - r.submitted_at) * 1000 for r in runs)  # type: ignore[operator]
         print(
             json.dumps(
                 {
@@ -99,6 +100,12 @@ async def serve_coordinator() -> None:
                     "p50_ms": round(statistics.median(latencies), 3) if latencies else None,
                     "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 3)
                     if latencies
+                    else None,
+                    "to_assignment_p50_ms": round(statistics.median(to_assign), 3)
+                    if to_assign
+                    else None,
+                    "to_assignment_p99_ms": round(to_assign[int(0.99 * (len(to_assign) - 1))], 3)
+                    if to_assign
                     else None,
                     "now": loop.time(),
                 }
@@ -270,6 +277,8 @@ async def measure(
             "p50_ms": latency["p50_ms"],
             "p99_ms": latency["p99_ms"],
             "target_p99_ms": 10.0,
+            "accepted_to_assigned_p50_ms": latency["to_assignment_p50_ms"],
+            "accepted_to_assigned_p99_ms": latency["to_assignment_p99_ms"],
         },
         "burst": {
             "submitted": args.burst,

@@ -143,6 +143,7 @@ class TaskRun:
     error: str = ""
     # On the coordinator's clock: accepted, and when an agent first reported it running.
     submitted_at: float = 0.0
+    assigned_at: float | None = None
     started_at: float | None = None
 
 
@@ -431,6 +432,8 @@ class Dispatcher:
                     placement = Placement(item.node, item.endpoint_id, self._address(item.node))
                     run.placements.append(placement)
                     run.decisions.append(item.decision)
+                    if run.assigned_at is None:
+                        run.assigned_at = self.clock()
                     run.state = cluster_pb2.TASK_STATE_RUNNING
                     assigned_at = self.clock()
                     self.metrics.task_assigned(spec.type, item.queued_seconds, item.decision)
