@@ -197,7 +197,7 @@ async def test_revoked_node_is_disconnected_at_once_and_refused_after(secured: S
     assert reply.disconnected
     # Refused at once: no waiting for liveness timeouts.
     assert coordinator.registry.get("ROSEWOOD").state is NodeState.LOST
-    await eventually(lambda: not agent.connected.is_set(), timeout=1, what="agent sees the end")
+    await eventually(lambda: not agent.connected.is_set(), timeout=5, what="agent sees the end")
     await asyncio.sleep(0.5)  # the agent retries; each try is refused
     assert agent.sessions == sessions
     assert coordinator.registry.get("ROSEWOOD").state is NodeState.LOST
@@ -206,7 +206,8 @@ async def test_revoked_node_is_disconnected_at_once_and_refused_after(secured: S
         await enrollment_pb2_grpc.AccessServiceStub(ch).RevokeNode(
             enrollment_pb2.RevokeNodeRequest(name="ROSEWOOD", undo=True), timeout=5
         )
-    await eventually(agent.connected.is_set, timeout=5, what="ROSEWOOD back after undo")
+    # Its reconnect backoff has grown while refused; it comes back on its next try.
+    await eventually(agent.connected.is_set, timeout=20, what="ROSEWOOD back after undo")
 
 
 async def test_revoked_api_token_is_refused_on_the_next_call(secured: Secured) -> None:
