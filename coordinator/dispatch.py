@@ -66,6 +66,9 @@ RETRYABLE = {
 }
 # How often the dispatch loop runs even without a kick (deadlines, telemetry changes).
 TICK_SECONDS = 0.25
+# A routing snapshot is rebuilt when the registry changes; measured speeds and error
+# rates, which change with every finished task, may be this stale.
+SPEEDS_STALENESS_SECONDS = 0.25
 # Decisions kept for `hive explain`, most recent tasks.
 EXPLAIN_HISTORY = 10_000
 # Output tokens assumed when a request does not bound them (num_predict), per task type.
@@ -298,6 +301,9 @@ class Dispatcher:
         self.tasks: collections.OrderedDict[str, TaskRun] = collections.OrderedDict()
         self._inboxes: dict[str, _Inbox] = {}
         self._kicked = asyncio.Event()
+        self._snapshot: ClusterSnapshot | None = None
+        self._snapshot_version = -1
+        self._snapshot_at = 0.0
         self._loop: asyncio.Task[None] | None = None
         registry.on_state_change.append(self._node_changed)
 
@@ -317,7 +323,19 @@ class Dispatcher:
         self._kicked.set()
 
     def snapshot(self) -> ClusterSnapshot:
-        return snapshot_from_registry(self.registry, self.speeds)
+        """The cluster as the router sees it, rebuilt only when the registry changed (or
+        the speeds are older than SPEEDS_STALENESS_SECONDS): building one costs about
+        15 µs per node, and every submit and dispatch round reads one."""
+        now = self.clock()
+        if (
+            self._snapshot is None
+            or self._snapshot_version != self.registry.version
+            or now - self._snapshot_at > SPEEDS_STALENESS_SECONDS
+        ):
+            self._snapshot = snapshot_from_registry(self.registry, self.speeds)
+            self._snapshot_version = self.registry.version
+            self._snapshot_at = now
+        return self._snapshot
 
     async def _dispatch_loop(self) -> None:
         while True:

@@ -141,6 +141,9 @@ class Registry:
         self._nodes: dict[str, NodeRecord] = {}
         # Tasks the coordinator has running per node, kept by name across sessions.
         self.running: collections.Counter[str] = collections.Counter()
+        # Bumped on every change a routing snapshot reads (sessions, telemetry, state,
+        # drain), so readers can cache what they derive from the registry.
+        self.version = 0
         self._watchers: set[asyncio.Queue[cluster_pb2.WatchClusterResponse]] = set()
         # Called with (node name, old state, new state) on every liveness change.
         self.on_state_change: list[Callable[[NodeRecord, NodeState], None]] = []
@@ -209,6 +212,7 @@ class Registry:
                 info.agent_address,
             )
         self._nodes[info.name] = record
+        self.version += 1
         self._publish(cluster_pb2.WatchClusterResponse(node_joined=self.status(record)))
         if existing is not None and existing.state is not NodeState.HEALTHY:
             for callback in self.on_state_change:
@@ -222,6 +226,7 @@ class Registry:
         record.last_heartbeat_wall = self._wall()
         record.heartbeats += 1
         record.telemetry = beat.telemetry
+        self.version += 1
         record.agent_running = tuple(beat.running_task_ids)
         if record.state is not NodeState.HEALTHY:
             self._transition(record, NodeState.HEALTHY)
@@ -264,6 +269,7 @@ class Registry:
     def set_draining(self, name: str, draining: bool, reason: str) -> NodeRecord:
         record = self.get(name)
         record.draining = draining
+        self.version += 1
         record.outbound.put_nowait(
             agent_session_pb2.ConnectResponse(
                 drain=agent_session_pb2.Drain(draining=draining, reason=reason)
@@ -293,6 +299,7 @@ class Registry:
     def _transition(self, record: NodeRecord, state: NodeState) -> None:
         old = record.state
         record.state = state
+        self.version += 1
         self._publish(cluster_pb2.WatchClusterResponse(node_state_changed=self.status(record)))
         for callback in self.on_state_change:
             callback(record, old)

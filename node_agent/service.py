@@ -107,22 +107,21 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         outcome = "failed"
         stats = common_pb2.TaskStats()
         try:
+            # The task is running here from now on: a model load, if one is needed, is
+            # part of running it, not of assigning it.
+            yield node_agent_pb2.RunTaskResponse(
+                started=node_agent_pb2.TaskStarted(
+                    node=agent.name, endpoint_id=endpoint.id, model=request.model
+                )
+            )
             async with contextlib.aclosing(endpoint.client.stream(path, payload)) as stream:
                 seq = 0
                 buffer: list[str] = []
                 buffered = 0
                 last_flush = loop.time()
-                started = False
                 async for line in stream:
                     if "error" in line:
                         await context.abort(grpc.StatusCode.INTERNAL, f"ollama: {line['error']}")
-                    if not started:
-                        started = True
-                        yield node_agent_pb2.RunTaskResponse(
-                            started=node_agent_pb2.TaskStarted(
-                                node=agent.name, endpoint_id=endpoint.id, model=request.model
-                            )
-                        )
                     text = line.get("response") or (line.get("message") or {}).get("content") or ""
                     if text:
                         buffer.append(text)
