@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,15 +51,34 @@ def private_dev_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HIVE_DEV_STATE", str(tmp_path / "dev-state.sqlite"))
 
 
-@pytest.fixture
-async def dev() -> AsyncIterator[DevCluster]:
-    """The seed's five-node cluster with instant emulated Ollama and fast heartbeats."""
-    cluster = DevCluster(
-        fast_cluster(), coordinator_listen="127.0.0.1:0", gateway_port=None, time_scale=0.0
-    )
+@contextlib.asynccontextmanager
+async def running_dev(**options: Any) -> AsyncIterator[DevCluster]:
+    """The seed's five-node cluster on free ports with instant emulated Ollama and fast
+    heartbeats, registered and ready; ``options`` override DevCluster's (e.g. a gateway)."""
+    settings: dict[str, Any] = {
+        "coordinator_listen": "127.0.0.1:0",
+        "gateway_port": None,
+        "time_scale": 0.0,
+        **options,
+    }
+    cluster = DevCluster(fast_cluster(), **settings)
     try:
         await cluster.start()
         await cluster.wait_registered(timeout=10)
         yield cluster
     finally:
         await cluster.stop()
+
+
+@pytest.fixture
+async def dev() -> AsyncIterator[DevCluster]:
+    """The seed's cluster without a gateway."""
+    async with running_dev() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def full_dev() -> AsyncIterator[DevCluster]:
+    """The seed's cluster with the gateway and every /metrics endpoint, on free ports."""
+    async with running_dev(gateway_port=0, metrics_listen="127.0.0.1:0") as cluster:
+        yield cluster

@@ -5,34 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from hive.check import CheckResult, Target, render_report
 from hive.dev import DevCluster
-from tests.conftest import eventually, fast_cluster
+from tests.conftest import eventually
 
 HIVE = str(Path(sys.executable).with_name("hive"))
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[DevCluster]:
-    dev = DevCluster(
-        fast_cluster(),
-        coordinator_listen="127.0.0.1:0",
-        gateway_port=0,
-        time_scale=0.0,
-        metrics_listen="127.0.0.1:0",
-        state_path=str(tmp_path / "state.sqlite"),
-    )
-    try:
-        await dev.start()
-        await dev.wait_registered(timeout=10)
-        yield dev
-    finally:
-        await dev.stop()
+async def cluster(full_dev: DevCluster) -> DevCluster:
+    return full_dev
 
 
 async def hive_check(dev: DevCluster, *args: str) -> tuple[int, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -23,7 +22,7 @@ from hive.config import ConfigError, parse_agent_config, parse_cluster_config
 from hive.dev import DevCluster
 from hive.metrics import HttpMetrics, metrics_app, split_listen
 from hive.v1 import common_pb2, inference_pb2, inference_pb2_grpc
-from tests.conftest import eventually, fast_cluster
+from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMTOOL = shutil.which("promtool")
@@ -36,21 +35,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[DevCluster]:
-    dev = DevCluster(
-        fast_cluster(),
-        coordinator_listen="127.0.0.1:0",
-        gateway_port=0,
-        time_scale=0.0,
-        metrics_listen="127.0.0.1:0",
-        state_path=str(tmp_path / "state.sqlite"),
-    )
-    try:
-        await dev.start()
-        await dev.wait_registered(timeout=10)
-        yield dev
-    finally:
-        await dev.stop()
+async def cluster(full_dev: DevCluster) -> DevCluster:
+    return full_dev
 
 
 def metrics_urls(dev: DevCluster) -> dict[str, str]:
