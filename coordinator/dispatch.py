@@ -19,7 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -29,6 +29,7 @@ from coordinator.registry import NodeRecord, NodeState, Registry
 from coordinator.routing import (
     ClusterSnapshot,
     Decision,
+    EndpointKey,
     EndpointView,
     LoadedModelView,
     NodeView,
@@ -193,8 +194,13 @@ class AgentChannels:
         self._channels.clear()
 
 
-def snapshot_from_registry(registry: Registry, speeds: SpeedTracker) -> ClusterSnapshot:
-    """The router's view of the live cluster: what every node said in its last heartbeat.
+def snapshot_from_registry(
+    registry: Registry,
+    speeds: SpeedTracker,
+    protected: Mapping[EndpointKey, frozenset[str]] | None = None,
+) -> ClusterSnapshot:
+    """The router's view of the live cluster: what every node said in its last heartbeat,
+    with the optimizer's placement (``protected``) when it published one.
 
     In-flight counts are left at zero here: the scheduler overlays its own, which are
     exact, on top of telemetry, which lags.
@@ -202,7 +208,7 @@ def snapshot_from_registry(registry: Registry, speeds: SpeedTracker) -> ClusterS
     nodes = []
     for record in registry:
         nodes.append(_node_view(record))
-    return ClusterSnapshot(tuple(nodes), speeds.speeds(), speeds.error_rates())
+    return ClusterSnapshot(tuple(nodes), speeds.speeds(), speeds.error_rates(), protected or {})
 
 
 def _node_view(record: NodeRecord) -> NodeView:
@@ -301,6 +307,8 @@ class Dispatcher:
         self.tasks: collections.OrderedDict[str, TaskRun] = collections.OrderedDict()
         self._inboxes: dict[str, _Inbox] = {}
         self._kicked = asyncio.Event()
+        # The optimizer's placement (endpoint -> models not to evict), set by LiveOptimizer.
+        self.protected: Mapping[EndpointKey, frozenset[str]] = {}
         self._snapshot: ClusterSnapshot | None = None
         self._snapshot_version = -1
         self._snapshot_at = 0.0
@@ -331,8 +339,9 @@ class Dispatcher:
             self._snapshot is None
             or self._snapshot_version != self.registry.version
             or now - self._snapshot_at > SPEEDS_STALENESS_SECONDS
+            or self._snapshot.protected is not self.protected
         ):
-            self._snapshot = snapshot_from_registry(self.registry, self.speeds)
+            self._snapshot = snapshot_from_registry(self.registry, self.speeds, self.protected)
             self._snapshot_version = self.registry.version
             self._snapshot_at = now
         return self._snapshot

@@ -388,7 +388,9 @@ class Scheduler:
                 changed = True
         if not changed:
             return snapshot
-        return ClusterSnapshot(tuple(nodes), snapshot.speeds, snapshot.error_rates)
+        return ClusterSnapshot(
+            tuple(nodes), snapshot.speeds, snapshot.error_rates, snapshot.protected
+        )
 
     def _overlay_node(self, snap: ClusterSnapshot, name: str, now: float) -> ClusterSnapshot:
         node = snap.node(name)

@@ -344,3 +344,54 @@ def test_config_from_seed() -> None:
     assert cfg.weights.chain == 2.0 and cfg.weights.service == Weights().service
     assert replace(cfg, weights=Weights()).weights.chain == Weights().chain
     assert task(priority=Priority.HIGH).priority > Priority.LOW
+
+
+# ----- the optimizer's placement ---------------------------------------------------------
+
+LLAMA = "llama3.1:8b"
+LLAMA_SIZE = int(4.9 * GB)
+
+
+def _swap_choice(protected: dict[tuple[str, str], frozenset[str]]) -> tuple[str, float]:
+    """A holds an idle llama (loading qwen evicts it); B is busy with qwen, one queued."""
+    models = {MODEL: SIZE, LLAMA: LLAMA_SIZE}
+    a = ep(
+        "A",
+        num_parallel=2,
+        models=models,
+        loaded=(LoadedModelView(LLAMA, LLAMA_SIZE, 0),),
+        vram_used_bytes=LLAMA_SIZE,
+    )
+    b = ep(
+        "B",
+        num_parallel=2,
+        models=models,
+        loaded=(LoadedModelView(MODEL, SIZE, 3),),
+        vram_used_bytes=SIZE,
+        in_flight=3,
+    )
+    d = route(task(output_tokens=600), two(node("A", a), node("B", b), protected=protected), CFG)
+    assert d.chosen is not None, d.explain()
+    evicting = next(c for c in d.candidates if c.node == "A")
+    return d.chosen.node, evicting.value("placement")
+
+
+def test_placement_penalty_moves_the_decision_off_a_protected_model() -> None:
+    # Without a placement the swap on A is cheaper than queueing on B.
+    assert _swap_choice({}) == ("A", 0.0)
+    node_name, penalty = _swap_choice({("A", "gpu0"): frozenset({LLAMA})})
+    assert node_name == "B" and penalty > 0
+
+
+def test_placement_has_no_effect_when_empty_or_not_evicting() -> None:
+    snap = two(node("A"), node("B", ep("B", loaded=(LoadedModelView(MODEL, SIZE, 0),))))
+    plain = route(task(), snap, CFG)
+    same = route(task(), replace(snap, protected={("A", "gpu0"): frozenset({LLAMA})}), CFG)
+    assert [c.total for c in plain.candidates] == [c.total for c in same.candidates]
+    assert all(c.value("placement") == 0.0 for c in same.candidates)
+    # Protecting an unrelated model on an endpoint that fits both costs nothing either.
+    roomy = ep("A", loaded=(LoadedModelView(LLAMA, LLAMA_SIZE, 0),), vram_total_bytes=24 * 2**30)
+    d = route(
+        task(), two(node("A", roomy), node("B"), protected={("A", "gpu0"): frozenset({LLAMA})}), CFG
+    )
+    assert all(c.value("placement") == 0.0 for c in d.candidates)

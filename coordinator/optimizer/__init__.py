@@ -27,6 +27,7 @@ from coordinator.optimizer.history import (
 )
 from coordinator.optimizer.knee import CurvePoint, Knee, find_knee, knees, throughput_curve
 from coordinator.optimizer.planner import (
+    PROTECT,
     SET_LIMIT,
     WARM_MODEL,
     Action,
@@ -37,6 +38,7 @@ from coordinator.optimizer.planner import (
 
 __all__ = [
     "FINDING_KINDS",
+    "PROTECT",
     "SET_LIMIT",
     "WARM_MODEL",
     "Action",

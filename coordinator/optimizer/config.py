@@ -23,6 +23,7 @@ optimizer:
     min_rate: 0.005             # tasks/s below which a model needs no warm copy
     replica_load: 1.5           # busy slots one warm copy should carry
     keep_alive: 10m             # Ollama keep_alive sent with a warm-up
+    protect: true               # protect wanted resident copies from router evictions
   detectors:
     queue_window_seconds: 60
     queue_min_depth: 10
@@ -83,6 +84,8 @@ class WarmupSettings:
     # Busy slots (arrival rate x service seconds) one warm copy of a model should carry.
     replica_load: float = 1.5
     keep_alive: str = "10m"
+    # Publish a placement: the router charges evicting a model whose copy the forecast wants.
+    protect: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,12 @@ has spare slots, and fits it in free VRAM, or in free VRAM plus idle models that
 copies than their own forecast wants. It never displaces a model with work in flight or a
 pinned model, and warms at most one model per endpoint per pass. The fastest endpoint
 (measured speed, else the hardware prior) wins among those that need no eviction first.
+
+The same forecast yields a placement (``plan_placement``): on each endpoint, the resident
+models whose demand wants that copy ("homes"). The router's ``placement`` scorer charges
+the reload of a protected model to a request that would evict it, so a request for a
+model without a free home queues behind its warm copies, or loads where VRAM is free,
+instead of swapping a protected model out and, soon after, back in.
 """
 
 from __future__ import annotations
@@ -115,11 +121,7 @@ def plan_warmups(
     model with running tasks is never chosen for eviction. ``skip``: endpoints not to touch.
     """
     eps = [e for e in _usable(snapshot) if e.key not in pins.endpoints and e.key not in skip]
-    want: dict[str, int] = {}
-    for m, rate in rates.items():
-        if rate >= s.min_rate:
-            load = rate * service.get(m, 0.0)
-            want[m] = max(1, math.ceil(load / s.replica_load))
+    want = wanted_copies(rates, service, s)
     have: dict[str, int] = {}
     for e in _usable(snapshot):
         for lm in e.loaded:
@@ -164,6 +166,64 @@ def plan_warmups(
             used.add(e.key)
             _account(have, m, victims)
     return out
+
+
+def wanted_copies(
+    rates: Mapping[str, float], service: Mapping[str, float], s: WarmupSettings
+) -> dict[str, int]:
+    """Warm copies each forecast model wants: ``ceil(rate * service / replica_load)``, at
+    least one above ``min_rate``; models below it are absent."""
+    want: dict[str, int] = {}
+    for m, rate in rates.items():
+        if rate >= s.min_rate:
+            load = rate * service.get(m, 0.0)
+            want[m] = max(1, math.ceil(load / s.replica_load))
+    return want
+
+
+def plan_placement(
+    snapshot: ClusterSnapshot,
+    rates: Mapping[str, float],
+    service: Mapping[str, float],
+    warmups: list[Warmup],
+    s: WarmupSettings,
+    pins: Pins,
+) -> dict[EndpointKey, tuple[frozenset[str], str]]:
+    """The models each endpoint should keep resident, with the reason (see module doc).
+
+    A model's resident copies (after ``warmups``) are ranked fastest first and the first
+    ``wanted_copies`` of them are protected: those copies are its homes, and evicting one
+    costs a reload soon. Pinned models are always protected where they are pinned. Only
+    endpoints with something protected appear; pinned endpoints never do.
+    """
+    want = wanted_copies(rates, service, s)
+    resident: dict[EndpointKey, set[str]] = {}
+    for e in _usable(snapshot):
+        resident[e.key] = {lm.name for lm in e.loaded}
+    for w in warmups:
+        here = resident.setdefault((w.node, w.endpoint_id), set())
+        here.difference_update(w.evict)
+        here.add(w.model)
+    by_key = {e.key: e for e in snapshot.endpoints()}
+    keep: dict[EndpointKey, dict[str, str]] = {}
+    for m in sorted(want):
+        homes = sorted(
+            (k for k, names in resident.items() if m in names),
+            key=lambda k: (-_speed(by_key[k], m, snapshot), k),
+        )
+        for k in homes[: want[m]]:
+            keep.setdefault(k, {})[m] = (
+                f"{m}: forecast {rates[m] * 60:.1f}/min wants {want[m]}, {len(homes)} resident"
+            )
+    for k, names in pins.models.items():
+        for m in names:
+            if m in resident.get(k, ()):
+                keep.setdefault(k, {})[m] = f"{m}: pinned by optimizer.pins.models"
+    return {
+        k: (frozenset(v), "; ".join(v[m] for m in sorted(v)))
+        for k, v in sorted(keep.items())
+        if k not in pins.endpoints
+    }
 
 
 def _account(have: dict[str, int], model: str, victims: tuple[str, ...]) -> None:

@@ -5,7 +5,8 @@ of the ``Scheduler``. It records what happens (results through the dispatcher's
 ``result_observers``, liveness through the registry's ``on_state_change``, and at every
 pass the queues, arrivals, loaded models and GPU samples), plans on the loop's clock and,
 unless it is a dry run, applies: ``Scheduler.set_limit`` for limits, ``Registry.warm_model``
-(Ollama load with ``keep_alive``) for warm-ups. Everything runs on the coordinator's event
+(Ollama load with ``keep_alive``) for warm-ups, ``Dispatcher.protected`` (the router's
+snapshot) for the placement. Everything runs on the coordinator's event
 loop; ``run`` is the periodic loop its owner (``coordinator.server.Coordinator``) starts
 and cancels.
 """
@@ -29,7 +30,7 @@ from coordinator.optimizer.history import (
     TaskSample,
 )
 from coordinator.optimizer.performance import Performance, performance_report
-from coordinator.optimizer.planner import SET_LIMIT, AppliedChange, Optimizer, Plan
+from coordinator.optimizer.planner import PROTECT, SET_LIMIT, AppliedChange, Optimizer, Plan
 from coordinator.registry import NodeRecord, NodeState, Registry, UnknownNode
 from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2
 
@@ -162,8 +163,10 @@ class LiveOptimizer:
             return PassResult(plan, (), True)
         applied = []
         for a in plan.actions:
-            if a.kind == SET_LIMIT:
-                scheduler.set_limit(a.node, a.endpoint_id, a.limit)
+            if a.kind in (SET_LIMIT, PROTECT):
+                if a.kind == SET_LIMIT:
+                    scheduler.set_limit(a.node, a.endpoint_id, a.limit)
+                # A PROTECT takes effect below, through the dispatcher's snapshot.
                 applied.append(AppliedChange(now, a))
                 continue
             try:
@@ -172,7 +175,9 @@ class LiveOptimizer:
             except UnknownNode:
                 applied.append(AppliedChange(now, a, False, f"node {a.node} is gone"))
         self.optimizer.commit(applied)
-        if any(a.kind == SET_LIMIT for a in plan.actions):
+        # The router reads the placement from the dispatcher's snapshot from now on.
+        self.dispatcher.protected = self.optimizer.placement
+        if any(a.kind in (SET_LIMIT, PROTECT) for a in plan.actions):
             self.dispatcher.kick()
         return PassResult(plan, tuple(applied), False)
 

@@ -14,6 +14,10 @@ Rules every plan keeps:
   ``min_change_interval_seconds``; at most ``max_actions_per_pass`` actions per pass.
   Actions held back by either rule are listed in ``deferred`` with the rule's name.
 * Warm-ups never displace a model with work in flight (see ``forecast.plan_warmups``).
+* The placement (PROTECT actions: per endpoint, the resident models the forecast wants
+  kept there) changes per endpoint under the same interval; it moves nothing, so it does
+  not count against ``max_actions_per_pass``. ``commit`` keeps the applied placement in
+  ``placement``, which the caller puts in the router's snapshot.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from coordinator.optimizer.config import EndpointKey, OptimizerConfig
 from coordinator.optimizer.detectors import THERMAL_THROTTLING, Finding, detect
 from coordinator.optimizer.forecast import (
     forecast_rates,
+    plan_placement,
     plan_warmups,
     service_seconds,
 )
@@ -37,9 +42,11 @@ from coordinator.routing.snapshot import ClusterSnapshot, EndpointView
 
 log = logging.getLogger("hive.coordinator.optimizer")
 
-ActionKind = Literal["set_limit", "warm_model"]
+ActionKind = Literal["set_limit", "warm_model", "protect"]
 SET_LIMIT: ActionKind = "set_limit"
 WARM_MODEL: ActionKind = "warm_model"
+# A placement change: the models the router should not evict on one endpoint.
+PROTECT: ActionKind = "protect"
 
 # Why an action was held back.
 DEFERRED_RATE_LIMITED = "rate_limited"
@@ -61,6 +68,8 @@ class Action:
     limit: int | None = None
     evict: tuple[str, ...] = ()
     keep_alive: str = ""
+    # For PROTECT: the endpoint's protected models from now on (empty: none).
+    protect: tuple[str, ...] = ()
     # The rule that produced it: "knee", "probe", "thermal", "pin", "forecast".
     source: str = ""
     # Set when it was held back: DEFERRED_*.
@@ -99,6 +108,8 @@ class Optimizer:
         self._last_change: dict[tuple[str, str, str], float] = {}
         self.changes: deque[AppliedChange] = deque(maxlen=max_log)
         self.last_plan: Plan | None = None
+        # The applied placement (PROTECT actions): what the router's snapshot carries.
+        self.placement: dict[EndpointKey, frozenset[str]] = {}
 
     # ----- planning ----------------------------------------------------------------------
 
@@ -131,7 +142,8 @@ class Optimizer:
         if cfg.warmup.enabled:
             rates = forecast_rates(history, now, cfg.warmup)
             service = service_seconds(history, snapshot, now)
-            for w in plan_warmups(snapshot, rates, service, cfg.warmup, cfg.pins):
+            warmups = plan_warmups(snapshot, rates, service, cfg.warmup, cfg.pins)
+            for w in warmups:
                 where = snapshot.endpoint((w.node, w.endpoint_id))
                 loaded = [lm.name for lm in where.loaded] if where is not None else []
                 after = [m for m in loaded if m not in w.evict] + [w.model]
@@ -149,6 +161,9 @@ class Optimizer:
                         source="pin" if w.reason.startswith("pinned") else "forecast",
                     )
                 )
+            if cfg.warmup.protect:
+                placement = plan_placement(snapshot, rates, service, warmups, cfg.warmup, cfg.pins)
+                wanted.extend(self._protect_actions(snapshot, placement))
         actions: list[Action] = []
         deferred: list[Action] = []
         for a in wanted:
@@ -159,7 +174,11 @@ class Optimizer:
                 and now - last < cfg.min_change_interval_seconds
             ):
                 deferred.append(replace(a, deferred=DEFERRED_RATE_LIMITED))
-            elif a.source != "pin" and len(actions) >= cfg.max_actions_per_pass:
+            elif (
+                a.source != "pin"
+                and a.kind != PROTECT  # moves nothing; the cap bounds GPU and limit changes
+                and sum(1 for b in actions if b.kind != PROTECT) >= cfg.max_actions_per_pass
+            ):
                 deferred.append(replace(a, deferred=DEFERRED_PASS_CAP))
             else:
                 actions.append(a)
@@ -168,6 +187,38 @@ class Optimizer:
         )
         self.last_plan = plan
         return plan
+
+    def _protect_actions(
+        self,
+        snapshot: ClusterSnapshot,
+        placement: Mapping[EndpointKey, tuple[frozenset[str], str]],
+    ) -> list[Action]:
+        """One PROTECT action per endpoint whose protected set differs from the applied one."""
+        out: list[Action] = []
+        for ep in snapshot.endpoints():
+            if ep.key in self.config.pins.endpoints:
+                continue
+            new, why = placement.get(ep.key, (frozenset(), ""))
+            old = self.placement.get(ep.key, frozenset())
+            if new == old:
+                continue
+            dropped = sorted(old - new)
+            reason = f"keep resident: {why}" if new else "nothing here is wanted beyond its homes"
+            if dropped:
+                reason += f"; released {', '.join(dropped)}"
+            out.append(
+                Action(
+                    PROTECT,
+                    ep.node,
+                    ep.id,
+                    reason,
+                    ", ".join(sorted(old)) or "-",
+                    ", ".join(sorted(new)) or "-",
+                    protect=tuple(sorted(new)),
+                    source="forecast",
+                )
+            )
+        return out
 
     def _limit_action(
         self,
@@ -238,12 +289,19 @@ class Optimizer:
 
     def commit(self, applied: Iterable[AppliedChange]) -> None:
         """Record what the caller applied: starts each subject's rate-limit interval and
-        logs the change with its reason."""
+        logs the change with its reason. The placement is replaced, not mutated, so a
+        snapshot that carries the old one keeps it."""
+        placement = dict(self.placement)
         for change in applied:
             a = change.action
             self.changes.append(change)
             if change.ok:
                 self._last_change[a.subject] = change.at
+                if a.kind == PROTECT:
+                    if a.protect:
+                        placement[(a.node, a.endpoint_id)] = frozenset(a.protect)
+                    else:
+                        placement.pop((a.node, a.endpoint_id), None)
                 log.info(
                     "optimizer: %s %s/%s%s %s -> %s: %s",
                     a.kind,
@@ -263,6 +321,7 @@ class Optimizer:
                     f" {a.model}" if a.model else "",
                     change.error,
                 )
+        self.placement = placement
 
     @property
     def findings(self) -> tuple[Finding, ...]:

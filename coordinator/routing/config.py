@@ -12,6 +12,7 @@ routing:
     error_rate: 1.0
     utilization: 0.1
     failover: 1000.0
+    placement: 10.0   # evicting a model the optimizer protects (see optimizer/placement)
   chains:             # task type -> nodes, most preferred first
     code_generation: [IRONWOOD, WALNUT, ROSEWOOD]
   speed_prior_samples: 2.0
@@ -51,6 +52,10 @@ class Weights:
     error_rate: float = 1.0
     utilization: float = 0.1
     failover: float = 1000.0
+    # Reload seconds of a model the optimizer's placement protects, on top of
+    # ``eviction``: 10 = its next requests wait for the reload and the swap tends to
+    # repeat (tuned in benchmarks/bench_optimizer.py). No effect without a placement.
+    placement: float = 10.0
 
 
 WEIGHT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Weights))

@@ -50,6 +50,7 @@ class ScoringInput:
     service: list[float]
     interference: list[float]
     eviction: list[float]
+    placement: list[float]
 
 
 def completion_model(
@@ -83,6 +84,7 @@ def completion_model(
     """
     prior_n = config.speed_prior_samples
     speeds = snapshot.speeds
+    protected = snapshot.protected
     model = task.model
     pt = float(task.prompt_tokens)
     ot = float(task.output_tokens)
@@ -91,6 +93,7 @@ def completion_model(
     sv: list[float] = []
     itf: list[float] = []
     ev: list[float] = []
+    pl: list[float] = []
     for ep in endpoints:
         nbytes = ep.models[model]
         prior = ep.prior_cache.get(model)
@@ -125,9 +128,12 @@ def completion_model(
         if loaded is not None:
             ld.append(0.0)
             ev.append(0.0)
+            pl.append(0.0)
         else:
             ld.append(load_seconds(model, nbytes))
             ev.append(_eviction_seconds(ep, nbytes))
+            keep = protected.get(ep.key) if protected else None
+            pl.append(_protected_seconds(ep, nbytes, keep) if keep else 0.0)
         if b > 0:
             k = batch - 1
             itf.append(
@@ -142,7 +148,7 @@ def completion_model(
             itf.append(others / m * decode_s * 0.5)
         else:
             itf.append(0.0)
-    return ScoringInput(task, endpoints, snapshot, config, avoid, qw, ld, sv, itf, ev)
+    return ScoringInput(task, endpoints, snapshot, config, avoid, qw, ld, sv, itf, ev, pl)
 
 
 def _eviction_seconds(ep: EndpointView, need: int) -> float:
@@ -157,6 +163,30 @@ def _eviction_seconds(ep: EndpointView, need: int) -> float:
     for m in sorted((m for m in ep.loaded if m.in_flight == 0), key=lambda m: -m.vram_bytes):
         free += m.vram_bytes
         total += load_seconds(m.name, m.vram_bytes)
+        if free >= need:
+            break
+    return total
+
+
+def _protected_seconds(ep: EndpointView, need: int, keep: frozenset[str]) -> float:
+    """Seconds to load again the protected idle models that loading ``need`` bytes cannot
+    avoid pushing out: every unprotected idle model goes first, then protected ones,
+    quickest to reload first. 0 when the room exists without touching a protected one."""
+    free = ep.vram_total_bytes - max(ep.vram_used_bytes, sum(m.vram_bytes for m in ep.loaded))
+    guarded: list[tuple[float, int]] = []
+    for m in ep.loaded:
+        if m.in_flight:
+            continue
+        if m.name in keep:
+            guarded.append((load_seconds(m.name, m.vram_bytes), m.vram_bytes))
+        else:
+            free += m.vram_bytes
+    if free >= need:
+        return 0.0
+    total = 0.0
+    for seconds, nbytes in sorted(guarded):
+        free += nbytes
+        total += seconds
         if free >= need:
             break
     return total
@@ -195,6 +225,16 @@ def eviction(s: ScoringInput) -> list[float]:
     chance they are wanted again soon). Without it the router thrashes: each model
     pushes out the one the next task needs."""
     return s.eviction
+
+
+def placement(s: ScoringInput) -> list[float]:
+    """Seconds to reload the models the optimizer's placement protects here that a cold
+    load would evict (weight ``placement``, on top of ``eviction``). The optimizer
+    protects a resident model when its forecast demand wants that copy, so evicting it
+    means a reload soon; this makes the router queue a request for model B behind B's
+    warm copies, or load B where VRAM is free, rather than swap out a protected A and
+    back. Zero everywhere when the snapshot carries no placement (optimizer off)."""
+    return s.placement
 
 
 def chain(s: ScoringInput) -> list[float]:
@@ -252,6 +292,7 @@ SCORERS: tuple[Scorer, ...] = (
     Scorer("service", service),
     Scorer("interference", interference),
     Scorer("eviction", eviction),
+    Scorer("placement", placement),
     Scorer("chain", chain),
     Scorer("error_rate", error_rate),
     Scorer("utilization", utilization),

@@ -121,11 +121,15 @@ class NodeView:
 @dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
     """Everything the router may read. ``speeds`` and ``error_rates`` come from a
-    ``SpeedTracker``; a missing entry means "no measurement yet"."""
+    ``SpeedTracker``; a missing entry means "no measurement yet". ``protected`` is the
+    optimizer's placement: per endpoint, the resident models its demand forecast wants
+    kept there (the ``placement`` scorer charges for evicting them); empty when the
+    optimizer is off, and then the router behaves as if it did not exist."""
 
     nodes: tuple[NodeView, ...]
     speeds: Mapping[SpeedKey, SpeedEstimate] = field(default_factory=dict)
     error_rates: Mapping[EndpointKey, float] = field(default_factory=dict)
+    protected: Mapping[EndpointKey, frozenset[str]] = field(default_factory=dict)
     node_index: Mapping[str, int] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -153,7 +157,7 @@ class ClusterSnapshot:
         """A copy with ``node`` (matched by name) swapped in; O(nodes)."""
         i = self.node_index[node.name]
         nodes = (*self.nodes[:i], node, *self.nodes[i + 1 :])
-        return ClusterSnapshot(nodes, self.speeds, self.error_rates)
+        return ClusterSnapshot(nodes, self.speeds, self.error_rates, self.protected)
 
 
 @lru_cache(maxsize=4096)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.optimizer import (
+    PROTECT,
     SET_LIMIT,
     AppliedChange,
     Arrival,
@@ -232,7 +233,10 @@ class Simulation:
                     )
                 )
             nodes.append(NodeView(spec.name, "healthy", False, spec.specializations, tuple(eps)))
-        return ClusterSnapshot(tuple(nodes), self.speeds.speeds(), self.speeds.error_rates())
+        placement = self.optimizer.placement if self.optimizer is not None else {}
+        return ClusterSnapshot(
+            tuple(nodes), self.speeds.speeds(), self.speeds.error_rates(), placement
+        )
 
     # ----- the run ---------------------------------------------------------------------
 
@@ -452,6 +456,9 @@ class Simulation:
             j = index[(a.node, a.endpoint_id)]
             if a.kind == SET_LIMIT:
                 self.scheduler.set_limit(a.node, a.endpoint_id, a.limit)
+                applied.append(AppliedChange(now, a))
+            elif a.kind == PROTECT:
+                # The placement takes effect through the snapshot once committed.
                 applied.append(AppliedChange(now, a))
             else:
                 e = self.endpoints[j]
