@@ -37,7 +37,7 @@ from coordinator.optimizer.detectors import (
     thermal_throttling,
     vram_thrashing,
 )
-from coordinator.optimizer.forecast import forecast_rates, holt, plan_warmups
+from coordinator.optimizer.forecast import forecast_rates, holt, plan_placement, plan_warmups
 from coordinator.optimizer.performance import performance_report
 from coordinator.routing.snapshot import (
     ClusterSnapshot,
@@ -330,6 +330,30 @@ def test_rising_demand_is_warmed_before_it_arrives_without_evicting_busy_models(
     # A pinned model is never displaced.
     pinned = Pins(models={("B", "gpu0"): ("llama3.1:8b",), ("D", "gpu0"): ("llama3.1:8b",)})
     assert plan_warmups(idle, rates, service, s, pinned) == []
+
+
+def test_placement_protects_as_many_homes_as_the_forecast_wants() -> None:
+    s = WarmupSettings(bucket_seconds=60.0, min_rate=0.001, replica_load=1.0)
+    qwen, llama = int(4.7 * GB), int(4.9 * GB)
+    snap = _cluster(
+        _endpoint("A", (LoadedModelView("qwen2.5-coder:7b", qwen, 0),)),
+        _endpoint("B", (LoadedModelView("qwen2.5-coder:7b", qwen, 0),)),
+        _endpoint("C", (LoadedModelView("llama3.1:8b", llama, 0),)),
+    )
+    # qwen keeps one replica busy (1 request per 20 s of 20 s work): one home, not two.
+    rates = {"qwen2.5-coder:7b": 1 / 20, "llama3.1:8b": 1 / 20}
+    service = {"qwen2.5-coder:7b": 20.0, "llama3.1:8b": 20.0}
+    placement = plan_placement(snap, rates, service, [], s, Pins())
+    protected = {key: models for key, (models, _reason) in placement.items()}
+    qwen_homes = [k for k, models in protected.items() if "qwen2.5-coder:7b" in models]
+    assert len(qwen_homes) == 1
+    assert protected[("C", "gpu0")] == frozenset({"llama3.1:8b"})
+    # Twice the demand wants both copies kept.
+    busier = {**rates, "qwen2.5-coder:7b": 2 / 20}
+    placement = plan_placement(snap, busier, service, [], s, Pins())
+    assert sum("qwen2.5-coder:7b" in m for m, _ in placement.values()) == 2
+    # No demand forecast: nothing is protected.
+    assert plan_placement(snap, {}, service, [], s, Pins()) == {}
 
 
 # ----- the plan's rules: rate limits, pins, dry run ---------------------------------------
