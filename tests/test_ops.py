@@ -18,6 +18,7 @@ import tomllib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
@@ -465,4 +466,38 @@ def test_grafana_dashboard_is_json_with_prometheus_panels() -> None:
     assert dashboard["uid"] == "hive-mesh"
     assert all(
         p["targets"] and p["datasource"]["type"] == "prometheus" for p in dashboard["panels"]
+    )
+
+
+def test_stack_mounts_every_certificate_its_configs_name() -> None:
+    """Each mTLS file a service's config (or command line) reads is a Docker secret mounted
+    at that path, so the stack starts secured instead of refusing to start."""
+    compose = _compose()
+    services: dict[str, dict[str, Any]] = compose["services"]  # type: ignore[assignment]
+    configs: dict[str, dict[str, str]] = compose["configs"]  # type: ignore[assignment]
+    declared: dict[str, object] = compose["secrets"]  # type: ignore[assignment]
+
+    def mounted(service: dict[str, Any]) -> set[str]:
+        for secret in service.get("secrets", []):
+            assert secret["source"] in declared, secret
+        return {secret["target"] for secret in service.get("secrets", [])}
+
+    cluster = load_cluster_config(DEPLOY / "swarm" / configs["hive-cluster"]["file"])
+    tls = cluster.coordinator.tls
+    assert tls is not None
+    assert {tls.ca, tls.cert, tls.key} <= mounted(services["coordinator"])
+    for name, service in services.items():
+        if not name.startswith("agent-"):
+            continue
+        node = load_agent_config(
+            DEPLOY / "swarm" / configs[service["configs"][0]["source"]]["file"]
+        )
+        assert node.tls is not None, name
+        assert {node.tls.ca, node.tls.cert, node.tls.key} <= mounted(service), name
+        # The health check connects with the node's own certificate.
+        assert service["environment"]["HIVE_TLS_NAME"] == node.node.name
+    gateway = services["gateway"]
+    tls_dir = next(a.split("=", 1)[1] for a in gateway["command"] if a.startswith("--tls-dir="))
+    assert {f"{tls_dir}/ca.pem", f"{tls_dir}/gateway.pem", f"{tls_dir}/gateway-key.pem"} <= mounted(
+        gateway
     )
