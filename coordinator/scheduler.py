@@ -32,6 +32,13 @@ level every ``aging_seconds`` it waits. A LOW task that has waited ``2 * aging_s
 every waiting task ages at the same rate the order never changes while they wait, and a
 heap with fixed keys suffices. ``aging_seconds = 0`` means strict priority, FIFO within.
 
+Holding for a home: with the optimizer's placement (``ClusterSnapshot.protected``), a
+task whose best endpoint would load its model cold while the model's home is merely full
+stays queued for a bounded time (``home_wait_factor`` times the seconds of that load and
+of the protected reloads it causes, counted from submission), then takes the load; the
+hold is recorded in ``Decision.hold`` (reason HOLD_WAIT_FOR_HOME). Without a placement
+nothing is ever held.
+
 Failure modes: a policy that never finds a feasible endpoint for a model leaves its
 tasks queued until their deadline (``submit`` already refuses models that no endpoint
 could ever run, with ``Unroutable``); a full queue refuses new work with ``QueueFull``.
@@ -48,14 +55,15 @@ from typing import Protocol
 
 from coordinator.routing.config import RouterConfig
 from coordinator.routing.filters import could_ever_run
-from coordinator.routing.router import Decision, route
-from coordinator.routing.scorers import BATCH_SLOWDOWN
+from coordinator.routing.router import HOLD_WAIT_FOR_HOME, Decision, Hold, route
+from coordinator.routing.scorers import BATCH_SLOWDOWN, protected_seconds
 from coordinator.routing.snapshot import (
     ClusterSnapshot,
     EndpointKey,
     EndpointView,
     LoadedModelView,
     NodeView,
+    load_seconds,
     prior_speed,
 )
 from coordinator.routing.task import Priority, TaskSpec
@@ -218,6 +226,8 @@ class Scheduler:
             node, ep = name.split("/", 1)
             self._limit_overrides[(node, ep)] = limit
         self._recent_dispatches: deque[float] = deque(maxlen=256)
+        # Dispatch rounds in which a task was held for its model's home (see Hold).
+        self.holds = 0
 
     # ----- admission -------------------------------------------------------------------
 
@@ -335,6 +345,16 @@ class Scheduler:
                 blocked_models.add(task.model)
                 deferred.append(entry)
                 continue
+            if snap.protected and self.settings.home_wait_factor > 0.0:
+                hold = self._hold_for_home(rec, chosen, snap, limits, now)
+                if hold is not None:
+                    # Tasks of the same model behind it wait too: they must not take the
+                    # cold load this one, served first, was kept from.
+                    rec.decision = replace(decision, hold=hold)
+                    self.holds += 1
+                    blocked_models.add(task.model)
+                    deferred.append(entry)
+                    continue
             self._unqueue(rec)
             rec.state = TaskState.RUNNING
             rec.attempt += 1
@@ -359,6 +379,58 @@ class Scheduler:
         for entry in deferred:
             heapq.heappush(heap, entry)
         return out
+
+    def _hold_for_home(
+        self,
+        rec: _Record,
+        ep: EndpointView,
+        snap: ClusterSnapshot,
+        limits: Mapping[EndpointKey, int],
+        now: float,
+    ) -> Hold | None:
+        """Whether to keep ``rec`` queued instead of sending it to ``ep`` now.
+
+        Only with the optimizer's placement: when running on ``ep`` means a cold load of
+        the model there, and the model has a home (an endpoint where the placement
+        protects it) that is healthy and merely at its in-flight limit, the task waits
+        for the home, but only while
+
+            waited < home_wait_factor * (load(model) + reload(protected models evicted))
+
+        i.e. in proportion to the load (and the reload of protected models it pushes out)
+        that it avoids; then it takes the cold load. A task whose deadline the wait could
+        make it miss is never held. Without a placement this is never called, so
+        scheduling is exactly as without the optimizer.
+        """
+        task = rec.spec
+        model = task.model
+        if model in ep.loaded_by_name:
+            return None
+        keep = snap.protected.get(ep.key)
+        need = ep.models.get(model, 0)
+        evicted = protected_seconds(ep, need, keep) if keep else 0.0
+        swap = load_seconds(model, need) + evicted
+        bound = self.settings.home_wait_factor * swap
+        waited = now - rec.submitted_at
+        if waited >= bound:
+            return None
+        if task.deadline is not None and now + (bound - waited) + swap >= task.deadline:
+            return None
+        for key in sorted(snap.protected):
+            if model not in snap.protected[key]:
+                continue
+            node = snap.node(key[0])
+            if node is None or node.state != "healthy" or node.draining:
+                continue
+            home = snap.endpoint(key)
+            if (
+                home is not None
+                and home.healthy
+                and model in home.loaded_by_name
+                and home.in_flight >= limits.get(key, 0)
+            ):
+                return Hold(HOLD_WAIT_FOR_HOME, key[0], key[1], waited, bound)
+        return None
 
     def _work_seconds(self, task: TaskSpec, ep: EndpointView, snap: ClusterSnapshot) -> float:
         prior = prior_speed(ep.gpu_names, task.model, ep.models.get(task.model, 0))

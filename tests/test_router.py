@@ -327,6 +327,7 @@ def test_speed_tracker_ewma_and_errors() -> None:
         ({"bogus": 1}, "routing.bogus"),
         ({"scheduler": {"max_queue": 0}}, "routing.scheduler.max_queue"),
         ({"scheduler": {"aging": 1}}, "routing.scheduler.aging"),
+        ({"scheduler": {"home_wait_factor": -1}}, "routing.scheduler.home_wait_factor"),
     ],
 )
 def test_config_errors_name_the_key(data: dict[str, object], key: str) -> None:
@@ -344,6 +345,8 @@ def test_config_from_seed() -> None:
     assert cfg.weights.chain == 2.0 and cfg.weights.service == Weights().service
     assert replace(cfg, weights=Weights()).weights.chain == Weights().chain
     assert task(priority=Priority.HIGH).priority > Priority.LOW
+    held = RouterConfig.from_mapping({"scheduler": {"home_wait_factor": 0}}, "c.yaml", ["A"])
+    assert held.scheduler.home_wait_factor == 0.0 and cfg.scheduler.home_wait_factor == 4.0
 
 
 # ----- the optimizer's placement ---------------------------------------------------------

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from coordinator.routing import (
     ClusterSnapshot,
     EndpointView,
+    LoadedModelView,
     NodeView,
     Priority,
     RouterConfig,
     SchedulerConfig,
     TaskSpec,
 )
+from coordinator.routing.router import HOLD_WAIT_FOR_HOME
+from coordinator.routing.snapshot import load_seconds
 from coordinator.scheduler import (
     FAIL_ATTEMPTS,
     FAIL_DEADLINE,
@@ -232,3 +237,68 @@ def test_unplaceable_model_does_not_block_others() -> None:
     assert got == {"c1": "A", "q": "B"}
     info = s.task("c2")
     assert info is not None and info.state is TaskState.QUEUED
+
+
+# ----- holding a task for its model's home (optimizer placement) ------------------------
+
+
+def _home_and_spare(protect: bool) -> ClusterSnapshot:
+    """A: MODEL resident (its home when ``protect``); B: MODEL on disk, nothing loaded."""
+    size = int(4.7 * GB)
+    home = replace(ep("A"), loaded=(LoadedModelView(MODEL, size),), vram_used_bytes=size)
+    snap = ClusterSnapshot((NodeView("A", endpoints=(home,)), NodeView("B", endpoints=(ep("B"),))))
+    return replace(snap, protected={("A", "gpu0"): frozenset({MODEL})}) if protect else snap
+
+
+def _fill_home(s: Scheduler, snap: ClusterSnapshot) -> None:
+    s.submit(t("first"), snap, 0.0)
+    s.submit(t("second"), snap, 0.0)
+    assert [(a.task.id, a.node) for a in s.dispatch(snap, 0.0)] == [("first", "A")]
+
+
+def test_held_task_goes_home_when_the_home_frees_within_the_bound() -> None:
+    s, snap = sched(), _home_and_spare(protect=True)
+    _fill_home(s, snap)
+    info = s.task("second")
+    assert info is not None and info.state is TaskState.QUEUED
+    assert info.decision is not None and info.decision.hold is not None
+    assert info.decision.hold.reason == HOLD_WAIT_FOR_HOME
+    assert (info.decision.hold.node, info.decision.hold.endpoint_id) == ("A", "gpu0")
+    assert "held: wait_for_home" in info.decision.explain()
+    assert info.decision.to_dict()["hold"]["reason"] == HOLD_WAIT_FOR_HOME
+    assert s.dispatch(snap, 1.0) == [] and s.holds == 2
+    s.finished("first", 1, 2.0, ok=True)
+    got = s.dispatch(snap, 2.0)
+    assert [(a.task.id, a.node) for a in got] == [("second", "A")]
+    assert got[0].decision.hold is None
+
+
+def test_task_held_past_the_bound_takes_the_cold_load() -> None:
+    s, snap = sched(home_wait_factor=2.0), _home_and_spare(protect=True)
+    _fill_home(s, snap)
+    hold = s.task("second").decision.hold  # type: ignore[union-attr]
+    assert hold is not None
+    assert hold.bound_seconds == pytest.approx(2.0 * load_seconds(MODEL, int(4.7 * GB)))
+    assert s.dispatch(snap, hold.bound_seconds - 0.1) == []
+    got = s.dispatch(snap, hold.bound_seconds)
+    assert [(a.task.id, a.node) for a in got] == [("second", "B")]
+
+
+def test_no_hold_without_a_placement_or_with_a_near_deadline() -> None:
+    s, snap = sched(), _home_and_spare(protect=False)
+    s.submit(t("first"), snap, 0.0)
+    s.submit(t("second"), snap, 0.0)
+    got = s.dispatch(snap, 0.0)
+    assert sorted((a.task.id, a.node) for a in got) == [("first", "A"), ("second", "B")]
+    assert s.holds == 0
+    # With a placement but a deadline the wait could miss, the task is not held either.
+    s2, protected = sched(), _home_and_spare(protect=True)
+    s2.submit(t("first"), protected, 0.0)
+    s2.submit(t("second", deadline=4.0 * load_seconds(MODEL, int(4.7 * GB))), protected, 0.0)
+    got = s2.dispatch(protected, 0.0)
+    assert sorted((a.task.id, a.node) for a in got) == [("first", "A"), ("second", "B")]
+    # And a factor of 0 turns holding off.
+    s3 = sched(home_wait_factor=0.0)
+    s3.submit(t("first"), protected, 0.0)
+    s3.submit(t("second"), protected, 0.0)
+    assert len(s3.dispatch(protected, 0.0)) == 2 and s3.holds == 0

@@ -21,6 +21,7 @@ routing:
     aging_seconds: 30.0
     max_attempts: 3
     queue_allowance: 2
+    home_wait_factor: 4.0  # wait for a full home up to 4x the cold load it avoids
 ```
 
 Defaults live in the dataclasses below and nowhere else; every error is a
@@ -70,6 +71,10 @@ class SchedulerConfig:
     ``queue_allowance``: in-flight requests per endpoint beyond its ``num_parallel`` slots
     (a short queue inside Ollama hides the dispatch round trip); ``endpoint_limits``
     overrides the resulting limit per ``"NODE/endpoint"``.
+    ``home_wait_factor``: with the optimizer's placement, a task whose best endpoint would
+    load its model cold while the model's home is merely full waits for the home up to
+    this many times the seconds that load (and the reload of protected models it evicts)
+    would cost (0 = never wait; tuned in benchmarks/bench_optimizer.py).
     """
 
     max_queue: int = 10_000
@@ -77,6 +82,7 @@ class SchedulerConfig:
     max_attempts: int = 3
     queue_allowance: int = 2
     endpoint_limits: Mapping[str, int] = field(default_factory=dict)
+    home_wait_factor: float = 4.0
 
     @classmethod
     def from_mapping(
@@ -90,6 +96,7 @@ class SchedulerConfig:
             "max_attempts",
             "queue_allowance",
             "endpoint_limits",
+            "home_wait_factor",
         }
         for name in data:
             if name not in allowed:
@@ -132,6 +139,12 @@ class SchedulerConfig:
                 )
             ),
             endpoint_limits=limits,
+            home_wait_factor=_number(
+                source,
+                f"{key}.home_wait_factor",
+                data.get("home_wait_factor", d.home_wait_factor),
+                0.0,
+            ),
         )
 
 

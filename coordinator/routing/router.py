@@ -68,6 +68,32 @@ class Candidate:
         return total
 
 
+# Why the scheduler kept a task queued although an endpoint had room (``Hold.reason``).
+HOLD_WAIT_FOR_HOME = "wait_for_home"
+HOLD_REASONS: tuple[str, ...] = (HOLD_WAIT_FOR_HOME,)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The scheduler held the task back from its best candidate this round: for
+    HOLD_WAIT_FOR_HOME, that candidate would load the model cold while the model has a
+    home in the optimizer's placement (``node``/``endpoint_id``) that is only full; the
+    task waits for it until it has waited ``bound_seconds`` in all."""
+
+    reason: str  # one of HOLD_REASONS
+    node: str
+    endpoint_id: str
+    waited_seconds: float
+    bound_seconds: float
+
+    @property
+    def detail(self) -> str:
+        return (
+            f"home {self.node}/{self.endpoint_id} at its in-flight limit; waited "
+            f"{self.waited_seconds:.1f}s of {self.bound_seconds:.1f}s rather than load cold"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     task_id: str
@@ -75,6 +101,8 @@ class Decision:
     candidates: tuple[Candidate, ...]  # best first
     rejected: tuple[Rejection, ...]
     policy: str = "hive"
+    # Set by the scheduler when it kept the task queued despite a candidate with room.
+    hold: Hold | None = None
 
     @property
     def chosen(self) -> Candidate | None:
@@ -111,6 +139,16 @@ class Decision:
                 {"node": r.node, "endpoint": r.endpoint_id, "reason": r.reason, "detail": r.detail}
                 for r in self.rejected
             ],
+            "hold": None
+            if self.hold is None
+            else {
+                "reason": self.hold.reason,
+                "node": self.hold.node,
+                "endpoint": self.hold.endpoint_id,
+                "waited_seconds": self.hold.waited_seconds,
+                "bound_seconds": self.hold.bound_seconds,
+                "detail": self.hold.detail,
+            },
         }
 
     def explain(self, max_candidates: int = 10) -> str:
@@ -121,6 +159,8 @@ class Decision:
             lines.append("no feasible endpoint")
         else:
             lines.append(f"chosen {chosen.node}/{chosen.endpoint_id} total {chosen.total:.3f}")
+        if self.hold is not None:
+            lines.append(f"held: {self.hold.reason} ({self.hold.detail})")
         for rank, c in enumerate(self.candidates[:max_candidates], 1):
             parts = ", ".join(
                 f"{p.name}={p.value:.3f}x{p.weight:g}" for p in c.components if p.value != 0.0

@@ -133,7 +133,7 @@ def completion_model(
             ld.append(load_seconds(model, nbytes))
             ev.append(_eviction_seconds(ep, nbytes))
             keep = protected.get(ep.key) if protected else None
-            pl.append(_protected_seconds(ep, nbytes, keep) if keep else 0.0)
+            pl.append(protected_seconds(ep, nbytes, keep) if keep else 0.0)
         if b > 0:
             k = batch - 1
             itf.append(
@@ -168,7 +168,7 @@ def _eviction_seconds(ep: EndpointView, need: int) -> float:
     return total
 
 
-def _protected_seconds(ep: EndpointView, need: int, keep: frozenset[str]) -> float:
+def protected_seconds(ep: EndpointView, need: int, keep: frozenset[str]) -> float:
     """Seconds to load again the protected idle models that loading ``need`` bytes cannot
     avoid pushing out: every unprotected idle model goes first, then protected ones,
     quickest to reload first. 0 when the room exists without touching a protected one."""

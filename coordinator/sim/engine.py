@@ -557,6 +557,7 @@ class Simulation:
                 for e, ep in zip(self.endpoints, self.snapshot().endpoints(), strict=True)
             },
             "findings_at_end": findings,
+            "home_holds": self.scheduler.holds,
         }
 
 
