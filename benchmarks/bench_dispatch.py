@@ -26,6 +26,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ async def serve_coordinator() -> None:
     coordinator = Coordinator(
         ClusterConfig(
             "bench",
-            CoordinatorSettings(listen="127.0.0.1:0"),
+            CoordinatorSettings(
+                listen="127.0.0.1:0",
+                state_path=str(Path(tempfile.mkdtemp(prefix="hive-bench-")) / "state.sqlite"),
+            ),
             nodes=(),
             routing={"scheduler": {"max_queue": 20_000}},
         )

@@ -16,56 +16,12 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import serve_one_node, server_child
 
 MODEL = "llama3.1:8b"
-
-
-async def serve() -> None:
-    from hive.config import ClusterConfig, CoordinatorSettings, EndpointSpec, GpuSpec, NodeSpec
-    from hive.dev import DevCluster
-
-    cluster = ClusterConfig(
-        source="bench",
-        coordinator=CoordinatorSettings(listen="127.0.0.1:0"),
-        nodes=(
-            NodeSpec(
-                name="BENCH",
-                gpus=(GpuSpec("NVIDIA GeForce RTX 3070", "nvidia", 8 << 30),),
-                endpoints=(EndpointSpec(id="gpu0", gpus=(0,), num_parallel=4, models=(MODEL,)),),
-            ),
-        ),
-    )
-    dev = DevCluster(
-        cluster,
-        coordinator_listen="127.0.0.1:0",
-        gateway_port=0,
-        time_scale=0.0,
-        state_path=str(Path(sys.argv[-1])),
-    )
-    await dev.start()
-    await dev.wait_registered()
-    assert dev.gateway is not None
-    print(
-        json.dumps(
-            {
-                "coordinator": dev.coordinator_address,
-                "emulator": dev.emulators["BENCH/gpu0"].url,
-                "gateway": dev.gateway.url,
-            }
-        ),
-        flush=True,
-    )
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await dev.stop()
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -155,25 +111,11 @@ def main() -> int:
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve())
+        asyncio.run(serve_one_node(MODEL, args.serve, gateway=True))
         return 0
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        child = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(Path(tmp) / "state.sqlite")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )
-        try:
-            assert child.stdout is not None
-            addresses = json.loads(child.stdout.readline())
-            print(json.dumps(asyncio.run(measure(addresses, args.requests)), indent=2))
-        finally:
-            child.terminate()
-            child.wait(20)
+    with server_child(__file__) as addresses:
+        result = asyncio.run(measure(addresses, args.requests))
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -16,24 +16,21 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import server_child
 
 GIB = 1 << 30
 
 
-async def serve() -> None:
+async def serve(state_path: str) -> None:
     from coordinator.server import Coordinator
     from hive.config import ClusterConfig, CoordinatorSettings
 
-    coordinator = Coordinator(
-        ClusterConfig("bench", CoordinatorSettings(listen="127.0.0.1:0"), nodes=())
-    )
+    settings = CoordinatorSettings(listen="127.0.0.1:0", state_path=state_path)
+    coordinator = Coordinator(ClusterConfig("bench", settings, nodes=()))
     port = await coordinator.start()
     print(json.dumps({"address": f"127.0.0.1:{port}", "pid": os.getpid()}), flush=True)
     try:
@@ -179,22 +176,14 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve())
+        asyncio.run(serve(args.serve))
         return 0
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    try:
-        assert child.stdout is not None
-        info = json.loads(child.stdout.readline())
+    with server_child(__file__) as info:
         result = asyncio.run(measure(info["address"], info["pid"], args.agents, args.seconds))
-        print(json.dumps(result, indent=2))
-    finally:
-        child.terminate()
-        child.wait(10)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -16,43 +16,12 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import serve_one_node, server_child
 
 MODEL = "llama3.1:8b"
-
-
-async def serve() -> None:
-    from hive.config import ClusterConfig, CoordinatorSettings, EndpointSpec, GpuSpec, NodeSpec
-    from hive.dev import DevCluster
-
-    cluster = ClusterConfig(
-        source="bench",
-        coordinator=CoordinatorSettings(listen="127.0.0.1:0"),
-        nodes=(
-            NodeSpec(
-                name="BENCH",
-                gpus=(GpuSpec("NVIDIA GeForce RTX 3070", "nvidia", 8 << 30),),
-                endpoints=(EndpointSpec(id="gpu0", gpus=(0,), num_parallel=4, models=(MODEL,)),),
-            ),
-        ),
-    )
-    dev = DevCluster(cluster, coordinator_listen="127.0.0.1:0", gateway_port=None, time_scale=0.0)
-    await dev.start()
-    await dev.wait_registered()
-    emulator = dev.emulators["BENCH/gpu0"]
-    print(
-        json.dumps({"coordinator": dev.coordinator_address, "emulator": emulator.url}), flush=True
-    )
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await dev.stop()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -128,24 +97,16 @@ async def measure(coordinator: str, emulator: str, requests: int) -> dict[str, o
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve())
+        asyncio.run(serve_one_node(MODEL, args.serve))
         return 0
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    try:
-        assert child.stdout is not None
-        addresses = json.loads(child.stdout.readline())
+    with server_child(__file__) as addresses:
         result = asyncio.run(
             measure(addresses["coordinator"], addresses["emulator"], args.requests)
         )
-        print(json.dumps(result, indent=2))
-    finally:
-        child.terminate()
-        child.wait(10)
+    print(json.dumps(result, indent=2))
     return 0
 
 

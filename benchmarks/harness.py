@@ -1,0 +1,80 @@
+"""What the benchmarks share: a one-node cluster, and a server child process.
+
+A benchmark that measures a server runs it in a child process (``--serve``) so the
+client's work and the server's do not share an event loop; the child prints one JSON
+line of addresses when it is ready and serves until terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+async def serve_one_node(model: str, state_path: str, gateway: bool = False) -> None:
+    """Run a one-node cluster (a zero-delay emulator with ``model`` on an RTX 3070, its
+    agent, the coordinator, optionally the gateway); print its addresses; serve forever."""
+    from hive.config import ClusterConfig, CoordinatorSettings, EndpointSpec, GpuSpec, NodeSpec
+    from hive.dev import DevCluster
+
+    cluster = ClusterConfig(
+        source="bench",
+        coordinator=CoordinatorSettings(listen="127.0.0.1:0"),
+        nodes=(
+            NodeSpec(
+                name="BENCH",
+                gpus=(GpuSpec("NVIDIA GeForce RTX 3070", "nvidia", 8 << 30),),
+                endpoints=(EndpointSpec(id="gpu0", gpus=(0,), num_parallel=4, models=(model,)),),
+            ),
+        ),
+    )
+    dev = DevCluster(
+        cluster,
+        coordinator_listen="127.0.0.1:0",
+        gateway_port=0 if gateway else None,
+        time_scale=0.0,
+        state_path=state_path,
+    )
+    await dev.start()
+    await dev.wait_registered()
+    addresses = {
+        "coordinator": dev.coordinator_address,
+        "emulator": dev.emulators["BENCH/gpu0"].url,
+    }
+    if dev.gateway is not None:
+        addresses["gateway"] = dev.gateway.url
+    print(json.dumps(addresses), flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await dev.stop()
+
+
+@contextlib.contextmanager
+def server_child(script: str, *args: str) -> Iterator[dict[str, Any]]:
+    """Start ``script --serve <state path> *args`` as a child; yield the JSON line it
+    prints when ready; terminate it afterwards. Its state lives in a temporary directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        child = subprocess.Popen(
+            [sys.executable, script, "--serve", str(Path(tmp) / "state.sqlite"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            assert child.stdout is not None
+            yield json.loads(child.stdout.readline())
+        finally:
+            child.terminate()
+            child.wait(20)
