@@ -76,16 +76,6 @@ EXPLAIN_HISTORY = 10_000
 DEFAULT_OUTPUT_TOKENS = {"inference": 256, "code_review": 512, "testing": 768}
 DEFAULT_OUTPUT_TOKENS_OTHER = 1024
 
-_TASK_TYPE_NAMES = {
-    common_pb2.TASK_TYPE_UNSPECIFIED: "inference",
-    common_pb2.TASK_TYPE_INFERENCE: "inference",
-    common_pb2.TASK_TYPE_CODE_GENERATION: "code_generation",
-    common_pb2.TASK_TYPE_CODE_REVIEW: "code_review",
-    common_pb2.TASK_TYPE_TESTING: "testing",
-    common_pb2.TASK_TYPE_COMPILATION: "compilation",
-    common_pb2.TASK_TYPE_OPTIMIZATION: "optimization",
-    common_pb2.TASK_TYPE_DOCUMENTATION: "documentation",
-}
 _PRIORITIES = {
     common_pb2.PRIORITY_UNSPECIFIED: Priority.NORMAL,
     common_pb2.PRIORITY_LOW: Priority.LOW,
@@ -259,11 +249,22 @@ def _usable(snapshot: ClusterSnapshot) -> ClusterSnapshot:
     )
 
 
+def task_type_name(value: int) -> str:
+    """The router's name of a proto TaskType ("code_review" for TASK_TYPE_CODE_REVIEW);
+    unspecified or unknown values are plain inference."""
+    if value == common_pb2.TASK_TYPE_UNSPECIFIED:
+        return "inference"
+    try:
+        return common_pb2.TaskType.Name(value).removeprefix("TASK_TYPE_").lower()
+    except ValueError:
+        return "inference"
+
+
 def task_spec(
     request: node_agent_pb2.RunTaskRequest, priority: int, deadline: float | None
 ) -> TaskSpec:
     """The router's view of a task: type, model, urgency and an estimate of its size."""
-    kind = _TASK_TYPE_NAMES.get(request.type, "inference")
+    kind = task_type_name(request.type)
     if request.WhichOneof("input") == "chat":
         chars = sum(len(m.content) for m in request.chat.messages)
     else:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from coordinator.dispatch import Dispatcher, Placement
+from coordinator.dispatch import Dispatcher, Placement, task_type_name
 from coordinator.optimizer.config import EndpointKey, OptimizerConfig
 from coordinator.optimizer.history import (
     Arrival,
@@ -35,15 +35,6 @@ from coordinator.registry import NodeRecord, NodeState, Registry, UnknownNode
 from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2
 
 log = logging.getLogger("hive.coordinator.optimizer")
-
-_TASK_TYPES = {
-    common_pb2.TASK_TYPE_CODE_GENERATION: "code_generation",
-    common_pb2.TASK_TYPE_CODE_REVIEW: "code_review",
-    common_pb2.TASK_TYPE_TESTING: "testing",
-    common_pb2.TASK_TYPE_COMPILATION: "compilation",
-    common_pb2.TASK_TYPE_OPTIMIZATION: "optimization",
-    common_pb2.TASK_TYPE_DOCUMENTATION: "documentation",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +83,7 @@ class LiveOptimizer:
                 placement.node,
                 placement.endpoint_id,
                 request.model,
-                _TASK_TYPES.get(request.type, "inference"),
+                task_type_name(request.type),
                 queued_seconds=queued_seconds,
                 run_seconds=max(0.0, stats.total_duration_ns / 1e9 - load),
                 eval_count=stats.eval_count,
