@@ -17,7 +17,7 @@ import pytest_asyncio
 from gateway.app import create_app
 from hive.asgi import AsgiServer
 from hive.dev import DevCluster
-from tests.conftest import eventually, fast_cluster
+from tests.conftest import eventually, running_dev
 
 API = "/api/distributed"
 
@@ -49,42 +49,21 @@ SEED_WORKFLOWS = [
 ]
 
 
-def gateway_cluster(state_dir: Path) -> DevCluster:
-    """The seed cluster with its gateway on a free port, instant emulated Ollama, and its
-    own workflow store."""
-    return DevCluster(
-        fast_cluster(),
-        coordinator_listen="127.0.0.1:0",
-        gateway_port=0,
-        time_scale=0.0,
-        state_path=str(state_dir / "hive-state.sqlite"),
-    )
-
-
 # One cluster for the module (tests that stop parts of it make their own, `fresh`).
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevCluster]:
-    dev = gateway_cluster(tmp_path_factory.mktemp("gw"))
-    try:
-        await dev.start()
-        await dev.wait_registered(timeout=10)
+    state = tmp_path_factory.mktemp("gw") / "hive-state.sqlite"
+    async with running_dev(gateway_port=0, state_path=str(state)) as dev:
         yield dev
-    finally:
-        await dev.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def fresh(tmp_path: Path) -> AsyncIterator[DevCluster]:
-    dev = gateway_cluster(tmp_path)
-    try:
-        await dev.start()
-        await dev.wait_registered(timeout=10)
+    async with running_dev(gateway_port=0, state_path=str(tmp_path / "hive-state.sqlite")) as dev:
         yield dev
-    finally:
-        await dev.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

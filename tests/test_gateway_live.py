@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from gateway.app import create_app
 from gateway.events import CLOSE_TOO_SLOW
 from hive.dev import DevCluster
-from tests.conftest import fast_cluster
+from tests.conftest import running_dev
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -45,19 +45,9 @@ TOOLS = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevCluster]:
-    dev = DevCluster(
-        fast_cluster(),
-        coordinator_listen="127.0.0.1:0",
-        gateway_port=0,
-        time_scale=0.0,
-        state_path=str(tmp_path_factory.mktemp("live") / "hive-state.sqlite"),
-    )
-    try:
-        await dev.start()
-        await dev.wait_registered(timeout=10)
+    state = tmp_path_factory.mktemp("live") / "hive-state.sqlite"
+    async with running_dev(gateway_port=0, state_path=str(state)) as dev:
         yield dev
-    finally:
-        await dev.stop()
 
 
 def ws_url(dev: DevCluster) -> str:
