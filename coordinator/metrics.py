@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from coordinator.routing.filters import REJECT_REASONS
 from coordinator.routing.scorers import SCORER_NAMES
 from coordinator.routing.task import Priority
-from hive.metrics import LATENCY_BUCKETS_SECONDS, build_info
+from hive.metrics import LATENCY_BUCKETS_SECONDS, GpuGauges, build_info
 from hive.v1 import cluster_pb2, common_pb2
 
 if TYPE_CHECKING:
@@ -218,30 +218,7 @@ class ClusterCollector(Collector):
             "Tasks the coordinator has running on the node.",
             labels=["node"],
         )
-        gpu_labels = ["node", "gpu", "model", "vendor"]
-        util = GaugeMetricFamily(
-            "hive_cluster_gpu_utilization_ratio",
-            "GPU utilisation 0..1, from the node's last heartbeat.",
-            labels=gpu_labels,
-        )
-        mem_used = GaugeMetricFamily(
-            "hive_cluster_gpu_memory_used_bytes",
-            "GPU memory in use, from the node's last heartbeat.",
-            labels=gpu_labels,
-        )
-        mem_total = GaugeMetricFamily(
-            "hive_cluster_gpu_memory_total_bytes", "GPU memory size.", labels=gpu_labels
-        )
-        temp = GaugeMetricFamily(
-            "hive_cluster_gpu_temperature_celsius",
-            "GPU temperature, from the node's last heartbeat.",
-            labels=gpu_labels,
-        )
-        power = GaugeMetricFamily(
-            "hive_cluster_gpu_power_watts",
-            "GPU power draw, from the node's last heartbeat.",
-            labels=gpu_labels,
-        )
+        gpus = GpuGauges("hive_cluster_", ", from the node's last heartbeat")
         ep_labels = ["node", "endpoint"]
         ep_up = GaugeMetricFamily(
             "hive_cluster_endpoint_up",
@@ -305,21 +282,16 @@ class ClusterCollector(Collector):
             heartbeat.add_metric([name], record.last_heartbeat_wall)
             reconnects.add_metric([name], float(record.reconnects))
             running.add_metric([name], float(self.registry.running[name]))
-            gpus = {g.index: g for g in record.info.gpus}
+            described = {g.index: g for g in record.info.gpus}
             for gpu_sample in record.telemetry.gpus:
-                gpu = gpus.get(gpu_sample.index)
-                labels = [
+                gpu = described.get(gpu_sample.index)
+                gpus.add(
                     name,
-                    str(gpu_sample.index),
+                    gpu_sample,
                     gpu.name if gpu else "",
                     VENDORS.get(gpu.vendor, "other") if gpu else "other",
-                ]
-                total = gpu_sample.memory_total_bytes or (gpu.memory_total_bytes if gpu else 0)
-                util.add_metric(labels, gpu_sample.utilization_percent / 100.0)
-                mem_used.add_metric(labels, float(gpu_sample.memory_used_bytes))
-                mem_total.add_metric(labels, float(total))
-                temp.add_metric(labels, gpu_sample.temperature_celsius)
-                power.add_metric(labels, gpu_sample.power_watts)
+                    gpu.memory_total_bytes if gpu else None,
+                )
             samples = {e.id: e for e in record.telemetry.endpoints}
             for endpoint in record.info.endpoints:
                 labels = [name, endpoint.id]
@@ -367,11 +339,9 @@ class ClusterCollector(Collector):
             heartbeat,
             reconnects,
             running,
-            util,
-            mem_used,
-            mem_total,
-            temp,
-            power,
+        )
+        yield from gpus.families()
+        yield from (
             ep_up,
             ep_slots,
             ep_busy,

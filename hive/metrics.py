@@ -33,9 +33,11 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.asgi import make_asgi_app
+from prometheus_client.core import GaugeMetricFamily
 
 from hive import __version__
 from hive.asgi import AsgiServer
+from hive.v1 import common_pb2
 
 # ``*_created`` series double every counter's series for a timestamp nobody alerts on.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -194,3 +196,50 @@ class HttpMetrics:
             method = str(scope.get("method", ""))
             self.requests.labels(route, method, str(status[0])).inc()
             self.duration.labels(route, method).observe(time.perf_counter() - start)
+
+
+class GpuGauges:
+    """The per-GPU gauges, labelled node, gpu index, model name and vendor.
+
+    The agent exports its own GPUs as ``hive_gpu_*``; the coordinator exports every node's,
+    as of its last heartbeat, as ``hive_cluster_gpu_*``. Both fill them from the same
+    telemetry samples, so one piece of code names and fills them.
+    """
+
+    LABELS = ("node", "gpu", "model", "vendor")
+
+    def __init__(self, prefix: str, source: str = "") -> None:
+        def gauge(name: str, text: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"{prefix}{name}", f"{text}{source}.", labels=self.LABELS)
+
+        self.utilization = gauge("gpu_utilization_ratio", "GPU utilisation 0..1")
+        self.memory_used = gauge("gpu_memory_used_bytes", "GPU memory in use")
+        self.memory_total = gauge("gpu_memory_total_bytes", "GPU memory size")
+        self.temperature = gauge("gpu_temperature_celsius", "GPU temperature")
+        self.power = gauge("gpu_power_watts", "GPU power draw")
+
+    def add(
+        self,
+        node: str,
+        sample: common_pb2.GpuTelemetry,
+        name: str,
+        vendor: str,
+        memory_total_bytes: int | None = None,
+    ) -> None:
+        """One GPU's sample; ``memory_total_bytes`` stands in when the sample has none."""
+        labels = [node, str(sample.index), name, vendor]
+        total = sample.memory_total_bytes or memory_total_bytes or 0
+        self.utilization.add_metric(labels, sample.utilization_percent / 100.0)
+        self.memory_used.add_metric(labels, float(sample.memory_used_bytes))
+        self.memory_total.add_metric(labels, float(total))
+        self.temperature.add_metric(labels, sample.temperature_celsius)
+        self.power.add_metric(labels, sample.power_watts)
+
+    def families(self) -> tuple[GaugeMetricFamily, ...]:
+        return (
+            self.utilization,
+            self.memory_used,
+            self.memory_total,
+            self.temperature,
+            self.power,
+        )

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from hive.metrics import LATENCY_BUCKETS_SECONDS, build_info
+from hive.metrics import LATENCY_BUCKETS_SECONDS, GpuGauges, build_info
 
 if TYPE_CHECKING:
     from node_agent.agent import Agent
@@ -118,18 +118,7 @@ class AgentCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         agent = self.agent
         node = agent.name
-        gpu_labels = ["node", "gpu", "model", "vendor"]
-        util = GaugeMetricFamily(
-            "hive_gpu_utilization_ratio", "GPU utilisation 0..1.", labels=gpu_labels
-        )
-        used = GaugeMetricFamily(
-            "hive_gpu_memory_used_bytes", "GPU memory in use.", labels=gpu_labels
-        )
-        total = GaugeMetricFamily("hive_gpu_memory_total_bytes", "GPU memory.", labels=gpu_labels)
-        temp = GaugeMetricFamily(
-            "hive_gpu_temperature_celsius", "GPU temperature.", labels=gpu_labels
-        )
-        power = GaugeMetricFamily("hive_gpu_power_watts", "GPU power draw.", labels=gpu_labels)
+        gpus = GpuGauges("hive_")
         ep_labels = ["node", "endpoint"]
         up = GaugeMetricFamily(
             "hive_endpoint_up", "1 if the endpoint's Ollama answered.", labels=ep_labels
@@ -159,12 +148,7 @@ class AgentCollector(Collector):
         telemetry = agent.last_telemetry
         for sample in telemetry.gpus if telemetry is not None else ():
             name, vendor = names.get(sample.index, ("", "other"))
-            labels = [node, str(sample.index), name, vendor]
-            util.add_metric(labels, sample.utilization_percent / 100.0)
-            used.add_metric(labels, float(sample.memory_used_bytes))
-            total.add_metric(labels, float(sample.memory_total_bytes))
-            temp.add_metric(labels, sample.temperature_celsius)
-            power.add_metric(labels, sample.power_watts)
+            gpus.add(node, sample, name, vendor)
         for endpoint in agent.endpoints.values():
             labels = [node, endpoint.id]
             n = endpoint.spec.num_parallel
@@ -173,4 +157,4 @@ class AgentCollector(Collector):
             busy.add_metric(labels, float(min(endpoint.in_flight, n)))
             queue.add_metric(labels, float(max(0, endpoint.in_flight - n)))
             loaded.add_metric(labels, float(len(endpoint.loaded)))
-        yield from (util, used, total, temp, power, up, slots, busy, queue, loaded)
+        yield from (*gpus.families(), up, slots, busy, queue, loaded)
