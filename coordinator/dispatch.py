@@ -313,6 +313,8 @@ class Dispatcher:
         self._snapshot: ClusterSnapshot | None = None
         self._snapshot_version = -1
         self._snapshot_at = 0.0
+        # The snapshot without draining or lost nodes, derived with it.
+        self._usable: ClusterSnapshot | None = None
         self._loop: asyncio.Task[None] | None = None
         registry.on_state_change.append(self._node_changed)
 
@@ -345,7 +347,16 @@ class Dispatcher:
             self._snapshot = snapshot_from_registry(self.registry, self.speeds, self.protected)
             self._snapshot_version = self.registry.version
             self._snapshot_at = now
+            self._usable = None
         return self._snapshot
+
+    def usable_snapshot(self) -> ClusterSnapshot:
+        """``snapshot()`` without the nodes that take no work for a while (draining or
+        lost), derived once per snapshot rather than on every submit."""
+        snapshot = self.snapshot()
+        if self._usable is None:
+            self._usable = _usable(snapshot)
+        return self._usable
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -438,7 +449,7 @@ class Dispatcher:
             raise UnknownModel(request.model) from None
         except QueueFull as exc:
             raise Overloaded(exc.retry_after_seconds) from None
-        if not could_ever_run(spec.model, _usable(snapshot)):
+        if not could_ever_run(spec.model, self.usable_snapshot()):
             self.scheduler.cancel(spec.id)
             raise NoCapacity(
                 f"every endpoint with model {spec.model!r} is on a draining or lost node"
