@@ -317,9 +317,6 @@ class Registry:
     def is_watching(self, queue: asyncio.Queue[cluster_pb2.WatchClusterResponse]) -> bool:
         return queue in self._watchers
 
-    def publish(self, event: cluster_pb2.WatchClusterResponse) -> None:
-        self._publish(event)
-
     def _publish(self, event: cluster_pb2.WatchClusterResponse) -> None:
         if not self._watchers:
             return
