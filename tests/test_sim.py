@@ -129,3 +129,32 @@ def test_bad_workload_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixtur
     bad.write_text("arrival: {rate: -1}\n")
     assert main(["--workload", str(bad)]) == 2
     assert "arrival.rate" in capsys.readouterr().err
+
+
+def test_capacity_of_a_shifting_mix_is_its_hardest_phase() -> None:
+    """Offered load is against what every phase sustains: a shift to a large model that
+    runs on fewer, slower endpoints lowers the workload's capacity to that phase's."""
+    from coordinator.sim import capacity
+
+    cluster = seed_cluster()
+    small = {"default": {"qwen2.5-coder:7b": 1}}
+    large = {"default": {"deepseek-coder-v2:16b": 1}}
+    base = {**SMALL_WORKLOAD, "models": small, "model_shifts": []}
+    only_small = capacity(cluster, parse_workload(base, "w.yaml"))
+    only_large = capacity(cluster, parse_workload({**base, "models": large}, "w.yaml"))
+    assert only_large < only_small / 2
+    shifting = parse_workload(
+        {**base, "model_shifts": [{"at_seconds": 60, "models": large}]}, "w.yaml"
+    )
+    assert capacity(cluster, shifting) == pytest.approx(only_large)
+
+
+def test_cold_loads_are_counted_in_the_measured_window() -> None:
+    """The loads that fill an empty cluster at time 0 are not cold loads of the workload:
+    with the whole run measured they count, with a warm-up they do not."""
+    spec = {**SMALL_WORKLOAD, "tasks": None, "duration_seconds": 400, "model_shifts": []}
+    cluster = seed_cluster()
+    whole = simulate(cluster, parse_workload({**spec, "warmup_seconds": 0}, "w.yaml"), "hive")
+    later = simulate(cluster, parse_workload({**spec, "warmup_seconds": 200}, "w.yaml"), "hive")
+    assert whole.cold_loads >= 3  # two models on several endpoints, all loaded at the start
+    assert later.cold_loads < whole.cold_loads

@@ -9,7 +9,9 @@ run is deterministic for a seed.
 Measured over tasks arriving in ``[warmup, end of arrivals]``: completion time (arrival →
 last token), queueing delay (arrival → a slot on an endpoint, model load excluded),
 throughput, GPU utilisation (fraction of time an endpoint has a request in a slot or a
-model loading, weighted by its GPUs), cold loads, and p95 per priority.
+model loading, weighted by its GPUs), and p95 per priority; cold loads, evictions and
+warm-ups are those that happen in the same window (not the loads that fill an empty
+cluster at time 0).
 """
 
 from __future__ import annotations
@@ -57,8 +59,18 @@ def capacity(cluster: ClusterConfig, workload: Workload) -> float:
     there. Models are placed greedily, scarcest first, fastest endpoint first; binary
     search finds the largest arrival rate that fits. Model loads are ignored, so real
     capacity is a little lower: an offered load of 1.0 is at or beyond saturation.
+
+    A workload whose model mix shifts is only sustainable at the rate its hardest mix
+    sustains (above it the queue grows for as long as that mix lasts), so its capacity is
+    the smallest over its phases: offered load 0.7 means no phase runs above 70 %.
     """
-    weights = workload.model_weights()
+    return min(
+        _mix_capacity(cluster, workload, workload.model_weights(at))
+        for at in workload.phase_starts()
+    )
+
+
+def _mix_capacity(cluster: ClusterConfig, workload: Workload, weights: dict[str, float]) -> float:
     types_total = sum(workload.task_types.values())
     # Mean single-stream seconds per (endpoint, model) over the token distributions.
     mean_prompt = 0.0
@@ -277,6 +289,9 @@ class Simulation:
         observe = getattr(self.policy, "observe", None)
         busy_window = [0.0] * len(self.endpoints)
         window_open = warmup <= 0.0
+        # (loads, evictions, warm-ups) summed over endpoints when the window opens/closes.
+        self._counts_open = (0, 0, 0)
+        self._counts_close: tuple[int, int, int] | None = None
         busy_at_close: list[float] | None = None
         while self._events:
             t, _, idx, ver = heapq.heappop(self._events)
@@ -286,11 +301,13 @@ class Simulation:
                 for j, e in enumerate(self.endpoints):
                     e.advance(warmup)
                     busy_window[j] = e.busy_seconds
+                self._counts_open = self._load_counts()
                 window_open = True
             if busy_at_close is None and t >= end_arrivals:
                 for e in self.endpoints:
                     e.advance(end_arrivals)
                 busy_at_close = [e.busy_seconds for e in self.endpoints]
+                self._counts_close = self._load_counts()
             now = t
             touched: set[int] = set()
             if idx == _OPTIMIZE:
@@ -373,6 +390,7 @@ class Simulation:
             for e in self.endpoints:
                 e.advance(max(end, end_arrivals))
             busy_at_close = [e.busy_seconds for e in self.endpoints]
+            self._counts_close = self._load_counts()
         return self._result(
             stats,
             cap,
@@ -383,6 +401,21 @@ class Simulation:
             busy_window,
             busy_at_close,
             rejected + unroutable,
+        )
+
+    def _load_counts(self) -> tuple[int, int, int]:
+        return (
+            sum(e.loads for e in self.endpoints),
+            sum(e.evictions for e in self.endpoints),
+            sum(e.warm_loads for e in self.endpoints),
+        )
+
+    def _window_counts(self) -> tuple[int, int, int]:
+        close = self._counts_close or self._load_counts()
+        return (
+            close[0] - self._counts_open[0],
+            close[1] - self._counts_open[1],
+            close[2] - self._counts_open[2],
         )
 
     def _finish(
@@ -531,8 +564,8 @@ class Simulation:
             completion=percentiles(completion),
             queueing=percentiles(queueing),
             completion_p95_by_priority={p: percentiles(v)["p95"] for p, v in by_prio.items()},
-            cold_loads=sum(e.loads for e in self.endpoints),
-            evictions=sum(e.evictions for e in self.endpoints),
+            cold_loads=self._window_counts()[0],
+            evictions=self._window_counts()[1],
             mean_decision_us=1e6 * self._decision_seconds / max(1, self._decisions),
             extra=self._extra(),
         )
@@ -550,7 +583,7 @@ class Simulation:
         for f in plan.findings if plan is not None else ():
             findings[f.kind] = findings.get(f.kind, 0) + 1
         return {
-            "warm_loads": sum(e.warm_loads for e in self.endpoints),
+            "warm_loads": self._window_counts()[2],
             "optimizer_changes": kinds,
             "final_limits": {
                 f"{e.node}/{e.id}": self.scheduler.limit(ep)

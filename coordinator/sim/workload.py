@@ -139,13 +139,17 @@ class Workload:
     def tokens_for(self, task_type: str) -> TokenMix:
         return self.tokens.get(task_type) or self.tokens.get("default") or TokenMix()
 
-    def model_weights(self) -> dict[str, float]:
-        """Overall probability of each model (time-averaged over shifts is not attempted:
-        the mix at time 0, weighted by the task-type mix)."""
+    def phase_starts(self) -> list[float]:
+        """Times at which the model mix changes: 0 and each shift's ``at_seconds``."""
+        return [0.0, *(s.at_seconds for s in self.model_shifts)]
+
+    def model_weights(self, at: float = 0.0) -> dict[str, float]:
+        """Probability of each model among tasks arriving at ``at`` (the mix in force
+        then, weighted by the task-type mix)."""
         total_t = sum(self.task_types.values())
         out: dict[str, float] = {}
         for tt, wt in self.task_types.items():
-            mix = self.models_for(tt, 0.0)
+            mix = self.models_for(tt, at)
             total_m = sum(mix.values()) or 1.0
             for m, wm in mix.items():
                 out[m] = out.get(m, 0.0) + wt / total_t * wm / total_m
