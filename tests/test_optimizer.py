@@ -332,6 +332,27 @@ def test_rising_demand_is_warmed_before_it_arrives_without_evicting_busy_models(
     assert plan_warmups(idle, rates, service, s, pinned) == []
 
 
+def test_a_warm_copy_goes_where_no_other_model_is_busy() -> None:
+    """Two endpoints with room: the one whose resident model has work in flight would make
+    the warm copy share its GPU (both at half speed), so the idle one is chosen, even
+    though the busy one's GPU is faster."""
+    s = WarmupSettings(bucket_seconds=60.0, min_rate=0.001, replica_load=1.0)
+    rates = {"qwen2.5-coder:7b": 0.05}  # wants one warm copy
+    service = {"qwen2.5-coder:7b": 10.0}
+    llama = LoadedModelView("llama3.1:8b", int(4.9 * GB), 1)
+    busy_fast = dataclasses.replace(
+        _endpoint("FAST", (llama,), vram_gb=16), gpu_names=("NVIDIA GeForce RTX 4090",)
+    )
+    quiet = _endpoint("QUIET", (), vram_gb=16)
+    plan = plan_warmups(_cluster(busy_fast, quiet), rates, service, s, Pins())
+    assert [(w.node, w.model) for w in plan] == [("QUIET", "qwen2.5-coder:7b")]
+    # With the fast endpoint's model idle, speed decides.
+    idle = dataclasses.replace(llama, in_flight=0)
+    idle_fast = dataclasses.replace(busy_fast, loaded=(idle,), in_flight=0)
+    plan = plan_warmups(_cluster(idle_fast, quiet), rates, service, s, Pins())
+    assert [(w.node, w.model) for w in plan] == [("FAST", "qwen2.5-coder:7b")]
+
+
 def test_placement_protects_as_many_homes_as_the_forecast_wants() -> None:
     s = WarmupSettings(bucket_seconds=60.0, min_rate=0.001, replica_load=1.0)
     qwen, llama = int(4.7 * GB), int(4.9 * GB)

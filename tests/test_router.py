@@ -346,7 +346,7 @@ def test_config_from_seed() -> None:
     assert replace(cfg, weights=Weights()).weights.chain == Weights().chain
     assert task(priority=Priority.HIGH).priority > Priority.LOW
     held = RouterConfig.from_mapping({"scheduler": {"home_wait_factor": 0}}, "c.yaml", ["A"])
-    assert held.scheduler.home_wait_factor == 0.0 and cfg.scheduler.home_wait_factor == 4.0
+    assert held.scheduler.home_wait_factor == 0.0 and cfg.scheduler.home_wait_factor == 1.0
 
 
 # ----- the optimizer's placement ---------------------------------------------------------

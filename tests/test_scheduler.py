@@ -294,7 +294,8 @@ def test_no_hold_without_a_placement_or_with_a_near_deadline() -> None:
     # With a placement but a deadline the wait could miss, the task is not held either.
     s2, protected = sched(), _home_and_spare(protect=True)
     s2.submit(t("first"), protected, 0.0)
-    s2.submit(t("second", deadline=4.0 * load_seconds(MODEL, int(4.7 * GB))), protected, 0.0)
+    bound = SchedulerConfig().home_wait_factor * load_seconds(MODEL, int(4.7 * GB))
+    s2.submit(t("second", deadline=bound), protected, 0.0)
     got = s2.dispatch(protected, 0.0)
     assert sorted((a.task.id, a.node) for a in got) == [("first", "A"), ("second", "B")]
     # And a factor of 0 turns holding off.

@@ -12,8 +12,10 @@ one above ``min_rate``), where ``service_seconds`` is its measured mean run time
 model short of copies the planner picks an endpoint that has the model on disk, is healthy,
 has spare slots, and fits it in free VRAM, or in free VRAM plus idle models that have more
 copies than their own forecast wants. It never displaces a model with work in flight or a
-pinned model, and warms at most one model per endpoint per pass. The fastest endpoint
-(measured speed, else the hardware prior) wins among those that need no eviction first.
+pinned model, and warms at most one model per endpoint per pass. Among the candidates, one
+that needs no eviction comes first, then one with no other model busy (a copy next to a
+busy model would share its GPU: both decode at half speed), then the fastest (measured
+speed, else the hardware prior).
 
 The same forecast yields a placement (``plan_placement``): on each endpoint, the resident
 models whose demand wants that copy ("homes"). The router's ``placement`` scorer charges
@@ -149,7 +151,12 @@ def plan_warmups(
                 victims = _make_room(e, m, have, want, pins)
                 if victims is None:
                     continue
-                rank = (float(len(victims)), -_speed(e, m, snapshot), float(e.in_flight))
+                rank = (
+                    float(len(victims)),
+                    float(e.busy_models),
+                    -_speed(e, m, snapshot),
+                    float(e.in_flight),
+                )
                 if best is None or rank < best[0]:
                     best = (rank, e, victims)
             if best is None:
