@@ -50,14 +50,26 @@ class OllamaClient:
     async def stream(
         self, path: str, payload: dict[str, Any]
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """POST a streaming request and yield each NDJSON object; closing the iterator aborts it."""
+        """POST a streaming request and yield each NDJSON object; closing the iterator aborts it.
+
+        The body is read to its end before the final (``done``) object is yielded: a
+        consumer that stops at ``done`` would otherwise close a response with unread bytes
+        (the chunked terminator), and httpx then drops the connection instead of reusing
+        it, so every task would pay a new TCP connection to Ollama.
+        """
         async with self._http.stream("POST", path, json={**payload, "stream": True}) as response:
             if response.status_code != 200:
                 body = await response.aread()
                 raise OllamaError(response.status_code, _error_text(body.decode(errors="replace")))
-            async for line in response.aiter_lines():
-                if line:
-                    yield json.loads(line)
+            lines = response.aiter_lines()
+            async for line in lines:
+                if not line:
+                    continue
+                item = json.loads(line)
+                if item.get("done"):
+                    async for _ in lines:
+                        pass
+                yield item
 
     async def load(self, model: str, keep_alive: str = "") -> None:
         """Load a model into VRAM without generating (Ollama's empty-prompt generate)."""

@@ -1,0 +1,68 @@
+"""The node agent's Ollama client against a minimal HTTP/1.1 server at its boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+
+from node_agent.ollama import OllamaClient
+
+LINES = [
+    {"model": "m", "response": "hello", "done": False},
+    {"model": "m", "response": "", "done": True, "done_reason": "stop", "eval_count": 1},
+]
+
+
+async def _ollama_like_server() -> tuple[asyncio.Server, list[int]]:
+    """Answers every POST with a chunked NDJSON stream, as Ollama does, and counts the TCP
+    connections it accepts. The body's terminating chunk comes a little after the ``done``
+    line, so a client that stops reading at ``done`` has not seen it yet."""
+    accepted: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                found = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+                await reader.readexactly(int(found.group(1)) if found else 0)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n"
+                )
+                for item in LINES:
+                    line = json.dumps(item).encode() + b"\n"
+                    writer.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, accepted
+
+
+async def test_streams_reuse_one_connection_even_when_the_reader_stops_at_done() -> None:
+    server, accepted = await _ollama_like_server()
+    port = server.sockets[0].getsockname()[1]
+    client = OllamaClient(f"http://127.0.0.1:{port}")
+    try:
+        for _ in range(3):
+            seen = []
+            async with contextlib.aclosing(client.stream("/api/generate", {"model": "m"})) as s:
+                async for item in s:
+                    seen.append(item)
+                    if item.get("done"):
+                        break  # what the agent's RunTask does: answer, then return
+            assert seen == LINES
+        assert len(accepted) == 1
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
