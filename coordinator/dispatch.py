@@ -196,12 +196,13 @@ def snapshot_from_registry(
     exact, on top of telemetry, which lags.
     """
     nodes = []
+    rates = speeds.load_rates()
     for record in registry:
-        nodes.append(_node_view(record))
+        nodes.append(_node_view(record, rates))
     return ClusterSnapshot(tuple(nodes), speeds.speeds(), speeds.error_rates(), protected or {})
 
 
-def _node_view(record: NodeRecord) -> NodeView:
+def _node_view(record: NodeRecord, load_rates: Mapping[EndpointKey, float]) -> NodeView:
     info, telemetry = record.info, record.telemetry
     gpus = {g.index: g for g in info.gpus}
     gpu_samples = {g.index: g for g in telemetry.gpus}
@@ -229,6 +230,7 @@ def _node_view(record: NodeRecord) -> NodeView:
                 utilization_percent=(
                     sum(s.utilization_percent for s in samples) / len(samples) if samples else 0.0
                 ),
+                load_bytes_per_second=load_rates.get((record.name, endpoint.id), 0.0),
             )
         )
     return NodeView(
@@ -595,6 +597,8 @@ class Dispatcher:
                         eval_duration_ns=stats.eval_duration_ns,
                         prompt_eval_count=stats.prompt_eval_count,
                         prompt_eval_duration_ns=stats.prompt_eval_duration_ns,
+                        load_duration_ns=stats.load_duration_ns,
+                        model_bytes=self._model_bytes(placement, request.model),
                     )
                     for observe in self.result_observers:
                         observe(placement, request, assignment.queued_seconds, stats)
@@ -607,3 +611,9 @@ class Dispatcher:
 
     def _address(self, node: str) -> str:
         return self.registry.get(node).info.agent_address
+
+    def _model_bytes(self, placement: Placement, model: str) -> int:
+        """Size of ``model`` on the placement's endpoint, as the snapshot knows it (0 when
+        the endpoint is gone or the model unknown: no load speed is learned then)."""
+        endpoint = self.snapshot().endpoint((placement.node, placement.endpoint_id))
+        return endpoint.models.get(model, 0) if endpoint is not None else 0

@@ -409,7 +409,7 @@ class Scheduler:
         keep = snap.protected.get(ep.key)
         need = ep.models.get(model, 0)
         evicted = protected_seconds(ep, need, keep) if keep else 0.0
-        swap = load_seconds(model, need) + evicted
+        swap = load_seconds(model, need, ep.load_bytes_per_second) + evicted
         bound = self.settings.home_wait_factor * swap
         waited = now - rec.submitted_at
         if waited >= bound:

@@ -61,6 +61,10 @@ class NodeSpec:
     specializations: tuple[str, ...] = ()
     features: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    # GB/s at which this host reads a model file into VRAM (NVMe about 1.5-3, a SATA SSD
+    # 0.5, a disk 0.15): how long a cold load takes. The emulator and the simulator use
+    # it; the coordinator learns the real speed from Ollama's load_duration instead.
+    model_load_gbps: float = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +287,9 @@ def _parse_endpoint(r: _Reader, gpu_count: int, need_url: bool) -> EndpointSpec:
 
 
 def parse_node(r: _Reader, need_url: bool = False) -> NodeSpec:
-    r.reject_unknown({"name", "specializations", "features", "labels", "gpus", "endpoints"})
+    r.reject_unknown(
+        {"name", "specializations", "features", "labels", "gpus", "endpoints", "model_load_gbps"}
+    )
     gpus = tuple(
         _parse_gpu(r.source, r.key(f"gpus[{i}]"), g) for i, g in enumerate(r.list_("gpus"))
     )
@@ -311,6 +317,7 @@ def parse_node(r: _Reader, need_url: bool = False) -> NodeSpec:
         specializations=r.str_list("specializations"),
         features=r.str_list("features"),
         labels=dict(labels),
+        model_load_gbps=float(r.number("model_load_gbps", 1.5)),
     )
 
 

@@ -112,6 +112,7 @@ class DevCluster:
                         max_queue=endpoint.max_queue,
                         time_scale=self.time_scale,
                         seed=seed,
+                        model_load_gbps=node.model_load_gbps,
                     )
                 )
                 await emulator.start(host="127.0.0.1", port=0)

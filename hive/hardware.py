@@ -112,8 +112,8 @@ def prompt_tokens_per_second(gpus: list[GpuKind], model: ModelKind) -> float:
     return decode_tokens_per_second(gpus, model) * PROMPT_SPEEDUP
 
 
-def load_seconds(model: ModelKind) -> float:
-    return LOAD_FIXED_SECONDS + model.size_bytes / LOAD_BYTES_PER_SECOND
+def load_seconds(model: ModelKind, bytes_per_second: float = LOAD_BYTES_PER_SECOND) -> float:
+    return LOAD_FIXED_SECONDS + model.size_bytes / bytes_per_second
 
 
 def gpu_kind(name: str) -> GpuKind:

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-parallel", type=int)
     parser.add_argument("--max-queue", type=int)
     parser.add_argument("--time-scale", type=float)
+    parser.add_argument(
+        "--model-load-gbps", type=float, help="GB/s the disk reads models at (load time)"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--keep-alive", type=float, dest="default_keep_alive", help="seconds")
     parser.add_argument("--version", dest="version")
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             "num_parallel",
             "max_queue",
             "time_scale",
+            "model_load_gbps",
             "seed",
             "default_keep_alive",
             "version",

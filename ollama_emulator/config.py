@@ -22,6 +22,8 @@ class EmulatorConfig:
     num_parallel: int = 4
     # OLLAMA_MAX_QUEUE: requests that may wait for a slot; one more is refused with 503.
     max_queue: int = 512
+    # GB/s at which model files are read into VRAM (the host's disk): the load time.
+    model_load_gbps: float = hardware.LOAD_BYTES_PER_SECOND / hardware.GB
     # Multiplies every modelled delay; 0.0 never sleeps, which benchmarks use to measure overhead.
     time_scale: float = 1.0
     # Mixed into the output text's seed so that two emulators can disagree deterministically.
@@ -37,6 +39,10 @@ class EmulatorConfig:
             raise ValueError(f"EmulatorConfig.num_parallel: must be >= 1, got {self.num_parallel}")
         if self.max_queue < 0:
             raise ValueError(f"EmulatorConfig.max_queue: must be >= 0, got {self.max_queue}")
+        if self.model_load_gbps <= 0:
+            raise ValueError(
+                f"EmulatorConfig.model_load_gbps: must be > 0, got {self.model_load_gbps}"
+            )
         if self.time_scale < 0:
             raise ValueError(f"EmulatorConfig.time_scale: must be >= 0, got {self.time_scale}")
         for name in self.models:

@@ -113,8 +113,10 @@ class Scheduler:
         time_scale: float,
         stats: EmulatorStats,
         clock: Callable[[], float],
+        load_bytes_per_second: float = hardware.LOAD_BYTES_PER_SECOND,
     ) -> None:
         self.gpus = list(gpus)
+        self._load_bps = load_bytes_per_second
         self.total_vram = sum(g.memory_bytes for g in gpus)
         self._num_parallel = num_parallel
         self._max_queue = max_queue
@@ -245,7 +247,7 @@ class Scheduler:
     async def _load(self, lease: Lease) -> Lease:
         runner = lease.runner
         self._stats.loads_total += 1
-        seconds = hardware.load_seconds(runner.kind)
+        seconds = hardware.load_seconds(runner.kind, self._load_bps)
         try:
             await self.sleep(seconds)
         except BaseException:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import NamedTuple
 
+from hive import hardware
 from hive.asgi import AsgiServer
 from ollama_emulator.activity import GpuActivity, gpu_activity
 from ollama_emulator.api import OllamaApi
@@ -48,6 +49,7 @@ class OllamaEmulator:
             time_scale=config.time_scale,
             stats=self._stats,
             clock=clock,
+            load_bytes_per_second=config.model_load_gbps * hardware.GB,
         )
         self._api = OllamaApi(
             config=config, scheduler=self._scheduler, stats=self._stats, clock=clock

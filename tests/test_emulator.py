@@ -437,3 +437,17 @@ async def test_cli_serves_until_interrupted() -> None:
 def test_cli_rejects_an_unknown_gpu(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["--gpu", "Imaginary GPU", "--port", "0"]) == 2
     assert "unknown GPU" in capsys.readouterr().err
+
+
+async def test_load_duration_follows_the_hosts_disk_speed() -> None:
+    size = hardware.model_kind(LLAMA).size_bytes
+    for gbps in (1.5, 0.5):
+        async with emulator(model_load_gbps=gbps) as emu:
+            answer = await ollama.AsyncClient(host=emu.url).generate(
+                model=LLAMA, prompt="hi", options={"num_predict": 1}
+            )
+        assert answer.load_duration / 1e9 == pytest.approx(
+            hardware.LOAD_FIXED_SECONDS + size / (gbps * hardware.GB), rel=1e-3
+        )
+    with pytest.raises(ValueError, match="model_load_gbps"):
+        EmulatorConfig(gpus=[GTX_1070], model_load_gbps=0)

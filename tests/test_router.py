@@ -143,6 +143,20 @@ def test_loaded_model_beats_cold_load() -> None:
     assert d.candidates[1].value("cold_load") > 0 and d.chosen.value("cold_load") == 0
 
 
+def test_a_measured_slow_disk_makes_a_cold_load_cost_more_there() -> None:
+    """Both endpoints must load the model; A's host was measured reading 0.25 GB/s, B's
+    never loaded anything (the default speed): B wins, and A's cold_load is priced at its
+    measured speed."""
+    from hive.hardware import LOAD_FIXED_SECONDS
+
+    slow = ep("A", load_bytes_per_second=0.25e9)
+    d = route(task(), two(node("A", slow), node("B")), CFG)
+    assert d.chosen is not None and d.chosen.node == "B"
+    by_node = {c.node: c for c in d.candidates}
+    assert by_node["A"].value("cold_load") == pytest.approx(LOAD_FIXED_SECONDS + SIZE / 0.25e9)
+    assert by_node["B"].value("cold_load") < by_node["A"].value("cold_load") / 4
+
+
 def test_shorter_queue_wins() -> None:
     busy = ep("A", loaded=(LoadedModelView(MODEL, SIZE, 6),), vram_used_bytes=SIZE, in_flight=6)
     quiet = ep("B", loaded=(LoadedModelView(MODEL, SIZE, 1),), vram_used_bytes=SIZE, in_flight=1)

@@ -193,3 +193,37 @@ async def test_a_burst_of_tasks_is_accepted_queued_and_drained_with_none_lost(
     done = [o for o in outcomes if isinstance(o, Outcome)]
     assert all(o.results == 1 for o in done)
     assert len({o.assignments[-1].task_id for o in done}) == 1200
+
+
+async def test_the_coordinator_learns_each_hosts_disk_speed_from_its_loads() -> None:
+    """ACACIA reads models at 0.5 GB/s: after one cold load there (the emulator reports
+    Ollama's load_duration), the router prices loads on ACACIA at that speed, and every
+    other endpoint keeps the default until it loads something."""
+    nodes = tuple(
+        dataclasses.replace(n, model_load_gbps=0.5) if n.name == "ACACIA" else n
+        for n in seed_cluster().nodes
+    )
+    dev = DevCluster(
+        fast_cluster(dataclasses.replace(seed_cluster(), nodes=nodes)),
+        coordinator_listen="127.0.0.1:0",
+        gateway_port=None,
+        time_scale=0.0,
+    )
+    await dev.start()
+    try:
+        await dev.wait_registered()
+        async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            # phi3:mini is on ACACIA's disk only: the first request loads it there.
+            outcome = await stream(stub, "phi3:mini", "hello", 8)
+        assert outcome.results == 1
+        dispatcher = dev.coordinator.dispatcher  # type: ignore[union-attr]
+        rates = dispatcher.speeds.load_rates()
+        assert rates[("ACACIA", "gpu0")] == pytest.approx(0.5e9, rel=0.02)
+        await eventually(
+            lambda: dispatcher.snapshot().endpoint(("ACACIA", "gpu0")).load_bytes_per_second > 0,
+            what="the learned speed in the router's snapshot",
+        )
+        assert dispatcher.snapshot().endpoint(("WALNUT", "rx9060")).load_bytes_per_second == 0.0
+    finally:
+        await dev.stop()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from coordinator.sim import POLICY_NAMES, parse_workload, simulate
 from coordinator.sim.cli import main
@@ -158,3 +159,29 @@ def test_cold_loads_are_counted_in_the_measured_window() -> None:
     later = simulate(cluster, parse_workload({**spec, "warmup_seconds": 200}, "w.yaml"), "hive")
     assert whole.cold_loads >= 3  # two models on several endpoints, all loaded at the start
     assert later.cold_loads < whole.cold_loads
+
+
+def test_a_slow_disk_makes_loads_slower_and_the_router_learns_its_speed() -> None:
+    from dataclasses import replace
+
+    from coordinator.sim import Simulation
+
+    spec = {**SMALL_WORKLOAD, "model_shifts": [], "tasks": 60}
+    cluster = parse_cluster_config(yaml.safe_load(SMALL_CLUSTER), "c.yaml")
+    slow = replace(cluster, nodes=tuple(replace(n, model_load_gbps=0.25) for n in cluster.nodes))
+    fast_sim = Simulation(cluster, parse_workload(spec, "w.yaml"), "hive")
+    slow_sim = Simulation(slow, parse_workload(spec, "w.yaml"), "hive")
+    fast_sim.run()
+    slow_sim.run()
+    learned = slow_sim.speeds.load_rates()
+    assert learned and all(r == pytest.approx(0.25e9, rel=0.01) for r in learned.values())
+    assert all(r == pytest.approx(1.5e9, rel=0.01) for r in fast_sim.speeds.load_rates().values())
+    view = slow_sim.snapshot().endpoints()[0]
+    assert view.load_bytes_per_second == pytest.approx(0.25e9, rel=0.01)
+
+
+def test_model_load_gbps_must_be_positive() -> None:
+    bad = SMALL_CLUSTER.replace("  - name: alpha\n", "  - name: alpha\n    model_load_gbps: 0\n")
+    with pytest.raises(ConfigError) as err:
+        parse_cluster_config(yaml.safe_load(bad), "c.yaml")
+    assert "nodes[0].model_load_gbps" in str(err.value) and "> 0" in str(err.value)

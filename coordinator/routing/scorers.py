@@ -130,7 +130,7 @@ def completion_model(
             ev.append(0.0)
             pl.append(0.0)
         else:
-            ld.append(load_seconds(model, nbytes))
+            ld.append(load_seconds(model, nbytes, ep.load_bytes_per_second))
             ev.append(_eviction_seconds(ep, nbytes))
             keep = protected.get(ep.key) if protected else None
             pl.append(protected_seconds(ep, nbytes, keep) if keep else 0.0)
@@ -162,7 +162,7 @@ def _eviction_seconds(ep: EndpointView, need: int) -> float:
     total = 0.0
     for m in sorted((m for m in ep.loaded if m.in_flight == 0), key=lambda m: -m.vram_bytes):
         free += m.vram_bytes
-        total += load_seconds(m.name, m.vram_bytes)
+        total += load_seconds(m.name, m.vram_bytes, ep.load_bytes_per_second)
         if free >= need:
             break
     return total
@@ -178,7 +178,9 @@ def protected_seconds(ep: EndpointView, need: int, keep: frozenset[str]) -> floa
         if m.in_flight:
             continue
         if m.name in keep:
-            guarded.append((load_seconds(m.name, m.vram_bytes), m.vram_bytes))
+            guarded.append(
+                (load_seconds(m.name, m.vram_bytes, ep.load_bytes_per_second), m.vram_bytes)
+            )
         else:
             free += m.vram_bytes
     if free >= need:

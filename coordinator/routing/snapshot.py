@@ -71,6 +71,9 @@ class EndpointView:
     healthy: bool = True
     utilization_percent: float = 0.0
     backlog_seconds: float = 0.0
+    # Measured disk-to-VRAM speed of this endpoint's host (from Ollama's load_duration),
+    # bytes/s; 0.0 = not measured yet, assume hive.hardware's default.
+    load_bytes_per_second: float = 0.0
     # Derived in __post_init__.
     loaded_by_name: Mapping[str, LoadedModelView] = field(
         init=False, repr=False, compare=False, default_factory=dict
@@ -189,12 +192,14 @@ def prior_speed(gpu_names: tuple[str, ...], model: str, model_bytes: int) -> Spe
 
 
 @lru_cache(maxsize=4096)
-def load_seconds(model: str, model_bytes: int) -> float:
-    """Seconds to load ``model`` cold: the catalog's figure, else from its size."""
+def load_seconds(model: str, model_bytes: int, bytes_per_second: float = 0.0) -> float:
+    """Seconds to load ``model`` cold at ``bytes_per_second`` (0: hive.hardware's default
+    disk speed): its catalog size if it has one, else ``model_bytes``."""
+    speed = bytes_per_second if bytes_per_second > 0.0 else hardware.LOAD_BYTES_PER_SECOND
     try:
-        return hardware.load_seconds(hardware.model_kind(model))
+        return hardware.load_seconds(hardware.model_kind(model), speed)
     except KeyError:
-        return hardware.LOAD_FIXED_SECONDS + model_bytes / hardware.LOAD_BYTES_PER_SECOND
+        return hardware.LOAD_FIXED_SECONDS + model_bytes / speed
 
 
 def snapshot_from_cluster(cluster: ClusterConfig) -> ClusterSnapshot:

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 
 from coordinator.routing.scorers import BATCH_SLOWDOWN
 from coordinator.routing.snapshot import EndpointKey, SpeedEstimate, SpeedKey
+from hive import hardware
+
+# A load shorter than the runner's fixed start-up plus this much read the file from the
+# page cache (or nothing at all): it says nothing about the disk.
+_MIN_READ_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -38,6 +43,8 @@ class SpeedTracker:
         self.error_alpha = error_alpha
         self._speeds: dict[SpeedKey, _Ewma] = {}
         self._errors: dict[EndpointKey, float] = {}
+        # Disk-to-VRAM bytes/s per endpoint, from the loads tasks waited for.
+        self._load_rates: dict[EndpointKey, float] = {}
         self._frozen_speeds: dict[SpeedKey, SpeedEstimate] | None = None
         self._frozen_errors: dict[EndpointKey, float] | None = None
 
@@ -53,15 +60,24 @@ class SpeedTracker:
         prompt_eval_count: int = 0,
         prompt_eval_duration_ns: int = 0,
         concurrency: float = 1.0,
+        load_duration_ns: int = 0,
+        model_bytes: int = 0,
     ) -> None:
         """Record one finished attempt. Failed attempts only move the error rate; speeds
-        need at least one token and a positive duration."""
+        need at least one token and a positive duration. A load the attempt waited for
+        (``load_duration_ns`` of a ``model_bytes`` model) updates the endpoint's disk
+        speed, which prices every model's cold load there."""
         ekey = (node, endpoint_id)
         prev = self._errors.get(ekey, 0.0)
         self._errors[ekey] = prev + self.error_alpha * ((0.0 if ok else 1.0) - prev)
         self._frozen_errors = None
         if not ok:
             return
+        read = load_duration_ns / 1e9 - hardware.LOAD_FIXED_SECONDS
+        if model_bytes > 0 and read > _MIN_READ_SECONDS:
+            rate = model_bytes / read
+            old = self._load_rates.get(ekey)
+            self._load_rates[ekey] = rate if old is None else old + self.alpha * (rate - old)
         decode = (
             eval_count / (eval_duration_ns / 1e9)
             if eval_count > 0 and eval_duration_ns > 0
@@ -102,6 +118,10 @@ class SpeedTracker:
             }
         return self._frozen_speeds
 
+    def load_rates(self) -> dict[EndpointKey, float]:
+        """Measured disk-to-VRAM bytes/s per endpoint (absent: never seen a load)."""
+        return self._load_rates
+
     def error_rates(self) -> dict[EndpointKey, float]:
         """The snapshot's ``error_rates`` (same sharing rule as ``speeds``)."""
         if self._frozen_errors is None:
@@ -112,5 +132,6 @@ class SpeedTracker:
         """Drop a node's measurements (it was replaced by different hardware)."""
         self._speeds = {k: v for k, v in self._speeds.items() if k[0] != node}
         self._errors = {k: v for k, v in self._errors.items() if k[0] != node}
+        self._load_rates = {k: v for k, v in self._load_rates.items() if k[0] != node}
         self._frozen_speeds = None
         self._frozen_errors = None

@@ -2,7 +2,8 @@
 
 Per endpoint (mirroring ``ollama_emulator``): each model is a runner with
 ``num_parallel`` slots; requests for a model wait FIFO in its own line; a runner is
-created by loading the model (``hive.hardware.load_seconds``), evicting idle runners
+created by loading the model (``hive.hardware.load_seconds`` at the node's
+``model_load_gbps``), evicting idle runners
 least recently used first, and only if that makes it fit; a loading runner's first
 request holds a slot. A request evaluates its prompt at the prompt speed, then decodes at
 ``single / (1 + 0.25 * (batch - 1)) / models_decoding`` tokens/s, where ``batch`` is the
@@ -91,6 +92,7 @@ class SimEndpoint:
         self.num_parallel = spec.num_parallel
         self.max_queue = spec.max_queue
         self.vram_total = sum(g.memory_bytes for g in self.gpus)
+        self.load_bytes_per_second = node.model_load_gbps * hardware.GB
         self.models = {m: model_kind(m).size_bytes for m in spec.models}
         self._speed: dict[str, tuple[float, float]] = {}
         self.runners: dict[str, Runner] = {}
@@ -222,7 +224,7 @@ class SimEndpoint:
                     if not self._make_room(self.models.get(model, DEFAULT_MODEL_BYTES)):
                         break
                     kind = model_kind(model)
-                    load = hardware.load_seconds(kind)
+                    load = hardware.load_seconds(kind, self.load_bytes_per_second)
                     r = Runner(kind, now + load, last_used=now)
                     self.runners[model] = r
                     self.loads += 1
@@ -289,7 +291,9 @@ class SimEndpoint:
             return False
         kind = model_kind(model)
         self.runners[model] = Runner(
-            kind, self.now + hardware.load_seconds(kind), last_used=self.now
+            kind,
+            self.now + hardware.load_seconds(kind, self.load_bytes_per_second),
+            last_used=self.now,
         )
         self.warm_loads += 1
         if self.load_log is not None:

@@ -218,6 +218,7 @@ class Simulation:
 
     def snapshot(self) -> ClusterSnapshot:
         nodes = []
+        rates = self.speeds.load_rates()
         i = 0
         for spec in self.cluster.nodes:
             eps = []
@@ -242,6 +243,7 @@ class Simulation:
                         in_flight=e.assigned,
                         healthy=True,
                         utilization_percent=100.0 if e.busy else 0.0,
+                        load_bytes_per_second=rates.get(e.key, 0.0),
                     )
                 )
             nodes.append(NodeView(spec.name, "healthy", False, spec.specializations, tuple(eps)))
@@ -446,6 +448,8 @@ class Simulation:
             prompt_eval_count=q.prompt_tokens,
             prompt_eval_duration_ns=int(q.prompt_seconds * 1e9),
             concurrency=concurrency,
+            load_duration_ns=int(q.load_seconds * 1e9),
+            model_bytes=e.models.get(q.model, 0),
         )
         if observe is not None:
             observe(e.node, e.id, now - q.slot_at)
