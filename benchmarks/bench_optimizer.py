@@ -2,6 +2,7 @@
 workload, same seeds, on the seed cluster (issue 8).
 
     .venv/bin/python benchmarks/bench_optimizer.py [--workload W.yaml] [--seeds 11-30] [--load L]
+        [--disk-gbps G]
 
 The workload's model mix drifts over the hour (``benchmarks/workloads/shifting_mix.yaml``).
 "defaults" is the optimizer as shipped (``OptimizerConfig()``: warm-up, placement and the
@@ -94,8 +95,17 @@ def main() -> None:
     # workload, so the optimizer's effect on it is read from paired per-seed ratios.
     ap.add_argument("--seeds", default="11-30", help="comma list or FIRST-LAST")
     ap.add_argument("--load", type=float, default=None, help="override the offered load")
+    ap.add_argument(
+        "--disk-gbps",
+        type=float,
+        default=None,
+        help="every node's model_load_gbps (how fast models load; default: the cluster's)",
+    )
     args = ap.parse_args()
     cluster = seed_cluster()
+    if args.disk_gbps is not None:
+        nodes = tuple(replace(n, model_load_gbps=args.disk_gbps) for n in cluster.nodes)
+        cluster = replace(cluster, nodes=nodes)
     workload = load_workload(args.workload)
     if args.load is not None:
         workload = workload.with_load(args.load)
@@ -122,6 +132,7 @@ def main() -> None:
         "router": "hive (same router and scheduler in every variant)",
         "seeds": seeds,
         "offered_load": workload.offered_load,
+        "model_load_gbps": sorted({n.model_load_gbps for n in cluster.nodes}),
         "optimizer_on": {
             "interval_seconds": ON.interval_seconds,
             "min_change_interval_seconds": ON.min_change_interval_seconds,
