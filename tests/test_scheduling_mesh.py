@@ -9,7 +9,7 @@ import dataclasses
 import grpc
 import pytest
 
-from hive.config import seed_cluster
+from hive.config import ClusterConfig, seed_cluster
 from hive.dev import DevCluster
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, inference_pb2, inference_pb2_grpc
 from tests.conftest import eventually, fast_cluster
@@ -39,8 +39,12 @@ async def stream(
     return outcome
 
 
-async def slow_dev(time_scale: float, **routing: object) -> DevCluster:
-    cluster = fast_cluster()
+async def slow_dev(
+    time_scale: float, cluster: ClusterConfig | None = None, **routing: object
+) -> DevCluster:
+    """``cluster`` (default: the seed's, fast heartbeats) started with emulators at
+    ``time_scale`` and registered; ``routing`` overrides sections of its routing."""
+    cluster = cluster or fast_cluster()
     if routing:
         cluster = dataclasses.replace(cluster, routing={**cluster.routing, **routing})
     dev = DevCluster(
@@ -127,15 +131,8 @@ async def test_a_full_queue_answers_resource_exhausted_with_a_retry_hint() -> No
         for n in seed_cluster().nodes
         if n.name == "IRONWOOD"
     )
-    dev = DevCluster(
-        dataclasses.replace(cluster, routing=routing, nodes=nodes),
-        coordinator_listen="127.0.0.1:0",
-        gateway_port=None,
-        time_scale=0.01,
-    )
-    await dev.start()
+    dev = await slow_dev(0.01, dataclasses.replace(cluster, routing=routing, nodes=nodes))
     try:
-        await dev.wait_registered()
         async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             # starcoder2:15b only lives on IRONWOOD/p4: one runs, two wait.
@@ -203,15 +200,8 @@ async def test_the_coordinator_learns_each_hosts_disk_speed_from_its_loads() -> 
         dataclasses.replace(n, model_load_gbps=0.5) if n.name == "ACACIA" else n
         for n in seed_cluster().nodes
     )
-    dev = DevCluster(
-        fast_cluster(dataclasses.replace(seed_cluster(), nodes=nodes)),
-        coordinator_listen="127.0.0.1:0",
-        gateway_port=None,
-        time_scale=0.0,
-    )
-    await dev.start()
+    dev = await slow_dev(0.0, fast_cluster(dataclasses.replace(seed_cluster(), nodes=nodes)))
     try:
-        await dev.wait_registered()
         async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             # phi3:mini is on ACACIA's disk only: the first request loads it there.
