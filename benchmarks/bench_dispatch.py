@@ -303,6 +303,11 @@ def main() -> int:
     parser.add_argument("--serve-coordinator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-agents", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_coordinator or args.serve_agents:
+        from hive.serving import tune_gc_for_serving
+
+        # The children are the daemons: tuned as `hive coordinator` and `hive agent` are.
+        tune_gc_for_serving()
     if args.serve_coordinator:
         asyncio.run(serve_coordinator())
         return 0

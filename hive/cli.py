@@ -21,6 +21,7 @@ from hive import __version__
 from hive.config import ConfigError, load_agent_config, load_cluster_config, seed_cluster
 from hive.console import print_json, wide_console
 from hive.pki import CertPaths, PkiError
+from hive.serving import tune_gc_for_serving
 from hive.tls import HOW_TO_SECURE, InsecureRefused, Security, client_channel
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2, inference_pb2_grpc
 
@@ -29,7 +30,9 @@ GIB = 1 << 30
 
 
 def _run_until_signal(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
-    """Run a long-lived coroutine; Ctrl-C or SIGTERM cancel it and let it clean up."""
+    """Run a long-lived coroutine (a daemon: coordinator, agent, gateway, dev cluster);
+    Ctrl-C or SIGTERM cancel it and let it clean up."""
+    tune_gc_for_serving()
 
     async def runner() -> None:
         task = asyncio.create_task(main())

@@ -13,6 +13,7 @@ and scope check).
 
 from __future__ import annotations
 
+import gc
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -243,3 +244,21 @@ def host_port(address: str, port: int) -> str:
     """Replace the port of ``host:port`` (used when binding port 0 and reading it back)."""
     host = address.rsplit(":", 1)[0]
     return f"{host}:{port}"
+
+
+# Allocations between young-generation collections in a serving process (CPython: 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc_for_serving() -> None:
+    """Collect the young generation every GC_YOUNG_THRESHOLD allocations instead of 700.
+
+    A daemon allocates protobuf messages, coroutines and dicts per request; at CPython's
+    default the collector runs every few requests and its pauses land in the tail. In
+    benchmarks/bench_dispatch.py (three processes on 2 cores, ~180 tasks/s) this moved the
+    accepted-to-running p99 from 7.4-8.0 ms to 4.3-4.8 ms (three interleaved runs each),
+    throughput unchanged. Older generations are collected proportionally less often; the
+    cost is some more memory held by garbage cycles between collections.
+    """
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, max(older, 20), max(oldest, 100))

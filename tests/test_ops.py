@@ -501,3 +501,26 @@ def test_stack_mounts_every_certificate_its_configs_name() -> None:
     assert {f"{tls_dir}/ca.pem", f"{tls_dir}/gateway.pem", f"{tls_dir}/gateway-key.pem"} <= mounted(
         gateway
     )
+
+
+def test_daemons_collect_young_garbage_less_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every long-lived command (`hive coordinator|agent|gateway|dev`) runs through
+    _run_until_signal, which raises the young-generation GC threshold (its pauses were
+    in the assignment p99) and keeps the older generations at least as lazy."""
+    import gc
+
+    from hive import cli
+    from hive.serving import GC_YOUNG_THRESHOLD
+
+    young, older, oldest = gc.get_threshold()
+    calls: list[tuple[int, ...]] = []
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: calls.append(t))
+    ran: list[bool] = []
+
+    async def daemon() -> None:
+        ran.append(True)
+
+    assert cli._run_until_signal(daemon) == 0
+    assert ran == [True]
+    assert calls == [(GC_YOUNG_THRESHOLD, max(older, 20), max(oldest, 100))]
+    assert GC_YOUNG_THRESHOLD > young
