@@ -242,6 +242,22 @@ def _node_view(record: NodeRecord, load_rates: Mapping[EndpointKey, float]) -> N
     )
 
 
+def cold_load_bytes(assignment: Assignment, snapshot: ClusterSnapshot) -> int:
+    """Size of the task's model if the router sent this attempt to load it cold, else 0.
+
+    Ollama's ``load_duration`` is the time a request waited for its runner: a load, or
+    only a turn in a busy runner's queue. Learning the disk speed from the second kind
+    would make cold loads look slow wherever requests queue, so only attempts routed to
+    an endpoint without the model count (0 also when the endpoint is gone or the model's
+    size is unknown)."""
+    key = (assignment.node, assignment.endpoint_id)
+    chosen = next((c for c in assignment.decision.candidates if c.key == key), None)
+    if chosen is None or "cold_load" not in chosen.names or chosen.value("cold_load") <= 0.0:
+        return 0
+    endpoint = snapshot.endpoint(key)
+    return endpoint.models.get(assignment.task.model, 0) if endpoint is not None else 0
+
+
 def _usable(snapshot: ClusterSnapshot) -> ClusterSnapshot:
     """The snapshot without nodes that take no work for a while (draining or lost)."""
     return ClusterSnapshot(
@@ -598,7 +614,7 @@ class Dispatcher:
                         prompt_eval_count=stats.prompt_eval_count,
                         prompt_eval_duration_ns=stats.prompt_eval_duration_ns,
                         load_duration_ns=stats.load_duration_ns,
-                        model_bytes=self._model_bytes(placement, request.model),
+                        model_bytes=cold_load_bytes(assignment, self.snapshot()),
                     )
                     for observe in self.result_observers:
                         observe(placement, request, assignment.queued_seconds, stats)
@@ -611,9 +627,3 @@ class Dispatcher:
 
     def _address(self, node: str) -> str:
         return self.registry.get(node).info.agent_address
-
-    def _model_bytes(self, placement: Placement, model: str) -> int:
-        """Size of ``model`` on the placement's endpoint, as the snapshot knows it (0 when
-        the endpoint is gone or the model unknown: no load speed is learned then)."""
-        endpoint = self.snapshot().endpoint((placement.node, placement.endpoint_id))
-        return endpoint.models.get(model, 0) if endpoint is not None else 0

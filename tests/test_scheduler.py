@@ -303,3 +303,24 @@ def test_no_hold_without_a_placement_or_with_a_near_deadline() -> None:
     s3.submit(t("first"), protected, 0.0)
     s3.submit(t("second"), protected, 0.0)
     assert len(s3.dispatch(protected, 0.0)) == 2 and s3.holds == 0
+
+
+def test_only_attempts_routed_to_a_cold_load_teach_the_disk_speed() -> None:
+    """Ollama's load_duration also counts a wait for a busy runner's slot: the coordinator
+    learns disk speed only from attempts the router sent to load the model."""
+    from coordinator.dispatch import cold_load_bytes
+
+    size = int(4.7 * GB)
+    warm = replace(ep("A"), loaded=(LoadedModelView(MODEL, size),), vram_used_bytes=size)
+    snap = ClusterSnapshot((NodeView("A", endpoints=(warm,)), NodeView("B", endpoints=(ep("B"),))))
+    s = sched()
+    s.submit(t("warm"), snap, 0.0)
+    (to_warm,) = s.dispatch(snap, 0.0)
+    assert to_warm.node == "A" and cold_load_bytes(to_warm, snap) == 0
+    # Only B is left (A's model is now "busy" but B has room and no copy): a cold load.
+    only_b = ClusterSnapshot((NodeView("B", endpoints=(ep("B"),)),))
+    s.submit(t("cold"), only_b, 0.0)
+    (to_cold,) = s.dispatch(only_b, 0.0)
+    assert to_cold.node == "B" and cold_load_bytes(to_cold, only_b) == size
+    # The endpoint gone from the snapshot: nothing to learn from.
+    assert cold_load_bytes(to_cold, snap.replace_node(NodeView("B"))) == 0
