@@ -7,7 +7,8 @@ workload, same seeds, on the seed cluster (issue 8).
 The workload's model mix drifts over the hour (``benchmarks/workloads/shifting_mix.yaml``).
 "defaults" is the optimizer as shipped (``OptimizerConfig()``: warm-up, placement and the
 bounded wait for a model's home; knee tuning off) and is what the checks compare with "off";
-"on" adds knee tuning; "tuning_only" is knee tuning without warm-up and placement. Cold
+"on" adds knee tuning; "tuning_only" is knee tuning without warm-up and placement;
+"weights" adds calibration of the router's weights. Cold
 loads are loads a request had to wait for, counted in the measured window; warm-ups (loads
 the optimizer started ahead of demand) are counted apart. Prints JSON: per variant the
 means over the seeds, per seed the raw figures, and the issue's checks (cold loads -50 %,
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.optimizer import OptimizerConfig
-from coordinator.optimizer.config import TuningSettings, WarmupSettings
+from coordinator.optimizer.config import TuningSettings, WarmupSettings, WeightSettings
 from coordinator.sim import SimResult, load_workload, simulate
 from hive.config import seed_cluster
 
@@ -46,6 +47,8 @@ VARIANTS: dict[str, OptimizerConfig | None] = {
     "defaults": DEFAULTS,
     "on": ON,
     "tuning_only": replace(ON, warmup=WarmupSettings(enabled=False)),
+    # The defaults plus calibration of the router's weights (off by default).
+    "weights": replace(DEFAULTS, weights=WeightSettings(enabled=True)),
 }
 
 

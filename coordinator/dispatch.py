@@ -318,10 +318,12 @@ class Dispatcher:
         self.metrics = metrics or CoordinatorMetrics()
         self.scheduler = Scheduler(config)
         self.speeds = SpeedTracker()
-        # Called with (placement, request, queued seconds, stats) for every result an
+        # Called with (placement, request, assignment, stats) for every result an
         # agent returns, on the event loop (the optimizer records its history from them).
         self.result_observers: list[
-            Callable[[Placement, node_agent_pb2.RunTaskRequest, float, common_pb2.TaskStats], None]
+            Callable[
+                [Placement, node_agent_pb2.RunTaskRequest, Assignment, common_pb2.TaskStats], None
+            ]
         ] = []
         self.tasks: collections.OrderedDict[str, TaskRun] = collections.OrderedDict()
         self._inboxes: dict[str, _Inbox] = {}
@@ -617,7 +619,7 @@ class Dispatcher:
                         model_bytes=cold_load_bytes(assignment, self.snapshot()),
                     )
                     for observe in self.result_observers:
-                        observe(placement, request, assignment.queued_seconds, stats)
+                        observe(placement, request, assignment, stats)
                 inbox.put_nowait(_Event(assignment.attempt, event))
             inbox.put_nowait(_Done(assignment.attempt, None))
         except grpc.aio.AioRpcError as err:

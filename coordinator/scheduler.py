@@ -53,7 +53,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from coordinator.routing.config import RouterConfig
+from coordinator.routing.config import WEIGHT_KEYS, RouterConfig
 from coordinator.routing.filters import could_ever_run
 from coordinator.routing.router import HOLD_WAIT_FOR_HOME, Decision, Hold, route
 from coordinator.routing.scorers import BATCH_SLOWDOWN, protected_seconds
@@ -292,6 +292,14 @@ class Scheduler:
         if override is not None:
             return override
         return ep.num_parallel + min(self.settings.queue_allowance, ep.max_queue)
+
+    def set_weight(self, name: str, value: float) -> None:
+        """Set router weight ``routing.weights.<name>`` for decisions from now on."""
+        if name not in WEIGHT_KEYS:
+            raise ValueError(f"unknown router weight {name!r}")
+        self.config = replace(self.config, weights=replace(self.config.weights, **{name: value}))
+        if isinstance(self.policy, HivePolicy):
+            self.policy.config = self.config
 
     def set_limit(self, node: str, endpoint_id: str, limit: int | None) -> None:
         """Override (or with None, restore) one endpoint's in-flight cap."""

@@ -52,7 +52,8 @@ def render_actions(
         why = a.reason + (f" [held back: {a.deferred}]" if a.deferred else "")
         if a.error:
             why += f" [failed: {a.error}]"
-        table.add_row(a.kind, f"{a.node}/{a.endpoint_id}", a.model or "-", a.before, a.after, why)
+        where = f"{a.node}/{a.endpoint_id}" if a.node else "router weights"
+        table.add_row(a.kind, where, a.model or "-", a.before, a.after, why)
     console.print(table)
 
 

@@ -9,7 +9,9 @@ import pytest
 
 from coordinator.optimizer import (
     SET_LIMIT,
+    SET_WEIGHT,
     WARM_MODEL,
+    Action,
     AppliedChange,
     Arrival,
     GpuSample,
@@ -24,7 +26,13 @@ from coordinator.optimizer import (
     knees,
     throughput_curve,
 )
-from coordinator.optimizer.config import DetectorSettings, Pins, TuningSettings, WarmupSettings
+from coordinator.optimizer.config import (
+    DetectorSettings,
+    Pins,
+    TuningSettings,
+    WarmupSettings,
+    WeightSettings,
+)
 from coordinator.optimizer.detectors import (
     AGENT_FLAPPING,
     QUEUE_BACKLOG,
@@ -39,6 +47,7 @@ from coordinator.optimizer.detectors import (
 )
 from coordinator.optimizer.forecast import forecast_rates, holt, plan_placement, plan_warmups
 from coordinator.optimizer.performance import performance_report
+from coordinator.routing.config import Weights
 from coordinator.routing.snapshot import (
     ClusterSnapshot,
     EndpointView,
@@ -438,12 +447,17 @@ def test_config_parses_and_names_the_bad_key() -> None:
     assert cfg.interval_seconds == 5.0 and cfg.tuning.tolerance == 0.1
     assert cfg.pins.limits == {("ACACIA", "gpu0"): 2, ("WALNUT", "rx9060"): 3}
     assert cfg.pins.models == {("ROSEWOOD", "rtx"): ("llama3.1:8b",)}
+    pinned = OptimizerConfig.from_mapping({"pins": {"weights": ["queue_wait"]}}, "c.yaml")
+    assert pinned.pins.weights == frozenset({"queue_wait"}) and not pinned.weights.enabled
     for bad, key in (
         ({"tuning": {"tolerance": 2}}, "optimizer.tuning.tolerance"),
         ({"warmup": {"keep_alive": "forever"}}, "optimizer.warmup.keep_alive"),
         ({"pins": {"limits": {"ACACIA": 2}}}, "optimizer.pins.limits.ACACIA"),
         ({"intervall": 3}, "optimizer.intervall"),
         ({"enabled": "yes"}, "optimizer.enabled"),
+        ({"weights": {"queue_wait_min": 0}}, "optimizer.weights.queue_wait_min"),
+        ({"weights": {"service_max": 0.1}}, "optimizer.weights.service_max"),
+        ({"pins": {"weights": ["chain"]}}, "optimizer.pins.weights"),
     ):
         with pytest.raises(ConfigError) as err:
             OptimizerConfig.from_mapping(bad, "c.yaml")
@@ -501,3 +515,80 @@ def test_simulator_runs_the_optimizer_on_its_clock() -> None:
     off = simulate(seed_cluster(), wl, "hive", 3)
     assert off.extra == {}
     assert WARM_MODEL == "warm_model"
+
+
+# ----- router weight calibration ----------------------------------------------------------
+
+
+def _calibration_history(n: int, wait_ratio: float, service_ratio: float) -> History:
+    tasks = [
+        TaskSample(
+            float(i),
+            "A",
+            "gpu0",
+            "qwen2.5-coder:7b",
+            "inference",
+            predicted_wait_seconds=2.0,
+            wait_seconds=2.0 * wait_ratio,
+            predicted_service_seconds=10.0,
+            service_seconds=10.0 * service_ratio,
+        )
+        for i in range(n)
+    ]
+    return History.of(tasks, window_seconds=600.0)
+
+
+def _weight_plan(config: OptimizerConfig, history: History, weights: Weights) -> list[Action]:
+    snap = _cluster(_endpoint("A", ()))
+    plan = Optimizer(config).plan(snap, history, {}, 100.0, weights=weights)
+    return [a for a in plan.actions if a.kind == SET_WEIGHT]
+
+
+def test_weights_are_calibrated_to_measured_over_predicted_within_bounds() -> None:
+    on = OptimizerConfig(weights=WeightSettings(enabled=True, min_samples=20))
+    # Waits came out 1.8x the prediction, service 0.95x (within the 10 % tolerance).
+    actions = _weight_plan(on, _calibration_history(40, 1.8, 0.95), Weights())
+    assert [(a.weight, a.value, a.before, a.after) for a in actions] == [
+        ("queue_wait", 1.8, "1", "1.8")
+    ]
+    assert "1.80" in actions[0].reason and "40 tasks" in actions[0].reason
+    assert actions[0].target == "routing.weights.queue_wait"
+    # 5x is clamped to the bound (3); a weight already there is left alone.
+    (clamped,) = _weight_plan(on, _calibration_history(40, 5.0, 1.0), Weights())
+    assert clamped.value == 3.0
+    assert _weight_plan(on, _calibration_history(40, 5.0, 1.0), Weights(queue_wait=3.0)) == []
+    # Too few tasks, tuning off, or the weight pinned: no change.
+    assert _weight_plan(on, _calibration_history(10, 1.8, 1.0), Weights()) == []
+    assert _weight_plan(OptimizerConfig(), _calibration_history(40, 1.8, 1.0), Weights()) == []
+    pinned = dataclasses.replace(on, pins=Pins(weights=frozenset({"queue_wait"})))
+    assert _weight_plan(pinned, _calibration_history(40, 1.8, 1.0), Weights()) == []
+
+
+def test_the_scheduler_routes_with_a_calibrated_weight() -> None:
+    from coordinator.scheduler import Scheduler
+
+    s = Scheduler()
+    s.set_weight("queue_wait", 2.5)
+    assert s.config.weights.queue_wait == 2.5
+    assert s.policy.config.weights.queue_wait == 2.5  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="unknown router weight"):
+        s.set_weight("nonsense", 1.0)
+
+
+def test_the_simulator_applies_weight_calibration() -> None:
+    from coordinator.sim import load_workload
+    from coordinator.sim.engine import Simulation
+
+    wl = dataclasses.replace(
+        load_workload("benchmarks/workloads/seed_mixed.yaml"),
+        duration_seconds=900.0,
+        warmup_seconds=0.0,
+    )
+    config = OptimizerConfig(weights=WeightSettings(enabled=True, min_samples=20))
+    sim = Simulation(seed_cluster(), wl, "hive", 3, optimizer=config)
+    sim.run()
+    changes = [c.action for c in sim.applied if c.action.kind == SET_WEIGHT]
+    assert changes, "the router under-predicts queue waits in this workload"
+    last = {a.weight: a.value for a in changes}
+    for name, value in last.items():
+        assert getattr(sim.scheduler.config.weights, name) == value

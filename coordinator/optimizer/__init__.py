@@ -29,6 +29,7 @@ from coordinator.optimizer.knee import CurvePoint, Knee, find_knee, knees, throu
 from coordinator.optimizer.planner import (
     PROTECT,
     SET_LIMIT,
+    SET_WEIGHT,
     WARM_MODEL,
     Action,
     AppliedChange,
@@ -40,6 +41,7 @@ __all__ = [
     "FINDING_KINDS",
     "PROTECT",
     "SET_LIMIT",
+    "SET_WEIGHT",
     "WARM_MODEL",
     "Action",
     "AppliedChange",

@@ -14,6 +14,14 @@ optimizer:
     tolerance: 0.08             # knee: least concurrency within this fraction of the best
     min_limit: 1
     max_limit: 16
+  weights:
+    enabled: false              # calibrate router weights to measured/predicted (opt-in)
+    min_samples: 50             # finished tasks with both figures before a change
+    tolerance: 0.1              # change a weight only when off by more than this fraction
+    queue_wait_min: 0.5         # bounds of each tuned weight
+    queue_wait_max: 3.0
+    service_min: 0.5
+    service_max: 2.0
   warmup:
     enabled: true
     bucket_seconds: 30          # arrivals are counted per bucket, then smoothed
@@ -38,6 +46,7 @@ optimizer:
     limits: {IRONWOOD/gtx1070: 6}            # fixed in-flight limits, never tuned
     models: {ROSEWOOD/rtx: [qwen2.5-coder:14b]}   # kept loaded, never displaced
     endpoints: [ACACIA/gpu0]                 # hands off: no optimizer action at all
+    weights: [queue_wait]                    # router weights never tuned
 ```
 
 Defaults live in the dataclasses below and nowhere else; every error is a
@@ -71,6 +80,31 @@ class TuningSettings:
     tolerance: float = 0.08
     min_limit: int = 1
     max_limit: int = 16
+
+
+# Router weights the optimizer may calibrate: each scales a scorer whose value is a
+# prediction in seconds that a finished task can be checked against.
+TUNED_WEIGHTS = ("queue_wait", "service")
+
+
+@dataclass(frozen=True, slots=True)
+class WeightSettings:
+    """Calibration of router weights: each tuned weight is set, within its bounds, to the
+    ratio of measured to predicted seconds of its scorer over the window (the router's
+    queue-wait prediction assumes the current batch persists; a weight of 1.8 says the
+    waits came out 1.8x longer). Off by default: in the simulator, weights calibrated to
+    the measured ratios did not improve p95 (benchmarks/bench_optimizer.py)."""
+
+    enabled: bool = False
+    min_samples: int = 50
+    tolerance: float = 0.1
+    queue_wait_min: float = 0.5
+    queue_wait_max: float = 3.0
+    service_min: float = 0.5
+    service_max: float = 2.0
+
+    def bounds(self, name: str) -> tuple[float, float]:
+        return (getattr(self, f"{name}_min"), getattr(self, f"{name}_max"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +143,7 @@ class Pins:
     limits: Mapping[EndpointKey, int] = field(default_factory=dict)
     models: Mapping[EndpointKey, tuple[str, ...]] = field(default_factory=dict)
     endpoints: frozenset[EndpointKey] = frozenset()
+    weights: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +155,7 @@ class OptimizerConfig:
     min_change_interval_seconds: float = 120.0
     max_actions_per_pass: int = 6
     tuning: TuningSettings = field(default_factory=TuningSettings)
+    weights: WeightSettings = field(default_factory=WeightSettings)
     warmup: WarmupSettings = field(default_factory=WarmupSettings)
     detectors: DetectorSettings = field(default_factory=DetectorSettings)
     pins: Pins = field(default_factory=Pins)
@@ -144,7 +180,7 @@ class OptimizerConfig:
                 for k, v in operator_limits.items()
             }
             merged.update(pins.limits)
-            pins = Pins(merged, pins.models, pins.endpoints)
+            pins = Pins(merged, pins.models, pins.endpoints, pins.weights)
         return cls(
             enabled=r.boolean("enabled", d.enabled),
             auto_apply=r.boolean("auto_apply", d.auto_apply),
@@ -155,6 +191,7 @@ class OptimizerConfig:
             ),
             max_actions_per_pass=r.integer("max_actions_per_pass", d.max_actions_per_pass, 0),
             tuning=_dataclass(r.sub("tuning"), TuningSettings()),
+            weights=_dataclass(r.sub("weights"), WeightSettings()),
             warmup=_dataclass(r.sub("warmup"), WarmupSettings()),
             detectors=_dataclass(r.sub("detectors"), DetectorSettings()),
             pins=pins,
@@ -241,6 +278,15 @@ def _check(r: _Section, settings: object) -> None:
             raise ConfigError(r.source, r.at("max_limit"), "must be >= min_limit")
         if not 0 <= settings.tolerance < 1:
             raise ConfigError(r.source, r.at("tolerance"), "must be in [0, 1)")
+    if isinstance(settings, WeightSettings):
+        if not 0 <= settings.tolerance < 1:
+            raise ConfigError(r.source, r.at("tolerance"), "must be in [0, 1)")
+        for name in TUNED_WEIGHTS:
+            low, high = settings.bounds(name)
+            if low <= 0:
+                raise ConfigError(r.source, r.at(f"{name}_min"), "must be > 0")
+            if high < low:
+                raise ConfigError(r.source, r.at(f"{name}_max"), f"must be >= {name}_min")
     if isinstance(settings, WarmupSettings):
         for name in ("alpha", "beta"):
             if not 0 < getattr(settings, name) <= 1:
@@ -263,7 +309,7 @@ def _endpoint_key(source: str, key: str, name: Any) -> EndpointKey:
 
 
 def _pins(r: _Section) -> Pins:
-    r.reject_unknown({"limits", "models", "endpoints"})
+    r.reject_unknown({"limits", "models", "endpoints", "weights"})
     limits: dict[EndpointKey, int] = {}
     raw_limits = r.sub("limits")
     for name in raw_limits.data:
@@ -279,4 +325,11 @@ def _pins(r: _Section) -> Pins:
     if not isinstance(raw_eps, list):
         raise ConfigError(r.source, r.at("endpoints"), "expected a list of NODE/endpoint")
     endpoints = frozenset(_endpoint_key(r.source, r.at("endpoints"), name) for name in raw_eps)
-    return Pins(limits, models, endpoints)
+    raw_weights = r.data.get("weights", []) or []
+    if not isinstance(raw_weights, list) or not all(w in TUNED_WEIGHTS for w in raw_weights):
+        raise ConfigError(
+            r.source,
+            r.at("weights"),
+            f"expected a list of router weights from {', '.join(TUNED_WEIGHTS)}",
+        )
+    return Pins(limits, models, endpoints, frozenset(raw_weights))

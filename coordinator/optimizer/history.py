@@ -46,6 +46,12 @@ class TaskSample:
     eval_seconds: float = 0.0
     concurrency: int = 1
     load_seconds: float = 0.0
+    # What the router predicted at dispatch and what came out, in seconds (-1: unknown):
+    # waiting for a slot on the endpoint, and prompt plus decoding.
+    predicted_wait_seconds: float = -1.0
+    wait_seconds: float = -1.0
+    predicted_service_seconds: float = -1.0
+    service_seconds: float = -1.0
 
     @property
     def key(self) -> tuple[str, str, str]:

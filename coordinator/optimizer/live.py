@@ -30,8 +30,16 @@ from coordinator.optimizer.history import (
     TaskSample,
 )
 from coordinator.optimizer.performance import Performance, performance_report
-from coordinator.optimizer.planner import PROTECT, SET_LIMIT, AppliedChange, Optimizer, Plan
+from coordinator.optimizer.planner import (
+    PROTECT,
+    SET_LIMIT,
+    SET_WEIGHT,
+    AppliedChange,
+    Optimizer,
+    Plan,
+)
 from coordinator.registry import NodeRecord, NodeState, Registry, UnknownNode
+from coordinator.scheduler import Assignment
 from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2
 
 log = logging.getLogger("hive.coordinator.optimizer")
@@ -72,11 +80,20 @@ class LiveOptimizer:
         self,
         placement: Placement,
         request: node_agent_pb2.RunTaskRequest,
-        queued_seconds: float,
+        assignment: Assignment,
         stats: common_pb2.TaskStats,
     ) -> None:
         running = self.dispatcher.scheduler.running_by_endpoint()
         load = stats.load_duration_ns / 1e9
+        service = (stats.prompt_eval_duration_ns + stats.eval_duration_ns) / 1e9
+        # Time before the prompt: Ollama counts a wait for a busy runner's slot in
+        # load_duration, so unless the router sent this attempt to load the model, all of
+        # it was waiting.
+        key = (assignment.node, assignment.endpoint_id)
+        chosen = next((c for c in assignment.decision.candidates if c.key == key), None)
+        before = stats.total_duration_ns / 1e9 - service
+        cold = chosen is not None and chosen.value("cold_load") > 0.0
+        wait = max(0.0, before - load) if cold else max(0.0, before)
         self.history.add(
             TaskSample(
                 self.clock(),
@@ -84,12 +101,16 @@ class LiveOptimizer:
                 placement.endpoint_id,
                 request.model,
                 task_type_name(request.type),
-                queued_seconds=queued_seconds,
+                queued_seconds=assignment.queued_seconds,
                 run_seconds=max(0.0, stats.total_duration_ns / 1e9 - load),
                 eval_count=stats.eval_count,
                 eval_seconds=stats.eval_duration_ns / 1e9,
                 concurrency=max(1, running.get((placement.node, placement.endpoint_id), 1)),
                 load_seconds=load,
+                predicted_wait_seconds=chosen.value("queue_wait") if chosen else -1.0,
+                wait_seconds=wait if stats.total_duration_ns else -1.0,
+                predicted_service_seconds=chosen.value("service") if chosen else -1.0,
+                service_seconds=service if stats.total_duration_ns else -1.0,
             )
         )
 
@@ -149,14 +170,18 @@ class LiveOptimizer:
         scheduler = self.dispatcher.scheduler
         snapshot = scheduler.overlay(self.dispatcher.snapshot(), now)
         limits = {ep.key: scheduler.limit(ep) for ep in snapshot.endpoints()}
-        plan = self.optimizer.plan(snapshot, self.history, limits, now)
+        plan = self.optimizer.plan(
+            snapshot, self.history, limits, now, weights=scheduler.config.weights
+        )
         if dry_run:
             return PassResult(plan, (), True)
         applied = []
         for a in plan.actions:
-            if a.kind in (SET_LIMIT, PROTECT):
+            if a.kind in (SET_LIMIT, PROTECT, SET_WEIGHT):
                 if a.kind == SET_LIMIT:
                     scheduler.set_limit(a.node, a.endpoint_id, a.limit)
+                elif a.kind == SET_WEIGHT and a.value is not None:
+                    scheduler.set_weight(a.weight, a.value)
                 # A PROTECT takes effect below, through the dispatcher's snapshot.
                 applied.append(AppliedChange(now, a))
                 continue
@@ -168,7 +193,7 @@ class LiveOptimizer:
         self.optimizer.commit(applied)
         # The router reads the placement from the dispatcher's snapshot from now on.
         self.dispatcher.protected = self.optimizer.placement
-        if any(a.kind in (SET_LIMIT, PROTECT) for a in plan.actions):
+        if any(a.kind in (SET_LIMIT, PROTECT, SET_WEIGHT) for a in plan.actions):
             self.dispatcher.kick()
         return PassResult(plan, tuple(applied), False)
 

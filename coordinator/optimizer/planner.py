@@ -36,17 +36,26 @@ from coordinator.optimizer.forecast import (
     plan_warmups,
     service_seconds,
 )
-from coordinator.optimizer.history import History, recent
+from coordinator.optimizer.history import History, TaskSample, recent
 from coordinator.optimizer.knee import Knee, endpoint_knee, knees
+from coordinator.routing.config import Weights
 from coordinator.routing.snapshot import ClusterSnapshot, EndpointView
 
 log = logging.getLogger("hive.coordinator.optimizer")
 
-ActionKind = Literal["set_limit", "warm_model", "protect"]
+ActionKind = Literal["set_limit", "warm_model", "protect", "set_weight"]
 SET_LIMIT: ActionKind = "set_limit"
 WARM_MODEL: ActionKind = "warm_model"
 # A placement change: the models the router should not evict on one endpoint.
 PROTECT: ActionKind = "protect"
+# A router weight (``routing.weights.<weight>``) set to ``value``; no node or endpoint.
+SET_WEIGHT: ActionKind = "set_weight"
+
+# (SET_WEIGHT) the predicted and measured fields of a TaskSample behind each tuned weight.
+_CALIBRATION = {
+    "queue_wait": ("predicted_wait_seconds", "wait_seconds"),
+    "service": ("predicted_service_seconds", "service_seconds"),
+}
 
 # Why an action was held back.
 DEFERRED_RATE_LIMITED = "rate_limited"
@@ -74,10 +83,20 @@ class Action:
     source: str = ""
     # Set when it was held back: DEFERRED_*.
     deferred: str = ""
+    # For SET_WEIGHT: which router weight, and its new value.
+    weight: str = ""
+    value: float | None = None
 
     @property
     def subject(self) -> tuple[str, str, str]:
-        return (self.kind, self.node, self.endpoint_id)
+        return (self.kind, self.node, self.endpoint_id or self.weight)
+
+    @property
+    def target(self) -> str:
+        """What it changes, for logs: ``NODE/endpoint`` or ``routing.weights.<name>``."""
+        return (
+            f"routing.weights.{self.weight}" if self.weight else f"{self.node}/{self.endpoint_id}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +138,11 @@ class Optimizer:
         history: History,
         limits: Mapping[EndpointKey, int],
         now: float,
+        weights: Weights | None = None,
     ) -> Plan:
         """One pass over ``snapshot`` (with the scheduler's in-flight work overlaid) and
-        ``history``; ``limits`` are the endpoints' current in-flight limits."""
+        ``history``; ``limits`` are the endpoints' current in-flight limits, ``weights`` the
+        router's current weights (needed to calibrate them)."""
         cfg = self.config
         window = cfg.window_seconds
         findings = detect(history, snapshot, now, cfg.detectors, window)
@@ -138,6 +159,8 @@ class Optimizer:
             action = self._limit_action(ep, limits, by_endpoint.get(ep.key, []), hot_nodes)
             if action is not None:
                 wanted.append(action)
+        if cfg.weights.enabled and weights is not None:
+            wanted.extend(self._weight_actions(samples, weights))
         rates: dict[str, float] = {}
         if cfg.warmup.enabled:
             rates = forecast_rates(history, now, cfg.warmup)
@@ -216,6 +239,47 @@ class Optimizer:
                     ", ".join(sorted(new)) or "-",
                     protect=tuple(sorted(new)),
                     source="forecast",
+                )
+            )
+        return out
+
+    def _weight_actions(self, samples: Iterable[TaskSample], weights: Weights) -> list[Action]:
+        """SET_WEIGHT for each tuned, unpinned weight whose scorer's measured seconds over
+        the window differ from its predicted seconds by more than ``tolerance``: the weight
+        becomes their ratio, within its bounds."""
+        cfg = self.config.weights
+        rows = list(samples)
+        out: list[Action] = []
+        for name, (predicted_field, measured_field) in _CALIBRATION.items():
+            if name in self.config.pins.weights:
+                continue
+            pairs = [
+                (getattr(t, predicted_field), getattr(t, measured_field))
+                for t in rows
+                if getattr(t, predicted_field) >= 0.0 and getattr(t, measured_field) >= 0.0
+            ]
+            predicted = sum(p for p, _ in pairs)
+            if len(pairs) < cfg.min_samples or predicted <= 0.0:
+                continue
+            measured = sum(m for _, m in pairs)
+            low, high = cfg.bounds(name)
+            target = round(max(low, min(high, measured / predicted)), 2)
+            current = getattr(weights, name)
+            if abs(target - current) <= cfg.tolerance * current:
+                continue
+            out.append(
+                Action(
+                    SET_WEIGHT,
+                    "",
+                    "",
+                    f"{name} measured {measured:.0f}s against {predicted:.0f}s predicted "
+                    f"over {len(pairs)} tasks (ratio {measured / predicted:.2f}, "
+                    f"bounds {low:g}-{high:g})",
+                    f"{current:g}",
+                    f"{target:g}",
+                    source="calibration",
+                    weight=name,
+                    value=target,
                 )
             )
         return out
@@ -303,10 +367,9 @@ class Optimizer:
                     else:
                         placement.pop((a.node, a.endpoint_id), None)
                 log.info(
-                    "optimizer: %s %s/%s%s %s -> %s: %s",
+                    "optimizer: %s %s%s %s -> %s: %s",
                     a.kind,
-                    a.node,
-                    a.endpoint_id,
+                    a.target,
                     f" {a.model}" if a.model else "",
                     a.before,
                     a.after,
@@ -314,10 +377,9 @@ class Optimizer:
                 )
             else:
                 log.warning(
-                    "optimizer: %s %s/%s%s failed: %s",
+                    "optimizer: %s %s%s failed: %s",
                     a.kind,
-                    a.node,
-                    a.endpoint_id,
+                    a.target,
                     f" {a.model}" if a.model else "",
                     change.error,
                 )

@@ -24,6 +24,7 @@ from typing import Any
 from coordinator.optimizer import (
     PROTECT,
     SET_LIMIT,
+    SET_WEIGHT,
     AppliedChange,
     Arrival,
     History,
@@ -37,7 +38,7 @@ from coordinator.routing.config import RouterConfig
 from coordinator.routing.snapshot import ClusterSnapshot, EndpointView, LoadedModelView, NodeView
 from coordinator.routing.speed import SpeedTracker
 from coordinator.routing.task import Priority
-from coordinator.scheduler import FinishKind, QueueFull, Scheduler, Unroutable
+from coordinator.scheduler import Assignment, FinishKind, QueueFull, Scheduler, Unroutable
 from coordinator.sim.cluster import BATCH_SLOWDOWN, Request, SimEndpoint
 from coordinator.sim.policies import make_policy
 from coordinator.sim.workload import Workload
@@ -209,6 +210,8 @@ class Simulation:
         self.history = History(optimizer.window_seconds if optimizer else 600.0)
         self._task_types: dict[str, str] = {}
         self._queued_by_type: dict[str, int] = {}
+        # (task, attempt) -> the router's predicted (queue wait, service) seconds.
+        self._predicted: dict[tuple[str, int], tuple[float, float]] = {}
         self.applied: list[AppliedChange] = []
         if optimizer is not None:
             for e in self.endpoints:
@@ -359,8 +362,10 @@ class Simulation:
                 for a in assignments:
                     j = index[(a.node, a.endpoint_id)]
                     e = self.endpoints[j]
-                    if self.optimizer is not None and a.attempt == 1:
-                        self._queued_by_type[a.task.type] -= 1
+                    if self.optimizer is not None:
+                        if a.attempt == 1:
+                            self._queued_by_type[a.task.type] -= 1
+                        self._predicted[(a.task.id, a.attempt)] = _predicted(a)
                     e.advance(now)
                     e.submit(
                         Request(
@@ -454,6 +459,7 @@ class Simulation:
         if observe is not None:
             observe(e.node, e.id, now - q.slot_at)
         if self.optimizer is not None:
+            wait, service = self._predicted.pop((q.task_id, q.attempt), (-1.0, -1.0))
             self.history.add(
                 TaskSample(
                     now,
@@ -467,6 +473,10 @@ class Simulation:
                     eval_seconds=decode_wall,
                     concurrency=e.assigned + 1,
                     load_seconds=q.load_seconds,
+                    predicted_wait_seconds=wait,
+                    wait_seconds=q.slot_at - q.assigned_at,
+                    predicted_service_seconds=service,
+                    service_seconds=q.prompt_seconds + decode_wall,
                 )
             )
 
@@ -486,10 +496,15 @@ class Simulation:
         h.trim(now)
         snap = self.snapshot()
         limits = {ep.key: self.scheduler.limit(ep) for ep in snap.endpoints()}
-        plan = opt.plan(snap, h, limits, now)
+        plan = opt.plan(snap, h, limits, now, weights=self.scheduler.config.weights)
         touched: set[int] = set()
         applied = []
         for a in plan.actions:
+            if a.kind == SET_WEIGHT:
+                if a.value is not None:
+                    self.scheduler.set_weight(a.weight, a.value)
+                applied.append(AppliedChange(now, a))
+                continue
             j = index[(a.node, a.endpoint_id)]
             if a.kind == SET_LIMIT:
                 self.scheduler.set_limit(a.node, a.endpoint_id, a.limit)
@@ -596,6 +611,15 @@ class Simulation:
             "findings_at_end": findings,
             "home_holds": self.scheduler.holds,
         }
+
+
+def _predicted(a: Assignment) -> tuple[float, float]:
+    """The router's predicted (queue wait, service) seconds for an assignment's endpoint;
+    (-1, -1) when its policy does not predict them (the baselines)."""
+    for c in a.decision.candidates:
+        if c.key == (a.node, a.endpoint_id) and "queue_wait" in c.names:
+            return c.value("queue_wait"), c.value("service")
+    return -1.0, -1.0
 
 
 def simulate(
