@@ -176,3 +176,41 @@ async def test_disabled_optimizer_answers_failed_precondition() -> None:
             assert "optimizer.enabled" in (err.value.details() or "")
     finally:
         await dev.stop()
+
+
+async def test_the_live_optimizer_records_predictions_and_calibrates_weights() -> None:
+    """Each finished task leaves the router's predicted and the measured seconds in the
+    optimizer's history (the emulator reports modelled durations even at time scale 0),
+    and a pass with calibration on sets the weight from their ratio, within its bounds,
+    and the router uses it. (The emulator and the router share one hardware model, so the
+    service ratio is about 1; the bound 0.5 makes the change certain.)"""
+    optimizer = {
+        **OPTIMIZER,
+        "weights": {"enabled": True, "min_samples": 3, "service_min": 0.1, "service_max": 0.5},
+    }
+    cluster = dataclasses.replace(fast_cluster(), optimizer=optimizer)
+    dev = DevCluster(cluster, coordinator_listen="127.0.0.1:0", gateway_port=None, time_scale=0)
+    try:
+        await dev.start()
+        await dev.wait_registered(timeout=10)
+        async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            for i in range(4):
+                await _generate(stub, i)
+        coordinator = dev.coordinator
+        assert coordinator is not None and coordinator.optimizer is not None
+        samples = list(coordinator.optimizer.history.tasks)
+        assert len(samples) == 4
+        assert all(s.predicted_service_seconds > 0 and s.service_seconds > 0 for s in samples)
+        assert all(s.predicted_wait_seconds >= 0 and s.wait_seconds >= 0 for s in samples)
+        result = coordinator.optimizer.run_pass(dry_run=False)
+        changes = {c.action.weight: c.action for c in result.applied if c.action.weight}
+        ratio = sum(s.service_seconds for s in samples) / sum(
+            s.predicted_service_seconds for s in samples
+        )
+        assert ratio > 0.5 and changes["service"].value == 0.5
+        assert f"ratio {ratio:.2f}" in changes["service"].reason
+        weights = coordinator.dispatcher.scheduler.config.weights
+        assert weights.service == 0.5
+    finally:
+        await dev.stop()
