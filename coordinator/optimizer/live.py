@@ -18,7 +18,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from coordinator.dispatch import Dispatcher, Placement, task_type_name
+from coordinator.dispatch import (
+    Dispatcher,
+    Placement,
+    chosen_candidate,
+    routed_cold,
+    task_type_name,
+)
 from coordinator.optimizer.config import EndpointKey, OptimizerConfig
 from coordinator.optimizer.history import (
     Arrival,
@@ -89,11 +95,9 @@ class LiveOptimizer:
         # Time before the prompt: Ollama counts a wait for a busy runner's slot in
         # load_duration, so unless the router sent this attempt to load the model, all of
         # it was waiting.
-        key = (assignment.node, assignment.endpoint_id)
-        chosen = next((c for c in assignment.decision.candidates if c.key == key), None)
+        chosen = chosen_candidate(assignment)
         before = stats.total_duration_ns / 1e9 - service
-        cold = chosen is not None and chosen.value("cold_load") > 0.0
-        wait = max(0.0, before - load) if cold else max(0.0, before)
+        wait = max(0.0, before - load) if routed_cold(assignment) else max(0.0, before)
         self.history.add(
             TaskSample(
                 self.clock(),
