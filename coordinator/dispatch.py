@@ -27,7 +27,6 @@ import grpc
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.registry import NodeRecord, NodeState, Registry
 from coordinator.routing import (
-    Candidate,
     ClusterSnapshot,
     Decision,
     EndpointKey,
@@ -243,22 +242,6 @@ def _node_view(record: NodeRecord, load_rates: Mapping[EndpointKey, float]) -> N
     )
 
 
-def chosen_candidate(assignment: Assignment) -> Candidate | None:
-    """The router's scored candidate for the endpoint the attempt went to (None when the
-    policy did not score it with the router's scorers)."""
-    key = (assignment.node, assignment.endpoint_id)
-    for c in assignment.decision.candidates:
-        if c.key == key and "cold_load" in c.names:
-            return c
-    return None
-
-
-def routed_cold(assignment: Assignment) -> bool:
-    """Whether the router sent the attempt to an endpoint that had to load its model."""
-    chosen = chosen_candidate(assignment)
-    return chosen is not None and chosen.value("cold_load") > 0.0
-
-
 def cold_load_bytes(assignment: Assignment, snapshot: ClusterSnapshot) -> int:
     """Size of the task's model if the router sent this attempt to load it cold, else 0.
 
@@ -267,7 +250,7 @@ def cold_load_bytes(assignment: Assignment, snapshot: ClusterSnapshot) -> int:
     would make cold loads look slow wherever requests queue, so only attempts routed to
     an endpoint without the model count (0 also when the endpoint is gone or the model's
     size is unknown)."""
-    if not routed_cold(assignment):
+    if not assignment.routed_cold:
         return 0
     endpoint = snapshot.endpoint((assignment.node, assignment.endpoint_id))
     return endpoint.models.get(assignment.task.model, 0) if endpoint is not None else 0

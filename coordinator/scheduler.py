@@ -55,7 +55,7 @@ from typing import Protocol
 
 from coordinator.routing.config import WEIGHT_KEYS, RouterConfig
 from coordinator.routing.filters import could_ever_run
-from coordinator.routing.router import HOLD_WAIT_FOR_HOME, Decision, Hold, route
+from coordinator.routing.router import HOLD_WAIT_FOR_HOME, Candidate, Decision, Hold, route
 from coordinator.routing.scorers import BATCH_SLOWDOWN, protected_seconds
 from coordinator.routing.snapshot import (
     ClusterSnapshot,
@@ -147,6 +147,22 @@ class Assignment:
     decision: Decision
     # Seconds the task waited in the coordinator's queue before this attempt.
     queued_seconds: float
+
+    @property
+    def candidate(self) -> Candidate | None:
+        """The router's scored candidate for the endpoint this attempt went to (None when
+        the policy did not score it with the router's scorers, e.g. a baseline)."""
+        key = (self.node, self.endpoint_id)
+        for c in self.decision.candidates:
+            if c.key == key and "cold_load" in c.names:
+                return c
+        return None
+
+    @property
+    def routed_cold(self) -> bool:
+        """Whether the router sent this attempt to an endpoint that had to load its model."""
+        chosen = self.candidate
+        return chosen is not None and chosen.value("cold_load") > 0.0
 
 
 class FinishKind(enum.Enum):

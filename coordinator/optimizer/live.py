@@ -18,13 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from coordinator.dispatch import (
-    Dispatcher,
-    Placement,
-    chosen_candidate,
-    routed_cold,
-    task_type_name,
-)
+from coordinator.dispatch import Dispatcher, Placement, task_type_name
 from coordinator.optimizer.config import EndpointKey, OptimizerConfig
 from coordinator.optimizer.history import (
     Arrival,
@@ -95,9 +89,9 @@ class LiveOptimizer:
         # Time before the prompt: Ollama counts a wait for a busy runner's slot in
         # load_duration, so unless the router sent this attempt to load the model, all of
         # it was waiting.
-        chosen = chosen_candidate(assignment)
+        chosen = assignment.candidate
         before = stats.total_duration_ns / 1e9 - service
-        wait = max(0.0, before - load) if routed_cold(assignment) else max(0.0, before)
+        wait = max(0.0, before - load) if assignment.routed_cold else max(0.0, before)
         self.history.add(
             TaskSample(
                 self.clock(),

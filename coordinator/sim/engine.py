@@ -616,10 +616,10 @@ class Simulation:
 def _predicted(a: Assignment) -> tuple[float, float]:
     """The router's predicted (queue wait, service) seconds for an assignment's endpoint;
     (-1, -1) when its policy does not predict them (the baselines)."""
-    for c in a.decision.candidates:
-        if c.key == (a.node, a.endpoint_id) and "queue_wait" in c.names:
-            return c.value("queue_wait"), c.value("service")
-    return -1.0, -1.0
+    chosen = a.candidate
+    if chosen is None:
+        return -1.0, -1.0
+    return chosen.value("queue_wait"), chosen.value("service")
 
 
 def simulate(
