@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 
-from harness import serve_one_node, server_child
+from harness import http_ttft, mesh_ttft, serve_one_node, server_child
 
 MODEL = "llama3.1:8b"
 
@@ -36,7 +36,7 @@ async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]
     import grpc
     import httpx
 
-    from hive.v1 import inference_pb2, inference_pb2_grpc
+    from hive.v1 import inference_pb2_grpc
 
     body = {"model": MODEL, "prompt": "", "options": {"num_predict": 32}}
     paths: dict[str, list[float]] = {"emulator": [], "grpc_mesh": [], "gateway_ollama_api": []}
@@ -46,35 +46,20 @@ async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]
     ):
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
 
-        async def http_ttft(base: str, prompt: str) -> float:
-            start = time.perf_counter()
-            first = 0.0
-            async with http.stream(
-                "POST", f"{base}/api/generate", json={**body, "prompt": prompt}
-            ) as response:
-                async for line in response.aiter_lines():
-                    if not first and line and json.loads(line).get("response"):
-                        first = time.perf_counter() - start
-            return first
+        async def gateway_path(base: str, prompt: str) -> float:
+            return await http_ttft(http, f"{base}/api/generate", {**body, "prompt": prompt})
 
-        async def grpc_ttft(prompt: str) -> float:
-            start = time.perf_counter()
-            first = 0.0
-            request = inference_pb2.GenerateRequest(model=MODEL, prompt=prompt)
-            request.options.update({"num_predict": 32})
-            async for event in stub.Generate(request):
-                if not first and event.HasField("chunk"):
-                    first = time.perf_counter() - start
-            return first
+        async def grpc_path(prompt: str) -> float:
+            return await mesh_ttft(stub, MODEL, prompt, 32)
 
         for i in range(20):
-            await http_ttft(addresses["emulator"], f"warm {i}")
-            await grpc_ttft(f"warm {i}")
-            await http_ttft(addresses["gateway"], f"warm {i}")
+            await gateway_path(addresses["emulator"], f"warm {i}")
+            await grpc_path(f"warm {i}")
+            await gateway_path(addresses["gateway"], f"warm {i}")
         for i in range(requests):
-            paths["emulator"].append(await http_ttft(addresses["emulator"], f"p {i}"))
-            paths["grpc_mesh"].append(await grpc_ttft(f"p {i}"))
-            paths["gateway_ollama_api"].append(await http_ttft(addresses["gateway"], f"p {i}"))
+            paths["emulator"].append(await gateway_path(addresses["emulator"], f"p {i}"))
+            paths["grpc_mesh"].append(await grpc_path(f"p {i}"))
+            paths["gateway_ollama_api"].append(await gateway_path(addresses["gateway"], f"p {i}"))
 
         latencies: list[float] = []
         deadline = time.perf_counter() + 10

@@ -17,9 +17,8 @@ import json
 import os
 import statistics
 import sys
-import time
 
-from harness import serve_one_node, server_child
+from harness import http_ttft, mesh_ttft, serve_one_node, server_child
 
 MODEL = "llama3.1:8b"
 
@@ -43,7 +42,7 @@ async def measure(coordinator: str, emulator: str, requests: int) -> dict[str, o
     import grpc
     import httpx
 
-    from hive.v1 import inference_pb2, inference_pb2_grpc
+    from hive.v1 import inference_pb2_grpc
 
     direct: list[float] = []
     mesh: list[float] = []
@@ -54,24 +53,11 @@ async def measure(coordinator: str, emulator: str, requests: int) -> dict[str, o
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
 
         async def one_direct(prompt: str) -> float:
-            start = time.perf_counter()
-            first = 0.0
             body = {"model": MODEL, "prompt": prompt, "options": {"num_predict": 32}}
-            async with http.stream("POST", "/api/generate", json=body) as response:
-                async for line in response.aiter_lines():
-                    if not first and line and json.loads(line).get("response"):
-                        first = time.perf_counter() - start
-            return first
+            return await http_ttft(http, "/api/generate", body)
 
         async def one_mesh(prompt: str) -> float:
-            start = time.perf_counter()
-            first = 0.0
-            request = inference_pb2.GenerateRequest(model=MODEL, prompt=prompt)
-            request.options.update({"num_predict": 32})
-            async for event in stub.Generate(request):
-                if not first and event.HasField("chunk"):
-                    first = time.perf_counter() - start
-            return first
+            return await mesh_ttft(stub, MODEL, prompt, 32)
 
         # Warm up: model loaded, connections open, code paths imported.
         for i in range(20):

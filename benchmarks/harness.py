@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,33 @@ async def serve_one_node(model: str, state_path: str, gateway: bool = False) -> 
         await asyncio.Event().wait()
     finally:
         await dev.stop()
+
+
+async def http_ttft(http: Any, url: str, body: dict[str, Any]) -> float:
+    """Seconds from sending a streaming Ollama ``/api/generate`` (``body``) to ``url`` until
+    the first line with text; the rest of the answer is read too (0.0: no text came)."""
+    start = time.perf_counter()
+    first = 0.0
+    async with http.stream("POST", url, json=body) as response:
+        async for line in response.aiter_lines():
+            if not first and line and json.loads(line).get("response"):
+                first = time.perf_counter() - start
+    return first
+
+
+async def mesh_ttft(stub: Any, model: str, prompt: str, tokens: int) -> float:
+    """Seconds from a gRPC ``InferenceService.Generate`` until its first output chunk;
+    the rest of the stream is read too (0.0: no chunk came)."""
+    from hive.v1 import inference_pb2
+
+    start = time.perf_counter()
+    first = 0.0
+    request = inference_pb2.GenerateRequest(model=model, prompt=prompt)
+    request.options.update({"num_predict": tokens})
+    async for event in stub.Generate(request):
+        if not first and event.HasField("chunk"):
+            first = time.perf_counter() - start
+    return first
 
 
 @contextlib.contextmanager
