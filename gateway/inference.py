@@ -75,19 +75,19 @@ class Generation:
 
 
 async def generate(upstream: Upstream, request: inference_pb2.GenerateRequest) -> Generation:
-    generation = Generation(
-        upstream.inference.Generate(request, timeout=GENERATION_TIMEOUT_SECONDS)
+    return await _started(
+        Generation(upstream.inference.Generate(request, timeout=GENERATION_TIMEOUT_SECONDS))
     )
-    try:
-        await generation.prefetch()
-    except BaseException:
-        generation.close()
-        raise
-    return generation
 
 
 async def chat(upstream: Upstream, request: inference_pb2.ChatRequest) -> Generation:
-    generation = Generation(upstream.inference.Chat(request, timeout=GENERATION_TIMEOUT_SECONDS))
+    return await _started(
+        Generation(upstream.inference.Chat(request, timeout=GENERATION_TIMEOUT_SECONDS))
+    )
+
+
+async def _started(generation: Generation) -> Generation:
+    """``generation`` once its first event is in; closed (the call cancelled) if that fails."""
     try:
         await generation.prefetch()
     except BaseException:
