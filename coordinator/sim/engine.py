@@ -213,6 +213,7 @@ class Simulation:
         # (task, attempt) -> the router's predicted (queue wait, service) seconds.
         self._predicted: dict[tuple[str, int], tuple[float, float]] = {}
         self.applied: list[AppliedChange] = []
+        self._window_counts = (0, 0, 0)
         if optimizer is not None:
             for e in self.endpoints:
                 e.load_log = []
@@ -295,8 +296,8 @@ class Simulation:
         busy_window = [0.0] * len(self.endpoints)
         window_open = warmup <= 0.0
         # (loads, evictions, warm-ups) summed over endpoints when the window opens/closes.
-        self._counts_open = (0, 0, 0)
-        self._counts_close: tuple[int, int, int] | None = None
+        counts_open = (0, 0, 0)
+        counts_close: tuple[int, int, int] | None = None
         busy_at_close: list[float] | None = None
         while self._events:
             t, _, idx, ver = heapq.heappop(self._events)
@@ -306,13 +307,13 @@ class Simulation:
                 for j, e in enumerate(self.endpoints):
                     e.advance(warmup)
                     busy_window[j] = e.busy_seconds
-                self._counts_open = self._load_counts()
+                counts_open = self._load_counts()
                 window_open = True
             if busy_at_close is None and t >= end_arrivals:
                 for e in self.endpoints:
                     e.advance(end_arrivals)
                 busy_at_close = [e.busy_seconds for e in self.endpoints]
-                self._counts_close = self._load_counts()
+                counts_close = self._load_counts()
             now = t
             touched: set[int] = set()
             if idx == _OPTIMIZE:
@@ -397,7 +398,14 @@ class Simulation:
             for e in self.endpoints:
                 e.advance(max(end, end_arrivals))
             busy_at_close = [e.busy_seconds for e in self.endpoints]
-            self._counts_close = self._load_counts()
+            counts_close = self._load_counts()
+        assert counts_close is not None
+        # The window's (loads, evictions, warm-ups), read by _result and _extra.
+        self._window_counts = (
+            counts_close[0] - counts_open[0],
+            counts_close[1] - counts_open[1],
+            counts_close[2] - counts_open[2],
+        )
         return self._result(
             stats,
             cap,
@@ -415,14 +423,6 @@ class Simulation:
             sum(e.loads for e in self.endpoints),
             sum(e.evictions for e in self.endpoints),
             sum(e.warm_loads for e in self.endpoints),
-        )
-
-    def _window_counts(self) -> tuple[int, int, int]:
-        close = self._counts_close or self._load_counts()
-        return (
-            close[0] - self._counts_open[0],
-            close[1] - self._counts_open[1],
-            close[2] - self._counts_open[2],
         )
 
     def _finish(
@@ -583,8 +583,8 @@ class Simulation:
             completion=percentiles(completion),
             queueing=percentiles(queueing),
             completion_p95_by_priority={p: percentiles(v)["p95"] for p, v in by_prio.items()},
-            cold_loads=self._window_counts()[0],
-            evictions=self._window_counts()[1],
+            cold_loads=self._window_counts[0],
+            evictions=self._window_counts[1],
             mean_decision_us=1e6 * self._decision_seconds / max(1, self._decisions),
             extra=self._extra(),
         )
@@ -602,7 +602,7 @@ class Simulation:
         for f in plan.findings if plan is not None else ():
             findings[f.kind] = findings.get(f.kind, 0) + 1
         return {
-            "warm_loads": self._window_counts()[2],
+            "warm_loads": self._window_counts[2],
             "optimizer_changes": kinds,
             "final_limits": {
                 f"{e.node}/{e.id}": self.scheduler.limit(ep)
