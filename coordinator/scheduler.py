@@ -53,6 +53,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from coordinator.residual import ResidualLife
 from coordinator.routing.config import WEIGHT_KEYS, RouterConfig
 from coordinator.routing.filters import could_ever_run
 from coordinator.routing.router import HOLD_WAIT_FOR_HOME, Candidate, Decision, Hold, route
@@ -244,6 +245,9 @@ class Scheduler:
         self._recent_dispatches: deque[float] = deque(maxlen=256)
         # Dispatch rounds in which a task was held for its model's home (see Hold).
         self.holds = 0
+        # Remaining work of running requests, learned from finished ones (None: off).
+        window = self.settings.residual_window
+        self.residual = ResidualLife(window) if window > 0 else None
 
     # ----- admission -------------------------------------------------------------------
 
@@ -524,6 +528,10 @@ class Scheduler:
         for rec in mine.values():
             per_model[rec.spec.model] = per_model.get(rec.spec.model, 0) + 1
             left = rec.work_seconds - (now - rec.dispatched_at) * rate
+            if self.residual is not None:
+                wall = self.residual.remaining(now - rec.dispatched_at, rec.work_seconds)
+                if wall is not None:
+                    left = wall * rate
             backlog += max(0.1 * rec.work_seconds, left)
         loaded: list[LoadedModelView] = []
         used = ep.vram_used_bytes
@@ -561,6 +569,8 @@ class Scheduler:
         node, ep = rec.node, rec.endpoint_id
         self._release(rec)
         if ok:
+            if self.residual is not None:
+                self.residual.observe(now - rec.dispatched_at, rec.work_seconds)
             del self._tasks[task_id]
             return FinishOutcome(FinishKind.COMPLETED, task_id, attempt, node, ep)
         return self._retry_or_fail(rec, now, retryable, error)

@@ -342,6 +342,8 @@ def test_speed_tracker_ewma_and_errors() -> None:
         ({"scheduler": {"max_queue": 0}}, "routing.scheduler.max_queue"),
         ({"scheduler": {"aging": 1}}, "routing.scheduler.aging"),
         ({"scheduler": {"home_wait_factor": -1}}, "routing.scheduler.home_wait_factor"),
+        ({"scheduler": {"residual_window": -1}}, "routing.scheduler.residual_window"),
+        ({"scheduler": {"residual_window": 2.5}}, "routing.scheduler.residual_window"),
     ],
 )
 def test_config_errors_name_the_key(data: dict[str, object], key: str) -> None:

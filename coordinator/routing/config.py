@@ -22,6 +22,7 @@ routing:
     max_attempts: 3
     queue_allowance: 2
     home_wait_factor: 1.0  # wait for a full home up to the cold load it avoids
+    residual_window: 1024  # finished requests the remaining-work estimate learns from
 ```
 
 Defaults live in the dataclasses below and nowhere else; every error is a
@@ -78,6 +79,10 @@ class SchedulerConfig:
     task more than loading; in benchmarks/bench_optimizer.py (20 seeds) factors 0-4 all
     halve cold loads on the shifting mix, and above 1 the waits show in p95 on a steady
     mix (factor 4: +6 %).
+    ``residual_window``: how many recently finished requests the estimate of a running
+    request's remaining work learns from (``coordinator/residual.py``); 0 = elapsed time
+    subtracted from the task's own estimate, which says a long answer is nearly done
+    just when it is likely to run longest.
     """
 
     max_queue: int = 10_000
@@ -86,6 +91,7 @@ class SchedulerConfig:
     queue_allowance: int = 2
     endpoint_limits: Mapping[str, int] = field(default_factory=dict)
     home_wait_factor: float = 1.0
+    residual_window: int = 1024
 
     @classmethod
     def from_mapping(
@@ -100,6 +106,7 @@ class SchedulerConfig:
             "queue_allowance",
             "endpoint_limits",
             "home_wait_factor",
+            "residual_window",
         }
         for name in data:
             if name not in allowed:
@@ -147,6 +154,15 @@ class SchedulerConfig:
                 f"{key}.home_wait_factor",
                 data.get("home_wait_factor", d.home_wait_factor),
                 0.0,
+            ),
+            residual_window=int(
+                _number(
+                    source,
+                    f"{key}.residual_window",
+                    data.get("residual_window", d.residual_window),
+                    0,
+                    True,
+                )
             ),
         )
 
