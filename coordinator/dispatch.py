@@ -39,6 +39,7 @@ from coordinator.routing import (
     TaskSpec,
     could_ever_run,
 )
+from coordinator.routing.lengths import AnswerLengths
 from coordinator.scheduler import (
     Assignment,
     FinishKind,
@@ -276,20 +277,37 @@ def task_type_name(value: int) -> str:
         return "inference"
 
 
+def answer_cap(request: node_agent_pb2.RunTaskRequest) -> int:
+    """The request's ``num_predict`` when it caps the answer (> 0), else 0."""
+    options = request.options.fields
+    bound = options["num_predict"].number_value if "num_predict" in options else 0
+    return int(bound) if bound > 0 else 0
+
+
 def task_spec(
-    request: node_agent_pb2.RunTaskRequest, priority: int, deadline: float | None
+    request: node_agent_pb2.RunTaskRequest,
+    priority: int,
+    deadline: float | None,
+    lengths: AnswerLengths | None = None,
 ) -> TaskSpec:
-    """The router's view of a task: type, model, urgency and an estimate of its size."""
+    """The router's view of a task: type, model, urgency and an estimate of its size.
+
+    The answer's length is what finished tasks of its type and model averaged
+    (``lengths``), else a default per task type; a ``num_predict`` below that caps it."""
     kind = task_type_name(request.type)
     if request.WhichOneof("input") == "chat":
         chars = sum(len(m.content) for m in request.chat.messages)
     else:
         chars = len(request.generate.prompt) + len(request.generate.system)
-    options = request.options.fields
-    bound = options["num_predict"].number_value if "num_predict" in options else 0
+    learned = lengths.estimate(kind, request.model) if lengths is not None else None
     output = (
-        int(bound) if bound > 0 else DEFAULT_OUTPUT_TOKENS.get(kind, DEFAULT_OUTPUT_TOKENS_OTHER)
+        learned
+        if learned is not None
+        else DEFAULT_OUTPUT_TOKENS.get(kind, DEFAULT_OUTPUT_TOKENS_OTHER)
     )
+    cap = answer_cap(request)
+    if cap:
+        output = min(output, cap)
     return TaskSpec(
         id=request.task_id,
         type=kind,
@@ -316,6 +334,8 @@ class Dispatcher:
         self.metrics = metrics or CoordinatorMetrics()
         self.scheduler = Scheduler(config)
         self.speeds = SpeedTracker()
+        # Answer lengths of finished tasks, for the next tasks' estimates.
+        self.lengths = AnswerLengths()
         # Called with (placement, request, assignment, stats) for every result an
         # agent returns, on the event loop (the optimizer records its history from them).
         self.result_observers: list[
@@ -447,7 +467,7 @@ class Dispatcher:
         """
         now = self.clock()
         deadline = None if deadline_seconds is None else now + deadline_seconds
-        spec = task_spec(request, priority, deadline)
+        spec = task_spec(request, priority, deadline, self.lengths)
         snapshot = self.snapshot()
         try:
             chain = self.scheduler.config.chains.get(spec.type, ())
@@ -616,6 +636,11 @@ class Dispatcher:
                         load_duration_ns=stats.load_duration_ns,
                         model_bytes=cold_load_bytes(assignment, self.snapshot()),
                     )
+                    # An answer cut off at num_predict ("length") says only the cap.
+                    if event.result.done_reason != "length":
+                        self.lengths.observe(
+                            task_type_name(request.type), request.model, stats.eval_count
+                        )
                     for observe in self.result_observers:
                         observe(placement, request, assignment, stats)
                 inbox.put_nowait(_Event(assignment.attempt, event))

@@ -1,0 +1,94 @@
+"""Answer lengths learned from finished tasks (coordinator/routing/lengths.py) and the
+router's estimate of a task's size built from them (coordinator.dispatch.task_spec)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from coordinator.dispatch import DEFAULT_OUTPUT_TOKENS, task_spec
+from coordinator.routing.lengths import AnswerLengths
+from hive.dev import DevCluster
+from hive.v1 import common_pb2, inference_pb2, inference_pb2_grpc, node_agent_pb2
+
+
+def test_mean_per_type_and_model_after_enough_answers() -> None:
+    lengths = AnswerLengths(window=4, min_samples=3)
+    lengths.observe("code_review", "qwen2.5-coder:14b", 100)
+    lengths.observe("code_review", "qwen2.5-coder:14b", 200)
+    assert lengths.estimate("code_review", "qwen2.5-coder:14b") is None
+    lengths.observe("code_review", "qwen2.5-coder:14b", 600)
+    assert lengths.estimate("code_review", "qwen2.5-coder:14b") == 300
+    # Another model of the same type: the type's answers stand in until its own suffice.
+    assert lengths.estimate("code_review", "llama3.1:8b") == 300
+    # Another type knows nothing yet.
+    assert lengths.estimate("testing", "qwen2.5-coder:14b") is None
+    # The window keeps the last four.
+    for tokens in (40, 40, 40, 40):
+        lengths.observe("code_review", "qwen2.5-coder:14b", tokens)
+    assert lengths.estimate("code_review", "qwen2.5-coder:14b") == 40
+
+
+def test_empty_answers_are_not_learned_and_bad_settings_refused() -> None:
+    lengths = AnswerLengths(min_samples=1)
+    lengths.observe("inference", "m", 0)
+    assert lengths.estimate("inference", "m") is None
+    with pytest.raises(ValueError):
+        AnswerLengths(window=0)
+
+
+def request(
+    model: str = "llama3.1:8b", num_predict: int | None = None
+) -> node_agent_pb2.RunTaskRequest:
+    r = node_agent_pb2.RunTaskRequest(model=model, type=common_pb2.TASK_TYPE_CODE_REVIEW)
+    r.generate.prompt = "x" * 400
+    if num_predict is not None:
+        r.options.update({"num_predict": num_predict})
+    return r
+
+
+def test_task_spec_uses_learned_length_capped_by_num_predict() -> None:
+    lengths = AnswerLengths(min_samples=2)
+    # Nothing learned: the task type's default (a cap above it changes nothing).
+    assert (
+        task_spec(request(), 0, None, lengths).output_tokens == DEFAULT_OUTPUT_TOKENS["code_review"]
+    )
+    assert task_spec(request(num_predict=4096), 0, None, lengths).output_tokens == 512
+    lengths.observe("code_review", "llama3.1:8b", 150)
+    lengths.observe("code_review", "llama3.1:8b", 250)
+    spec = task_spec(request(), 0, None, lengths)
+    assert spec.output_tokens == 200 and spec.prompt_tokens == 100
+    # num_predict is a cap, not a forecast: below the estimate it wins, above it not.
+    assert task_spec(request(num_predict=64), 0, None, lengths).output_tokens == 64
+    assert task_spec(request(num_predict=4096), 0, None, lengths).output_tokens == 200
+
+
+async def test_the_coordinator_learns_answer_lengths_from_finished_tasks(
+    dev: DevCluster,
+) -> None:
+    """Answers the emulator ends on its own are learned; answers cut off at num_predict
+    (done_reason "length") are not."""
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+
+        async def run(prompt: str, num_predict: int | None = None) -> inference_pb2.GenerateEvent:
+            req = inference_pb2.GenerateRequest(model="llama3.1:8b", prompt=prompt)
+            if num_predict is not None:
+                req.options.update({"num_predict": num_predict})
+            last = None
+            async for event in stub.Generate(req):
+                if event.HasField("result"):
+                    last = event
+            assert last is not None
+            return last
+
+        cut = await asyncio.gather(*(run(f"capped {i}", 3) for i in range(10)))
+        dispatcher = dev.coordinator.dispatcher  # type: ignore[union-attr]
+        assert all(e.result.done_reason == "length" for e in cut)
+        assert dispatcher.lengths.estimate("inference", "llama3.1:8b") is None
+        free = await asyncio.gather(*(run(f"question {i}") for i in range(10)))
+    counts = [e.result.stats.eval_count for e in free]
+    assert all(e.result.done_reason == "stop" for e in free)
+    assert dispatcher.lengths.estimate("inference", "llama3.1:8b") == round(sum(counts) / 10)
