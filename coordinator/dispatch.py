@@ -136,6 +136,11 @@ class TaskRun:
     decisions: list[Decision] = field(default_factory=list)
     state: cluster_pb2.TaskState = cluster_pb2.TASK_STATE_QUEUED
     error: str = ""
+    # The size the router priced: prompt and expected answer tokens, and the answer
+    # estimate's source ("learned", "default", "num_predict").
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    output_source: str = ""
     # On the coordinator's clock: accepted, and when an agent first reported it running.
     submitted_at: float = 0.0
     assigned_at: float | None = None
@@ -284,6 +289,22 @@ def answer_cap(request: node_agent_pb2.RunTaskRequest) -> int:
     return int(bound) if bound > 0 else 0
 
 
+def answer_estimate(
+    request: node_agent_pb2.RunTaskRequest, kind: str, lengths: AnswerLengths | None
+) -> tuple[int, str]:
+    """Expected answer tokens and where the number came from: "learned", "default" or
+    "num_predict" (the request's cap, when below the other two)."""
+    learned = lengths.estimate(kind, request.model) if lengths is not None else None
+    if learned is not None:
+        output, source = learned, "learned"
+    else:
+        output, source = DEFAULT_OUTPUT_TOKENS.get(kind, DEFAULT_OUTPUT_TOKENS_OTHER), "default"
+    cap = answer_cap(request)
+    if cap and cap < output:
+        output, source = cap, "num_predict"
+    return output, source
+
+
 def task_spec(
     request: node_agent_pb2.RunTaskRequest,
     priority: int,
@@ -299,15 +320,7 @@ def task_spec(
         chars = sum(len(m.content) for m in request.chat.messages)
     else:
         chars = len(request.generate.prompt) + len(request.generate.system)
-    learned = lengths.estimate(kind, request.model) if lengths is not None else None
-    output = (
-        learned
-        if learned is not None
-        else DEFAULT_OUTPUT_TOKENS.get(kind, DEFAULT_OUTPUT_TOKENS_OTHER)
-    )
-    cap = answer_cap(request)
-    if cap:
-        output = min(output, cap)
+    output, _ = answer_estimate(request, kind, lengths)
     return TaskSpec(
         id=request.task_id,
         type=kind,
@@ -492,7 +505,15 @@ class Dispatcher:
             raise NoCapacity(
                 f"every endpoint with model {spec.model!r} is on a draining or lost node"
             )
-        run = TaskRun(request.task_id, request.model, spec.type, submitted_at=now)
+        run = TaskRun(
+            request.task_id,
+            request.model,
+            spec.type,
+            prompt_tokens=spec.prompt_tokens,
+            output_tokens=spec.output_tokens,
+            output_source=answer_estimate(request, spec.type, self.lengths)[1],
+            submitted_at=now,
+        )
         self._remember(run)
         inbox: _Inbox = asyncio.Queue()
         self._inboxes[request.task_id] = inbox

@@ -418,7 +418,12 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"no task {request.task_id!r} among the last {len(self.dispatcher.tasks)} tasks",
             )
-        response = cluster_pb2.ExplainTaskResponse(task_id=run.task_id)
+        response = cluster_pb2.ExplainTaskResponse(
+            task_id=run.task_id,
+            estimated_prompt_tokens=run.prompt_tokens,
+            estimated_output_tokens=run.output_tokens,
+            output_estimate_source=run.output_source,
+        )
         if run.decisions:
             response.decision.CopyFrom(decision_to_proto(run.decisions[-1]))
         return response

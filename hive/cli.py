@@ -257,6 +257,13 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return 0
 
 
+_ESTIMATE_SOURCES = {
+    "learned": "the mean answer of recent tasks of this type and model",
+    "default": "the task type's default; nothing learned yet",
+    "num_predict": "the request's num_predict cap",
+}
+
+
 def render_decision(response: cluster_pb2.ExplainTaskResponse, console: Console) -> None:
     decision = response.decision
     console.print(
@@ -264,6 +271,12 @@ def render_decision(response: cluster_pb2.ExplainTaskResponse, console: Console)
         f"[bold]{decision.chosen_node}/{decision.chosen_endpoint_id}[/bold]"
         " (lowest expected completion time, in seconds; lower is better)"
     )
+    if response.estimated_output_tokens:
+        console.print(
+            f"priced as {response.estimated_prompt_tokens} prompt tokens and "
+            f"{response.estimated_output_tokens} answer tokens "
+            f"({_ESTIMATE_SOURCES.get(response.output_estimate_source, 'estimate')})"
+        )
     if decision.candidates:
         names = [c.name for c in decision.candidates[0].components]
         table = Table(title="candidates", title_justify="left")

@@ -11,7 +11,14 @@ import pytest
 from coordinator.dispatch import DEFAULT_OUTPUT_TOKENS, task_spec
 from coordinator.routing.lengths import AnswerLengths
 from hive.dev import DevCluster
-from hive.v1 import common_pb2, inference_pb2, inference_pb2_grpc, node_agent_pb2
+from hive.v1 import (
+    cluster_pb2,
+    cluster_pb2_grpc,
+    common_pb2,
+    inference_pb2,
+    inference_pb2_grpc,
+    node_agent_pb2,
+)
 
 
 def test_mean_per_type_and_model_after_enough_answers() -> None:
@@ -73,22 +80,34 @@ async def test_the_coordinator_learns_answer_lengths_from_finished_tasks(
     async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
 
-        async def run(prompt: str, num_predict: int | None = None) -> inference_pb2.GenerateEvent:
+        async def run(
+            prompt: str, num_predict: int | None = None
+        ) -> tuple[str, common_pb2.TaskResult]:
             req = inference_pb2.GenerateRequest(model="llama3.1:8b", prompt=prompt)
             if num_predict is not None:
                 req.options.update({"num_predict": num_predict})
-            last = None
+            task_id, result = "", None
             async for event in stub.Generate(req):
+                if event.HasField("assigned"):
+                    task_id = event.assigned.task_id
                 if event.HasField("result"):
-                    last = event
-            assert last is not None
-            return last
+                    result = event.result
+            assert result is not None
+            return task_id, result
 
         cut = await asyncio.gather(*(run(f"capped {i}", 3) for i in range(10)))
         dispatcher = dev.coordinator.dispatcher  # type: ignore[union-attr]
-        assert all(e.result.done_reason == "length" for e in cut)
+        assert all(r.done_reason == "length" for _, r in cut)
         assert dispatcher.lengths.estimate("inference", "llama3.1:8b") is None
         free = await asyncio.gather(*(run(f"question {i}") for i in range(10)))
-    counts = [e.result.stats.eval_count for e in free]
-    assert all(e.result.done_reason == "stop" for e in free)
-    assert dispatcher.lengths.estimate("inference", "llama3.1:8b") == round(sum(counts) / 10)
+        counts = [r.stats.eval_count for _, r in free]
+        assert all(r.done_reason == "stop" for _, r in free)
+        mean = round(sum(counts) / 10)
+        assert dispatcher.lengths.estimate("inference", "llama3.1:8b") == mean
+        # The next task is priced with it, and ExplainTask says so.
+        task_id, _ = await run("one more")
+        explained = await cluster_pb2_grpc.ClusterServiceStub(channel).ExplainTask(
+            cluster_pb2.ExplainTaskRequest(task_id=task_id)
+        )
+    assert explained.estimated_output_tokens == mean
+    assert explained.output_estimate_source == "learned"

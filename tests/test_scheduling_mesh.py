@@ -8,7 +8,9 @@ import dataclasses
 
 import grpc
 import pytest
+from rich.console import Console
 
+from hive.cli import render_decision
 from hive.config import ClusterConfig, seed_cluster
 from hive.dev import DevCluster
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, inference_pb2, inference_pb2_grpc
@@ -92,6 +94,18 @@ async def test_explain_matches_the_decision(dev: DevCluster) -> None:
     # qwen2.5-coder:14b exists only on ROSEWOOD and WALNUT: the rest were filtered, with why.
     assert {(c.node) for c in decision.candidates} <= {"ROSEWOOD", "WALNUT"}
     assert any(r.reason == "model_missing" for r in decision.rejected), decision.rejected
+    # The size it was priced at: num_predict 8 is below the type's default answer.
+    assert (explained.estimated_output_tokens, explained.output_estimate_source) == (
+        8,
+        "num_predict",
+    )
+    assert explained.estimated_prompt_tokens == 1  # "explain": about four characters a token
+    # `hive explain` shows the same.
+    console = Console(record=True, width=200)
+    render_decision(explained, console)
+    text = console.export_text()
+    assert f"-> {assigned.node}/{assigned.endpoint_id}" in text
+    assert "priced as 1 prompt tokens and 8 answer tokens (the request's num_predict cap)" in text
 
 
 async def test_killing_an_agent_mid_task_reruns_its_tasks_elsewhere_exactly_once() -> None:
