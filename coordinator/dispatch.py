@@ -309,18 +309,18 @@ def task_spec(
     request: node_agent_pb2.RunTaskRequest,
     priority: int,
     deadline: float | None,
-    lengths: AnswerLengths | None = None,
+    output_tokens: int | None = None,
 ) -> TaskSpec:
     """The router's view of a task: type, model, urgency and an estimate of its size.
 
-    The answer's length is what finished tasks of its type and model averaged
-    (``lengths``), else a default per task type; a ``num_predict`` below that caps it."""
+    ``output_tokens`` is the answer's estimate (``answer_estimate``); without it, the task
+    type's default, capped by ``num_predict``."""
     kind = task_type_name(request.type)
     if request.WhichOneof("input") == "chat":
         chars = sum(len(m.content) for m in request.chat.messages)
     else:
         chars = len(request.generate.prompt) + len(request.generate.system)
-    output, _ = answer_estimate(request, kind, lengths)
+    output = output_tokens if output_tokens is not None else answer_estimate(request, kind, None)[0]
     return TaskSpec(
         id=request.task_id,
         type=kind,
@@ -480,7 +480,8 @@ class Dispatcher:
         """
         now = self.clock()
         deadline = None if deadline_seconds is None else now + deadline_seconds
-        spec = task_spec(request, priority, deadline, self.lengths)
+        answer, answer_source = answer_estimate(request, task_type_name(request.type), self.lengths)
+        spec = task_spec(request, priority, deadline, answer)
         snapshot = self.snapshot()
         try:
             chain = self.scheduler.config.chains.get(spec.type, ())
@@ -511,7 +512,7 @@ class Dispatcher:
             spec.type,
             prompt_tokens=spec.prompt_tokens,
             output_tokens=spec.output_tokens,
-            output_source=answer_estimate(request, spec.type, self.lengths)[1],
+            output_source=answer_source,
             submitted_at=now,
         )
         self._remember(run)

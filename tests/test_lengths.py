@@ -8,7 +8,7 @@ import asyncio
 import grpc
 import pytest
 
-from coordinator.dispatch import DEFAULT_OUTPUT_TOKENS, task_spec
+from coordinator.dispatch import DEFAULT_OUTPUT_TOKENS, answer_estimate, task_spec
 from coordinator.routing.lengths import AnswerLengths
 from hive.dev import DevCluster
 from hive.v1 import (
@@ -58,18 +58,30 @@ def request(
 
 def test_task_spec_uses_learned_length_capped_by_num_predict() -> None:
     lengths = AnswerLengths(min_samples=2)
+
+    def estimate(num_predict: int | None = None) -> tuple[int, str]:
+        return answer_estimate(request(num_predict=num_predict), "code_review", lengths)
+
     # Nothing learned: the task type's default (a cap above it changes nothing).
-    assert (
-        task_spec(request(), 0, None, lengths).output_tokens == DEFAULT_OUTPUT_TOKENS["code_review"]
-    )
-    assert task_spec(request(num_predict=4096), 0, None, lengths).output_tokens == 512
+    assert estimate() == (DEFAULT_OUTPUT_TOKENS["code_review"], "default")
+    assert estimate(4096) == (512, "default")
+    assert task_spec(request(), 0, None).output_tokens == DEFAULT_OUTPUT_TOKENS["code_review"]
+    assert task_spec(request(num_predict=64), 0, None).output_tokens == 64
     lengths.observe("code_review", "llama3.1:8b", 150)
     lengths.observe("code_review", "llama3.1:8b", 250)
-    spec = task_spec(request(), 0, None, lengths)
+    assert estimate() == (200, "learned")
+    spec = task_spec(request(), 0, None, estimate()[0])
     assert spec.output_tokens == 200 and spec.prompt_tokens == 100
     # num_predict is a cap, not a forecast: below the estimate it wins, above it not.
-    assert task_spec(request(num_predict=64), 0, None, lengths).output_tokens == 64
-    assert task_spec(request(num_predict=4096), 0, None, lengths).output_tokens == 200
+    assert estimate(64) == (64, "num_predict")
+    assert estimate(4096) == (200, "learned")
+
+
+def test_running_mean_forgets_what_leaves_the_window() -> None:
+    lengths = AnswerLengths(window=3, min_samples=1)
+    for tokens in (1000, 10, 20, 30):
+        lengths.observe("testing", "m", tokens)
+    assert lengths.estimate("testing", "m") == 20
 
 
 async def test_the_coordinator_learns_answer_lengths_from_finished_tasks(

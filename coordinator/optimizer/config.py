@@ -110,9 +110,11 @@ class WeightSettings:
 @dataclass(frozen=True, slots=True)
 class WarmupSettings:
     enabled: bool = True
-    # Chosen in benchmarks/bench_optimizer.py (20 seeds, shifting mix, passes every 15 s):
-    # 30 s buckets, 2 minutes ahead, 1.25 busy slots per copy halve cold loads (-52 %);
-    # 60 s buckets, 1 minute ahead, 1.5 per copy, passes every 30 s cut them by 46 %.
+    # Chosen in benchmarks/bench_optimizer.py (shifting mix, passes every 15 s): 30 s
+    # buckets, 2 minutes ahead, 1.25 busy slots per copy cut cold loads by 47 % at NVMe
+    # speed and 54-58 % at SATA speed or slower (40 seeds); 60 s buckets, 1 minute ahead,
+    # 1.5 per copy, passes every 30 s cut them by 46 % (20 seeds). 1.0 per copy saves more
+    # loads but costs a steady mix p95 (+4.4 % against +2.6 %, 20 seeds).
     bucket_seconds: float = 30.0
     alpha: float = 0.5
     beta: float = 0.3

@@ -15,6 +15,23 @@ from __future__ import annotations
 from collections import deque
 
 
+class _Window:
+    """The last ``size`` answer lengths and their running sum (the estimate is read on
+    every submit; summing 256 numbers there each time would be wasted work)."""
+
+    __slots__ = ("lengths", "total")
+
+    def __init__(self, size: int) -> None:
+        self.lengths: deque[int] = deque(maxlen=size)
+        self.total = 0
+
+    def add(self, tokens: int) -> None:
+        if len(self.lengths) == self.lengths.maxlen:
+            self.total -= self.lengths[0]
+        self.lengths.append(tokens)
+        self.total += tokens
+
+
 class AnswerLengths:
     """Mean answer length over a window, per (task type, model), falling back to the
     task type over all models, then to nothing (the caller's default)."""
@@ -24,26 +41,24 @@ class AnswerLengths:
             raise ValueError("window and min_samples must be at least 1")
         self.window = window
         self.min_samples = min(min_samples, window)
-        self._by_model: dict[tuple[str, str], deque[int]] = {}
-        self._by_type: dict[str, deque[int]] = {}
+        # Keyed by (task type, model) and by (task type, "") for the type over all models.
+        self._windows: dict[tuple[str, str], _Window] = {}
 
     def observe(self, task_type: str, model: str, tokens: int) -> None:
         """A task of ``task_type`` on ``model`` finished with an answer of ``tokens``."""
         if tokens <= 0:
             return
-        by_model = self._by_model.get((task_type, model))
-        if by_model is None:
-            by_model = self._by_model[(task_type, model)] = deque(maxlen=self.window)
-        by_model.append(tokens)
-        by_type = self._by_type.get(task_type)
-        if by_type is None:
-            by_type = self._by_type[task_type] = deque(maxlen=self.window)
-        by_type.append(tokens)
+        for key in ((task_type, model), (task_type, "")):
+            w = self._windows.get(key)
+            if w is None:
+                w = self._windows[key] = _Window(self.window)
+            w.add(tokens)
 
     def estimate(self, task_type: str, model: str) -> int | None:
         """Expected answer tokens for a new task; None until ``min_samples`` answers of
         its type (on this model, else on any) have been seen."""
-        for line in (self._by_model.get((task_type, model)), self._by_type.get(task_type)):
-            if line is not None and len(line) >= self.min_samples:
-                return max(1, round(sum(line) / len(line)))
+        for key in ((task_type, model), (task_type, "")):
+            w = self._windows.get(key)
+            if w is not None and len(w.lengths) >= self.min_samples:
+                return max(1, round(w.total / len(w.lengths)))
         return None
