@@ -83,6 +83,7 @@ def create_app(
     mcp_app = mcp_server.StatelessHttp(mcp_server.build(upstream))
     app.router.routes.append(Route("/mcp", mcp_app, methods=["GET", "POST", "DELETE"]))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(JsonBodies)
     # Each app has its own registry, so several gateways in one process (tests, hive dev)
     # never share counters.
     registry = CollectorRegistry()
@@ -126,6 +127,33 @@ async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     malformed = any(e.type == "json_invalid" for e in errors)
     status = 400 if malformed else 422
     return problems.problem_response(problems.ProblemError(status, detail, errors=errors), request)
+
+
+class JsonBodies:
+    """Reads every request body of the JSON APIs as JSON, whatever its Content-Type says.
+
+    Ollama decodes bodies as JSON without looking at the header, and its documentation's
+    examples (``curl http://host:11434/api/generate -d '{...}'``) send curl's default
+    ``application/x-www-form-urlencoded``; FastAPI would parse that as a form and answer
+    "Input should be a valid dictionary". None of the gateway's APIs takes a form, so on
+    ``/api/`` (Ollama's and the seed's REST API) and ``/v1/`` (OpenAI's) a body that is not
+    declared JSON is declared JSON: bad JSON then gets the usual clear 400.
+    """
+
+    PREFIXES = ("/api/", "/v1/")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.PREFIXES):
+            headers = scope["headers"]
+            declared = next((v for k, v in headers if k == b"content-type"), b"")
+            media = declared.split(b";", 1)[0].strip().lower()
+            if media != b"application/json" and not media.endswith(b"+json"):
+                kept = [(k, v) for k, v in headers if k != b"content-type"]
+                scope = {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:

@@ -4,7 +4,10 @@ pointed at the gateway (``OLLAMA_HOST``) uses the whole cluster, routed by the
 coordinator.
 
 Errors are Ollama's ``{"error": "..."}`` with its status codes (404 for an unknown model);
-a failure after streaming began is a final ``{"error": ...}`` line, as Ollama does.
+a failure after streaming began is a final ``{"error": ...}`` line, as Ollama does. Model
+management (pull, push, create, copy, delete) stays with each node's Ollama and embeddings
+are not routed: those calls answer 501 saying so. Bodies are read as JSON whatever their
+Content-Type (``gateway.app.JsonBodies``), as Ollama reads them.
 """
 
 from __future__ import annotations
@@ -312,7 +315,33 @@ def router(upstream: Upstream) -> APIRouter:
         versions = [e.version for n in status.nodes for e in n.info.endpoints if e.version]
         return {"version": min(versions, key=_version_key) if versions else __version__}
 
+    async def manage_models() -> JSONResponse:
+        raise OllamaError(501, NODE_MANAGED)
+
+    async def embeddings() -> JSONResponse:
+        raise OllamaError(501, NO_EMBEDDINGS)
+
+    # Ollama's model management and embedding calls, answered in its shape with what to do
+    # instead of a bare 404 (an Ollama client shows the message to its user).
+    for path, method in MODEL_MANAGEMENT:
+        api.add_api_route(path, manage_models, methods=[method], include_in_schema=False)
+    for path in ("/api/embed", "/api/embeddings"):
+        api.add_api_route(path, embeddings, methods=["POST"], include_in_schema=False)
     return api
+
+
+MODEL_MANAGEMENT = (
+    ("/api/pull", "POST"),
+    ("/api/push", "POST"),
+    ("/api/create", "POST"),
+    ("/api/copy", "POST"),
+    ("/api/delete", "DELETE"),
+)
+NODE_MANAGED = (
+    "models are managed on each node's own Ollama (e.g. `ollama pull` on the node); "
+    "the cluster serves every model any node has: GET /api/tags lists them"
+)
+NO_EMBEDDINGS = "this cluster routes generate and chat only; embeddings are not served"
 
 
 def _version_key(version: str) -> tuple[int, ...]:

@@ -352,6 +352,35 @@ async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
     assert r.status_code == 404 and r.json() == {"error": "model 'nope:1b' not found"}
     r = await http.post("/api/generate", content=b"{", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "error" in r.json()
+    # Calls the cluster does not serve say so, and what to do instead, in Ollama's shape.
+    r = await http.post("/api/pull", json={"model": "llama3.1:8b"})
+    assert r.status_code == 501 and "ollama pull" in r.json()["error"]
+    r = await http.request("DELETE", "/api/delete", json={"model": "llama3.1:8b"})
+    assert r.status_code == 501 and "/api/tags" in r.json()["error"]
+    r = await http.post("/api/embed", json={"model": "llama3.1:8b", "input": "hi"})
+    assert r.status_code == 501 and "embeddings" in r.json()["error"]
+
+
+async def test_bodies_are_json_whatever_the_content_type(http: httpx.AsyncClient) -> None:
+    """Ollama's own examples use `curl -d '{...}'`, which declares a form; Ollama reads JSON
+    anyway, and so does the gateway (its APIs take no forms)."""
+    body = json.dumps({"model": "llama3.1:8b", "prompt": "hi", "stream": False})
+    for declared in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = {"content-type": declared} if declared else {}
+        r = await http.post("/api/generate", content=body, headers=headers)
+        assert r.status_code == 200, (declared, r.text)
+        assert r.json()["done"] is True and r.json()["response"]
+    chat = {"model": "qwen2.5-coder:7b", "messages": [{"role": "user", "content": "hi"}]}
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = await http.post(
+        "/v1/chat/completions", content=json.dumps({**chat, "max_tokens": 5}), headers=form
+    )
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+    r = await http.post(f"{API}/workflows", content=json.dumps(SEED_WORKFLOWS[1]), headers=form)
+    assert r.status_code == 201, r.text
+    # Still JSON, so a broken body is the usual clear 400 in the API's own shape.
+    r = await http.post("/api/chat", content=b"model=llama3.1:8b", headers=form)
+    assert r.status_code == 400 and "JSON" in r.json()["error"]
 
 
 # --- OpenAI-compatible ---------------------------------------------------------------
