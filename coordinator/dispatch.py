@@ -66,6 +66,10 @@ RETRYABLE = {
     grpc.StatusCode.UNKNOWN,
     grpc.StatusCode.ABORTED,
 }
+# Failures the caller caused (bad options, a prompt over the model's limits): not retried
+# (not in RETRYABLE) and not held against the endpoint's error rate, so one client's bad
+# requests do not steer everyone's traffic away from a healthy node.
+CALLER_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE}
 # How often the dispatch loop runs even without a kick (deadlines, telemetry changes).
 TICK_SECONDS = 0.25
 # A routing snapshot is rebuilt when the registry changes; measured speeds and error
@@ -602,7 +606,8 @@ class Dispatcher:
             return True
         err = done.error
         retryable = err.code() in RETRYABLE
-        self.speeds.observe(placement.node, placement.endpoint_id, run.model, ok=False)
+        if err.code() not in CALLER_ERRORS:
+            self.speeds.observe(placement.node, placement.endpoint_id, run.model, ok=False)
         outcome = self.scheduler.finished(
             run.task_id, done.attempt, now, ok=False, retryable=retryable, error=err.details() or ""
         )

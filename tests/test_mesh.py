@@ -227,6 +227,23 @@ async def test_unknown_model_fails_fast_with_failed_precondition(dev: DevCluster
     assert "no-such-model:1b" in (err.value.details() or "")
 
 
+async def test_bad_options_fail_as_invalid_argument_without_marking_the_endpoint(
+    dev: DevCluster,
+) -> None:
+    """Ollama refuses the options; the caller hears why, and the endpoint that refused them
+    keeps a clean error rate (the router would otherwise steer traffic off a healthy node)."""
+    dispatcher = dev.coordinator.dispatcher  # type: ignore[union-attr]
+    request = inference_pb2.GenerateRequest(model="llama3.1:8b", prompt="hi")
+    request.options.update({"num_predict": "many"})
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            [e async for e in stub.Generate(request)]
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "num_predict" in (err.value.details() or "")
+    assert all(rate == 0.0 for rate in dispatcher.speeds.error_rates().values())
+
+
 async def test_bad_registrations_get_clear_statuses_and_others_keep_working(
     dev: DevCluster,
 ) -> None:
