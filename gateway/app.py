@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,6 +62,7 @@ def create_app(
     ollama_api.install(app)
     openai_api.install(app)
     app.add_exception_handler(RequestValidationError, _on_invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
     app.include_router(rest.router(upstream))
     app.include_router(ollama_api.router(upstream))
@@ -127,6 +129,25 @@ async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     malformed = any(e.type == "json_invalid" for e in errors)
     status = 400 if malformed else 422
     return problems.problem_response(problems.ProblemError(status, detail, errors=errors), request)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """An unknown path or a wrong method, in the shape of the API the caller was using:
+    OpenAI's error object on /v1/, Ollama's ``{"error": ...}`` on its /api/ paths,
+    problem+json elsewhere."""
+    assert isinstance(exc, StarletteHTTPException)
+    path = request.url.path
+    headers = dict(exc.headers or {}) or None
+    if exc.status_code in (404, 405):
+        message = f"{exc.detail}: {request.method} {path}"
+    else:
+        message = str(exc.detail)
+    if path.startswith("/v1/"):
+        body = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+        return openai_api.error_response(exc.status_code, body, headers)
+    if path.startswith("/api/") and not path.startswith(rest.PREFIX):
+        return ollama_api.error_response(exc.status_code, message, headers)
+    return await problems.on_http_error(request, exc)
 
 
 class JsonBodies:

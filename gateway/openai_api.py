@@ -27,6 +27,9 @@ from hive.v1 import common_pb2, inference_pb2
 OWNER = "hive"
 
 
+NO_EMBEDDINGS = "this cluster routes chat and completions only; embeddings are not served"
+
+
 class OpenAIError(Exception):
     def __init__(
         self,
@@ -42,8 +45,10 @@ class OpenAIError(Exception):
         self.body = {"message": message, "type": type, "param": param, "code": code}
 
 
-def error_response(status: int, body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": body})
+def error_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": body}, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -356,5 +361,10 @@ def router(upstream: Upstream) -> APIRouter:
                 code="model_not_found",
             )
         return model_object(found)
+
+    @api.post("/embeddings", include_in_schema=False)
+    async def embeddings() -> None:
+        """Not served: the cluster routes chat and completions only (as Ollama's side says)."""
+        raise OpenAIError(501, NO_EMBEDDINGS, code="unsupported")
 
     return api

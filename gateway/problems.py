@@ -165,13 +165,15 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, grpc.aio.AioRpcError)
         return problem_response(ProblemError.from_rpc(exc), request)
 
-    async def on_http(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        problem = ProblemError(
-            exc.status_code, str(exc.detail), headers=dict(exc.headers or {}) or None
-        )
-        return problem_response(problem, request)
-
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(grpc.aio.AioRpcError, on_rpc_error)
-    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """An unknown path, a wrong method and the like, as problem+json."""
+    assert isinstance(exc, StarletteHTTPException)
+    problem = ProblemError(
+        exc.status_code, str(exc.detail), headers=dict(exc.headers or {}) or None
+    )
+    return problem_response(problem, request)

@@ -359,6 +359,12 @@ async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
     assert r.status_code == 501 and "/api/tags" in r.json()["error"]
     r = await http.post("/api/embed", json={"model": "llama3.1:8b", "input": "hi"})
     assert r.status_code == 501 and "embeddings" in r.json()["error"]
+    # A path no API has: 404 in the shape of the API the caller was using.
+    r = await http.post("/api/nothing", json={})
+    assert r.status_code == 404 and r.json() == {"error": "Not Found: POST /api/nothing"}
+    r = await http.get("/api/generate")
+    assert r.status_code == 405 and "GET /api/generate" in r.json()["error"]
+    assert "POST" in r.headers["allow"]
 
 
 async def test_bodies_are_json_whatever_the_content_type(http: httpx.AsyncClient) -> None:
@@ -384,6 +390,18 @@ async def test_bodies_are_json_whatever_the_content_type(http: httpx.AsyncClient
 
 
 # --- OpenAI-compatible ---------------------------------------------------------------
+
+
+async def test_openai_errors_use_openais_shape(http: httpx.AsyncClient) -> None:
+    r = await http.post("/v1/embeddings", json={"model": "llama3.1:8b", "input": "x"})
+    assert r.status_code == 501
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert "embeddings" in r.json()["error"]["message"]
+    r = await http.post("/v1/nothing", json={})
+    assert r.status_code == 404
+    assert r.json()["error"]["message"] == "Not Found: POST /v1/nothing"
+    # The seed's REST API keeps problem+json.
+    assert_problem(await http.get(f"{API}/nothing-here"), 404)
 
 
 async def test_official_openai_client(gw: DevCluster) -> None:
