@@ -297,7 +297,10 @@ def answer_estimate(
     request: node_agent_pb2.RunTaskRequest, kind: str, lengths: AnswerLengths | None
 ) -> tuple[int, str]:
     """Expected answer tokens and where the number came from: "learned", "default" or
-    "num_predict" (the request's cap, when below the other two)."""
+    "num_predict" (the request's cap, when below the other two); an embedding has none
+    ("embedding")."""
+    if request.WhichOneof("input") == "embed":
+        return 0, "embedding"
     learned = lengths.estimate(kind, request.model) if lengths is not None else None
     if learned is not None:
         output, source = learned, "learned"
@@ -320,8 +323,11 @@ def task_spec(
     ``output_tokens`` is the answer's estimate (``answer_estimate``); without it, the task
     type's default, capped by ``num_predict``."""
     kind = task_type_name(request.type)
-    if request.WhichOneof("input") == "chat":
+    source = request.WhichOneof("input")
+    if source == "chat":
         chars = sum(len(m.content) for m in request.chat.messages)
+    elif source == "embed":
+        chars = sum(len(text) for text in request.embed.input)
     else:
         chars = len(request.generate.prompt) + len(request.generate.system)
     output = output_tokens if output_tokens is not None else answer_estimate(request, kind, None)[0]
@@ -663,7 +669,8 @@ class Dispatcher:
                         load_duration_ns=stats.load_duration_ns,
                         model_bytes=cold_load_bytes(assignment, self.snapshot()),
                     )
-                    # An answer cut off at num_predict ("length") says only the cap.
+                    # An answer cut off at num_predict ("length") says only the cap; an
+                    # embedding has no answer.
                     if event.result.done_reason != "length":
                         self.lengths.observe(
                             task_type_name(request.type), request.model, stats.eval_count

@@ -52,6 +52,9 @@ log = logging.getLogger("hive.coordinator")
 
 REGISTER_TIMEOUT_SECONDS = 10.0
 MAX_PROMPT_CHARS = 1_000_000
+# Inputs one Embed request may carry: 512 vectors of a 5,120-dimension model are 10 MiB,
+# inside the 16 MiB gRPC message limit on every hop.
+MAX_EMBED_INPUTS = 512
 
 
 class AgentSessionServicer(agent_session_pb2_grpc.AgentSessionServiceServicer):
@@ -182,7 +185,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             inference_pb2.GenerateRequest, inference_pb2.GenerateResponse
         ],
     ) -> AsyncIterator[inference_pb2.GenerateResponse]:
-        await _check_model(request.model, context)
+        model = await _check_model(request.model, context)
         if len(request.prompt) + len(request.system) > MAX_PROMPT_CHARS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -191,7 +194,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             )
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
-            model=request.model,
+            model=model,
             type=request.task_type or common_pb2.TASK_TYPE_INFERENCE,
             generate=node_agent_pb2.GenerateInput(
                 prompt=request.prompt, system=request.system, format=request.format, raw=request.raw
@@ -207,7 +210,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         request: inference_pb2.ChatRequest,
         context: grpc.aio.ServicerContext[inference_pb2.ChatRequest, inference_pb2.ChatResponse],
     ) -> AsyncIterator[inference_pb2.ChatResponse]:
-        await _check_model(request.model, context)
+        model = await _check_model(request.model, context)
         if not request.messages:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages must not be empty")
         size = sum(len(m.content) for m in request.messages)
@@ -218,7 +221,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             )
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
-            model=request.model,
+            model=model,
             type=request.task_type or common_pb2.TASK_TYPE_INFERENCE,
             chat=node_agent_pb2.ChatInput(messages=request.messages, format=request.format),
             options=request.options,
@@ -226,6 +229,47 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         )
         async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.ChatResponse(assigned=assigned, chunk=chunk, result=result)
+
+    async def Embed(
+        self,
+        request: inference_pb2.EmbedRequest,
+        context: grpc.aio.ServicerContext[inference_pb2.EmbedRequest, inference_pb2.EmbedResponse],
+    ) -> inference_pb2.EmbedResponse:
+        model = await _check_model(request.model, context)
+        if not request.input:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "input must hold at least one text"
+            )
+        if len(request.input) > MAX_EMBED_INPUTS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{len(request.input)} inputs; the limit is {MAX_EMBED_INPUTS} per request "
+                "(split them into several requests)",
+            )
+        size = sum(len(text) for text in request.input)
+        if size > MAX_PROMPT_CHARS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"inputs hold {size} characters; the limit is {MAX_PROMPT_CHARS}",
+            )
+        embed = node_agent_pb2.EmbedInput(input=request.input, dimensions=request.dimensions)
+        if request.HasField("truncate"):
+            embed.truncate = request.truncate
+        run = node_agent_pb2.RunTaskRequest(
+            task_id=_task_id(),
+            model=model,
+            type=common_pb2.TASK_TYPE_INFERENCE,
+            embed=embed,
+            options=request.options,
+            keep_alive=request.keep_alive,
+        )
+        reply = inference_pb2.EmbedResponse()
+        async for assigned, _, result in self._relay(run, request.priority, context):
+            if assigned is not None:
+                reply.assigned.CopyFrom(assigned)
+            if result is not None:
+                reply.result.CopyFrom(result)
+        return reply
 
     async def _relay(
         self,
@@ -297,12 +341,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         return inference_pb2.ListModelsResponse(models=[models[k] for k in sorted(models)])
 
 
-async def _check_model(model: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+async def _check_model(model: str, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The model's name as the nodes report it: a name without a tag means ``:latest``,
+    as in Ollama (``nomic-embed-text`` is ``nomic-embed-text:latest``)."""
     if not model or len(model) > 256 or any(c.isspace() for c in model):
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"model {model!r} is not a model name (e.g. 'llama3.1:8b')",
         )
+    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
 
 
 def decision_to_proto(decision: Decision) -> cluster_pb2.RoutingDecision:

@@ -86,6 +86,21 @@ async def chat(upstream: Upstream, request: inference_pb2.ChatRequest) -> Genera
     )
 
 
+async def embed(
+    upstream: Upstream, request: inference_pb2.EmbedRequest
+) -> inference_pb2.EmbedResponse:
+    """Embeddings of ``request.input``, routed like any task (unary: vectors come at once)."""
+    reply: inference_pb2.EmbedResponse = await upstream.inference.Embed(
+        request, timeout=GENERATION_TIMEOUT_SECONDS
+    )
+    return reply
+
+
+def canonical(model: str) -> str:
+    """A model's name as nodes report it: no tag means ``:latest``, as in Ollama."""
+    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+
+
 async def _started(generation: Generation) -> Generation:
     """``generation`` once its first event is in; closed (the call cancelled) if that fails."""
     try:
@@ -118,7 +133,7 @@ async def model_is_unknown(upstream: Upstream, err: grpc.aio.AioRpcError, model:
         )
     except grpc.aio.AioRpcError:
         return err.code() == grpc.StatusCode.NOT_FOUND
-    return model not in {m.info.name for m in reply.models}
+    return canonical(model) not in {m.info.name for m in reply.models}
 
 
 def keep_alive(value: str | float | None) -> str:

@@ -1,13 +1,14 @@
-"""The cluster as one Ollama: ``/api/generate``, ``/api/chat``, ``/api/tags``, ``/api/ps``,
-``/api/show``, ``/api/version`` with Ollama's own JSON shapes, so any Ollama client
+"""The cluster as one Ollama: ``/api/generate``, ``/api/chat``, ``/api/embed``, ``/api/tags``,
+``/api/ps``, ``/api/show``, ``/api/version`` with Ollama's own JSON shapes, so any Ollama client
 pointed at the gateway (``OLLAMA_HOST``) uses the whole cluster, routed by the
 coordinator.
 
 Errors are Ollama's ``{"error": "..."}`` with its status codes (404 for an unknown model);
 a failure after streaming began is a final ``{"error": ...}`` line, as Ollama does. Model
-management (pull, push, create, copy, delete) stays with each node's Ollama and embeddings
-are not routed: those calls answer 501 saying so. Bodies are read as JSON whatever their
-Content-Type (``gateway.app.JsonBodies``), as Ollama reads them.
+management (pull, push, create, copy, delete) stays with each node's Ollama: those calls
+answer 501 saying so. ``/api/embed`` and the older ``/api/embeddings`` are routed like any
+task. Bodies are read as JSON whatever their Content-Type (``gateway.app.JsonBodies``), as
+Ollama reads them.
 """
 
 from __future__ import annotations
@@ -81,6 +82,28 @@ class ChatBody(_Request):
     messages: list[Message] = Field(default_factory=list)
 
 
+class EmbedBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    input: str | list[str] = Field(default_factory=list)
+    truncate: bool | None = None
+    dimensions: Annotated[int, Field(ge=1)] | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: str | float | None = None
+
+
+class EmbeddingsBody(BaseModel):
+    """The older /api/embeddings: one prompt."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    prompt: str = ""
+    options: dict[str, Any] | None = None
+    keep_alive: str | float | None = None
+
+
 class ShowBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -128,7 +151,7 @@ async def _refusal(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) ->
     return OllamaError(http_status(err.code()), err.details() or err.code().name)
 
 
-def _options(body: _Request, request: Any) -> None:
+def _options(body: _Request | EmbedBody | EmbeddingsBody, request: Any) -> None:
     if body.options:
         request.options.update(body.options)
 
@@ -317,18 +340,57 @@ def router(upstream: Upstream) -> APIRouter:
         versions = [e.version for n in status.nodes for e in n.info.endpoints if e.version]
         return {"version": min(versions, key=_version_key) if versions else __version__}
 
+    async def run_embed(
+        body: EmbedBody | EmbeddingsBody, texts: list[str], dimensions: int | None = None
+    ) -> inference_pb2.EmbedResponse:
+        request = inference_pb2.EmbedRequest(
+            model=body.model,
+            input=texts,
+            keep_alive=inference.keep_alive(body.keep_alive),
+            dimensions=dimensions or 0,
+        )
+        if isinstance(body, EmbedBody) and body.truncate is not None:
+            request.truncate = body.truncate
+        _options(body, request)
+        try:
+            return await inference.embed(upstream, request)
+        except grpc.aio.AioRpcError as err:
+            raise await _refusal(upstream, err, body.model) from err
+
+    @api.post("/api/embed")
+    async def embed(body: Annotated[EmbedBody, Body()]) -> dict[str, Any]:
+        """Embeddings of one or more inputs on the best node for the model (Ollama's
+        /api/embed): one L2-normalised vector per input, in order."""
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or texts == [""]:
+            # Ollama loads the model for an empty input; the mesh has no load RPC.
+            raise OllamaError(400, "input must not be empty")
+        reply = await run_embed(body, texts, body.dimensions)
+        stats = reply.result.stats
+        return {
+            "model": body.model,
+            "embeddings": [list(e.values) for e in reply.result.embeddings],
+            "total_duration": stats.total_duration_ns,
+            "load_duration": stats.load_duration_ns,
+            "prompt_eval_count": stats.prompt_eval_count,
+        }
+
+    @api.post("/api/embeddings")
+    async def embeddings(body: Annotated[EmbeddingsBody, Body()]) -> dict[str, Any]:
+        """One prompt's embedding (Ollama's older /api/embeddings)."""
+        if not body.prompt:
+            return {"embedding": []}
+        reply = await run_embed(body, [body.prompt])
+        vectors = reply.result.embeddings
+        return {"embedding": list(vectors[0].values) if vectors else []}
+
     async def manage_models() -> JSONResponse:
         raise OllamaError(501, NODE_MANAGED)
 
-    async def embeddings() -> JSONResponse:
-        raise OllamaError(501, NO_EMBEDDINGS)
-
-    # Ollama's model management and embedding calls, answered in its shape with what to do
-    # instead of a bare 404 (an Ollama client shows the message to its user).
+    # Ollama's model management calls, answered in its shape with what to do instead of a
+    # bare 404 (an Ollama client shows the message to its user).
     for path, method in MODEL_MANAGEMENT:
         api.add_api_route(path, manage_models, methods=[method], include_in_schema=False)
-    for path in ("/api/embed", "/api/embeddings"):
-        api.add_api_route(path, embeddings, methods=["POST"], include_in_schema=False)
     return api
 
 
@@ -343,7 +405,6 @@ NODE_MANAGED = (
     "models are managed on each node's own Ollama (e.g. `ollama pull` on the node); "
     "the cluster serves every model any node has: GET /api/tags lists them"
 )
-NO_EMBEDDINGS = "this cluster routes generate and chat only; embeddings are not served"
 
 
 def _version_key(version: str) -> tuple[int, ...]:

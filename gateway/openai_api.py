@@ -1,5 +1,6 @@
 """OpenAI-compatible API: ``/v1/chat/completions`` (SSE streaming and not),
-``/v1/completions`` and ``/v1/models``, served by the cluster through InferenceService.
+``/v1/completions``, ``/v1/embeddings`` and ``/v1/models``, served by the cluster through
+InferenceService.
 
 ``usage`` comes from the node's real token counts (Ollama's ``prompt_eval_count`` and
 ``eval_count``). Errors use OpenAI's ``{"error": {"message", "type", "param", "code"}}``
@@ -8,16 +9,18 @@ shape, so the official clients raise their usual exceptions (404 -> NotFoundErro
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import inference
 from gateway.problems import http_status
@@ -25,9 +28,6 @@ from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive.v1 import common_pb2, inference_pb2
 
 OWNER = "hive"
-
-
-NO_EMBEDDINGS = "this cluster routes chat and completions only; embeddings are not served"
 
 
 class OpenAIError(Exception):
@@ -159,6 +159,34 @@ class ChatCompletionRequest(_Sampling):
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
     suffix: str | None = None
+
+
+class EmbeddingRequest(BaseModel):
+    # ``user`` and other unknown parameters are accepted and ignored.
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    # Text only: OpenAI also takes token ids, which mean nothing to another model's tokenizer.
+    input: str | Annotated[list[str], Field(min_length=1)]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise ValueError(
+                "input must be text (a string or a list of strings); token ids are not supported"
+            )
+        return value
+
+
+def _encoded(values: Sequence[float], encoding: str) -> list[float] | str:
+    """A vector as OpenAI sends it: floats, or base64 of little-endian float32 (what the
+    official Python client asks for by default)."""
+    if encoding == "base64":
+        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+    return list(values)
 
 
 def _usage(result: common_pb2.TaskResult) -> dict[str, int]:
@@ -362,9 +390,32 @@ def router(upstream: Upstream) -> APIRouter:
             )
         return model_object(found)
 
-    @api.post("/embeddings", include_in_schema=False)
-    async def embeddings() -> None:
-        """Not served: the cluster routes chat and completions only (as Ollama's side says)."""
-        raise OpenAIError(501, NO_EMBEDDINGS, code="unsupported")
+    @api.post("/embeddings")
+    async def embeddings(body: Annotated[EmbeddingRequest, Body()]) -> dict[str, Any]:
+        """Embeddings on the best node for the model (OpenAI's /v1/embeddings)."""
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if any(not t for t in texts):
+            raise OpenAIError(400, "input must not contain empty strings", param="input")
+        request = inference_pb2.EmbedRequest(
+            model=body.model, input=texts, dimensions=body.dimensions or 0
+        )
+        try:
+            reply = await inference.embed(upstream, request)
+        except grpc.aio.AioRpcError as err:
+            raise await _refusal(upstream, err, body.model) from err
+        tokens = reply.result.stats.prompt_eval_count
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": _encoded(e.values, body.encoding_format),
+                }
+                for i, e in enumerate(reply.result.embeddings)
+            ],
+            "model": body.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     return api

@@ -45,6 +45,13 @@ class ModelKind:
     # Bytes the weights take on disk and, with a small KV cache, in VRAM.
     size_bytes: int
     context_length: int = 8192
+    # An embedding model's vector size (it embeds but cannot generate); 0: a generative
+    # model, which embeds too, with its hidden size (``embedding_length``).
+    embedding_length: int = 0
+
+    @property
+    def embeds_only(self) -> bool:
+        return self.embedding_length > 0
 
 
 def _gpu(name: str, vendor: str, memory_gib: float, bandwidth_gbs: float, tdp: float) -> GpuKind:
@@ -71,6 +78,12 @@ def _model(name: str, family: str, params: str, size_gb: float, quant: str = "Q4
     return ModelKind(name, family, params, quant, int(size_gb * GB))
 
 
+def _embedder(
+    name: str, family: str, params: str, size_gb: float, dims: int, ctx: int
+) -> ModelKind:
+    return ModelKind(name, family, params, "F16", int(size_gb * GB), ctx, dims)
+
+
 MODEL_CATALOG: dict[str, ModelKind] = {
     m.name: m
     for m in (
@@ -86,8 +99,20 @@ MODEL_CATALOG: dict[str, ModelKind] = {
         _model("mistral:7b", "llama", "7.2B", 4.1),
         _model("phi3:mini", "phi3", "3.8B", 2.2),
         _model("gemma2:9b", "gemma2", "9.2B", 5.4),
+        _embedder("nomic-embed-text:latest", "nomic-bert", "137M", 0.27, 768, 2048),
+        _embedder("mxbai-embed-large:latest", "bert", "334M", 0.67, 1024, 512),
+        _embedder("all-minilm:latest", "bert", "23M", 0.046, 384, 512),
     )
 }
+
+
+def embedding_length(model: ModelKind) -> int:
+    """The size of ``model``'s embeddings: an embedding model's own, else a generative
+    model's hidden size, which grows with its parameter count."""
+    if model.embedding_length:
+        return model.embedding_length
+    billions = float(model.parameter_size.rstrip("B")) if model.parameter_size.endswith("B") else 7
+    return 3072 if billions < 5 else 4096 if billions < 10 else 5120
 
 
 def decode_tokens_per_second(gpus: list[GpuKind], model: ModelKind) -> float:

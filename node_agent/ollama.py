@@ -71,6 +71,16 @@ class OllamaClient:
                         pass
                 yield item
 
+    async def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST a request Ollama answers with one JSON object (``/api/embed``)."""
+        response = await self._http.post(path, json=payload)
+        if response.status_code != 200:
+            raise OllamaError(response.status_code, _error_text(response.text))
+        answer = response.json()
+        if not isinstance(answer, dict):
+            raise OllamaError(502, f"{path} answered {type(answer).__name__}, not an object")
+        return answer
+
     async def load(self, model: str, keep_alive: str = "") -> None:
         """Load a model into VRAM without generating (Ollama's empty-prompt generate)."""
         payload: dict[str, Any] = {"model": model, "prompt": "", "stream": False}

@@ -46,6 +46,13 @@ def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[st
     if request.keep_alive:
         payload["keep_alive"] = request.keep_alive
     kind = request.WhichOneof("input")
+    if kind == "embed":
+        payload["input"] = list(request.embed.input)
+        if request.embed.HasField("truncate"):
+            payload["truncate"] = request.embed.truncate
+        if request.embed.dimensions:
+            payload["dimensions"] = request.embed.dimensions
+        return "/api/embed", payload
     if kind == "chat":
         payload["messages"] = [
             {"role": m.role, "content": m.content} for m in request.chat.messages
@@ -95,7 +102,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             )
         if request.WhichOneof("input") is None:
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "task has no generate or chat input"
+                grpc.StatusCode.INVALID_ARGUMENT, "task has no generate, chat or embed input"
             )
         path, payload = ollama_payload(request)
         chunk_chars = agent.config.chunk_max_chars
@@ -114,6 +121,19 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     node=agent.name, endpoint_id=endpoint.id, model=request.model
                 )
             )
+            if request.WhichOneof("input") == "embed":
+                answer = await endpoint.client.post(path, payload)
+                stats = task_stats(answer)
+                outcome = "succeeded"
+                yield node_agent_pb2.RunTaskResponse(
+                    result=common_pb2.TaskResult(
+                        stats=stats,
+                        embeddings=[
+                            common_pb2.Embedding(values=v) for v in answer.get("embeddings", [])
+                        ],
+                    )
+                )
+                return
             async with contextlib.aclosing(endpoint.client.stream(path, payload)) as stream:
                 seq = 0
                 buffer: list[str] = []

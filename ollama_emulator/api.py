@@ -241,6 +241,8 @@ class OllamaApi:
             Route("/api/pull", self.pull, methods=["POST"]),
             Route("/api/generate", self.generate, methods=["POST"]),
             Route("/api/chat", self.chat, methods=["POST"]),
+            Route("/api/embed", self.embed, methods=["POST"]),
+            Route("/api/embeddings", self.embeddings, methods=["POST"]),
         ]
         return Starlette(routes=routes, exception_handlers={ApiError: self._error})
 
@@ -305,7 +307,7 @@ class OllamaApi:
         if kind is None:
             raise ApiError(404, f"model '{name}' not found")
         _, modified = self.disk[kind.name]
-        capabilities = ["completion"]
+        capabilities = ["embedding"] if kind.embeds_only else ["completion"]
         if kind.family in ("llama", "qwen2") and "code" not in kind.name:
             capabilities.append("tools")
         if "coder" in kind.name or "starcoder" in kind.name or "codellama" in kind.name:
@@ -381,7 +383,7 @@ class OllamaApi:
         self._stats.requests_total += 1
         body = await _json_body(request)
         name = _model_name(body)
-        kind = self._require(name)
+        kind = self._require(name, "generate")
         keep_alive = parse_keep_alive(body.get("keep_alive"), self._config.default_keep_alive)
         prompt = body.get("prompt") or ""
         system = body.get("system") or ""
@@ -414,7 +416,7 @@ class OllamaApi:
         self._stats.requests_total += 1
         body = await _json_body(request)
         name = _model_name(body)
-        kind = self._require(name)
+        kind = self._require(name, "chat")
         keep_alive = parse_keep_alive(body.get("keep_alive"), self._config.default_keep_alive)
         messages = body.get("messages") or []
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
@@ -444,11 +446,89 @@ class OllamaApi:
 
         return await self._answer(request, kind, keep_alive, source, output, body, piece, final)
 
-    def _require(self, name: str) -> hardware.ModelKind:
+    def _require(self, name: str, use: str = "") -> hardware.ModelKind:
         kind = self._on_disk(name)
         if kind is None:
             raise ApiError(404, f'model "{name}" not found, try pulling it first')
+        if use in ("generate", "chat") and kind.embeds_only:
+            raise ApiError(400, f'"{name}" does not support {use}')
         return kind
+
+    async def embed(self, request: Request) -> Response:
+        """Ollama's /api/embed: one L2-normalised vector per input, after a prompt pass."""
+        answer = await self._embed(request, await _json_body(request))
+        return answer if isinstance(answer, Response) else JSONResponse(answer)
+
+    async def embeddings(self, request: Request) -> Response:
+        """The older /api/embeddings: one ``prompt`` in, one ``embedding`` out."""
+        body = await _json_body(request)
+        prompt = body.pop("prompt", "")
+        if not isinstance(prompt, str):
+            raise ApiError(400, "prompt must be a string")
+        answer = await self._embed(request, {**body, "input": [prompt] if prompt else []})
+        if isinstance(answer, Response):
+            return answer
+        vectors = answer["embeddings"]
+        return JSONResponse({"embedding": vectors[0] if vectors else []})
+
+    async def _embed(self, request: Request, body: dict[str, Any]) -> Response | dict[str, Any]:
+        self._stats.requests_total += 1
+        name = _model_name(body)
+        kind = self._require(name)
+        keep_alive = parse_keep_alive(body.get("keep_alive"), self._config.default_keep_alive)
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else raw if raw is not None else []
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            raise ApiError(400, "input must be a string or a list of strings")
+        if inputs == [""]:
+            inputs = []
+        size = hardware.embedding_length(kind)
+        dims = body.get("dimensions") or 0
+        if isinstance(dims, bool) or not isinstance(dims, int) or not 0 <= dims <= size:
+            raise ApiError(400, f"dimensions must be an integer from 1 to {size} for {name}")
+        truncate = body.get("truncate", True) is not False
+        tokens = []
+        for piece in inputs:
+            n = text.prompt_tokens(piece)
+            if n > kind.context_length:
+                if not truncate:
+                    raise ApiError(400, "input exceeds maximum context length")
+                n = kind.context_length
+            tokens.append(n)
+        if not inputs:
+            # No input loads the model, as Ollama does.
+            loaded = await self._load_only(request, kind, name, keep_alive, body, chat=False)
+            if loaded.status_code != 200:
+                return loaded
+            return {"model": name, "embeddings": []}
+        lease = await self._acquire(request, kind, keep_alive)
+        if lease is None:
+            return Response(status_code=_CLIENT_GONE)
+        run = Generation(
+            scheduler=self._scheduler,
+            lease=lease,
+            stats=self._stats,
+            clock=self._clock,
+            prompt_tokens=sum(tokens),
+            output=text.Output(0, "stop", "", 0, False),
+        )
+        try:
+            await _unless_disconnected(request, _collect(run.pieces()))
+        except _ClientGone:
+            return Response(status_code=_CLIENT_GONE)
+        finally:
+            run.close()
+        vectors = [text.embedding(model=kind.name, text=i, size=size) for i in inputs]
+        if dims:
+            vectors = [_normalised(v[:dims]) for v in vectors]
+        timings = run.timings
+        return {
+            "model": name,
+            "embeddings": vectors,
+            "total_duration": _ns(timings.total),
+            "load_duration": _ns(timings.load),
+            "prompt_eval_count": run.prompt_tokens,
+        }
 
     def _output(self, kind: hardware.ModelKind, source: str, body: dict[str, Any]) -> text.Output:
         options = body.get("options") or {}
@@ -542,6 +622,11 @@ class OllamaApi:
         finally:
             run.close()
         return JSONResponse(final(run, "".join(pieces)))
+
+
+def _normalised(values: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 async def _collect(pieces: AsyncIterator[str]) -> list[str]:

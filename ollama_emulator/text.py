@@ -10,6 +10,7 @@ one "token" in eval_count and one streamed NDJSON line.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from collections.abc import Iterator
@@ -231,3 +232,14 @@ def _code(rng: random.Random, language: str, names: list[str], count: int) -> st
 
 def _tokenize(text: str) -> list[str]:
     return _PIECE.findall(text)
+
+
+def embedding(*, model: str, text: str, size: int) -> list[float]:
+    """``model``'s embedding of ``text``: ``size`` values, L2-normalised as Ollama's
+    /api/embed returns them; the same text gives the same vector, different texts point
+    in unrelated directions."""
+    seed = int.from_bytes(hashlib.sha256(f"{model}\0{text}".encode()).digest()[:8], "big")
+    rng = random.Random(seed)
+    values = [rng.gauss(0.0, 1.0) for _ in range(size)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]

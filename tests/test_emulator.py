@@ -451,3 +451,47 @@ async def test_load_duration_follows_the_hosts_disk_speed() -> None:
         )
     with pytest.raises(ValueError, match="model_load_gbps"):
         EmulatorConfig(gpus=[GTX_1070], model_load_gbps=0)
+
+
+EMBEDDER = "nomic-embed-text"  # 768 dimensions, 2,048-token context
+
+
+async def test_embed_returns_one_normalised_vector_per_input_like_ollama() -> None:
+    async with emulator(models=[LLAMA, EMBEDDER]) as emu:
+        client = ollama.AsyncClient(host=emu.url)
+        many = await client.embed(model=EMBEDDER, input=["a cat", "a dog", "a cat"])
+        one = await client.embed(model=EMBEDDER, input="a cat")
+        short = await client.embed(model=EMBEDDER, input="a cat", dimensions=256)
+        legacy = await client.embeddings(model=EMBEDDER, prompt="a cat")
+        from_llm = await client.embed(model=LLAMA, input="a cat")
+        shown = await client.show(EMBEDDER)
+        loaded_empty = await client.embed(model=EMBEDDER, input=[])
+        with pytest.raises(ollama.ResponseError) as no_generate:
+            await client.generate(model=EMBEDDER, prompt="hi")
+        with pytest.raises(ollama.ResponseError) as too_long:
+            await client.embed(model=EMBEDDER, input="word " * 20_000, truncate=False)
+        truncated = await client.embed(model=EMBEDDER, input="word " * 20_000)
+        async with httpx.AsyncClient(base_url=emu.url) as http:
+            bad_input = await http.post("/api/embed", json={"model": EMBEDDER, "input": [1, 2]})
+            bad_dims = await http.post(
+                "/api/embed", json={"model": EMBEDDER, "input": "x", "dimensions": 9999}
+            )
+    vectors = many.embeddings
+    assert [len(v) for v in vectors] == [768, 768, 768]
+    assert all(abs(math.sqrt(sum(x * x for x in v)) - 1.0) < 1e-6 for v in vectors)
+    assert vectors[0] == vectors[2] != vectors[1]  # same text, same vector
+    assert one.embeddings == [vectors[0]]
+    assert many.prompt_eval_count == 3 * max(1, len("a cat") // 4)
+    assert (many.load_duration or 0) > 0 and (one.load_duration or 0) == 0  # loaded once
+    assert len(short.embeddings[0]) == 256
+    assert abs(math.sqrt(sum(x * x for x in short.embeddings[0])) - 1.0) < 1e-6
+    assert list(legacy.embedding) == vectors[0]
+    assert len(from_llm.embeddings[0]) == 4096  # a generative model embeds with its hidden size
+    assert shown.capabilities == ["embedding"]
+    assert loaded_empty.embeddings == []
+    assert no_generate.value.status_code == 400
+    assert no_generate.value.error == f'"{EMBEDDER}" does not support generate'
+    assert too_long.value.status_code == 400 and "context length" in too_long.value.error
+    assert truncated.prompt_eval_count == 2048
+    assert bad_input.status_code == 400 and "list of strings" in bad_input.json()["error"]
+    assert bad_dims.status_code == 400 and "768" in bad_dims.json()["error"]

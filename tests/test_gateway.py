@@ -357,8 +357,10 @@ async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
     assert r.status_code == 501 and "ollama pull" in r.json()["error"]
     r = await http.request("DELETE", "/api/delete", json={"model": "llama3.1:8b"})
     assert r.status_code == 501 and "/api/tags" in r.json()["error"]
-    r = await http.post("/api/embed", json={"model": "llama3.1:8b", "input": "hi"})
-    assert r.status_code == 501 and "embeddings" in r.json()["error"]
+    r = await http.post("/api/embed", json={"model": "nomic-embed-text", "input": []})
+    assert r.status_code == 400 and r.json() == {"error": "input must not be empty"}
+    r = await http.post("/api/embed", json={"model": "nope", "input": "x"})
+    assert r.status_code == 404 and r.json() == {"error": "model 'nope' not found"}
     # A path no API has: 404 in the shape of the API the caller was using.
     r = await http.post("/api/nothing", json={})
     assert r.status_code == 404 and r.json() == {"error": "Not Found: POST /api/nothing"}
@@ -393,15 +395,50 @@ async def test_bodies_are_json_whatever_the_content_type(http: httpx.AsyncClient
 
 
 async def test_openai_errors_use_openais_shape(http: httpx.AsyncClient) -> None:
-    r = await http.post("/v1/embeddings", json={"model": "llama3.1:8b", "input": "x"})
-    assert r.status_code == 501
-    assert r.json()["error"]["type"] == "invalid_request_error"
-    assert "embeddings" in r.json()["error"]["message"]
+    r = await http.post("/v1/embeddings", json={"model": "nomic-embed-text", "input": [[1, 2]]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input"
+    assert "token ids are not supported" in r.json()["error"]["message"]
+    r = await http.post("/v1/embeddings", json={"model": "nope", "input": "x"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     r = await http.post("/v1/nothing", json={})
     assert r.status_code == 404
     assert r.json()["error"]["message"] == "Not Found: POST /v1/nothing"
     # The seed's REST API keeps problem+json.
     assert_problem(await http.get(f"{API}/nothing-here"), 404)
+
+
+async def test_embeddings_through_the_official_clients(gw: DevCluster) -> None:
+    """Ollama's /api/embed and /api/embeddings and OpenAI's /v1/embeddings, routed to a
+    node with the embedding model; the vectors are the node's own."""
+    assert gw.gateway is not None
+    client = ollama.AsyncClient(host=gw.gateway.url)
+    texts = ["def add(a, b):", "a cat", "def add(a, b):"]
+    reply = await client.embed(model="nomic-embed-text", input=texts)
+    assert [len(v) for v in reply.embeddings] == [768, 768, 768]
+    assert reply.embeddings[0] == reply.embeddings[2] != reply.embeddings[1]
+    assert reply.prompt_eval_count
+    direct = await ollama.AsyncClient(host=gw.emulators["ACACIA/gpu0"].url).embed(
+        model="nomic-embed-text", input=texts
+    )
+    for ours, theirs in zip(reply.embeddings, direct.embeddings, strict=True):
+        assert list(ours) == pytest.approx(list(theirs), abs=1e-6)  # float32 on the wire
+    short = await client.embed(model="nomic-embed-text", input="a cat", dimensions=32)
+    assert len(short.embeddings[0]) == 32
+    legacy = await client.embeddings(model="nomic-embed-text", prompt="a cat")
+    assert list(legacy.embedding) == list(reply.embeddings[1])
+
+    oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    created = await oa.embeddings.create(model="nomic-embed-text", input=texts)  # base64
+    assert [d.index for d in created.data] == [0, 1, 2]
+    assert created.data[1].embedding == pytest.approx(list(reply.embeddings[1]), abs=1e-6)
+    assert created.usage.prompt_tokens == reply.prompt_eval_count
+    floats = await oa.embeddings.create(
+        model="nomic-embed-text", input="a cat", encoding_format="float"
+    )
+    assert floats.data[0].embedding == pytest.approx(list(reply.embeddings[1]), abs=1e-6)
+    with pytest.raises(ollama.ResponseError) as err:
+        await client.generate(model="nomic-embed-text", prompt="hi")
+    assert err.value.status_code == 400 and "does not support generate" in err.value.error
 
 
 async def test_official_openai_client(gw: DevCluster) -> None:

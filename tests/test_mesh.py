@@ -244,6 +244,49 @@ async def test_bad_options_fail_as_invalid_argument_without_marking_the_endpoint
     assert all(rate == 0.0 for rate in dispatcher.speeds.error_rates().values())
 
 
+async def test_embed_is_routed_to_a_node_with_the_embedding_model(dev: DevCluster) -> None:
+    dispatcher = dev.coordinator.dispatcher  # type: ignore[union-attr]
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        # No tag means :latest, as in Ollama.
+        reply = await stub.Embed(
+            inference_pb2.EmbedRequest(
+                model="nomic-embed-text", input=["def add(a, b):", "a cat", "def add(a, b):"]
+            )
+        )
+        short = await stub.Embed(
+            inference_pb2.EmbedRequest(model="nomic-embed-text:latest", input=["x"], dimensions=64)
+        )
+        for i in range(8):  # enough for a per-type answer length, were embeddings learned
+            await stub.Embed(inference_pb2.EmbedRequest(model="nomic-embed-text", input=[str(i)]))
+        errors = []
+        for bad in (
+            inference_pb2.EmbedRequest(model="nomic-embed-text"),
+            inference_pb2.EmbedRequest(model="nomic-embed-text", input=["x"] * 513),
+            inference_pb2.EmbedRequest(model="nope", input=["x"]),
+            inference_pb2.EmbedRequest(
+                model="nomic-embed-text", input=["word " * 20_000], truncate=False
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Embed(bad)
+            errors.append((err.value.code(), err.value.details() or ""))
+    assert reply.assigned.node in {"ROSEWOOD", "ACACIA", "FORSTEINET"}  # where it lives
+    vectors = [list(e.values) for e in reply.result.embeddings]
+    assert [len(v) for v in vectors] == [768, 768, 768]
+    assert vectors[0] == vectors[2] != vectors[1]
+    assert reply.result.stats.prompt_eval_count > 0
+    assert len(short.result.embeddings[0].values) == 64
+    assert errors[0] == (grpc.StatusCode.INVALID_ARGUMENT, "input must hold at least one text")
+    assert errors[1][0] == grpc.StatusCode.INVALID_ARGUMENT and "513 inputs" in errors[1][1]
+    assert errors[2][0] == grpc.StatusCode.FAILED_PRECONDITION and "'nope:latest'" in errors[2][1]
+    assert errors[3][0] == grpc.StatusCode.INVALID_ARGUMENT and "context length" in errors[3][1]
+    # An embedding has no answer: nothing learned about answer lengths from ten of them,
+    # neither for the model nor for plain inference in general.
+    assert dispatcher.lengths.estimate("inference", "nomic-embed-text:latest") is None
+    assert dispatcher.lengths.estimate("inference", "llama3.1:8b") is None
+
+
 async def test_bad_registrations_get_clear_statuses_and_others_keep_working(
     dev: DevCluster,
 ) -> None:

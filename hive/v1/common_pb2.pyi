@@ -218,12 +218,20 @@ class OutputChunk(_message.Message):
     def __init__(self, text: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("stats", "done_reason")
+    __slots__ = ("stats", "done_reason", "embeddings")
     STATS_FIELD_NUMBER: _ClassVar[int]
     DONE_REASON_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     stats: TaskStats
     done_reason: str
-    def __init__(self, stats: _Optional[_Union[TaskStats, _Mapping]] = ..., done_reason: _Optional[str] = ...) -> None: ...
+    embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
+    def __init__(self, stats: _Optional[_Union[TaskStats, _Mapping]] = ..., done_reason: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ...) -> None: ...
+
+class Embedding(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content")

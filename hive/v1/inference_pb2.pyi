@@ -68,6 +68,32 @@ class ChatResponse(_message.Message):
     result: _common_pb2.TaskResult
     def __init__(self, assigned: _Optional[_Union[TaskAssignment, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.OutputChunk, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.TaskResult, _Mapping]] = ...) -> None: ...
 
+class EmbedRequest(_message.Message):
+    __slots__ = ("model", "input", "truncate", "options", "keep_alive", "priority", "dimensions")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_ALIVE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input: _containers.RepeatedScalarFieldContainer[str]
+    truncate: bool
+    options: _struct_pb2.Struct
+    keep_alive: str
+    priority: _common_pb2.Priority
+    dimensions: int
+    def __init__(self, model: _Optional[str] = ..., input: _Optional[_Iterable[str]] = ..., truncate: _Optional[bool] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., dimensions: _Optional[int] = ...) -> None: ...
+
+class EmbedResponse(_message.Message):
+    __slots__ = ("assigned", "result")
+    ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    assigned: TaskAssignment
+    result: _common_pb2.TaskResult
+    def __init__(self, assigned: _Optional[_Union[TaskAssignment, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.TaskResult, _Mapping]] = ...) -> None: ...
+
 class TaskAssignment(_message.Message):
     __slots__ = ("task_id", "node", "endpoint_id", "attempt")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,11 @@ class InferenceServiceStub:
                 request_serializer=hive_dot_v1_dot_inference__pb2.ChatRequest.SerializeToString,
                 response_deserializer=hive_dot_v1_dot_inference__pb2.ChatResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/hive.v1.InferenceService/Embed',
+                request_serializer=hive_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=hive_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/hive.v1.InferenceService/ListModels',
                 request_serializer=hive_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
@@ -70,6 +75,13 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embeddings of one or more inputs (Ollama's /api/embed), routed like any task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """The union of models across the cluster.
         """
@@ -89,6 +101,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Chat,
                     request_deserializer=hive_dot_v1_dot_inference__pb2.ChatRequest.FromString,
                     response_serializer=hive_dot_v1_dot_inference__pb2.ChatResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=hive_dot_v1_dot_inference__pb2.EmbedRequest.FromString,
+                    response_serializer=hive_dot_v1_dot_inference__pb2.EmbedResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -152,6 +169,33 @@ class InferenceService:
             '/hive.v1.InferenceService/Chat',
             hive_dot_v1_dot_inference__pb2.ChatRequest.SerializeToString,
             hive_dot_v1_dot_inference__pb2.ChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hive.v1.InferenceService/Embed',
+            hive_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
+            hive_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

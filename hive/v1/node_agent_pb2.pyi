@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RunTaskRequest(_message.Message):
-    __slots__ = ("task_id", "attempt", "endpoint_id", "model", "type", "generate", "chat", "options", "keep_alive")
+    __slots__ = ("task_id", "attempt", "endpoint_id", "model", "type", "generate", "chat", "embed", "options", "keep_alive")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class RunTaskRequest(_message.Message):
     TYPE_FIELD_NUMBER: _ClassVar[int]
     GENERATE_FIELD_NUMBER: _ClassVar[int]
     CHAT_FIELD_NUMBER: _ClassVar[int]
+    EMBED_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     KEEP_ALIVE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
@@ -26,9 +27,10 @@ class RunTaskRequest(_message.Message):
     type: _common_pb2.TaskType
     generate: GenerateInput
     chat: ChatInput
+    embed: EmbedInput
     options: _struct_pb2.Struct
     keep_alive: str
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., generate: _Optional[_Union[GenerateInput, _Mapping]] = ..., chat: _Optional[_Union[ChatInput, _Mapping]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., generate: _Optional[_Union[GenerateInput, _Mapping]] = ..., chat: _Optional[_Union[ChatInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ...) -> None: ...
 
 class GenerateInput(_message.Message):
     __slots__ = ("prompt", "system", "format", "raw")
@@ -49,6 +51,16 @@ class ChatInput(_message.Message):
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     format: str
     def __init__(self, messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., format: _Optional[str] = ...) -> None: ...
+
+class EmbedInput(_message.Message):
+    __slots__ = ("input", "truncate", "dimensions")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    input: _containers.RepeatedScalarFieldContainer[str]
+    truncate: bool
+    dimensions: int
+    def __init__(self, input: _Optional[_Iterable[str]] = ..., truncate: _Optional[bool] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class RunTaskResponse(_message.Message):
     __slots__ = ("started", "chunk", "result")
