@@ -20,6 +20,8 @@ from hive.v1 import common_pb2, inference_pb2
 
 Event = inference_pb2.GenerateResponse | inference_pb2.ChatResponse
 
+# No embedding model comes near this; a larger number is refused as bad input.
+MAX_DIMENSIONS = 65_536
 # The longest a single generation may run through the gateway.
 GENERATION_TIMEOUT_SECONDS = 3600.0
 

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import inference
+from gateway.inference import MAX_DIMENSIONS
 from gateway.problems import http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__
@@ -88,7 +89,7 @@ class EmbedBody(BaseModel):
     model: Annotated[str, Field(min_length=1, max_length=256)]
     input: str | list[str] = Field(default_factory=list)
     truncate: bool | None = None
-    dimensions: Annotated[int, Field(ge=1)] | None = None
+    dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
     options: dict[str, Any] | None = None
     keep_alive: str | float | None = None
 

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import inference
+from gateway.inference import MAX_DIMENSIONS
 from gateway.problems import http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive.v1 import common_pb2, inference_pb2
@@ -169,7 +170,7 @@ class EmbeddingRequest(BaseModel):
     # Text only: OpenAI also takes token ids, which mean nothing to another model's tokenizer.
     input: str | Annotated[list[str], Field(min_length=1)]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Annotated[int, Field(ge=1)] | None = None
+    dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
 
     @field_validator("input", mode="before")
     @classmethod

@@ -398,6 +398,11 @@ async def test_openai_errors_use_openais_shape(http: httpx.AsyncClient) -> None:
     r = await http.post("/v1/embeddings", json={"model": "nomic-embed-text", "input": [[1, 2]]})
     assert r.status_code == 400 and r.json()["error"]["param"] == "input"
     assert "token ids are not supported" in r.json()["error"]["message"]
+    huge = {"model": "nomic-embed-text", "input": "x", "dimensions": 10**30}
+    r = await http.post("/v1/embeddings", json=huge)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "dimensions"
+    r = await http.post("/api/embed", json=huge)
+    assert r.status_code == 400 and "dimensions" in r.json()["error"]
     r = await http.post("/v1/embeddings", json={"model": "nope", "input": "x"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     r = await http.post("/v1/nothing", json={})
