@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -58,16 +59,30 @@ def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[st
             {"role": m.role, "content": m.content} for m in request.chat.messages
         ]
         if request.chat.format:
-            payload["format"] = request.chat.format
+            payload["format"] = ollama_format(request.chat.format)
         return "/api/chat", payload
     payload["prompt"] = request.generate.prompt
     if request.generate.system:
         payload["system"] = request.generate.system
     if request.generate.format:
-        payload["format"] = request.generate.format
+        payload["format"] = ollama_format(request.generate.format)
     if request.generate.raw:
         payload["raw"] = True
     return "/api/generate", payload
+
+
+def ollama_format(value: str) -> str | Any:
+    """The task's ``format`` as Ollama takes it: "json", or a JSON Schema as an object.
+
+    The contract carries a schema as its JSON text; sent on as a string, Ollama would refuse
+    it ("invalid format ... expected "json" or a valid JSON Schema object").
+    """
+    if value.lstrip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value  # Ollama's own error names what is wrong with it
+    return value
 
 
 def task_stats(final: dict[str, Any]) -> common_pb2.TaskStats:

@@ -540,6 +540,7 @@ class OllamaApi:
             prompt=source,
             num_predict=_int_option(options, "num_predict"),
             options_seed=_int_option(options, "seed"),
+            format=_format(body.get("format")),
         )
 
     async def _acquire(
@@ -622,6 +623,18 @@ class OllamaApi:
         finally:
             run.close()
         return JSONResponse(final(run, "".join(pieces)))
+
+
+def _format(value: object) -> str | dict[str, Any] | None:
+    """Ollama's ``format``: absent, "", "json" or a JSON Schema object; anything else is
+    refused as Ollama refuses it."""
+    if value is None or value == "":
+        return None
+    if value == "json" or isinstance(value, dict):
+        return value
+    raise ApiError(
+        400, f'invalid format: {json.dumps(value)}; expected "json" or a valid JSON Schema object'
+    )
 
 
 def _normalised(values: list[float]) -> list[float]:

@@ -10,12 +10,14 @@ one "token" in eval_count and one streamed NDJSON line.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
+from typing import Any
 
 # Mentions that make a prompt ask for code, and which language it wants.
 _CODE_HINT = re.compile(
@@ -88,9 +90,13 @@ class Output:
     prompt: str
     rng_seed: int
     is_code: bool
+    # A structured answer (Ollama's ``format``), already cut to ``count`` pieces.
+    fixed: tuple[str, ...] | None = None
 
     def pieces(self) -> Iterator[str]:
         """The pieces, the same on every call."""
+        if self.fixed is not None:
+            return iter(self.fixed)
         rng = random.Random(self.rng_seed)
         names = _names_from(self.prompt)
         if self.is_code:
@@ -108,22 +114,80 @@ def prompt_tokens(text: str) -> int:
 
 
 def generate(
-    *, seed: int, model: str, prompt: str, num_predict: int | None, options_seed: int | None
+    *,
+    seed: int,
+    model: str,
+    prompt: str,
+    num_predict: int | None,
+    options_seed: int | None,
+    format: str | dict[str, Any] | None = None,
 ) -> Output:
     """The answer of ``model`` to ``prompt``; same arguments, same answer.
 
     Length is ``num_predict`` when given and non-negative (Ollama's -1 and -2 mean "no
     limit"), otherwise 40 to 400 pieces from a Pareto tail: most answers are short, a few
-    run long, as with real models.
+    run long, as with real models. With a ``format`` ("json" or a JSON Schema object, as
+    Ollama takes it) the answer is one JSON document (matching the schema), ending where
+    the document does unless ``num_predict`` cuts it first.
     """
-    material = f"{seed}\x00{model}\x00{options_seed}\x00{prompt}".encode()
+    material = f"{seed}\x00{model}\x00{options_seed}\x00{prompt}\x00{format}".encode()
     rng_seed = int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
-    if num_predict is not None and num_predict >= 0:
+    capped = num_predict is not None and num_predict >= 0
+    if format:
+        rng = random.Random(rng_seed)
+        schema = format if isinstance(format, dict) else {}
+        value = _json_value(rng, schema, _names_from(prompt), depth=0)
+        if not isinstance(value, dict) and not schema:
+            value = {"answer": value}
+        doc = tuple(_tokenize(json.dumps(value)))
+        if capped and num_predict is not None and num_predict < len(doc):
+            return Output(num_predict, "length", prompt, rng_seed, False, doc[:num_predict])
+        return Output(len(doc), "stop", prompt, rng_seed, False, doc)
+    if capped and num_predict is not None:
         count, reason = num_predict, "length"
     else:
         length_rng = random.Random(rng_seed ^ 0x5EED)
         count, reason = min(400, int(40 * length_rng.paretovariate(1.2))), "stop"
     return Output(count, reason, prompt, rng_seed, bool(_CODE_HINT.search(prompt)))
+
+
+def _json_value(rng: random.Random, schema: dict[str, Any], names: list[str], depth: int) -> Any:
+    """A value that a JSON Schema (the subset models are asked for) accepts; an empty
+    schema gets a short sentence."""
+    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
+        return rng.choice(schema["enum"])
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" and depth < 6:
+        props = schema.get("properties")
+        if not isinstance(props, dict) or not props:
+            props = {"answer": {"type": "string"}}
+        return {
+            str(k): _json_value(rng, v if isinstance(v, dict) else {}, names, depth + 1)
+            for k, v in props.items()
+        }
+    if kind == "array" and depth < 6:
+        items = schema.get("items")
+        low = int(schema.get("minItems", 1) or 0)
+        count = max(low, rng.randint(1, 3))
+        return [
+            _json_value(rng, items if isinstance(items, dict) else {}, names, depth + 1)
+            for _ in range(count)
+        ]
+    if kind == "integer":
+        return rng.randint(int(schema.get("minimum", 0)), int(schema.get("maximum", 100)))
+    if kind == "number":
+        bottom, top = float(schema.get("minimum", 0.0)), float(schema.get("maximum", 100.0))
+        return round(rng.uniform(bottom, top), 2)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    words = [rng.choice(_WORDS if rng.random() < 0.8 else names) for _ in range(rng.randint(2, 8))]
+    return " ".join(words)
 
 
 def _code_answer(rng: random.Random, prompt: str, names: list[str], count: int) -> Iterator[str]:

@@ -495,3 +495,38 @@ async def test_embed_returns_one_normalised_vector_per_input_like_ollama() -> No
     assert truncated.prompt_eval_count == 2048
     assert bad_input.status_code == 400 and "list of strings" in bad_input.json()["error"]
     assert bad_dims.status_code == 400 and "768" in bad_dims.json()["error"]
+
+
+async def test_format_json_and_schema_give_json_answers_like_ollama() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "population": {"type": "integer", "minimum": 1},
+            "languages": {"type": "array", "items": {"type": "string"}},
+            "capital": {"type": "boolean"},
+        },
+        "required": ["name", "population", "languages"],
+    }
+    async with emulator() as emu:
+        client = ollama.AsyncClient(host=emu.url)
+        shaped = await client.chat(
+            model=LLAMA, messages=[{"role": "user", "content": "Canada?"}], format=schema
+        )
+        free = await client.generate(model=LLAMA, prompt="Describe a cat", format="json")
+        cut = await client.generate(
+            model=LLAMA, prompt="Describe a cat", format="json", options={"num_predict": 3}
+        )
+        async with httpx.AsyncClient(base_url=emu.url) as http:  # the client refuses "xml"
+            bad = await http.post(
+                "/api/generate", json={"model": LLAMA, "prompt": "hi", "format": "xml"}
+            )
+    answer = json.loads(shaped.message.content or "")
+    assert set(answer) == {"name", "population", "languages", "capital"}
+    assert isinstance(answer["name"], str) and isinstance(answer["population"], int)
+    assert answer["population"] >= 1 and isinstance(answer["capital"], bool)
+    assert all(isinstance(x, str) for x in answer["languages"])
+    assert shaped.done_reason == "stop" and shaped.eval_count and shaped.eval_count > 5
+    assert isinstance(json.loads(free.response), dict) and free.done_reason == "stop"
+    assert cut.done_reason == "length" and cut.eval_count == 3
+    assert bad.status_code == 400 and bad.json()["error"].startswith('invalid format: "xml"')

@@ -446,6 +446,33 @@ async def test_embeddings_through_the_official_clients(gw: DevCluster) -> None:
     assert err.value.status_code == 400 and "does not support generate" in err.value.error
 
 
+async def test_structured_outputs_reach_ollama_as_a_schema(gw: DevCluster) -> None:
+    """A JSON Schema ``format`` crosses the mesh as text and reaches the node's Ollama as an
+    object again (Ollama refuses a schema sent as a string); the answer follows it."""
+    assert gw.gateway is not None
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "stars": {"type": "integer"}},
+        "required": ["name", "stars"],
+    }
+    client = ollama.AsyncClient(host=gw.gateway.url)
+    reply = await client.chat(
+        model="llama3.1:8b", messages=[{"role": "user", "content": "a repo"}], format=schema
+    )
+    answer = json.loads(reply.message.content or "")
+    assert set(answer) == {"name", "stars"} and isinstance(answer["stars"], int)
+    free = await client.generate(model="llama3.1:8b", prompt="a repo", format="json")
+    assert isinstance(json.loads(free.response), dict)
+
+    oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    done = await oa.chat.completions.create(
+        model="llama3.1:8b",
+        messages=[{"role": "user", "content": "a repo"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "repo", "schema": schema}},
+    )
+    assert set(json.loads(done.choices[0].message.content or "")) == {"name", "stars"}
+
+
 async def test_official_openai_client(gw: DevCluster) -> None:
     assert gw.gateway is not None
     client = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
