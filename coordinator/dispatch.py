@@ -329,7 +329,8 @@ def task_spec(
     elif source == "embed":
         chars = sum(len(text) for text in request.embed.input)
     else:
-        chars = len(request.generate.prompt) + len(request.generate.system)
+        g = request.generate
+        chars = len(g.prompt) + len(g.system) + len(g.suffix)
     output = output_tokens if output_tokens is not None else answer_estimate(request, kind, None)[0]
     return TaskSpec(
         id=request.task_id,

@@ -186,18 +186,22 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         ],
     ) -> AsyncIterator[inference_pb2.GenerateResponse]:
         model = await _check_model(request.model, context)
-        if len(request.prompt) + len(request.system) > MAX_PROMPT_CHARS:
+        size = len(request.prompt) + len(request.system) + len(request.suffix)
+        if size > MAX_PROMPT_CHARS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"prompt is {len(request.prompt) + len(request.system)} characters; "
-                f"the limit is {MAX_PROMPT_CHARS}",
+                f"prompt is {size} characters; the limit is {MAX_PROMPT_CHARS}",
             )
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
             type=request.task_type or common_pb2.TASK_TYPE_INFERENCE,
             generate=node_agent_pb2.GenerateInput(
-                prompt=request.prompt, system=request.system, format=request.format, raw=request.raw
+                prompt=request.prompt,
+                system=request.system,
+                format=request.format,
+                raw=request.raw,
+                suffix=request.suffix,
             ),
             options=request.options,
             keep_alive=request.keep_alive,

@@ -70,6 +70,7 @@ class GenerateBody(_Request):
     prompt: str = ""
     system: str = ""
     raw: bool = False
+    suffix: str = ""
 
 
 class Message(BaseModel):
@@ -217,6 +218,7 @@ def router(upstream: Upstream) -> APIRouter:
             keep_alive=inference.keep_alive(body.keep_alive),
             format=_format(body.format),
             raw=body.raw,
+            suffix=body.suffix,
         )
         _options(body, request)
         generation = await open_generation(body, request)

@@ -233,7 +233,9 @@ def router(upstream: Upstream) -> APIRouter:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             raise OpenAIError(400, "exactly one prompt per request is supported", param="prompt")
-        request = inference_pb2.GenerateRequest(model=body.model, prompt=prompts[0])
+        request = inference_pb2.GenerateRequest(
+            model=body.model, prompt=prompts[0], suffix=body.suffix or ""
+        )
         if options := body.options():
             request.options.update(options)
         try:

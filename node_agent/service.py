@@ -68,6 +68,8 @@ def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[st
         payload["format"] = ollama_format(request.generate.format)
     if request.generate.raw:
         payload["raw"] = True
+    if request.generate.suffix:
+        payload["suffix"] = request.generate.suffix
     return "/api/generate", payload
 
 

@@ -307,11 +307,7 @@ class OllamaApi:
         if kind is None:
             raise ApiError(404, f"model '{name}' not found")
         _, modified = self.disk[kind.name]
-        capabilities = ["embedding"] if kind.embeds_only else ["completion"]
-        if kind.family in ("llama", "qwen2") and "code" not in kind.name:
-            capabilities.append("tools")
-        if "coder" in kind.name or "starcoder" in kind.name or "codellama" in kind.name:
-            capabilities.append("insert")
+        capabilities = _capabilities(kind)
         return JSONResponse(
             {
                 "license": "",
@@ -387,11 +383,16 @@ class OllamaApi:
         keep_alive = parse_keep_alive(body.get("keep_alive"), self._config.default_keep_alive)
         prompt = body.get("prompt") or ""
         system = body.get("system") or ""
-        if not isinstance(prompt, str) or not isinstance(system, str):
-            raise ApiError(400, "prompt and system must be strings")
+        suffix = body.get("suffix") or ""
+        if not all(isinstance(v, str) for v in (prompt, system, suffix)):
+            raise ApiError(400, "prompt, system and suffix must be strings")
+        if suffix and "insert" not in _capabilities(kind):
+            raise ApiError(400, f'"{name}" does not support insert')
         if not prompt:
             return await self._load_only(request, kind, name, keep_alive, body, chat=False)
         source = f"{system}\n{prompt}" if system else prompt
+        if suffix:
+            source = f"{source}\n<fill>\n{suffix}"
         output = self._output(kind, source, body)
 
         def piece(p: str) -> dict[str, Any]:
@@ -623,6 +624,19 @@ class OllamaApi:
         finally:
             run.close()
         return JSONResponse(final(run, "".join(pieces)))
+
+
+def _capabilities(kind: hardware.ModelKind) -> list[str]:
+    """What ``ollama show`` lists: embedding models embed only; code models can insert
+    (fill-in-the-middle); general llama and qwen models call tools."""
+    if kind.embeds_only:
+        return ["embedding"]
+    out = ["completion"]
+    if kind.family in ("llama", "qwen2") and "code" not in kind.name:
+        out.append("tools")
+    if "coder" in kind.name or "starcoder" in kind.name or "codellama" in kind.name:
+        out.append("insert")
+    return out
 
 
 def _format(value: object) -> str | dict[str, Any] | None:

@@ -473,6 +473,34 @@ async def test_structured_outputs_reach_ollama_as_a_schema(gw: DevCluster) -> No
     assert set(json.loads(done.choices[0].message.content or "")) == {"name", "stars"}
 
 
+async def test_fill_in_the_middle_suffix_reaches_the_model(gw: DevCluster) -> None:
+    """Editors' code completion sends the text after the cursor as ``suffix``; it crosses
+    the mesh (the answer is the one the node's Ollama gives for prompt and suffix), and a
+    model that cannot insert says so, as Ollama does."""
+    assert gw.gateway is not None
+    client = ollama.AsyncClient(host=gw.gateway.url)
+    ask = {"model": "starcoder2:15b", "prompt": "def add(a, b):\n", "suffix": "\nprint(add(1, 2))"}
+    reply = await client.generate(**ask, options={"num_predict": 30})
+    direct = await ollama.AsyncClient(host=gw.emulators["IRONWOOD/p4"].url).generate(
+        **ask, options={"num_predict": 30}
+    )
+    plain = await client.generate(
+        model="starcoder2:15b", prompt="def add(a, b):\n", options={"num_predict": 30}
+    )
+    assert reply.response == direct.response != plain.response
+    with pytest.raises(ollama.ResponseError) as err:
+        await client.generate(model="llama3.1:8b", prompt="x = ", suffix="\n")
+    assert err.value.status_code == 400 and "does not support insert" in err.value.error
+    oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    done = await oa.completions.create(
+        model="starcoder2:15b",
+        prompt="def add(a, b):\n",
+        suffix="\nprint(add(1, 2))",
+        max_tokens=30,
+    )
+    assert done.choices[0].text == reply.response
+
+
 async def test_official_openai_client(gw: DevCluster) -> None:
     assert gw.gateway is not None
     client = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
