@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -217,17 +218,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         model = await _check_model(request.model, context)
         if not request.messages:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages must not be empty")
-        size = sum(len(m.content) for m in request.messages)
+        size = sum(len(m.content) for m in request.messages) + sum(map(len, request.tools))
         if size > MAX_PROMPT_CHARS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"messages hold {size} characters; the limit is {MAX_PROMPT_CHARS}",
+                f"messages and tools hold {size} characters; the limit is {MAX_PROMPT_CHARS}",
             )
+        if problem := _tools_problem(request):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
             type=request.task_type or common_pb2.TASK_TYPE_INFERENCE,
-            chat=node_agent_pb2.ChatInput(messages=request.messages, format=request.format),
+            chat=node_agent_pb2.ChatInput(
+                messages=request.messages, format=request.format, tools=request.tools
+            ),
             options=request.options,
             keep_alive=request.keep_alive,
         )
@@ -343,6 +348,26 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     if (endpoint.id, model.name) in loaded:
                         entry.loaded_on.append(where)
         return inference_pb2.ListModelsResponse(models=[models[k] for k in sorted(models)])
+
+
+def _tools_problem(request: inference_pb2.ChatRequest) -> str:
+    """What is wrong with a chat's tools and tool calls, or "" (each must be a JSON object:
+    Ollama would refuse the whole request on the node, after routing)."""
+    for i, tool in enumerate(request.tools):
+        if not isinstance(_json_object(tool), dict):
+            return f"tools[{i}] is not a JSON object: {tool[:80]!r}"
+    for i, message in enumerate(request.messages):
+        for j, call in enumerate(message.tool_calls):
+            if not call.name or not isinstance(_json_object(call.arguments_json or "{}"), dict):
+                return f"messages[{i}].tool_calls[{j}] needs a name and a JSON object of arguments"
+    return ""
+
+
+def _json_object(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 async def _check_model(model: str, context: grpc.aio.ServicerContext[Any, Any]) -> str:

@@ -9,6 +9,7 @@ cancels the RPC, which cancels the request at the node's Ollama.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +29,11 @@ GENERATION_TIMEOUT_SECONDS = 3600.0
 
 @dataclass
 class Piece:
-    """One step of a generation: text, or the final result (never both)."""
+    """One step of a generation: text (and tool calls), or the final result (never both)."""
 
     text: str = ""
     result: common_pb2.TaskResult | None = None
+    tool_calls: list[common_pb2.ToolCall] = field(default_factory=list)
 
 
 @dataclass
@@ -49,7 +51,7 @@ class Generation:
             if event.HasField("assigned"):
                 self.assigned = event.assigned
             elif event.HasField("chunk"):
-                return Piece(text=event.chunk.text)
+                return Piece(text=event.chunk.text, tool_calls=list(event.chunk.tool_calls))
             elif event.HasField("result"):
                 return Piece(result=event.result)
 
@@ -113,16 +115,41 @@ async def _started(generation: Generation) -> Generation:
     return generation
 
 
-async def collect(generation: Generation) -> tuple[str, common_pb2.TaskResult]:
-    """The whole text and the final result of a generation."""
+@dataclass
+class Collected:
+    """A whole generation: its text, the tools it called and its final result."""
+
+    text: str
+    tool_calls: list[common_pb2.ToolCall]
+    result: common_pb2.TaskResult
+
+
+async def collect(generation: Generation) -> Collected:
+    """The whole text, tool calls and final result of a generation."""
     parts: list[str] = []
+    calls: list[common_pb2.ToolCall] = []
     result = common_pb2.TaskResult()
     async for piece in generation.pieces():
         if piece.result is not None:
             result = piece.result
         else:
             parts.append(piece.text)
-    return "".join(parts), result
+            calls.extend(piece.tool_calls)
+    return Collected("".join(parts), calls, result)
+
+
+def tool_call_proto(name: str, arguments: object) -> common_pb2.ToolCall:
+    """A call as the contract carries it; ``arguments`` an object or its JSON text."""
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+    return common_pb2.ToolCall(name=name, arguments_json=text or "{}")
+
+
+def tool_arguments(call: common_pb2.ToolCall) -> Any:
+    """A call's arguments as an object (what Ollama's API shows)."""
+    try:
+        return json.loads(call.arguments_json or "{}")
+    except ValueError:
+        return {}
 
 
 async def model_is_unknown(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> bool:

@@ -73,15 +73,48 @@ class GenerateBody(_Request):
     suffix: str = ""
 
 
+class ToolFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    function: ToolFunction
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Annotated[str, Field(min_length=1, max_length=64)]
     content: str = ""
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None
+
+    def proto(self) -> common_pb2.ChatMessage:
+        return common_pb2.ChatMessage(
+            role=self.role,
+            content=self.content,
+            tool_calls=[
+                inference.tool_call_proto(c.function.name, c.function.arguments)
+                for c in self.tool_calls or ()
+            ],
+            tool_name=self.tool_name or "",
+        )
 
 
 class ChatBody(_Request):
     messages: list[Message] = Field(default_factory=list)
+    # Functions the model may call ({"type": "function", "function": {...}}).
+    tools: list[dict[str, Any]] | None = None
+
+
+def _calls(calls: list[common_pb2.ToolCall]) -> list[dict[str, Any]]:
+    """Tool calls in Ollama's shape."""
+    return [{"function": {"name": c.name, "arguments": inference.tool_arguments(c)}} for c in calls]
 
 
 class EmbedBody(BaseModel):
@@ -181,7 +214,9 @@ def router(upstream: Upstream) -> APIRouter:
             async for piece in generation.pieces():
                 head: dict[str, Any] = {"model": body.model, "created_at": _now()}
                 if piece.result is None:
-                    out = {"role": "assistant", "content": piece.text}
+                    out: dict[str, Any] = {"role": "assistant", "content": piece.text}
+                    if piece.tool_calls:
+                        out["tool_calls"] = _calls(piece.tool_calls)
                     yield line(
                         {**head, "message": out, "done": False}
                         if chat
@@ -199,14 +234,17 @@ def router(upstream: Upstream) -> APIRouter:
 
     async def whole(body: _Request, generation: inference.Generation, chat: bool) -> JSONResponse:
         try:
-            text, result = await inference.collect(generation)
+            got = await inference.collect(generation)
         except grpc.aio.AioRpcError as err:
             raise await _refusal(upstream, err, body.model) from err
         head: dict[str, Any] = {"model": body.model, "created_at": _now()}
-        content: dict[str, Any] = (
-            {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
-        )
-        return JSONResponse({**head, **content, "done": True, **_stats(result)})
+        content: dict[str, Any] = {"response": got.text}
+        if chat:
+            message: dict[str, Any] = {"role": "assistant", "content": got.text}
+            if got.tool_calls:
+                message["tool_calls"] = _calls(got.tool_calls)
+            content = {"message": message}
+        return JSONResponse({**head, **content, "done": True, **_stats(got.result)})
 
     @api.post("/api/generate", response_model=None)
     async def generate(body: Annotated[GenerateBody, Body()]) -> StreamingResponse | JSONResponse:
@@ -234,9 +272,8 @@ def router(upstream: Upstream) -> APIRouter:
             raise OllamaError(400, "messages must not be empty")
         request = inference_pb2.ChatRequest(
             model=body.model,
-            messages=[
-                common_pb2.ChatMessage(role=m.role, content=m.content) for m in body.messages
-            ],
+            messages=[m.proto() for m in body.messages],
+            tools=[json.dumps(t) for t in body.tools or ()],
             keep_alive=inference.keep_alive(body.keep_alive),
             format=_format(body.format),
         )

@@ -89,11 +89,30 @@ class ContentPart(BaseModel):
     text: str = ""
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    # JSON text, as OpenAI sends it.
+    arguments: str = "{}"
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str = ""
+    type: str = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Annotated[str, Field(min_length=1, max_length=64)]
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    # A "tool" message: the call it answers (its tool's name is looked up from it).
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -153,6 +172,8 @@ class _Sampling(BaseModel):
 
 class ChatCompletionRequest(_Sampling):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    # Functions the model may call ({"type": "function", "function": {...}}).
+    tools: list[dict[str, Any]] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     response_format: ResponseFormat | None = None
 
@@ -199,8 +220,43 @@ def _usage(result: common_pb2.TaskResult) -> dict[str, int]:
     }
 
 
-def _finish_reason(result: common_pb2.TaskResult) -> str:
+def _finish_reason(result: common_pb2.TaskResult, called: bool = False) -> str:
+    if called:
+        return "tool_calls"
     return "length" if result.done_reason == "length" else "stop"
+
+
+def _messages(messages: list[ChatMessage]) -> list[common_pb2.ChatMessage]:
+    """OpenAI messages as the contract's: a "tool" message names its tool, which OpenAI
+    gives only through the id of the call it answers."""
+    names = {c.id: c.function.name for m in messages for c in m.tool_calls or () if c.id}
+    return [
+        common_pb2.ChatMessage(
+            role=m.role,
+            content=m.text(),
+            tool_calls=[
+                inference.tool_call_proto(c.function.name, c.function.arguments)
+                for c in m.tool_calls or ()
+            ],
+            tool_name=names.get(m.tool_call_id or "", ""),
+        )
+        for m in messages
+    ]
+
+
+def _tool_calls(
+    ident: str, calls: list[common_pb2.ToolCall], first: int = 0
+) -> list[dict[str, Any]]:
+    """Tool calls in OpenAI's shape (arguments as JSON text), with ids unique in the answer."""
+    return [
+        {
+            "index": first + i,
+            "id": f"call_{ident[-12:]}_{first + i}",
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments_json or "{}"},
+        }
+        for i, c in enumerate(calls)
+    ]
 
 
 def _sse(obj: dict[str, Any] | str) -> bytes:
@@ -214,7 +270,8 @@ def router(upstream: Upstream) -> APIRouter:
     async def open_chat(body: ChatCompletionRequest) -> inference.Generation:
         request = inference_pb2.ChatRequest(
             model=body.model,
-            messages=[common_pb2.ChatMessage(role=m.role, content=m.text()) for m in body.messages],
+            messages=_messages(body.messages),
+            tools=[json.dumps(t) for t in body.tools or ()],
         )
         options = body.options()
         if body.max_completion_tokens is not None:
@@ -258,6 +315,7 @@ def router(upstream: Upstream) -> APIRouter:
             head["system_fingerprint"] = OWNER
             first = {"index": 0, "delta": {"role": "assistant", "content": ""}}
             yield _sse({**head, "choices": [{**first, "logprobs": None, "finish_reason": None}]})
+        called = 0
         try:
             async for piece in generation.pieces():
                 if piece.result is None:
@@ -266,6 +324,9 @@ def router(upstream: Upstream) -> APIRouter:
                         if kind == "chat.completion.chunk"
                         else {"index": 0, "text": piece.text}
                     )
+                    if piece.tool_calls and kind == "chat.completion.chunk":
+                        choice["delta"]["tool_calls"] = _tool_calls(ident, piece.tool_calls, called)
+                        called += len(piece.tool_calls)
                     yield _sse(
                         {**head, "choices": [{**choice, "logprobs": None, "finish_reason": None}]}
                     )
@@ -276,7 +337,7 @@ def router(upstream: Upstream) -> APIRouter:
                     else {"index": 0, "text": ""}
                 )
                 last["logprobs"] = None
-                last["finish_reason"] = _finish_reason(piece.result)
+                last["finish_reason"] = _finish_reason(piece.result, called > 0)
                 yield _sse({**head, "choices": [last]})
                 if include_usage:
                     yield _sse({**head, "choices": [], "usage": _usage(piece.result)})
@@ -294,7 +355,7 @@ def router(upstream: Upstream) -> APIRouter:
             )
         yield _sse("[DONE]")
 
-    async def whole(body: _Sampling, generation: inference.Generation) -> tuple[str, Any]:
+    async def whole(body: _Sampling, generation: inference.Generation) -> inference.Collected:
         try:
             return await inference.collect(generation)
         except grpc.aio.AioRpcError as err:
@@ -312,9 +373,17 @@ def router(upstream: Upstream) -> APIRouter:
                 stream(body.model, generation, "chat.completion.chunk", include),
                 media_type="text/event-stream",
             )
-        text, result = await whole(body, generation)
+        got = await whole(body, generation)
+        ident = "chatcmpl-" + (generation.task_id or uuid.uuid4().hex)
+        message: dict[str, Any] = {"role": "assistant", "content": got.text}
+        if got.tool_calls:
+            message["content"] = got.text or None
+            message["tool_calls"] = [
+                {k: v for k, v in c.items() if k != "index"}
+                for c in _tool_calls(ident, got.tool_calls)
+            ]
         return {
-            "id": "chatcmpl-" + (generation.task_id or uuid.uuid4().hex),
+            "id": ident,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.model,
@@ -322,12 +391,12 @@ def router(upstream: Upstream) -> APIRouter:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": _finish_reason(result),
+                    "finish_reason": _finish_reason(got.result, bool(got.tool_calls)),
                 }
             ],
-            "usage": _usage(result),
+            "usage": _usage(got.result),
         }
 
     @api.post("/completions", response_model=None)
@@ -342,7 +411,8 @@ def router(upstream: Upstream) -> APIRouter:
                 stream(body.model, generation, "text_completion", include),
                 media_type="text/event-stream",
             )
-        text, result = await whole(body, generation)
+        got = await whole(body, generation)
+        text, result = got.text, got.result
         return {
             "id": "cmpl-" + (generation.task_id or uuid.uuid4().hex),
             "object": "text_completion",

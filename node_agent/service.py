@@ -55,9 +55,9 @@ def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[st
             payload["dimensions"] = request.embed.dimensions
         return "/api/embed", payload
     if kind == "chat":
-        payload["messages"] = [
-            {"role": m.role, "content": m.content} for m in request.chat.messages
-        ]
+        payload["messages"] = [_ollama_message(m) for m in request.chat.messages]
+        if request.chat.tools:
+            payload["tools"] = [json.loads(t) for t in request.chat.tools]
         if request.chat.format:
             payload["format"] = ollama_format(request.chat.format)
         return "/api/chat", payload
@@ -71,6 +71,35 @@ def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[st
     if request.generate.suffix:
         payload["suffix"] = request.generate.suffix
     return "/api/generate", payload
+
+
+def _ollama_message(m: common_pb2.ChatMessage) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        message["tool_calls"] = [
+            {"function": {"name": c.name, "arguments": json.loads(c.arguments_json or "{}")}}
+            for c in m.tool_calls
+        ]
+    if m.tool_name:
+        message["tool_name"] = m.tool_name
+    return message
+
+
+def tool_calls(line: dict[str, Any]) -> list[common_pb2.ToolCall]:
+    """The tool calls on one of Ollama's chat lines (``message.tool_calls``)."""
+    calls = (line.get("message") or {}).get("tool_calls") or []
+    out = []
+    for call in calls:
+        function = call.get("function") or {}
+        arguments = function.get("arguments") or {}
+        if isinstance(arguments, str):  # some models' templates give the JSON as text
+            arguments = json.loads(arguments or "{}")
+        out.append(
+            common_pb2.ToolCall(
+                name=str(function.get("name", "")), arguments_json=json.dumps(arguments)
+            )
+        )
+    return out
 
 
 def ollama_format(value: str) -> str | Any:
@@ -121,7 +150,10 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "task has no generate, chat or embed input"
             )
-        path, payload = ollama_payload(request)
+        try:
+            path, payload = ollama_payload(request)
+        except ValueError as exc:  # tools or tool-call arguments that are not JSON
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"task input: {exc}")
         chunk_chars = agent.config.chunk_max_chars
         chunk_seconds = agent.config.chunk_max_seconds
         loop = asyncio.get_running_loop()
@@ -163,16 +195,22 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     if text:
                         buffer.append(text)
                         buffered += len(text)
+                    calls = tool_calls(line)
                     now = loop.time()
                     done = bool(line.get("done"))
-                    if buffer and (
-                        done
-                        or seq == 0
-                        or buffered >= chunk_chars
-                        or now - last_flush >= chunk_seconds
+                    if calls or (
+                        buffer
+                        and (
+                            done
+                            or seq == 0
+                            or buffered >= chunk_chars
+                            or now - last_flush >= chunk_seconds
+                        )
                     ):
                         yield node_agent_pb2.RunTaskResponse(
-                            chunk=common_pb2.OutputChunk(text="".join(buffer), seq=seq)
+                            chunk=common_pb2.OutputChunk(
+                                text="".join(buffer), seq=seq, tool_calls=calls
+                            )
                         )
                         seq += 1
                         buffer.clear()

@@ -205,7 +205,7 @@ class _GenerationStream(StreamingResponse):
 
 
 # Renders one streamed piece, and the final object given the full text (or "" when streaming).
-PieceRenderer = Callable[[str], dict[str, Any]]
+PieceRenderer = Callable[[str], dict[str, Any] | None]
 FinalRenderer = Callable[[Generation, str], dict[str, Any]]
 
 
@@ -424,28 +424,58 @@ class OllamaApi:
             raise ApiError(400, "messages must be a list of objects")
         if not messages:
             return await self._load_only(request, kind, name, keep_alive, body, chat=True)
+        tools = body.get("tools") or []
+        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+            raise ApiError(400, "tools must be a list of objects")
+        if tools and "tools" not in _capabilities(kind):
+            raise ApiError(400, f'"{name}" does not support tools')
         source = "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in messages)
-        output = self._output(kind, source, body)
+        calls: list[dict[str, Any]] = []
+        if tools and messages[-1].get("role") != "tool":
+            # Offered tools and not yet given a result: the model calls one.
+            call = text.tool_call(tools, str(messages[-1].get("content") or ""), self._config.seed)
+            calls = [{"function": call}]
+            output = text.Output(
+                len(text.call_pieces(call)), "stop", source, 0, False, text.call_pieces(call)
+            )
+        else:
+            output = self._output(kind, source, body)
 
-        def piece(p: str) -> dict[str, Any]:
-            return {
-                "model": name,
-                "created_at": _now(),
-                "message": {"role": "assistant", "content": p},
-                "done": False,
-            }
+        def piece(p: str) -> dict[str, Any] | None:
+            if calls:
+                return None  # a call is sent whole, once written (``call_line``)
+            return {**head(), "message": {"role": "assistant", "content": p}}
+
+        def call_line() -> dict[str, Any]:
+            return {**head(), "message": {"role": "assistant", "content": "", "tool_calls": calls}}
+
+        def head() -> dict[str, Any]:
+            return {"model": name, "created_at": _now(), "done": False}
 
         def final(run: Generation, answer: str) -> dict[str, Any]:
+            message: dict[str, Any] = {"role": "assistant", "content": "" if calls else answer}
+            if calls and body.get("stream", True) is False:
+                message["tool_calls"] = calls
             return {
                 "model": name,
                 "created_at": _now(),
-                "message": {"role": "assistant", "content": answer},
+                "message": message,
                 "done_reason": run.output.done_reason,
                 "done": True,
                 **_durations(run),
             }
 
-        return await self._answer(request, kind, keep_alive, source, output, body, piece, final)
+        return await self._answer(
+            request,
+            kind,
+            keep_alive,
+            source,
+            output,
+            body,
+            piece,
+            final,
+            call_line if calls else None,
+        )
 
     def _require(self, name: str, use: str = "") -> hardware.ModelKind:
         kind = self._on_disk(name)
@@ -597,7 +627,10 @@ class OllamaApi:
         body: dict[str, Any],
         piece: PieceRenderer,
         final: FinalRenderer,
+        calls: Callable[[], dict[str, Any]] | None = None,
     ) -> Response:
+        """Run the answer on a slot; stream it (a line per piece ``piece`` renders) or send
+        it whole. ``calls``: the line with the tool calls the pieces wrote, streamed last."""
         lease = await self._acquire(request, kind, keep_alive)
         if lease is None:
             return Response(status_code=_CLIENT_GONE)
@@ -613,7 +646,11 @@ class OllamaApi:
 
             async def lines() -> AsyncGenerator[bytes, None]:
                 async for p in run.pieces():
-                    yield _line(piece(p))
+                    if (shown := piece(p)) is not None:
+                        yield _line(shown)
+                if calls is not None:
+                    # Ollama sends the calls once the model has finished writing them.
+                    yield _line(calls())
                 yield _line(final(run, ""))
 
             return _GenerationStream(run, lines())

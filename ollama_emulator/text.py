@@ -307,3 +307,27 @@ def embedding(*, model: str, text: str, size: int) -> list[float]:
     values = [rng.gauss(0.0, 1.0) for _ in range(size)]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [v / norm for v in values]
+
+
+def tool_call(tools: list[dict[str, Any]], request: str, seed: int) -> dict[str, Any]:
+    """The call a model makes when offered ``tools`` (Ollama's ``tools[]`` entries): the
+    tool the request names, else the first, with arguments its parameters schema accepts."""
+    functions = [t.get("function") or {} for t in tools]
+    named = [f for f in functions if isinstance(f, dict) and f.get("name")]
+    if not named:
+        return {"name": "", "arguments": {}}
+    lowered = request.lower()
+    chosen = next((f for f in named if str(f["name"]).lower() in lowered), named[0])
+    material = f"{seed}\x00{chosen['name']}\x00{request}".encode()
+    rng = random.Random(int.from_bytes(hashlib.sha256(material).digest()[:8], "big"))
+    params = chosen.get("parameters")
+    schema = params if isinstance(params, dict) else {"type": "object", "properties": {}}
+    arguments = _json_value(rng, {**schema, "type": "object"}, _names_from(request), depth=0)
+    if not schema.get("properties"):
+        arguments = {}
+    return {"name": str(chosen["name"]), "arguments": arguments}
+
+
+def call_pieces(call: dict[str, Any]) -> tuple[str, ...]:
+    """The tokens a model writes for ``call`` (what its decode time is made of)."""
+    return tuple(_tokenize(json.dumps(call)))

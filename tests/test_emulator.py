@@ -530,3 +530,53 @@ async def test_format_json_and_schema_give_json_answers_like_ollama() -> None:
     assert isinstance(json.loads(free.response), dict) and free.done_reason == "stop"
     assert cut.done_reason == "length" and cut.eval_count == 3
     assert bad.status_code == 400 and bad.json()["error"].startswith('invalid format: "xml"')
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    },
+}
+CLOCK_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+
+
+async def test_tools_are_called_then_the_result_answered_like_ollama() -> None:
+    ask = [{"role": "user", "content": "Use get_weather: is it raining in Paris?"}]
+    async with emulator() as emu:
+        client = ollama.AsyncClient(host=emu.url)
+        called = await client.chat(model=LLAMA, messages=ask, tools=[CLOCK_TOOL, WEATHER_TOOL])
+        streamed = [
+            part
+            async for part in await client.chat(
+                model=LLAMA, messages=ask, tools=[CLOCK_TOOL, WEATHER_TOOL], stream=True
+            )
+        ]
+        calls = called.message.tool_calls or []
+        answered = await client.chat(
+            model=LLAMA,
+            messages=[
+                *ask,
+                {"role": "assistant", "content": "", "tool_calls": calls},
+                {"role": "tool", "content": "light rain, 12 C", "tool_name": "get_weather"},
+            ],
+            tools=[CLOCK_TOOL, WEATHER_TOOL],
+        )
+        with pytest.raises(ollama.ResponseError) as refused:
+            await client.chat(model=CODELLAMA_13B, messages=ask, tools=[WEATHER_TOOL])
+    assert [c.function.name for c in calls] == ["get_weather"]  # the one the request names
+    arguments = calls[0].function.arguments
+    assert set(arguments) == {"city", "days"} and isinstance(arguments["days"], int)
+    assert called.message.content == "" and called.done_reason == "stop"
+    assert called.eval_count and called.eval_count > 3  # writing the call took tokens
+    with_calls = [p for p in streamed if p.message.tool_calls]
+    assert len(with_calls) == 1 and not with_calls[0].done and streamed[-1].done
+    assert with_calls[0].message.tool_calls == calls
+    assert not answered.message.tool_calls and answered.message.content  # an answer now
+    assert refused.value.status_code == 400 and "does not support tools" in refused.value.error

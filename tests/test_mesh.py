@@ -287,6 +287,29 @@ async def test_embed_is_routed_to_a_node_with_the_embedding_model(dev: DevCluste
     assert dispatcher.lengths.estimate("inference", "llama3.1:8b") is None
 
 
+async def test_tools_that_are_not_json_objects_are_refused_before_routing(
+    dev: DevCluster,
+) -> None:
+    user = common_pb2.ChatMessage(role="user", content="hi")
+    bad_call = common_pb2.ChatMessage(
+        role="assistant", tool_calls=[common_pb2.ToolCall(name="f", arguments_json="[1]")]
+    )
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        details = []
+        for request in (
+            inference_pb2.ChatRequest(model="llama3.1:8b", messages=[user], tools=["nope"]),
+            inference_pb2.ChatRequest(model="llama3.1:8b", messages=[user, bad_call]),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                [e async for e in stub.Chat(request)]
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            details.append(err.value.details() or "")
+    assert details[0] == "tools[0] is not a JSON object: 'nope'"
+    assert details[1].startswith("messages[1].tool_calls[0] needs a name and a JSON object")
+    assert dev.coordinator.dispatcher.scheduler.running_count == 0  # type: ignore[union-attr]
+
+
 async def test_bad_registrations_get_clear_statuses_and_others_keep_working(
     dev: DevCluster,
 ) -> None:

@@ -43,7 +43,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, assigned: _Optional[_Union[TaskAssignment, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.OutputChunk, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.TaskResult, _Mapping]] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("model", "messages", "options", "keep_alive", "priority", "task_type", "format")
+    __slots__ = ("model", "messages", "options", "keep_alive", "priority", "task_type", "format", "tools")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class ChatRequest(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     options: _struct_pb2.Struct
@@ -58,7 +59,8 @@ class ChatRequest(_message.Message):
     priority: _common_pb2.Priority
     task_type: _common_pb2.TaskType
     format: str
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., task_type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., format: _Optional[str] = ...) -> None: ...
+    tools: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., task_type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., format: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
     __slots__ = ("assigned", "chunk", "result")

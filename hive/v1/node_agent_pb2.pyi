@@ -47,12 +47,14 @@ class GenerateInput(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., system: _Optional[str] = ..., format: _Optional[str] = ..., raw: _Optional[bool] = ..., suffix: _Optional[str] = ...) -> None: ...
 
 class ChatInput(_message.Message):
-    __slots__ = ("messages", "format")
+    __slots__ = ("messages", "format", "tools")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     format: str
-    def __init__(self, messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., format: _Optional[str] = ...) -> None: ...
+    tools: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., format: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EmbedInput(_message.Message):
     __slots__ = ("input", "truncate", "dimensions")
