@@ -532,17 +532,11 @@ class OllamaApi:
             if loaded.status_code != 200:
                 return loaded
             return {"model": name, "embeddings": []}
-        lease = await self._acquire(request, kind, keep_alive)
-        if lease is None:
-            return Response(status_code=_CLIENT_GONE)
-        run = Generation(
-            scheduler=self._scheduler,
-            lease=lease,
-            stats=self._stats,
-            clock=self._clock,
-            prompt_tokens=sum(tokens),
-            output=text.Output(0, "stop", "", 0, False),
+        run = await self._start(
+            request, kind, keep_alive, sum(tokens), text.Output(0, "stop", "", 0, False)
         )
+        if run is None:
+            return Response(status_code=_CLIENT_GONE)
         try:
             await _unless_disconnected(request, _collect(run.pieces()))
         except _ClientGone:
@@ -617,6 +611,27 @@ class OllamaApi:
         answer.update(done=True, done_reason=reason)
         return JSONResponse(answer)
 
+    async def _start(
+        self,
+        request: Request,
+        kind: hardware.ModelKind,
+        keep_alive: float,
+        prompt_tokens: int,
+        output: text.Output,
+    ) -> Generation | None:
+        """A run of ``output`` on a slot of ``kind``; None if the client left while waiting."""
+        lease = await self._acquire(request, kind, keep_alive)
+        if lease is None:
+            return None
+        return Generation(
+            scheduler=self._scheduler,
+            lease=lease,
+            stats=self._stats,
+            clock=self._clock,
+            prompt_tokens=prompt_tokens,
+            output=output,
+        )
+
     async def _answer(
         self,
         request: Request,
@@ -631,17 +646,9 @@ class OllamaApi:
     ) -> Response:
         """Run the answer on a slot; stream it (a line per piece ``piece`` renders) or send
         it whole. ``calls``: the line with the tool calls the pieces wrote, streamed last."""
-        lease = await self._acquire(request, kind, keep_alive)
-        if lease is None:
+        run = await self._start(request, kind, keep_alive, text.prompt_tokens(source), output)
+        if run is None:
             return Response(status_code=_CLIENT_GONE)
-        run = Generation(
-            scheduler=self._scheduler,
-            lease=lease,
-            stats=self._stats,
-            clock=self._clock,
-            prompt_tokens=text.prompt_tokens(source),
-            output=output,
-        )
         if body.get("stream", True) is not False:
 
             async def lines() -> AsyncGenerator[bytes, None]:

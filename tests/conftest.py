@@ -14,6 +14,20 @@ import pytest
 from hive.config import ClusterConfig, CoordinatorSettings, seed_cluster
 from hive.dev import DevCluster
 
+# A tool as Ollama and OpenAI take it, for the tool-calling tests.
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    },
+}
+
 # Short liveness settings so loss is detected in well under a second.
 FAST = CoordinatorSettings(
     listen="127.0.0.1:0",

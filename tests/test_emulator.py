@@ -19,6 +19,7 @@ from hive import hardware
 from ollama_emulator import EmulatorConfig, OllamaEmulator, decode_rate
 from ollama_emulator.api import parse_keep_alive
 from ollama_emulator.cli import main as cli_main
+from tests.conftest import WEATHER_TOOL
 
 GTX_1070 = hardware.gpu_kind("NVIDIA GeForce GTX 1070")  # 8 GiB
 RTX_4090 = hardware.gpu_kind("NVIDIA GeForce RTX 4090")
@@ -532,18 +533,6 @@ async def test_format_json_and_schema_give_json_answers_like_ollama() -> None:
     assert bad.status_code == 400 and bad.json()["error"].startswith('invalid format: "xml"')
 
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-            "required": ["city"],
-        },
-    },
-}
 CLOCK_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
 
 

@@ -17,7 +17,7 @@ import pytest_asyncio
 from gateway.app import create_app
 from hive.asgi import AsgiServer
 from hive.dev import DevCluster
-from tests.conftest import eventually, running_dev
+from tests.conftest import WEATHER_TOOL, eventually, running_dev
 
 API = "/api/distributed"
 
@@ -501,27 +501,13 @@ async def test_fill_in_the_middle_suffix_reaches_the_model(gw: DevCluster) -> No
     assert done.choices[0].text == reply.response
 
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-            "required": ["city"],
-        },
-    },
-}
-
-
 async def test_tool_calling_through_the_official_clients(gw: DevCluster) -> None:
     """Tools offered through the gateway reach the node's Ollama; the model's calls come
     back in each API's shape, and the tool's result, sent back, gets an answer."""
     assert gw.gateway is not None
     ask = [{"role": "user", "content": "Is it raining in Paris? Use get_weather."}]
     client = ollama.AsyncClient(host=gw.gateway.url)
-    called = await client.chat(model="llama3.1:8b", messages=ask, tools=[WEATHER])
+    called = await client.chat(model="llama3.1:8b", messages=ask, tools=[WEATHER_TOOL])
     calls = called.message.tool_calls or []
     assert [c.function.name for c in calls] == ["get_weather"]
     assert set(calls[0].function.arguments) == {"city", "days"}
@@ -529,7 +515,7 @@ async def test_tool_calling_through_the_official_clients(gw: DevCluster) -> None
     parts = [
         p
         async for p in await client.chat(
-            model="llama3.1:8b", messages=ask, tools=[WEATHER], stream=True
+            model="llama3.1:8b", messages=ask, tools=[WEATHER_TOOL], stream=True
         )
     ]
     assert [p.message.tool_calls for p in parts if p.message.tool_calls] == [calls]
@@ -540,18 +526,18 @@ async def test_tool_calling_through_the_official_clients(gw: DevCluster) -> None
             {"role": "assistant", "content": "", "tool_calls": calls},
             {"role": "tool", "content": "light rain", "tool_name": "get_weather"},
         ],
-        tools=[WEATHER],
+        tools=[WEATHER_TOOL],
     )
     assert answered.message.content and not answered.message.tool_calls
     with pytest.raises(ollama.ResponseError) as err:
-        await client.chat(model="codellama:13b", messages=ask, tools=[WEATHER])
+        await client.chat(model="codellama:13b", messages=ask, tools=[WEATHER_TOOL])
     assert err.value.status_code == 400 and "does not support tools" in err.value.error
 
     oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
     done = await oa.chat.completions.create(
         model="llama3.1:8b",
         messages=ask,
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
     )
     choice = done.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
@@ -565,7 +551,7 @@ async def test_tool_calling_through_the_official_clients(gw: DevCluster) -> None
             choice.message.model_dump(exclude_none=True),  # type: ignore[list-item]
             {"role": "tool", "tool_call_id": call.id, "content": "light rain"},
         ],
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
     )
     assert reply.choices[0].finish_reason == "stop" and reply.choices[0].message.content
     deltas = [
@@ -573,7 +559,7 @@ async def test_tool_calling_through_the_official_clients(gw: DevCluster) -> None
         async for c in await oa.chat.completions.create(
             model="llama3.1:8b",
             messages=ask,
-            tools=[WEATHER],
+            tools=[WEATHER_TOOL],
             stream=True,  # type: ignore[list-item]
         )
     ]
