@@ -188,6 +188,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     ) -> AsyncIterator[inference_pb2.GenerateResponse]:
         model = await _check_model(request.model, context)
         size = len(request.prompt) + len(request.system) + len(request.suffix)
+        size += sum(map(len, request.images))
         if size > MAX_PROMPT_CHARS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -203,6 +204,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 format=request.format,
                 raw=request.raw,
                 suffix=request.suffix,
+                images=request.images,
             ),
             options=request.options,
             keep_alive=request.keep_alive,
@@ -218,7 +220,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         model = await _check_model(request.model, context)
         if not request.messages:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages must not be empty")
-        size = sum(len(m.content) for m in request.messages) + sum(map(len, request.tools))
+        size = sum(len(m.content) + sum(map(len, m.images)) for m in request.messages)
+        size += sum(map(len, request.tools))
         if size > MAX_PROMPT_CHARS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -71,6 +71,7 @@ class GenerateBody(_Request):
     system: str = ""
     raw: bool = False
     suffix: str = ""
+    images: list[str] | None = None
 
 
 class ToolFunction(BaseModel):
@@ -93,6 +94,7 @@ class Message(BaseModel):
     content: str = ""
     tool_calls: list[ToolCall] | None = None
     tool_name: str | None = None
+    images: list[str] | None = None
 
     def proto(self) -> common_pb2.ChatMessage:
         return common_pb2.ChatMessage(
@@ -103,6 +105,7 @@ class Message(BaseModel):
                 for c in self.tool_calls or ()
             ],
             tool_name=self.tool_name or "",
+            images=self.images or (),
         )
 
 
@@ -257,6 +260,7 @@ def router(upstream: Upstream) -> APIRouter:
             format=_format(body.format),
             raw=body.raw,
             suffix=body.suffix,
+            images=body.images or (),
         )
         _options(body, request)
         generation = await open_generation(body, request)

@@ -82,11 +82,30 @@ async def _refusal(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) ->
     )
 
 
+class ImageUrl(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    url: str
+
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str
     text: str = ""
+    image_url: ImageUrl | None = None
+
+    def image(self) -> str | None:
+        """The base64 of an ``image_url`` part given as a data URL (Ollama takes base64; it
+        fetches no URLs, and neither does the gateway)."""
+        if self.type != "image_url" or self.image_url is None:
+            return None
+        url = self.image_url.url
+        if not url.startswith("data:") or ";base64," not in url:
+            raise OpenAIError(
+                400, "image_url must be a data URL (data:image/...;base64,...)", param="messages"
+            )
+        return url.split(";base64,", 1)[1]
 
 
 class FunctionCall(BaseModel):
@@ -120,6 +139,11 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text for p in self.content if p.type == "text")
+
+    def images(self) -> list[str]:
+        if not isinstance(self.content, list):
+            return []
+        return [image for p in self.content if (image := p.image()) is not None]
 
 
 class StreamOptions(BaseModel):
@@ -239,6 +263,7 @@ def _messages(messages: list[ChatMessage]) -> list[common_pb2.ChatMessage]:
                 for c in m.tool_calls or ()
             ],
             tool_name=names.get(m.tool_call_id or "", ""),
+            images=m.images(),
         )
         for m in messages
     ]

@@ -70,6 +70,8 @@ def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[st
         payload["raw"] = True
     if request.generate.suffix:
         payload["suffix"] = request.generate.suffix
+    if request.generate.images:
+        payload["images"] = list(request.generate.images)
     return "/api/generate", payload
 
 
@@ -82,6 +84,8 @@ def _ollama_message(m: common_pb2.ChatMessage) -> dict[str, Any]:
         ]
     if m.tool_name:
         message["tool_name"] = m.tool_name
+    if m.images:
+        message["images"] = list(m.images)
     return message
 
 

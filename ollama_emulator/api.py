@@ -9,6 +9,8 @@ response shapes; errors are raised as ``ApiError`` and turned into Ollama's
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -388,9 +390,11 @@ class OllamaApi:
             raise ApiError(400, "prompt, system and suffix must be strings")
         if suffix and "insert" not in _capabilities(kind):
             raise ApiError(400, f'"{name}" does not support insert')
+        images = _images(name, kind, body.get("images"))
         if not prompt:
             return await self._load_only(request, kind, name, keep_alive, body, chat=False)
         source = f"{system}\n{prompt}" if system else prompt
+        source += _IMAGE_TEXT * images
         if suffix:
             source = f"{source}\n<fill>\n{suffix}"
         output = self._output(kind, source, body)
@@ -430,6 +434,7 @@ class OllamaApi:
         if tools and "tools" not in _capabilities(kind):
             raise ApiError(400, f'"{name}" does not support tools')
         source = "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in messages)
+        source += _IMAGE_TEXT * sum(_images(name, kind, m.get("images")) for m in messages)
         calls: list[dict[str, Any]] = []
         if tools and messages[-1].get("role") != "tool":
             # Offered tools and not yet given a result: the model calls one.
@@ -670,12 +675,35 @@ class OllamaApi:
         return JSONResponse(final(run, "".join(pieces)))
 
 
+# What an image costs a vision model's prompt: llava's 576 image tokens (4 characters each).
+_IMAGE_TEXT = " " * (576 * 4)
+
+
+def _images(name: str, kind: hardware.ModelKind, images: object) -> int:
+    """How many images a request carries, refused as Ollama refuses them: not base64, or
+    for a model without vision."""
+    if not images:
+        return 0
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise ApiError(400, "images must be a list of base64 strings")
+    for image in images:
+        try:
+            base64.b64decode(image, validate=True)
+        except binascii.Error as exc:
+            raise ApiError(400, f"illegal base64 data: {exc}") from None
+    if "vision" not in _capabilities(kind):
+        raise ApiError(400, f'"{name}" does not support vision')
+    return len(images)
+
+
 def _capabilities(kind: hardware.ModelKind) -> list[str]:
     """What ``ollama show`` lists: embedding models embed only; code models can insert
     (fill-in-the-middle); general llama and qwen models call tools."""
     if kind.embeds_only:
         return ["embedding"]
     out = ["completion"]
+    if "llava" in kind.name:
+        return [*out, "vision"]
     if kind.family in ("llama", "qwen2") and "code" not in kind.name:
         out.append("tools")
     if "coder" in kind.name or "starcoder" in kind.name or "codellama" in kind.name:

@@ -14,6 +14,12 @@ import pytest
 from hive.config import ClusterConfig, CoordinatorSettings, seed_cluster
 from hive.dev import DevCluster
 
+# The smallest valid PNG (1x1), as a vision request would send it.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
 # A tool as Ollama and OpenAI take it, for the tool-calling tests.
 WEATHER_TOOL = {
     "type": "function",

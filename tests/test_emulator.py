@@ -19,7 +19,7 @@ from hive import hardware
 from ollama_emulator import EmulatorConfig, OllamaEmulator, decode_rate
 from ollama_emulator.api import parse_keep_alive
 from ollama_emulator.cli import main as cli_main
-from tests.conftest import WEATHER_TOOL
+from tests.conftest import PNG, WEATHER_TOOL
 
 GTX_1070 = hardware.gpu_kind("NVIDIA GeForce GTX 1070")  # 8 GiB
 RTX_4090 = hardware.gpu_kind("NVIDIA GeForce RTX 4090")
@@ -569,3 +569,26 @@ async def test_tools_are_called_then_the_result_answered_like_ollama() -> None:
     assert with_calls[0].message.tool_calls == calls
     assert not answered.message.tool_calls and answered.message.content  # an answer now
     assert refused.value.status_code == 400 and "does not support tools" in refused.value.error
+
+
+async def test_images_go_to_vision_models_only_like_ollama() -> None:
+    async with emulator(models=[LLAMA, "llava:7b"]) as emu:
+        client = ollama.AsyncClient(host=emu.url)
+        seen = await client.generate(model="llava:7b", prompt="What is this?", images=[PNG])
+        plain = await client.generate(model="llava:7b", prompt="What is this?")
+        chatted = await client.chat(
+            model="llava:7b",
+            messages=[{"role": "user", "content": "And this?", "images": [PNG, PNG]}],
+        )
+        with pytest.raises(ollama.ResponseError) as blind:
+            await client.generate(model=LLAMA, prompt="What is this?", images=[PNG])
+        async with httpx.AsyncClient(base_url=emu.url) as http:
+            garbled = await http.post(
+                "/api/generate", json={"model": "llava:7b", "prompt": "x", "images": ["%%%"]}
+            )
+    assert seen.response and seen.prompt_eval_count == (plain.prompt_eval_count or 0) + 576
+    assert chatted.prompt_eval_count and chatted.prompt_eval_count > 2 * 576
+    assert (
+        blind.value.status_code == 400 and blind.value.error == f'"{LLAMA}" does not support vision'
+    )
+    assert garbled.status_code == 400 and "base64" in garbled.json()["error"]

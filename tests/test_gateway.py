@@ -3,6 +3,7 @@ and the cluster as one Ollama and one OpenAI endpoint driven by their official c
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest_asyncio
 from gateway.app import create_app
 from hive.asgi import AsgiServer
 from hive.dev import DevCluster
-from tests.conftest import WEATHER_TOOL, eventually, running_dev
+from tests.conftest import PNG, WEATHER_TOOL, eventually, running_dev
 
 API = "/api/distributed"
 
@@ -566,6 +567,42 @@ async def test_tool_calling_through_the_official_clients(gw: DevCluster) -> None
     streamed = [t for c in deltas if c.choices for t in c.choices[0].delta.tool_calls or ()]
     assert [t.function.name for t in streamed] == ["get_weather"]  # type: ignore[union-attr]
     assert deltas[-1].choices[0].finish_reason == "tool_calls"
+
+
+async def test_images_reach_a_vision_model(gw: DevCluster) -> None:
+    """Images (Ollama's base64 ``images``, OpenAI's data-URL ``image_url`` parts) cross the
+    mesh to a vision model: its prompt counts them; a URL to fetch is refused."""
+    assert gw.gateway is not None
+    client = ollama.AsyncClient(host=gw.gateway.url)
+    seen = await client.generate(model="llava:7b", prompt="What is this?", images=[PNG])
+    plain = await client.generate(model="llava:7b", prompt="What is this?")
+    assert seen.prompt_eval_count == (plain.prompt_eval_count or 0) + 576
+    chatted = await client.chat(
+        model="llava:7b", messages=[{"role": "user", "content": "And this?", "images": [PNG]}]
+    )
+    assert chatted.prompt_eval_count and chatted.prompt_eval_count > 576
+    oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    parts = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
+    done = await oa.chat.completions.create(
+        model="llava:7b",
+        messages=[{"role": "user", "content": parts}],  # type: ignore[misc,list-item]
+    )
+    assert done.usage is not None and done.usage.prompt_tokens > 576
+    with pytest.raises(openai.BadRequestError) as err:
+        await oa.chat.completions.create(
+            model="llava:7b",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+                }
+            ],
+        )
+    assert "data URL" in str(err.value)
 
 
 async def test_official_openai_client(gw: DevCluster) -> None:

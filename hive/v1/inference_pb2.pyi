@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "prompt", "system", "options", "keep_alive", "priority", "task_type", "format", "raw", "suffix")
+    __slots__ = ("model", "prompt", "system", "options", "keep_alive", "priority", "task_type", "format", "raw", "suffix", "images")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class GenerateRequest(_message.Message):
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     SUFFIX_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
     model: str
     prompt: str
     system: str
@@ -30,7 +31,8 @@ class GenerateRequest(_message.Message):
     format: str
     raw: bool
     suffix: str
-    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., system: _Optional[str] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., task_type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., format: _Optional[str] = ..., raw: _Optional[bool] = ..., suffix: _Optional[str] = ...) -> None: ...
+    images: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., system: _Optional[str] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., task_type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., format: _Optional[str] = ..., raw: _Optional[bool] = ..., suffix: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("assigned", "chunk", "result")

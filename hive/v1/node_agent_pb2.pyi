@@ -33,18 +33,20 @@ class RunTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., generate: _Optional[_Union[GenerateInput, _Mapping]] = ..., chat: _Optional[_Union[ChatInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ...) -> None: ...
 
 class GenerateInput(_message.Message):
-    __slots__ = ("prompt", "system", "format", "raw", "suffix")
+    __slots__ = ("prompt", "system", "format", "raw", "suffix", "images")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     SUFFIX_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     system: str
     format: str
     raw: bool
     suffix: str
-    def __init__(self, prompt: _Optional[str] = ..., system: _Optional[str] = ..., format: _Optional[str] = ..., raw: _Optional[bool] = ..., suffix: _Optional[str] = ...) -> None: ...
+    images: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, prompt: _Optional[str] = ..., system: _Optional[str] = ..., format: _Optional[str] = ..., raw: _Optional[bool] = ..., suffix: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ChatInput(_message.Message):
     __slots__ = ("messages", "format", "tools")
