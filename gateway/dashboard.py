@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -33,9 +33,15 @@ def install(app: FastAPI, dist: Path = DIST) -> bool:
     """Serve the dashboard from ``dist``; False (nothing mounted) when it is not built."""
     index = dist / "index.html"
     if not index.is_file():
+        # Ollama's CLI checks a server with HEAD / before every command.
+        @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+        async def running() -> PlainTextResponse:
+            return PlainTextResponse("Hive mesh gateway is running (dashboard not built)")
+
         return False
 
-    @app.get("/", include_in_schema=False)
+    # HEAD too: Ollama's CLI checks a server with HEAD / before every command.
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def dashboard() -> FileResponse:
         """The dashboard's single page."""
         return FileResponse(index, headers={"Cache-Control": "no-cache"})

@@ -137,8 +137,14 @@ async def test_gateway_serves_the_dashboard_and_keeps_its_routes() -> None:
 
 def test_gateway_without_a_build_serves_no_dashboard(tmp_path: Path) -> None:
     from fastapi import FastAPI
+    from fastapi.testclient import TestClient
 
-    assert dashboard.install(FastAPI(), dist=tmp_path) is False
+    app = FastAPI()
+    assert dashboard.install(app, dist=tmp_path) is False
+    with TestClient(app) as client:
+        # Still answers Ollama's CLI, which checks a server with HEAD / first.
+        assert client.head("/").status_code == 200
+        assert "dashboard not built" in client.get("/").text
 
 
 # --- end to end in Chromium --------------------------------------------------------

@@ -345,6 +345,8 @@ async def test_official_ollama_client_uses_the_whole_cluster(gw: DevCluster) -> 
 
 
 async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
+    # Ollama's CLI checks the server with HEAD / before every command.
+    assert (await http.head("/")).status_code == 200
     r = await http.post("/api/generate", json={"prompt": "no model"})
     assert r.status_code == 400 and "model" in r.json()["error"]
     r = await http.post("/api/chat", json={"model": "nope:1b", "messages": []})
