@@ -359,7 +359,8 @@ def router(upstream: Upstream) -> APIRouter:
         name = body.model or body.name
         if not name:
             raise OllamaError(400, "model is required")
-        found = next((m for m in await list_models() if m.info.name == name), None)
+        wanted = inference.canonical(name)
+        found = next((m for m in await list_models() if m.info.name == wanted), None)
         if found is None:
             raise OllamaError(404, f"model '{name}' not found")
         return {
@@ -368,7 +369,7 @@ def router(upstream: Upstream) -> APIRouter:
             "template": "",
             "details": _details(found.info),
             "model_info": {"general.architecture": found.info.family},
-            "capabilities": ["completion"],
+            "capabilities": list(found.info.capabilities) or ["completion"],
             "hive": {"endpoints": list(found.endpoints), "loaded_on": list(found.loaded_on)},
         }
 

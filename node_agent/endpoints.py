@@ -27,6 +27,8 @@ class LocalEndpoint:
     healthy: bool = False
     error: str = ""
     in_flight: int = 0
+    # Capabilities by (model, digest): asked of Ollama once per model version.
+    _capabilities: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -41,6 +43,8 @@ class LocalEndpoint:
             if full or not self.healthy:
                 self.version = await self.client.version()
                 self.models = [_model_info(m) for m in await self.client.tags()]
+                for info in self.models:
+                    info.capabilities.extend(await self._capabilities_of(info))
             self.loaded = [_loaded_model(m) for m in await self.client.ps()]
             if not self.healthy:
                 log.info(
@@ -52,6 +56,18 @@ class LocalEndpoint:
             self.healthy, self.error = True, ""
         except (httpx.HTTPError, OllamaError, ValueError) as exc:
             self._mark_unhealthy(exc)
+
+    async def _capabilities_of(self, info: common_pb2.ModelInfo) -> list[str]:
+        key = (info.name, info.digest)
+        known = self._capabilities.get(key)
+        if known is None:
+            try:
+                known = await self.client.capabilities(info.name)
+            except OllamaError as exc:  # the model is still listed, its abilities unknown
+                log.warning("endpoint %s: /api/show %s: %s", self.id, info.name, exc.message)
+                known = []
+            self._capabilities[key] = known
+        return known
 
     def _mark_unhealthy(self, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -47,6 +47,14 @@ class OllamaClient:
     async def ps(self) -> list[dict[str, Any]]:
         return list((await self._get("/api/ps")).get("models", []))
 
+    async def capabilities(self, model: str) -> list[str]:
+        """What ``model`` can do (/api/show's ``capabilities``; [] from an Ollama too old
+        to say)."""
+        response = await self._http.post("/api/show", json={"model": model}, timeout=5.0)
+        if response.status_code != 200:
+            raise OllamaError(response.status_code, _error_text(response.text))
+        return [str(c) for c in response.json().get("capabilities") or []]
+
     async def stream(
         self, path: str, payload: dict[str, Any]
     ) -> AsyncGenerator[dict[str, Any], None]:

@@ -571,6 +571,21 @@ async def test_tool_calling_through_the_official_clients(gw: DevCluster) -> None
     assert deltas[-1].choices[0].finish_reason == "tool_calls"
 
 
+async def test_show_reports_what_each_model_can_do(gw: DevCluster) -> None:
+    """Clients read /api/show's capabilities to offer tools, images or embeddings; the
+    gateway gives what the nodes' Ollamas say, not a guess."""
+    assert gw.gateway is not None
+    client = ollama.AsyncClient(host=gw.gateway.url)
+    caps = {
+        m: (await client.show(m)).capabilities
+        for m in ("nomic-embed-text", "llava:7b", "llama3.1:8b", "starcoder2:15b")
+    }
+    assert caps["nomic-embed-text"] == ["embedding"]  # no tag: :latest
+    assert caps["llava:7b"] == ["completion", "vision"]
+    assert caps["llama3.1:8b"] == ["completion", "tools"]
+    assert caps["starcoder2:15b"] == ["completion", "insert"]
+
+
 async def test_images_reach_a_vision_model(gw: DevCluster) -> None:
     """Images (Ollama's base64 ``images``, OpenAI's data-URL ``image_url`` parts) cross the
     mesh to a vision model: its prompt counts them; a URL to fetch is refused."""
