@@ -272,8 +272,15 @@ def router(upstream: Upstream) -> APIRouter:
     async def chat(body: Annotated[ChatBody, Body()]) -> StreamingResponse | JSONResponse:
         """Chat with a model on the best node for it (Ollama's /api/chat)."""
         if not body.messages:
-            # Ollama answers an empty chat by loading the model; the mesh has no load RPC.
-            raise OllamaError(400, "messages must not be empty")
+            # Ollama loads the model for an empty chat (``ollama run`` does this before its
+            # prompt): an empty generate on the node the router picks does the same.
+            load = inference_pb2.GenerateRequest(
+                model=body.model, keep_alive=inference.keep_alive(body.keep_alive)
+            )
+            generation = await open_generation(body, load)
+            if body.stream:
+                return StreamingResponse(lines(body, generation, chat=True), media_type=NDJSON)
+            return await whole(body, generation, chat=True)
         request = inference_pb2.ChatRequest(
             model=body.model,
             messages=[m.proto() for m in body.messages],

@@ -350,7 +350,7 @@ async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
     r = await http.post("/api/generate", json={"prompt": "no model"})
     assert r.status_code == 400 and "model" in r.json()["error"]
     r = await http.post("/api/chat", json={"model": "nope:1b", "messages": []})
-    assert r.status_code == 400
+    assert r.status_code == 404
     r = await http.post("/api/chat", json={"model": "nope:1b", "messages": [{"role": "user"}]})
     assert r.status_code == 404 and r.json() == {"error": "model 'nope:1b' not found"}
     r = await http.post("/api/generate", content=b"{", headers={"content-type": "application/json"})
@@ -569,6 +569,15 @@ async def test_tool_calling_through_the_official_clients(gw: DevCluster) -> None
     streamed = [t for c in deltas if c.choices for t in c.choices[0].delta.tool_calls or ()]
     assert [t.function.name for t in streamed] == ["get_weather"]  # type: ignore[union-attr]
     assert deltas[-1].choices[0].finish_reason == "tool_calls"
+
+
+async def test_an_empty_chat_loads_the_model_as_ollama_run_asks(gw: DevCluster) -> None:
+    assert gw.gateway is not None
+    client = ollama.AsyncClient(host=gw.gateway.url)
+    loaded = await client.chat(model="phi3:mini", messages=[], keep_alive="7m")
+    assert loaded.done and loaded.done_reason == "load" and loaded.message.content == ""
+    # phi3:mini lives on ACACIA only; its Ollama has it in VRAM now.
+    assert "phi3:mini" in {name for name, _, _ in gw.emulators["ACACIA/gpu0"].loaded_models()}
 
 
 async def test_show_reports_what_each_model_can_do(gw: DevCluster) -> None:
