@@ -4,7 +4,9 @@ A one-node cluster (zero-delay emulator, coordinator, agent, gateway) runs in a 
 process; this process is the client. Interleaved request by request it measures time to
 first token of a streamed `/api/generate` (32 tokens) four ways — straight to the
 emulator, through the coordinator's gRPC API, and through the gateway's Ollama API — and
-then `GET /api/distributed/cluster/status` requests/s (closed loop, 8 lanes) with p50/p99.
+then, the same way, the latency of a 4-input `/api/embed` straight to the emulator, through
+the gRPC `Embed` and through the gateway (vectors in one message, not a stream), and last
+`GET /api/distributed/cluster/status` requests/s (closed loop, 8 lanes) with p50/p99.
 Prints one JSON object.
 
     python benchmarks/bench_gateway.py [--requests 300]
@@ -22,6 +24,7 @@ import time
 from harness import http_ttft, mesh_ttft, serve_one_node, server_child
 
 MODEL = "llama3.1:8b"
+EMBEDDER = "nomic-embed-text"
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -36,7 +39,7 @@ async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]
     import grpc
     import httpx
 
-    from hive.v1 import inference_pb2_grpc
+    from hive.v1 import inference_pb2, inference_pb2_grpc
 
     body = {"model": MODEL, "prompt": "", "options": {"num_predict": 32}}
     paths: dict[str, list[float]] = {"emulator": [], "grpc_mesh": [], "gateway_ollama_api": []}
@@ -60,6 +63,35 @@ async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]
             paths["emulator"].append(await gateway_path(addresses["emulator"], f"p {i}"))
             paths["grpc_mesh"].append(await grpc_path(f"p {i}"))
             paths["gateway_ollama_api"].append(await gateway_path(addresses["gateway"], f"p {i}"))
+
+        embed: dict[str, list[float]] = {"emulator": [], "grpc_mesh": [], "gateway_ollama_api": []}
+        texts = ["def add(a, b):", "return a + b", "a cat", "the queue drains"]
+
+        async def embed_http(base: str, i: int) -> float:
+            start = time.perf_counter()
+            response = await http.post(
+                f"{base}/api/embed", json={"model": EMBEDDER, "input": [*texts, str(i)]}
+            )
+            response.raise_for_status()
+            assert len(response.json()["embeddings"]) == len(texts) + 1
+            return time.perf_counter() - start
+
+        async def embed_grpc(i: int) -> float:
+            start = time.perf_counter()
+            reply = await stub.Embed(
+                inference_pb2.EmbedRequest(model=EMBEDDER, input=[*texts, str(i)])
+            )
+            assert len(reply.result.embeddings) == len(texts) + 1
+            return time.perf_counter() - start
+
+        for i in range(20):
+            await embed_http(addresses["emulator"], i)
+            await embed_grpc(i)
+            await embed_http(addresses["gateway"], i)
+        for i in range(requests):
+            embed["emulator"].append(await embed_http(addresses["emulator"], i))
+            embed["grpc_mesh"].append(await embed_grpc(i))
+            embed["gateway_ollama_api"].append(await embed_http(addresses["gateway"], i))
 
         latencies: list[float] = []
         deadline = time.perf_counter() + 10
@@ -86,6 +118,7 @@ async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]
             ttft["gateway_ollama_api"]["p50_ms"] - ttft["emulator"]["p50_ms"], 3
         ),
         "target_gateway_adds_p50_ms": 5.0,
+        "embed_latency": {k: summary(v) for k, v in embed.items()},
         "cluster_status": {"requests_per_s": round(rate, 1), **summary(latencies)},
     }
 
@@ -96,7 +129,7 @@ def main() -> int:
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve_one_node(MODEL, args.serve, gateway=True))
+        asyncio.run(serve_one_node(MODEL, args.serve, gateway=True, also=(EMBEDDER,)))
         return 0
     with server_child(__file__) as addresses:
         result = asyncio.run(measure(addresses, args.requests))

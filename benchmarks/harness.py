@@ -22,9 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-async def serve_one_node(model: str, state_path: str, gateway: bool = False) -> None:
-    """Run a one-node cluster (a zero-delay emulator with ``model`` on an RTX 3070, its
-    agent, the coordinator, optionally the gateway); print its addresses; serve forever."""
+async def serve_one_node(
+    model: str, state_path: str, gateway: bool = False, also: tuple[str, ...] = ()
+) -> None:
+    """Run a one-node cluster (a zero-delay emulator with ``model`` and the models ``also``
+    on an RTX 3070, its agent, the coordinator, optionally the gateway); print its
+    addresses; serve forever."""
     from hive.config import ClusterConfig, CoordinatorSettings, EndpointSpec, GpuSpec, NodeSpec
     from hive.dev import DevCluster
 
@@ -35,7 +38,9 @@ async def serve_one_node(model: str, state_path: str, gateway: bool = False) -> 
             NodeSpec(
                 name="BENCH",
                 gpus=(GpuSpec("NVIDIA GeForce RTX 3070", "nvidia", 8 << 30),),
-                endpoints=(EndpointSpec(id="gpu0", gpus=(0,), num_parallel=4, models=(model,)),),
+                endpoints=(
+                    EndpointSpec(id="gpu0", gpus=(0,), num_parallel=4, models=(model, *also)),
+                ),
             ),
         ),
     )
