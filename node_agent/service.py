@@ -96,13 +96,9 @@ def tool_calls(line: dict[str, Any]) -> list[common_pb2.ToolCall]:
     for call in calls:
         function = call.get("function") or {}
         arguments = function.get("arguments") or {}
-        if isinstance(arguments, str):  # some models' templates give the JSON as text
-            arguments = json.loads(arguments or "{}")
-        out.append(
-            common_pb2.ToolCall(
-                name=str(function.get("name", "")), arguments_json=json.dumps(arguments)
-            )
-        )
+        # Some models' templates give the arguments as JSON text already: kept as written.
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        out.append(common_pb2.ToolCall(name=str(function.get("name", "")), arguments_json=text))
     return out
 
 
