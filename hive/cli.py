@@ -271,7 +271,9 @@ def render_decision(response: cluster_pb2.ExplainTaskResponse, console: Console)
         f"[bold]{decision.chosen_node}/{decision.chosen_endpoint_id}[/bold]"
         " (lowest expected completion time, in seconds; lower is better)"
     )
-    if response.estimated_output_tokens:
+    if response.output_estimate_source == "embedding":
+        console.print(f"priced as {response.estimated_prompt_tokens} prompt tokens (an embedding)")
+    elif response.estimated_output_tokens:
         console.print(
             f"priced as {response.estimated_prompt_tokens} prompt tokens and "
             f"{response.estimated_output_tokens} answer tokens "

@@ -106,6 +106,13 @@ async def test_explain_matches_the_decision(dev: DevCluster) -> None:
     text = console.export_text()
     assert f"-> {assigned.node}/{assigned.endpoint_id}" in text
     assert "priced as 1 prompt tokens and 8 answer tokens (the request's num_predict cap)" in text
+    # An embedding is priced by its input alone.
+    embedding = cluster_pb2.ExplainTaskResponse(
+        task_id="t-1", estimated_prompt_tokens=12, output_estimate_source="embedding"
+    )
+    console = Console(record=True, width=200)
+    render_decision(embedding, console)
+    assert "priced as 12 prompt tokens (an embedding)" in console.export_text()
 
 
 async def test_killing_an_agent_mid_task_reruns_its_tasks_elsewhere_exactly_once() -> None:
