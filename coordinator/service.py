@@ -194,6 +194,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"prompt is {size} characters; the limit is {MAX_PROMPT_CHARS}",
             )
+        await _check_think(request.think, context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
@@ -208,6 +209,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             ),
             options=request.options,
             keep_alive=request.keep_alive,
+            think=request.think,
         )
         async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.GenerateResponse(assigned=assigned, chunk=chunk, result=result)
@@ -229,6 +231,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             )
         if problem := _tools_problem(request):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        await _check_think(request.think, context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
@@ -238,6 +241,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             ),
             options=request.options,
             keep_alive=request.keep_alive,
+            think=request.think,
         )
         async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.ChatResponse(assigned=assigned, chunk=chunk, result=result)
@@ -351,6 +355,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     if (endpoint.id, model.name) in loaded:
                         entry.loaded_on.append(where)
         return inference_pb2.ListModelsResponse(models=[models[k] for k in sorted(models)])
+
+
+THINK_VALUES = ("", "true", "false", "low", "medium", "high")
+
+
+async def _check_think(think: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if think not in THINK_VALUES:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"think {think!r} is not one of true, false, low, medium, high",
+        )
 
 
 def _tools_problem(request: inference_pb2.ChatRequest) -> str:

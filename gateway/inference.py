@@ -34,6 +34,7 @@ class Piece:
     text: str = ""
     result: common_pb2.TaskResult | None = None
     tool_calls: list[common_pb2.ToolCall] = field(default_factory=list)
+    thinking: str = ""
 
 
 @dataclass
@@ -51,7 +52,8 @@ class Generation:
             if event.HasField("assigned"):
                 self.assigned = event.assigned
             elif event.HasField("chunk"):
-                return Piece(text=event.chunk.text, tool_calls=list(event.chunk.tool_calls))
+                chunk = event.chunk
+                return Piece(chunk.text, None, list(chunk.tool_calls), chunk.thinking)
             elif event.HasField("result"):
                 return Piece(result=event.result)
 
@@ -122,11 +124,13 @@ class Collected:
     text: str
     tool_calls: list[common_pb2.ToolCall]
     result: common_pb2.TaskResult
+    thinking: str = ""
 
 
 async def collect(generation: Generation) -> Collected:
     """The whole text, tool calls and final result of a generation."""
     parts: list[str] = []
+    thought: list[str] = []
     calls: list[common_pb2.ToolCall] = []
     result = common_pb2.TaskResult()
     async for piece in generation.pieces():
@@ -134,8 +138,18 @@ async def collect(generation: Generation) -> Collected:
             result = piece.result
         else:
             parts.append(piece.text)
+            thought.append(piece.thinking)
             calls.extend(piece.tool_calls)
-    return Collected("".join(parts), calls, result)
+    return Collected("".join(parts), calls, result, "".join(thought))
+
+
+def think(value: bool | str | None) -> str:
+    """Ollama's ``think`` as the contract carries it ("" when the caller left it out)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 def tool_call_proto(name: str, arguments: object) -> common_pb2.ToolCall:

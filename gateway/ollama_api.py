@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import APIRouter, Body, FastAPI, Request
@@ -64,6 +64,8 @@ class _Request(BaseModel):
     format: str | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
     keep_alive: str | float | None = None
+    # Reasoning for a thinking model: true, false or "low" / "medium" / "high".
+    think: bool | Literal["low", "medium", "high"] | None = None
 
 
 class GenerateBody(_Request):
@@ -220,10 +222,15 @@ def router(upstream: Upstream) -> APIRouter:
                     out: dict[str, Any] = {"role": "assistant", "content": piece.text}
                     if piece.tool_calls:
                         out["tool_calls"] = _calls(piece.tool_calls)
+                    if piece.thinking:
+                        out["thinking"] = piece.thinking
+                    said = {"response": piece.text}
+                    if piece.thinking:
+                        said["thinking"] = piece.thinking
                     yield line(
                         {**head, "message": out, "done": False}
                         if chat
-                        else {**head, "response": piece.text, "done": False}
+                        else {**head, **said, "done": False}
                     )
                 else:
                     text: dict[str, Any] = (
@@ -242,10 +249,14 @@ def router(upstream: Upstream) -> APIRouter:
             raise await _refusal(upstream, err, body.model) from err
         head: dict[str, Any] = {"model": body.model, "created_at": _now()}
         content: dict[str, Any] = {"response": got.text}
+        if got.thinking:
+            content["thinking"] = got.thinking
         if chat:
             message: dict[str, Any] = {"role": "assistant", "content": got.text}
             if got.tool_calls:
                 message["tool_calls"] = _calls(got.tool_calls)
+            if got.thinking:
+                message["thinking"] = got.thinking
             content = {"message": message}
         return JSONResponse({**head, **content, "done": True, **_stats(got.result)})
 
@@ -261,6 +272,7 @@ def router(upstream: Upstream) -> APIRouter:
             raw=body.raw,
             suffix=body.suffix,
             images=body.images or (),
+            think=inference.think(body.think),
         )
         _options(body, request)
         generation = await open_generation(body, request)
@@ -285,6 +297,7 @@ def router(upstream: Upstream) -> APIRouter:
             model=body.model,
             messages=[m.proto() for m in body.messages],
             tools=[json.dumps(t) for t in body.tools or ()],
+            think=inference.think(body.think),
             keep_alive=inference.keep_alive(body.keep_alive),
             format=_format(body.format),
         )

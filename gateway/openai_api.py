@@ -198,6 +198,9 @@ class ChatCompletionRequest(_Sampling):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     # Functions the model may call ({"type": "function", "function": {...}}).
     tools: list[dict[str, Any]] | None = None
+    # How hard a thinking model reasons (Ollama's think); its reasoning comes back apart,
+    # in ``reasoning``, as Ollama's own OpenAI API sends it.
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     response_format: ResponseFormat | None = None
 
@@ -242,6 +245,10 @@ def _usage(result: common_pb2.TaskResult) -> dict[str, int]:
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+
+
+# OpenAI's reasoning_effort as Ollama's think.
+_REASONING = {"none": "false", "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
 
 def _finish_reason(result: common_pb2.TaskResult, called: bool = False) -> str:
@@ -297,6 +304,7 @@ def router(upstream: Upstream) -> APIRouter:
             model=body.model,
             messages=_messages(body.messages),
             tools=[json.dumps(t) for t in body.tools or ()],
+            think=_REASONING.get(body.reasoning_effort or "", ""),
         )
         options = body.options()
         if body.max_completion_tokens is not None:
@@ -349,6 +357,8 @@ def router(upstream: Upstream) -> APIRouter:
                         if kind == "chat.completion.chunk"
                         else {"index": 0, "text": piece.text}
                     )
+                    if piece.thinking and kind == "chat.completion.chunk":
+                        choice["delta"]["reasoning"] = piece.thinking
                     if piece.tool_calls and kind == "chat.completion.chunk":
                         choice["delta"]["tool_calls"] = _tool_calls(ident, piece.tool_calls, called)
                         called += len(piece.tool_calls)
@@ -401,6 +411,8 @@ def router(upstream: Upstream) -> APIRouter:
         got = await whole(body, generation)
         ident = "chatcmpl-" + (generation.task_id or uuid.uuid4().hex)
         message: dict[str, Any] = {"role": "assistant", "content": got.text}
+        if got.thinking:
+            message["reasoning"] = got.thinking
         if got.tool_calls:
             message["content"] = got.text or None
             message["tool_calls"] = [

@@ -100,6 +100,7 @@ MODEL_CATALOG: dict[str, ModelKind] = {
         _model("phi3:mini", "phi3", "3.8B", 2.2),
         _model("gemma2:9b", "gemma2", "9.2B", 5.4),
         _model("llava:7b", "llama", "7B", 4.7),
+        _model("qwen3:8b", "qwen3", "8.2B", 5.2),
         _embedder("nomic-embed-text:latest", "nomic-bert", "137M", 0.27, 768, 2048),
         _embedder("mxbai-embed-large:latest", "bert", "334M", 0.67, 1024, 512),
         _embedder("all-minilm:latest", "bert", "23M", 0.046, 384, 512),

@@ -46,6 +46,8 @@ def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[st
         }
     if request.keep_alive:
         payload["keep_alive"] = request.keep_alive
+    if request.think:
+        payload["think"] = {"true": True, "false": False}.get(request.think, request.think)
     kind = request.WhichOneof("input")
     if kind == "embed":
         payload["input"] = list(request.embed.input)
@@ -186,20 +188,26 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             async with contextlib.aclosing(endpoint.client.stream(path, payload)) as stream:
                 seq = 0
                 buffer: list[str] = []
+                thought: list[str] = []
                 buffered = 0
                 last_flush = loop.time()
                 async for line in stream:
                     if "error" in line:
                         await context.abort(grpc.StatusCode.INTERNAL, f"ollama: {line['error']}")
-                    text = line.get("response") or (line.get("message") or {}).get("content") or ""
+                    message = line.get("message") or {}
+                    text = line.get("response") or message.get("content") or ""
                     if text:
                         buffer.append(text)
                         buffered += len(text)
+                    thinking = line.get("thinking") or message.get("thinking") or ""
+                    if thinking:
+                        thought.append(thinking)
+                        buffered += len(thinking)
                     calls = tool_calls(line)
                     now = loop.time()
                     done = bool(line.get("done"))
                     if calls or (
-                        buffer
+                        (buffer or thought)
                         and (
                             done
                             or seq == 0
@@ -209,9 +217,13 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     ):
                         yield node_agent_pb2.RunTaskResponse(
                             chunk=common_pb2.OutputChunk(
-                                text="".join(buffer), seq=seq, tool_calls=calls
+                                text="".join(buffer),
+                                seq=seq,
+                                tool_calls=calls,
+                                thinking="".join(thought),
                             )
                         )
+                        thought.clear()
                         seq += 1
                         buffer.clear()
                         buffered = 0

@@ -12,11 +12,13 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import math
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -397,18 +399,24 @@ class OllamaApi:
         source += _IMAGE_TEXT * images
         if suffix:
             source = f"{source}\n<fill>\n{suffix}"
-        output = self._output(kind, source, body)
+        output = self._output(kind, source, body, _thinking(name, kind, body.get("think")))
+        seen = itertools.count()
 
         def piece(p: str) -> dict[str, Any]:
-            return {"model": name, "created_at": _now(), "response": p, "done": False}
+            head = {"model": name, "created_at": _now()}
+            if next(seen) < output.thinking:
+                return {**head, "response": "", "thinking": p, "done": False}
+            return {**head, "response": p, "done": False}
 
         def final(run: Generation, answer: str) -> dict[str, Any]:
             seed = hashlib.sha256(source.encode()).digest()
             context = [int(b) * 251 + i for i, b in enumerate(seed[:16])]
+            thinking, answer = _split(run.output, answer)
             return {
                 "model": name,
                 "created_at": _now(),
                 "response": answer,
+                **({"thinking": thinking} if thinking else {}),
                 "done": True,
                 "done_reason": run.output.done_reason,
                 "context": context,
@@ -444,11 +452,14 @@ class OllamaApi:
                 len(text.call_pieces(call)), "stop", source, 0, False, text.call_pieces(call)
             )
         else:
-            output = self._output(kind, source, body)
+            output = self._output(kind, source, body, _thinking(name, kind, body.get("think")))
+        seen = itertools.count()
 
         def piece(p: str) -> dict[str, Any] | None:
             if calls:
                 return None  # a call is sent whole, once written (``call_line``)
+            if next(seen) < output.thinking:
+                return {**head(), "message": {"role": "assistant", "content": "", "thinking": p}}
             return {**head(), "message": {"role": "assistant", "content": p}}
 
         def call_line() -> dict[str, Any]:
@@ -458,7 +469,10 @@ class OllamaApi:
             return {"model": name, "created_at": _now(), "done": False}
 
         def final(run: Generation, answer: str) -> dict[str, Any]:
+            thinking, answer = _split(run.output, answer)
             message: dict[str, Any] = {"role": "assistant", "content": "" if calls else answer}
+            if thinking:
+                message["thinking"] = thinking
             if calls and body.get("stream", True) is False:
                 message["tool_calls"] = calls
             return {
@@ -560,7 +574,9 @@ class OllamaApi:
             "prompt_eval_count": run.prompt_tokens,
         }
 
-    def _output(self, kind: hardware.ModelKind, source: str, body: dict[str, Any]) -> text.Output:
+    def _output(
+        self, kind: hardware.ModelKind, source: str, body: dict[str, Any], thinking: int = 0
+    ) -> text.Output:
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise ApiError(400, "options must be an object")
@@ -571,6 +587,7 @@ class OllamaApi:
             num_predict=_int_option(options, "num_predict"),
             options_seed=_int_option(options, "seed"),
             format=_format(body.get("format")),
+            thinking=thinking,
         )
 
     async def _acquire(
@@ -696,6 +713,36 @@ def _images(name: str, kind: hardware.ModelKind, images: object) -> int:
     return len(images)
 
 
+# Pieces of reasoning a thinking model writes before its answer, by Ollama's think value.
+_THINKING_PIECES = {True: 48, "low": 24, "medium": 48, "high": 96}
+
+
+def _thinking(name: str, kind: hardware.ModelKind, think: object) -> int:
+    """How much a request makes the model reason: a thinking model does by default (as
+    Ollama's thinking models do); ``false`` turns it off; ``true`` or a level on a model
+    that cannot think is refused, as Ollama refuses it."""
+    can = "thinking" in _capabilities(kind)
+    if think is None:
+        return _THINKING_PIECES[True] if can else 0
+    if think is False:
+        return 0
+    if think is not True and think not in ("low", "medium", "high"):
+        raise ApiError(
+            400, f'invalid think value: {json.dumps(think)} (true, false, "low", "medium", "high")'
+        )
+    if not can:
+        raise ApiError(400, f'"{name}" does not support thinking')
+    return _THINKING_PIECES[think if isinstance(think, str) else True]
+
+
+def _split(output: text.Output, whole: str) -> tuple[str, str]:
+    """A whole answer's reasoning and the answer proper (both "" for a streamed one)."""
+    if not whole or not output.thinking:
+        return "", whole
+    reasoning = "".join(islice(output.pieces(), output.thinking))
+    return reasoning, whole[len(reasoning) :]
+
+
 def _capabilities(kind: hardware.ModelKind) -> list[str]:
     """What ``ollama show`` lists: embedding models embed only; code models can insert
     (fill-in-the-middle); general llama and qwen models call tools."""
@@ -704,8 +751,10 @@ def _capabilities(kind: hardware.ModelKind) -> list[str]:
     out = ["completion"]
     if "llava" in kind.name:
         return [*out, "vision"]
-    if kind.family in ("llama", "qwen2") and "code" not in kind.name:
+    if kind.family in ("llama", "qwen2", "qwen3") and "code" not in kind.name:
         out.append("tools")
+    if kind.family == "qwen3":
+        out.append("thinking")
     if "coder" in kind.name or "starcoder" in kind.name or "codellama" in kind.name:
         out.append("insert")
     return out

@@ -92,16 +92,20 @@ class Output:
     is_code: bool
     # A structured answer (Ollama's ``format``), already cut to ``count`` pieces.
     fixed: tuple[str, ...] | None = None
+    # The first pieces that are reasoning (a thinking model), counted in ``count``.
+    thinking: int = 0
 
     def pieces(self) -> Iterator[str]:
-        """The pieces, the same on every call."""
+        """The pieces, the same on every call: ``thinking`` of reasoning, then the answer."""
         if self.fixed is not None:
             return iter(self.fixed)
-        rng = random.Random(self.rng_seed)
         names = _names_from(self.prompt)
+        reasoning = islice(_prose(random.Random(self.rng_seed ^ 0x7417), names), self.thinking)
+        rng = random.Random(self.rng_seed)
+        rest = self.count - self.thinking
         if self.is_code:
-            return _code_answer(rng, self.prompt, names, self.count)
-        return islice(_prose(rng, names), self.count)
+            return chain(reasoning, _code_answer(rng, self.prompt, names, rest))
+        return chain(reasoning, islice(_prose(rng, names), rest))
 
     @property
     def text(self) -> str:
@@ -121,6 +125,7 @@ def generate(
     num_predict: int | None,
     options_seed: int | None,
     format: str | dict[str, Any] | None = None,
+    thinking: int = 0,
 ) -> Output:
     """The answer of ``model`` to ``prompt``; same arguments, same answer.
 
@@ -128,7 +133,8 @@ def generate(
     limit"), otherwise 40 to 400 pieces from a Pareto tail: most answers are short, a few
     run long, as with real models. With a ``format`` ("json" or a JSON Schema object, as
     Ollama takes it) the answer is one JSON document (matching the schema), ending where
-    the document does unless ``num_predict`` cuts it first.
+    the document does unless ``num_predict`` cuts it first. ``thinking``: pieces of
+    reasoning before the answer (``num_predict`` counts them too, as Ollama's eval_count).
     """
     material = f"{seed}\x00{model}\x00{options_seed}\x00{prompt}\x00{format}".encode()
     rng_seed = int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
@@ -145,10 +151,13 @@ def generate(
         return Output(len(doc), "stop", prompt, rng_seed, False, doc)
     if capped and num_predict is not None:
         count, reason = num_predict, "length"
+        thinking = min(thinking, count)
     else:
         length_rng = random.Random(rng_seed ^ 0x5EED)
         count, reason = min(400, int(40 * length_rng.paretovariate(1.2))), "stop"
-    return Output(count, reason, prompt, rng_seed, bool(_CODE_HINT.search(prompt)))
+        count += thinking
+    code = bool(_CODE_HINT.search(prompt))
+    return Output(count, reason, prompt, rng_seed, code, thinking=thinking)
 
 
 def _json_value(rng: random.Random, schema: dict[str, Any], names: list[str], depth: int) -> Any:

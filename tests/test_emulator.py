@@ -592,3 +592,33 @@ async def test_images_go_to_vision_models_only_like_ollama() -> None:
         blind.value.status_code == 400 and blind.value.error == f'"{LLAMA}" does not support vision'
     )
     assert garbled.status_code == 400 and "base64" in garbled.json()["error"]
+
+
+async def test_thinking_models_reason_apart_from_the_answer_like_ollama() -> None:
+    thinker = "qwen3:8b"
+    async with emulator(models=[LLAMA, thinker]) as emu:
+        client = ollama.AsyncClient(host=emu.url)
+        default = await client.generate(model=thinker, prompt="Why is the sky blue?")
+        off = await client.generate(model=thinker, prompt="Why is the sky blue?", think=False)
+        high = await client.chat(
+            model=thinker, messages=[{"role": "user", "content": "Why?"}], think="high"
+        )
+        parts = [
+            p
+            async for p in await client.chat(
+                model=thinker, messages=[{"role": "user", "content": "Why?"}], stream=True
+            )
+        ]
+        with pytest.raises(ollama.ResponseError) as cannot:
+            await client.generate(model=LLAMA, prompt="Why?", think=True)
+        plain = await client.generate(model=LLAMA, prompt="Why?", think=False)
+    assert default.thinking and default.response and default.thinking != default.response
+    assert default.response == off.response and not off.thinking  # the same answer, no reasoning
+    assert (default.eval_count or 0) == (off.eval_count or 0) + 48  # reasoning costs tokens
+    assert high.message.thinking and len(high.message.thinking.split()) > 60
+    thought = "".join(p.message.thinking or "" for p in parts)
+    said = "".join(p.message.content or "" for p in parts)
+    assert thought and said and not any(p.message.thinking and p.message.content for p in parts)
+    assert cannot.value.status_code == 400
+    assert cannot.value.error == f'"{LLAMA}" does not support thinking'
+    assert plain.response and not plain.thinking

@@ -580,6 +580,40 @@ async def test_an_empty_chat_loads_the_model_as_ollama_run_asks(gw: DevCluster) 
     assert "phi3:mini" in {name for name, _, _ in gw.emulators["ACACIA/gpu0"].loaded_models()}
 
 
+async def test_thinking_comes_apart_from_the_answer(gw: DevCluster) -> None:
+    """A thinking model's reasoning crosses the mesh in its own field (Ollama's
+    ``thinking``, OpenAI's ``reasoning``); ``think`` false turns it off; the same answer."""
+    assert gw.gateway is not None
+    client = ollama.AsyncClient(host=gw.gateway.url)
+    default = await client.generate(model="qwen3:8b", prompt="Why is the sky blue?")
+    off = await client.generate(model="qwen3:8b", prompt="Why is the sky blue?", think=False)
+    direct = await ollama.AsyncClient(host=gw.emulators["WALNUT/rx9060"].url).generate(
+        model="qwen3:8b", prompt="Why is the sky blue?"
+    )
+    assert (default.thinking, default.response) == (direct.thinking, direct.response)
+    assert default.thinking and off.response == default.response and not off.thinking
+    parts = [
+        p
+        async for p in await client.chat(
+            model="qwen3:8b",
+            messages=[{"role": "user", "content": "Why?"}],
+            think="high",
+            stream=True,
+        )
+    ]
+    assert "".join(p.message.thinking or "" for p in parts)
+    assert "".join(p.message.content or "" for p in parts)
+    with pytest.raises(ollama.ResponseError) as err:
+        await client.generate(model="llama3.1:8b", prompt="Why?", think=True)
+    assert err.value.status_code == 400 and "does not support thinking" in err.value.error
+    oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    done = await oa.chat.completions.create(
+        model="qwen3:8b", messages=[{"role": "user", "content": "Why?"}], reasoning_effort="low"
+    )
+    assert (done.choices[0].message.model_extra or {}).get("reasoning")
+    assert done.choices[0].message.content
+
+
 async def test_show_reports_what_each_model_can_do(gw: DevCluster) -> None:
     """Clients read /api/show's capabilities to offer tools, images or embeddings; the
     gateway gives what the nodes' Ollamas say, not a guess."""

@@ -287,7 +287,7 @@ async def test_embed_is_routed_to_a_node_with_the_embedding_model(dev: DevCluste
     assert dispatcher.lengths.estimate("inference", "llama3.1:8b") is None
 
 
-async def test_tools_that_are_not_json_objects_are_refused_before_routing(
+async def test_bad_tools_and_think_values_are_refused_before_routing(
     dev: DevCluster,
 ) -> None:
     user = common_pb2.ChatMessage(role="user", content="hi")
@@ -300,6 +300,7 @@ async def test_tools_that_are_not_json_objects_are_refused_before_routing(
         for request in (
             inference_pb2.ChatRequest(model="llama3.1:8b", messages=[user], tools=["nope"]),
             inference_pb2.ChatRequest(model="llama3.1:8b", messages=[user, bad_call]),
+            inference_pb2.ChatRequest(model="qwen3:8b", messages=[user], think="maybe"),
         ):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 [e async for e in stub.Chat(request)]
@@ -307,6 +308,7 @@ async def test_tools_that_are_not_json_objects_are_refused_before_routing(
             details.append(err.value.details() or "")
     assert details[0] == "tools[0] is not a JSON object: 'nope'"
     assert details[1].startswith("messages[1].tool_calls[0] needs a name and a JSON object")
+    assert details[2] == "think 'maybe' is not one of true, false, low, medium, high"
     assert dev.coordinator.dispatcher.scheduler.running_count == 0  # type: ignore[union-attr]
 
 
