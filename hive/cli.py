@@ -315,17 +315,33 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Stream one completion through the mesh, printing text as it arrives."""
+    """Stream one completion through the mesh, printing text as it arrives (a thinking
+    model's reasoning goes to stderr, between "Thinking..." and "...done thinking.", as
+    Ollama's CLI shows it, so stdout holds the answer alone)."""
     request = inference_pb2.GenerateRequest(
-        model=args.model, prompt=args.prompt, system=args.system
+        model=args.model,
+        prompt=args.prompt,
+        system=args.system,
+        think=args.think,
+        format=args.format,
     )
     if args.num_predict:
         request.options.update({"num_predict": args.num_predict})
 
     async def main() -> int:
+        thinking = False
         async with client_channel(args.coordinator) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             async for event in stub.Generate(request, timeout=args.timeout):
+                if event.HasField("chunk") and event.chunk.thinking:
+                    if not thinking:
+                        print("Thinking...", file=sys.stderr)
+                        thinking = True
+                    sys.stderr.write(event.chunk.thinking)
+                    sys.stderr.flush()
+                if thinking and (event.HasField("result") or event.chunk.text):
+                    print("\n...done thinking.\n", file=sys.stderr, flush=True)
+                    thinking = False
                 if event.HasField("assigned"):
                     a = event.assigned
                     print(
@@ -446,6 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--system", default="")
     p.add_argument("--num-predict", type=int, default=0)
+    p.add_argument(
+        "--think",
+        choices=["true", "false", "low", "medium", "high"],
+        default="",
+        help="reasoning, for a model that thinks (default: the model's own)",
+    )
+    p.add_argument("--format", default="", help='"json" or a JSON Schema, for a JSON answer')
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
     p.set_defaults(func=cmd_run)

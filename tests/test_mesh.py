@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import grpc
 import httpx
@@ -285,6 +286,29 @@ async def test_embed_is_routed_to_a_node_with_the_embedding_model(dev: DevCluste
     # neither for the model nor for plain inference in general.
     assert dispatcher.lengths.estimate("inference", "nomic-embed-text:latest") is None
     assert dispatcher.lengths.estimate("inference", "llama3.1:8b") is None
+
+
+async def test_hive_run_shows_reasoning_apart_and_asks_for_json(
+    dev: DevCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hive import cli
+
+    where = ["--coordinator", dev.coordinator_address]
+
+    async def run(*args: str) -> tuple[str, str]:
+        capsys.readouterr()
+        assert await asyncio.to_thread(cli.main, ["run", *where, *args]) == 0
+        got = capsys.readouterr()
+        return got.out, got.err
+
+    out, err = await run("--model", "qwen3:8b", "Why is the sky blue?")
+    assert "Thinking..." in err and "...done thinking." in err
+    reasoning = err.split("Thinking...\n", 1)[1].split("\n...done thinking.", 1)[0]
+    assert reasoning.strip() and reasoning not in out and out.strip()
+    out_off, err_off = await run("--model", "qwen3:8b", "--think", "false", "Why is the sky blue?")
+    assert "Thinking..." not in err_off and out_off == out
+    out_json, _ = await run("--model", "llama3.1:8b", "--format", "json", "A cat, as JSON")
+    assert isinstance(json.loads(out_json), dict)
 
 
 async def test_bad_tools_and_think_values_are_refused_before_routing(
