@@ -70,6 +70,8 @@ RETRYABLE = {
 # (not in RETRYABLE) and not held against the endpoint's error rate, so one client's bad
 # requests do not steer everyone's traffic away from a healthy node.
 CALLER_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE}
+# Prompt tokens an image costs a vision model (llava's 576; others differ: an estimate).
+IMAGE_PROMPT_TOKENS = 576
 # How often the dispatch loop runs even without a kick (deadlines, telemetry changes).
 TICK_SECONDS = 0.25
 # A routing snapshot is rebuilt when the registry changes; measured speeds and error
@@ -324,20 +326,25 @@ def task_spec(
     type's default, capped by ``num_predict``."""
     kind = task_type_name(request.type)
     source = request.WhichOneof("input")
+    images = 0
     if source == "chat":
-        chars = sum(len(m.content) for m in request.chat.messages)
+        chat = request.chat
+        # The tools' schemas are part of the prompt the model reads.
+        chars = sum(len(m.content) for m in chat.messages) + sum(map(len, chat.tools))
+        images = sum(len(m.images) for m in chat.messages)
     elif source == "embed":
         chars = sum(len(text) for text in request.embed.input)
     else:
         g = request.generate
         chars = len(g.prompt) + len(g.system) + len(g.suffix)
+        images = len(g.images)
     output = output_tokens if output_tokens is not None else answer_estimate(request, kind, None)[0]
     return TaskSpec(
         id=request.task_id,
         type=kind,
         model=request.model,
         priority=_PRIORITIES.get(priority, Priority.NORMAL),  # type: ignore[call-overload]
-        prompt_tokens=max(1, chars // 4),
+        prompt_tokens=max(1, chars // 4) + images * IMAGE_PROMPT_TOKENS,
         output_tokens=output,
         deadline=deadline,
     )

@@ -8,7 +8,12 @@ import asyncio
 import grpc
 import pytest
 
-from coordinator.dispatch import DEFAULT_OUTPUT_TOKENS, answer_estimate, task_spec
+from coordinator.dispatch import (
+    DEFAULT_OUTPUT_TOKENS,
+    IMAGE_PROMPT_TOKENS,
+    answer_estimate,
+    task_spec,
+)
 from coordinator.routing.lengths import AnswerLengths
 from hive.dev import DevCluster
 from hive.v1 import (
@@ -123,3 +128,23 @@ async def test_the_coordinator_learns_answer_lengths_from_finished_tasks(
         )
     assert explained.estimated_output_tokens == mean
     assert explained.output_estimate_source == "learned"
+
+
+def test_prompt_size_counts_tools_images_and_embedding_inputs() -> None:
+    chat = node_agent_pb2.RunTaskRequest(
+        task_id="t",
+        model="llava:7b",
+        chat=node_agent_pb2.ChatInput(
+            messages=[common_pb2.ChatMessage(role="user", content="x" * 400, images=["AA=="])],
+            tools=["y" * 800],
+        ),
+    )
+    assert task_spec(chat, 0, None).prompt_tokens == (400 + 800) // 4 + IMAGE_PROMPT_TOKENS
+    embed = node_agent_pb2.RunTaskRequest(
+        task_id="e",
+        model="nomic-embed-text:latest",
+        embed=node_agent_pb2.EmbedInput(input=["z" * 40] * 3),
+    )
+    spec = task_spec(embed, 0, None, answer_estimate(embed, "inference", None)[0])
+    assert (spec.prompt_tokens, spec.output_tokens) == (30, 0)
+    assert answer_estimate(embed, "inference", None) == (0, "embedding")
