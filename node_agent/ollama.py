@@ -50,10 +50,8 @@ class OllamaClient:
     async def capabilities(self, model: str) -> list[str]:
         """What ``model`` can do (/api/show's ``capabilities``; [] from an Ollama too old
         to say)."""
-        response = await self._http.post("/api/show", json={"model": model}, timeout=5.0)
-        if response.status_code != 200:
-            raise OllamaError(response.status_code, _error_text(response.text))
-        return [str(c) for c in response.json().get("capabilities") or []]
+        shown = await self.post("/api/show", {"model": model}, timeout=5.0)
+        return [str(c) for c in shown.get("capabilities") or []]
 
     async def stream(
         self, path: str, payload: dict[str, Any]
@@ -79,9 +77,14 @@ class OllamaClient:
                         pass
                 yield item
 
-    async def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST a request Ollama answers with one JSON object (``/api/embed``)."""
-        response = await self._http.post(path, json=payload)
+    async def post(
+        self, path: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """POST a request Ollama answers with one JSON object (``/api/embed``, ``/api/show``,
+        a non-streamed generate); ``timeout`` in seconds, else the client's (no read limit)."""
+        response = await self._http.post(
+            path, json=payload, timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        )
         if response.status_code != 200:
             raise OllamaError(response.status_code, _error_text(response.text))
         answer = response.json()
@@ -94,9 +97,7 @@ class OllamaClient:
         payload: dict[str, Any] = {"model": model, "prompt": "", "stream": False}
         if keep_alive:
             payload["keep_alive"] = keep_alive
-        response = await self._http.post("/api/generate", json=payload)
-        if response.status_code != 200:
-            raise OllamaError(response.status_code, _error_text(response.text))
+        await self.post("/api/generate", payload)
 
 
 def _error_text(body: str) -> str:
