@@ -37,6 +37,7 @@ from coordinator.registry import (
 )
 from coordinator.routing import Decision
 from hive import __version__
+from hive.models import tagged
 from hive.tls import peer_name
 from hive.v1 import (
     agent_session_pb2,
@@ -396,7 +397,7 @@ async def _check_model(model: str, context: grpc.aio.ServicerContext[Any, Any]) 
             grpc.StatusCode.INVALID_ARGUMENT,
             f"model {model!r} is not a model name (e.g. 'llama3.1:8b')",
         )
-    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+    return tagged(model)
 
 
 def decision_to_proto(decision: Decision) -> cluster_pb2.RoutingDecision:

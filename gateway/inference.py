@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
+from hive.models import tagged
 from hive.v1 import common_pb2, inference_pb2
 
 Event = inference_pb2.GenerateResponse | inference_pb2.ChatResponse
@@ -102,11 +103,6 @@ async def embed(
     return reply
 
 
-def canonical(model: str) -> str:
-    """A model's name as nodes report it: no tag means ``:latest``, as in Ollama."""
-    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
-
-
 async def _started(generation: Generation) -> Generation:
     """``generation`` once its first event is in; closed (the call cancelled) if that fails."""
     try:
@@ -176,7 +172,7 @@ async def model_is_unknown(upstream: Upstream, err: grpc.aio.AioRpcError, model:
         )
     except grpc.aio.AioRpcError:
         return err.code() == grpc.StatusCode.NOT_FOUND
-    return canonical(model) not in {m.info.name for m in reply.models}
+    return tagged(model) not in {m.info.name for m in reply.models}
 
 
 def keep_alive(value: str | float | None) -> str:

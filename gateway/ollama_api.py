@@ -28,6 +28,7 @@ from gateway.inference import MAX_DIMENSIONS
 from gateway.problems import http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__
+from hive.models import tagged
 from hive.v1 import cluster_pb2, common_pb2, inference_pb2
 
 NDJSON = "application/x-ndjson"
@@ -379,7 +380,7 @@ def router(upstream: Upstream) -> APIRouter:
         name = body.model or body.name
         if not name:
             raise OllamaError(400, "model is required")
-        wanted = inference.canonical(name)
+        wanted = tagged(name)
         found = next((m for m in await list_models() if m.info.name == wanted), None)
         if found is None:
             raise OllamaError(404, f"model '{name}' not found")

@@ -245,6 +245,15 @@ async def test_bad_options_fail_as_invalid_argument_without_marking_the_endpoint
     assert all(rate == 0.0 for rate in dispatcher.speeds.error_rates().values())
 
 
+def test_a_model_name_without_a_tag_means_latest() -> None:
+    from hive.models import tagged
+
+    assert tagged("nomic-embed-text") == "nomic-embed-text:latest"
+    assert tagged("llama3.1:8b") == "llama3.1:8b"
+    assert tagged("registry.lan:5000/team/coder") == "registry.lan:5000/team/coder:latest"
+    assert tagged("registry.lan:5000/team/coder:7b") == "registry.lan:5000/team/coder:7b"
+
+
 async def test_embed_is_routed_to_a_node_with_the_embedding_model(dev: DevCluster) -> None:
     dispatcher = dev.coordinator.dispatcher  # type: ignore[union-attr]
     async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
