@@ -117,14 +117,14 @@ async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = problems.field_errors(exc)
     detail = problems.validation_detail(errors)
-    path = request.url.path
-    if path.startswith("/v1/"):
+    api = _api_of(request.url.path)
+    if api == "openai":
         param = errors[0].field.rsplit(".", 1)[-1] if errors else None
         return openai_api.error_response(
             400,
             {"message": detail, "type": "invalid_request_error", "param": param, "code": None},
         )
-    if path.startswith("/api/") and not path.startswith(rest.PREFIX):
+    if api == "ollama":
         return ollama_api.error_response(400, detail)
     malformed = any(e.type == "json_invalid" for e in errors)
     status = 400 if malformed else 422
@@ -142,12 +142,23 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         message = f"{exc.detail}: {request.method} {path}"
     else:
         message = str(exc.detail)
-    if path.startswith("/v1/"):
+    api = _api_of(path)
+    if api == "openai":
         body = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
         return openai_api.error_response(exc.status_code, body, headers)
-    if path.startswith("/api/") and not path.startswith(rest.PREFIX):
+    if api == "ollama":
         return ollama_api.error_response(exc.status_code, message, headers)
     return await problems.on_http_error(request, exc)
+
+
+def _api_of(path: str) -> str:
+    """Whose error shape a path gets: "openai" (/v1/), "ollama" (/api/ outside the seed's
+    REST API) or "rest" (problem+json)."""
+    if path.startswith("/v1/"):
+        return "openai"
+    if path.startswith("/api/") and not path.startswith(rest.PREFIX):
+        return "ollama"
+    return "rest"
 
 
 class JsonBodies:

@@ -154,7 +154,8 @@ def install(app: FastAPI) -> None:
     """Answer every error on the REST routes as problem+json.
 
     Routes of the Ollama and OpenAI APIs raise their own exception types, handled in
-    their modules; the validation handler defers to a per-prefix formatter for them.
+    their modules; invalid input and unknown paths are answered by ``gateway.app``'s
+    handlers, which use this module's formatters on the REST API.
     """
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
@@ -167,7 +168,6 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(grpc.aio.AioRpcError, on_rpc_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
 
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
