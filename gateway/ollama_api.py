@@ -118,9 +118,20 @@ class ChatBody(_Request):
     tools: list[dict[str, Any]] | None = None
 
 
-def _calls(calls: list[common_pb2.ToolCall]) -> list[dict[str, Any]]:
-    """Tool calls in Ollama's shape."""
-    return [{"function": {"name": c.name, "arguments": inference.tool_arguments(c)}} for c in calls]
+def _said(chat: bool, text: str, thinking: str, calls: list[common_pb2.ToolCall]) -> dict[str, Any]:
+    """What the model said, in Ollama's shape: a chat's ``message`` (with its reasoning and
+    tool calls), or a generate's ``response`` (with its reasoning)."""
+    if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = [
+                {"function": {"name": c.name, "arguments": inference.tool_arguments(c)}}
+                for c in calls
+            ]
+        if thinking:
+            message["thinking"] = thinking
+        return {"message": message}
+    return {"response": text, "thinking": thinking} if thinking else {"response": text}
 
 
 class EmbedBody(BaseModel):
@@ -220,26 +231,11 @@ def router(upstream: Upstream) -> APIRouter:
             async for piece in generation.pieces():
                 head: dict[str, Any] = {"model": body.model, "created_at": _now()}
                 if piece.result is None:
-                    out: dict[str, Any] = {"role": "assistant", "content": piece.text}
-                    if piece.tool_calls:
-                        out["tool_calls"] = _calls(piece.tool_calls)
-                    if piece.thinking:
-                        out["thinking"] = piece.thinking
-                    said = {"response": piece.text}
-                    if piece.thinking:
-                        said["thinking"] = piece.thinking
-                    yield line(
-                        {**head, "message": out, "done": False}
-                        if chat
-                        else {**head, **said, "done": False}
-                    )
+                    said = _said(chat, piece.text, piece.thinking, piece.tool_calls)
+                    yield line({**head, **said, "done": False})
                 else:
-                    text: dict[str, Any] = (
-                        {"message": {"role": "assistant", "content": ""}}
-                        if chat
-                        else {"response": ""}
-                    )
-                    yield line({**head, **text, "done": True, **_stats(piece.result)})
+                    said = _said(chat, "", "", [])
+                    yield line({**head, **said, "done": True, **_stats(piece.result)})
         except grpc.aio.AioRpcError as err:
             yield line({"error": err.details() or err.code().name})
 
@@ -249,17 +245,8 @@ def router(upstream: Upstream) -> APIRouter:
         except grpc.aio.AioRpcError as err:
             raise await _refusal(upstream, err, body.model) from err
         head: dict[str, Any] = {"model": body.model, "created_at": _now()}
-        content: dict[str, Any] = {"response": got.text}
-        if got.thinking:
-            content["thinking"] = got.thinking
-        if chat:
-            message: dict[str, Any] = {"role": "assistant", "content": got.text}
-            if got.tool_calls:
-                message["tool_calls"] = _calls(got.tool_calls)
-            if got.thinking:
-                message["thinking"] = got.thinking
-            content = {"message": message}
-        return JSONResponse({**head, **content, "done": True, **_stats(got.result)})
+        said = _said(chat, got.text, got.thinking, got.tool_calls)
+        return JSONResponse({**head, **said, "done": True, **_stats(got.result)})
 
     @api.post("/api/generate", response_model=None)
     async def generate(body: Annotated[GenerateBody, Body()]) -> StreamingResponse | JSONResponse:
