@@ -148,12 +148,6 @@ def think(value: bool | str | None) -> str:
     return value
 
 
-def tool_call_proto(name: str, arguments: object) -> common_pb2.ToolCall:
-    """A call as the contract carries it; ``arguments`` an object or its JSON text."""
-    text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
-    return common_pb2.ToolCall(name=name, arguments_json=text or "{}")
-
-
 def tool_arguments(call: common_pb2.ToolCall) -> Any:
     """A call's arguments as an object (what Ollama's API shows)."""
     try:

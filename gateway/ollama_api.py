@@ -29,6 +29,7 @@ from gateway.problems import http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__
 from hive.models import tagged
+from hive.tool_calls import tool_call
 from hive.v1 import cluster_pb2, common_pb2, inference_pb2
 
 NDJSON = "application/x-ndjson"
@@ -104,8 +105,7 @@ class Message(BaseModel):
             role=self.role,
             content=self.content,
             tool_calls=[
-                inference.tool_call_proto(c.function.name, c.function.arguments)
-                for c in self.tool_calls or ()
+                tool_call(c.function.name, c.function.arguments) for c in self.tool_calls or ()
             ],
             tool_name=self.tool_name or "",
             images=self.images or (),

@@ -26,6 +26,7 @@ from gateway import inference
 from gateway.inference import MAX_DIMENSIONS
 from gateway.problems import http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
+from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, inference_pb2
 
 OWNER = "hive"
@@ -266,8 +267,7 @@ def _messages(messages: list[ChatMessage]) -> list[common_pb2.ChatMessage]:
             role=m.role,
             content=m.text(),
             tool_calls=[
-                inference.tool_call_proto(c.function.name, c.function.arguments)
-                for c in m.tool_calls or ()
+                tool_call(c.function.name, c.function.arguments) for c in m.tool_calls or ()
             ],
             tool_name=names.get(m.tool_call_id or "", ""),
             images=m.images(),

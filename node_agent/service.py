@@ -20,6 +20,7 @@ import grpc
 import httpx
 from google.protobuf import json_format
 
+from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, node_agent_pb2, node_agent_pb2_grpc
 from node_agent.ollama import OllamaError
 
@@ -94,14 +95,8 @@ def _ollama_message(m: common_pb2.ChatMessage) -> dict[str, Any]:
 def tool_calls(line: dict[str, Any]) -> list[common_pb2.ToolCall]:
     """The tool calls on one of Ollama's chat lines (``message.tool_calls``)."""
     calls = (line.get("message") or {}).get("tool_calls") or []
-    out = []
-    for call in calls:
-        function = call.get("function") or {}
-        arguments = function.get("arguments") or {}
-        # Some models' templates give the arguments as JSON text already: kept as written.
-        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-        out.append(common_pb2.ToolCall(name=str(function.get("name", "")), arguments_json=text))
-    return out
+    functions = [call.get("function") or {} for call in calls]
+    return [tool_call(str(f.get("name", "")), f.get("arguments")) for f in functions]
 
 
 def ollama_format(value: str) -> str | Any:
