@@ -190,11 +190,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         model = await _check_model(request.model, context)
         size = len(request.prompt) + len(request.system) + len(request.suffix)
         size += sum(map(len, request.images))
-        if size > MAX_PROMPT_CHARS:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"prompt is {size} characters; the limit is {MAX_PROMPT_CHARS}",
-            )
+        await _check_size(size, "prompt is", context)
         await _check_think(request.think, context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
@@ -225,11 +221,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages must not be empty")
         size = sum(len(m.content) + sum(map(len, m.images)) for m in request.messages)
         size += sum(map(len, request.tools))
-        if size > MAX_PROMPT_CHARS:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"messages and tools hold {size} characters; the limit is {MAX_PROMPT_CHARS}",
-            )
+        await _check_size(size, "messages and tools hold", context)
         if problem := _tools_problem(request):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         await _check_think(request.think, context)
@@ -263,12 +255,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 f"{len(request.input)} inputs; the limit is {MAX_EMBED_INPUTS} per request "
                 "(split them into several requests)",
             )
-        size = sum(len(text) for text in request.input)
-        if size > MAX_PROMPT_CHARS:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"inputs hold {size} characters; the limit is {MAX_PROMPT_CHARS}",
-            )
+        await _check_size(sum(len(text) for text in request.input), "inputs hold", context)
         embed = node_agent_pb2.EmbedInput(input=request.input, dimensions=request.dimensions)
         if request.HasField("truncate"):
             embed.truncate = request.truncate
@@ -356,6 +343,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     if (endpoint.id, model.name) in loaded:
                         entry.loaded_on.append(where)
         return inference_pb2.ListModelsResponse(models=[models[k] for k in sorted(models)])
+
+
+async def _check_size(size: int, what: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Refuse a request whose text (``what``, e.g. "prompt is") is over the limit."""
+    if size > MAX_PROMPT_CHARS:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{what} {size} characters; the limit is {MAX_PROMPT_CHARS}",
+        )
 
 
 THINK_VALUES = ("", "true", "false", "low", "medium", "high")

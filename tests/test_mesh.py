@@ -342,6 +342,37 @@ async def test_bad_tools_and_think_values_are_refused_before_routing(
     assert details[0] == "tools[0] is not a JSON object: 'nope'"
     assert details[1].startswith("messages[1].tool_calls[0] needs a name and a JSON object")
     assert details[2] == "think 'maybe' is not one of true, false, low, medium, high"
+
+
+async def test_text_over_the_limit_is_refused_before_routing(dev: DevCluster) -> None:
+    from coordinator.service import MAX_PROMPT_CHARS
+
+    big = "x" * (MAX_PROMPT_CHARS + 1)
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        calls = (
+            lambda: stub.Generate(inference_pb2.GenerateRequest(model="llama3.1:8b", prompt=big)),
+            lambda: stub.Chat(
+                inference_pb2.ChatRequest(
+                    model="llama3.1:8b", messages=[common_pb2.ChatMessage(role="user", content=big)]
+                )
+            ),
+        )
+        details = []
+        for call in calls:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                [e async for e in call()]
+            details.append((err.value.code(), err.value.details()))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Embed(inference_pb2.EmbedRequest(model="nomic-embed-text", input=[big]))
+        details.append((err.value.code(), err.value.details()))
+    limit = f"{MAX_PROMPT_CHARS + 1} characters; the limit is {MAX_PROMPT_CHARS}"
+    assert details == [
+        (grpc.StatusCode.INVALID_ARGUMENT, f"prompt is {limit}"),
+        (grpc.StatusCode.INVALID_ARGUMENT, f"messages and tools hold {limit}"),
+        (grpc.StatusCode.INVALID_ARGUMENT, f"inputs hold {limit}"),
+    ]
+    assert dev.coordinator.dispatcher.scheduler.running_count == 0  # type: ignore[union-attr]
     assert dev.coordinator.dispatcher.scheduler.running_count == 0  # type: ignore[union-attr]
 
 
