@@ -678,7 +678,7 @@ class Dispatcher:
                         model_bytes=cold_load_bytes(assignment, self.snapshot()),
                     )
                     # An answer cut off at num_predict ("length") says only the cap; an
-                    # embedding has no answer.
+                    # embedding's 0 tokens are not learned (AnswerLengths skips them).
                     if event.result.done_reason != "length":
                         self.lengths.observe(
                             task_type_name(request.type), request.model, stats.eval_count
