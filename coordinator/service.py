@@ -37,7 +37,7 @@ from coordinator.registry import (
 )
 from coordinator.routing import Decision
 from hive import __version__
-from hive.models import tagged
+from hive.models import MAX_TOP_LOGPROBS, tagged
 from hive.tls import peer_name
 from hive.v1 import (
     agent_session_pb2,
@@ -192,6 +192,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         size += sum(map(len, request.images))
         await _check_size(size, "prompt is", context)
         await _check_think(request.think, context)
+        await _check_top_logprobs(request.top_logprobs, context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
@@ -207,6 +208,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             options=request.options,
             keep_alive=request.keep_alive,
             think=request.think,
+            logprobs=request.logprobs,
+            top_logprobs=request.top_logprobs,
         )
         async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.GenerateResponse(assigned=assigned, chunk=chunk, result=result)
@@ -225,6 +228,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         if problem := _tools_problem(request):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         await _check_think(request.think, context)
+        await _check_top_logprobs(request.top_logprobs, context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
@@ -235,6 +239,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             options=request.options,
             keep_alive=request.keep_alive,
             think=request.think,
+            logprobs=request.logprobs,
+            top_logprobs=request.top_logprobs,
         )
         async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.ChatResponse(assigned=assigned, chunk=chunk, result=result)
@@ -355,6 +361,14 @@ async def _check_size(size: int, what: str, context: grpc.aio.ServicerContext[An
 
 
 THINK_VALUES = ("", "true", "false", "low", "medium", "high")
+
+
+async def _check_top_logprobs(top: int, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if top > MAX_TOP_LOGPROBS:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, not {top}",
+        )
 
 
 async def _check_think(think: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:

@@ -10,7 +10,7 @@ cancels the RPC, which cancels the request at the node's Ollama.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ class Piece:
     result: common_pb2.TaskResult | None = None
     tool_calls: list[common_pb2.ToolCall] = field(default_factory=list)
     thinking: str = ""
+    logprobs: list[common_pb2.TokenLogprob] = field(default_factory=list)
 
 
 @dataclass
@@ -54,7 +55,13 @@ class Generation:
                 self.assigned = event.assigned
             elif event.HasField("chunk"):
                 chunk = event.chunk
-                return Piece(chunk.text, None, list(chunk.tool_calls), chunk.thinking)
+                return Piece(
+                    chunk.text,
+                    None,
+                    list(chunk.tool_calls),
+                    chunk.thinking,
+                    list(chunk.logprobs),
+                )
             elif event.HasField("result"):
                 return Piece(result=event.result)
 
@@ -121,6 +128,7 @@ class Collected:
     tool_calls: list[common_pb2.ToolCall]
     result: common_pb2.TaskResult
     thinking: str = ""
+    logprobs: list[common_pb2.TokenLogprob] = field(default_factory=list)
 
 
 async def collect(generation: Generation) -> Collected:
@@ -128,6 +136,7 @@ async def collect(generation: Generation) -> Collected:
     parts: list[str] = []
     thought: list[str] = []
     calls: list[common_pb2.ToolCall] = []
+    probs: list[common_pb2.TokenLogprob] = []
     result = common_pb2.TaskResult()
     async for piece in generation.pieces():
         if piece.result is not None:
@@ -136,7 +145,23 @@ async def collect(generation: Generation) -> Collected:
             parts.append(piece.text)
             thought.append(piece.thinking)
             calls.extend(piece.tool_calls)
-    return Collected("".join(parts), calls, result, "".join(thought))
+            probs.extend(piece.logprobs)
+    return Collected("".join(parts), calls, result, "".join(thought), probs)
+
+
+def logprobs_json(
+    entries: Sequence[common_pb2.TokenLogprob], *, openai: bool = False
+) -> list[dict[str, Any]]:
+    """Tokens' log probabilities as Ollama's ``logprobs`` entries, or, with ``openai``, as
+    OpenAI's ``logprobs.content`` entries (which always carry ``top_logprobs``)."""
+
+    def one(e: common_pb2.TokenLogprob, top: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"token": e.token, "logprob": e.logprob, "bytes": list(e.bytes)}
+        if top and (openai or e.top_logprobs):
+            out["top_logprobs"] = [one(t, False) for t in e.top_logprobs]
+        return out
+
+    return [one(e, True) for e in entries]
 
 
 def think(value: bool | str | None) -> str:

@@ -14,7 +14,7 @@ Ollama reads them.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -28,7 +28,7 @@ from gateway.inference import MAX_DIMENSIONS
 from gateway.problems import http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__
-from hive.models import tagged
+from hive.models import MAX_TOP_LOGPROBS, tagged
 from hive.tool_calls import tool_call
 from hive.v1 import cluster_pb2, common_pb2, inference_pb2
 
@@ -68,6 +68,9 @@ class _Request(BaseModel):
     keep_alive: str | float | None = None
     # Reasoning for a thinking model: true, false or "low" / "medium" / "high".
     think: bool | Literal["low", "medium", "high"] | None = None
+    # Each output token's log probability, and with top_logprobs the likeliest at each.
+    logprobs: bool = False
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] = 0
 
 
 class GenerateBody(_Request):
@@ -118,9 +121,19 @@ class ChatBody(_Request):
     tools: list[dict[str, Any]] | None = None
 
 
-def _said(chat: bool, text: str, thinking: str, calls: list[common_pb2.ToolCall]) -> dict[str, Any]:
+def _said(
+    chat: bool,
+    text: str,
+    thinking: str,
+    calls: list[common_pb2.ToolCall],
+    logprobs: Sequence[common_pb2.TokenLogprob] = (),
+) -> dict[str, Any]:
     """What the model said, in Ollama's shape: a chat's ``message`` (with its reasoning and
-    tool calls), or a generate's ``response`` (with its reasoning)."""
+    tool calls), or a generate's ``response`` (with its reasoning); then its tokens' log
+    probabilities, when asked for."""
+    if logprobs:
+        said = _said(chat, text, thinking, calls)
+        return {**said, "logprobs": inference.logprobs_json(logprobs)}
     if chat:
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if calls:
@@ -231,7 +244,7 @@ def router(upstream: Upstream) -> APIRouter:
             async for piece in generation.pieces():
                 head: dict[str, Any] = {"model": body.model, "created_at": _now()}
                 if piece.result is None:
-                    said = _said(chat, piece.text, piece.thinking, piece.tool_calls)
+                    said = _said(chat, piece.text, piece.thinking, piece.tool_calls, piece.logprobs)
                     yield line({**head, **said, "done": False})
                 else:
                     said = _said(chat, "", "", [])
@@ -245,7 +258,7 @@ def router(upstream: Upstream) -> APIRouter:
         except grpc.aio.AioRpcError as err:
             raise await _refusal(upstream, err, body.model) from err
         head: dict[str, Any] = {"model": body.model, "created_at": _now()}
-        said = _said(chat, got.text, got.thinking, got.tool_calls)
+        said = _said(chat, got.text, got.thinking, got.tool_calls, got.logprobs)
         return JSONResponse({**head, **said, "done": True, **_stats(got.result)})
 
     @api.post("/api/generate", response_model=None)
@@ -261,6 +274,8 @@ def router(upstream: Upstream) -> APIRouter:
             suffix=body.suffix,
             images=body.images or (),
             think=inference.think(body.think),
+            logprobs=body.logprobs,
+            top_logprobs=body.top_logprobs,
         )
         _options(body, request)
         generation = await open_generation(body, request)
@@ -286,6 +301,8 @@ def router(upstream: Upstream) -> APIRouter:
             messages=[m.proto() for m in body.messages],
             tools=[json.dumps(t) for t in body.tools or ()],
             think=inference.think(body.think),
+            logprobs=body.logprobs,
+            top_logprobs=body.top_logprobs,
             keep_alive=inference.keep_alive(body.keep_alive),
             format=_format(body.format),
         )

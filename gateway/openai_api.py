@@ -26,6 +26,7 @@ from gateway import inference
 from gateway.inference import MAX_DIMENSIONS
 from gateway.problems import http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
+from hive.models import MAX_TOP_LOGPROBS
 from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, inference_pb2
 
@@ -204,11 +205,18 @@ class ChatCompletionRequest(_Sampling):
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     response_format: ResponseFormat | None = None
+    # Each output token's log probability (choices[].logprobs.content), and with
+    # top_logprobs the likeliest tokens at each position.
+    logprobs: bool = False
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
 
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
     suffix: str | None = None
+    # The likeliest tokens at each position, with each output token's log probability
+    # (OpenAI allows 5; Ollama's bound, 20, is the mesh's).
+    logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
 
 
 class EmbeddingRequest(BaseModel):
@@ -250,6 +258,30 @@ def _usage(result: common_pb2.TaskResult) -> dict[str, int]:
 
 # OpenAI's reasoning_effort as Ollama's think.
 _REASONING = {"none": "false", "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+
+
+def _content_logprobs(entries: Sequence[common_pb2.TokenLogprob]) -> dict[str, Any]:
+    """A chat choice's ``logprobs``: OpenAI's ``{"content": [...]}``."""
+    return {"content": inference.logprobs_json(entries, openai=True)}
+
+
+def _legacy_logprobs(entries: Sequence[common_pb2.TokenLogprob], offset: int) -> dict[str, Any]:
+    """A legacy completion choice's ``logprobs``: parallel lists of the tokens, their log
+    probabilities, the likeliest tokens at each position (the chosen one always among
+    them) and each token's character offset, counted from ``offset``."""
+    tokens = [e.token for e in entries]
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [
+            {e.token: e.logprob} | {t.token: t.logprob for t in e.top_logprobs} for e in entries
+        ],
+        "text_offset": offsets,
+    }
 
 
 def _finish_reason(result: common_pb2.TaskResult, called: bool = False) -> str:
@@ -305,7 +337,11 @@ def router(upstream: Upstream) -> APIRouter:
             messages=_messages(body.messages),
             tools=[json.dumps(t) for t in body.tools or ()],
             think=_REASONING.get(body.reasoning_effort or "", ""),
+            logprobs=body.logprobs,
+            top_logprobs=body.top_logprobs or 0,
         )
+        if body.top_logprobs is not None and not body.logprobs:
+            raise OpenAIError(400, "top_logprobs needs logprobs set to true", param="top_logprobs")
         options = body.options()
         if body.max_completion_tokens is not None:
             options["num_predict"] = body.max_completion_tokens
@@ -324,7 +360,11 @@ def router(upstream: Upstream) -> APIRouter:
         if len(prompts) != 1:
             raise OpenAIError(400, "exactly one prompt per request is supported", param="prompt")
         request = inference_pb2.GenerateRequest(
-            model=body.model, prompt=prompts[0], suffix=body.suffix or ""
+            model=body.model,
+            prompt=prompts[0],
+            suffix=body.suffix or "",
+            logprobs=body.logprobs is not None,
+            top_logprobs=body.logprobs or 0,
         )
         if options := body.options():
             request.options.update(options)
@@ -338,7 +378,10 @@ def router(upstream: Upstream) -> APIRouter:
         generation: inference.Generation,
         kind: Literal["chat.completion.chunk", "text_completion"],
         include_usage: bool,
+        offset: int = 0,
     ) -> AsyncIterator[bytes]:
+        """Server-sent chunks of a chat or legacy completion; ``offset``: where a legacy
+        completion's text starts (the prompt's length), for its logprobs' text_offset."""
         ident = ("chatcmpl-" if kind != "text_completion" else "cmpl-") + (
             generation.task_id or uuid.uuid4().hex
         )
@@ -362,9 +405,13 @@ def router(upstream: Upstream) -> APIRouter:
                     if piece.tool_calls and kind == "chat.completion.chunk":
                         choice["delta"]["tool_calls"] = _tool_calls(ident, piece.tool_calls, called)
                         called += len(piece.tool_calls)
-                    yield _sse(
-                        {**head, "choices": [{**choice, "logprobs": None, "finish_reason": None}]}
-                    )
+                    choice["logprobs"] = None
+                    if piece.logprobs and kind == "chat.completion.chunk":
+                        choice["logprobs"] = _content_logprobs(piece.logprobs)
+                    elif piece.logprobs:
+                        choice["logprobs"] = _legacy_logprobs(piece.logprobs, offset)
+                        offset += sum(len(e.token) for e in piece.logprobs)
+                    yield _sse({**head, "choices": [{**choice, "finish_reason": None}]})
                     continue
                 last: dict[str, Any] = (
                     {"index": 0, "delta": {}}
@@ -429,7 +476,7 @@ def router(upstream: Upstream) -> APIRouter:
                 {
                     "index": 0,
                     "message": message,
-                    "logprobs": None,
+                    "logprobs": _content_logprobs(got.logprobs) if body.logprobs else None,
                     "finish_reason": _finish_reason(got.result, bool(got.tool_calls)),
                 }
             ],
@@ -442,14 +489,19 @@ def router(upstream: Upstream) -> APIRouter:
     ) -> StreamingResponse | dict[str, Any]:
         """Text completion on the best node for the model (OpenAI's legacy /v1/completions)."""
         generation = await open_completion(body)
+        # Offsets count from the prompt's start, as OpenAI's do (one prompt, checked above).
+        start = len(body.prompt if isinstance(body.prompt, str) else body.prompt[0])
         if body.stream:
             include = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(
-                stream(body.model, generation, "text_completion", include),
+                stream(body.model, generation, "text_completion", include, start),
                 media_type="text/event-stream",
             )
         got = await whole(body, generation)
         text, result = got.text, got.result
+        logprobs = None
+        if body.logprobs is not None:
+            logprobs = _legacy_logprobs(got.logprobs, start)
         return {
             "id": "cmpl-" + (generation.task_id or uuid.uuid4().hex),
             "object": "text_completion",
@@ -460,7 +512,7 @@ def router(upstream: Upstream) -> APIRouter:
                 {
                     "index": 0,
                     "text": text,
-                    "logprobs": None,
+                    "logprobs": logprobs,
                     "finish_reason": _finish_reason(result),
                 }
             ],

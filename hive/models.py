@@ -1,6 +1,10 @@
-"""Model names as Ollama spells them, shared by the coordinator and the gateway."""
+"""Model names as Ollama spells them, and Ollama's bounds on a request, shared by the
+coordinator, the gateway and the emulator."""
 
 from __future__ import annotations
+
+# The most top_logprobs Ollama gives (it refuses a request for more).
+MAX_TOP_LOGPROBS = 20
 
 
 def tagged(name: str) -> str:

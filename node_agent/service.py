@@ -37,6 +37,25 @@ _OLLAMA_STATUS = {
 }
 
 
+def token_logprobs(line: dict[str, Any]) -> list[common_pb2.TokenLogprob]:
+    """The ``logprobs`` entries of one line of Ollama's answer, as the contract's."""
+    return [_token_logprob(e) for e in line.get("logprobs") or () if isinstance(e, dict)]
+
+
+def _token_logprob(entry: dict[str, Any]) -> common_pb2.TokenLogprob:
+    token = str(entry.get("token", ""))
+    raw = entry.get("bytes")
+    ok = isinstance(raw, list) and all(isinstance(b, int) and 0 <= b < 256 for b in raw)
+    return common_pb2.TokenLogprob(
+        token=token,
+        logprob=float(entry.get("logprob", 0.0)),
+        bytes=bytes(raw) if ok and raw else token.encode(),
+        top_logprobs=[
+            _token_logprob(t) for t in entry.get("top_logprobs") or () if isinstance(t, dict)
+        ],
+    )
+
+
 def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[str, Any]]:
     """The Ollama API path and JSON body for a task."""
     payload: dict[str, Any] = {"model": request.model}
@@ -49,6 +68,10 @@ def ollama_payload(request: node_agent_pb2.RunTaskRequest) -> tuple[str, dict[st
         payload["keep_alive"] = request.keep_alive
     if request.think:
         payload["think"] = {"true": True, "false": False}.get(request.think, request.think)
+    if request.logprobs:
+        payload["logprobs"] = True
+        if request.top_logprobs:
+            payload["top_logprobs"] = request.top_logprobs
     kind = request.WhichOneof("input")
     if kind == "embed":
         payload["input"] = list(request.embed.input)
@@ -184,6 +207,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 seq = 0
                 buffer: list[str] = []
                 thought: list[str] = []
+                probs: list[common_pb2.TokenLogprob] = []
                 buffered = 0
                 last_flush = loop.time()
                 async for line in stream:
@@ -198,11 +222,12 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     if thinking:
                         thought.append(thinking)
                         buffered += len(thinking)
+                    probs.extend(token_logprobs(line))
                     calls = tool_calls(line)
                     now = loop.time()
                     done = bool(line.get("done"))
                     if calls or (
-                        (buffer or thought)
+                        (buffer or thought or probs)
                         and (
                             done
                             or seq == 0
@@ -216,9 +241,11 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                                 seq=seq,
                                 tool_calls=calls,
                                 thinking="".join(thought),
+                                logprobs=probs,
                             )
                         )
                         thought.clear()
+                        probs.clear()
                         seq += 1
                         buffer.clear()
                         buffered = 0

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from hive import hardware
+from hive.models import MAX_TOP_LOGPROBS
 from ollama_emulator import text
 from ollama_emulator.config import EmulatorConfig
 from ollama_emulator.generation import Generation
@@ -400,13 +401,14 @@ class OllamaApi:
         if suffix:
             source = f"{source}\n<fill>\n{suffix}"
         output = self._output(kind, source, body, _thinking(name, kind, body.get("think")))
+        top = _top_logprobs(body)
         seen = itertools.count()
 
         def piece(p: str) -> dict[str, Any]:
-            head = {"model": name, "created_at": _now()}
-            if next(seen) < output.thinking:
-                return {**head, "response": "", "thinking": p, "done": False}
-            return {**head, "response": p, "done": False}
+            i = next(seen)
+            said = {"response": "", "thinking": p} if i < output.thinking else {"response": p}
+            logprobs = _logprobs(output, top, [p], i)
+            return {"model": name, "created_at": _now(), **said, **logprobs, "done": False}
 
         def final(run: Generation, answer: str) -> dict[str, Any]:
             seed = hashlib.sha256(source.encode()).digest()
@@ -417,6 +419,7 @@ class OllamaApi:
                 "created_at": _now(),
                 "response": answer,
                 **({"thinking": thinking} if thinking else {}),
+                **(_logprobs(run.output, top, list(run.output.pieces()), 0) if answer else {}),
                 "done": True,
                 "done_reason": run.output.done_reason,
                 "context": context,
@@ -453,14 +456,19 @@ class OllamaApi:
             )
         else:
             output = self._output(kind, source, body, _thinking(name, kind, body.get("think")))
+        top = _top_logprobs(body)
         seen = itertools.count()
 
         def piece(p: str) -> dict[str, Any] | None:
             if calls:
                 return None  # a call is sent whole, once written (``call_line``)
-            if next(seen) < output.thinking:
-                return {**head(), "message": {"role": "assistant", "content": "", "thinking": p}}
-            return {**head(), "message": {"role": "assistant", "content": p}}
+            i = next(seen)
+            said = {"content": "", "thinking": p} if i < output.thinking else {"content": p}
+            return {
+                **head(),
+                "message": {"role": "assistant", **said},
+                **_logprobs(output, top, [p], i),
+            }
 
         def call_line() -> dict[str, Any]:
             return {**head(), "message": {"role": "assistant", "content": "", "tool_calls": calls}}
@@ -475,10 +483,12 @@ class OllamaApi:
                 message["thinking"] = thinking
             if calls and body.get("stream", True) is False:
                 message["tool_calls"] = calls
+            whole = answer or thinking
             return {
                 "model": name,
                 "created_at": _now(),
                 "message": message,
+                **(_logprobs(run.output, top, list(run.output.pieces()), 0) if whole else {}),
                 "done_reason": run.output.done_reason,
                 "done": True,
                 **_durations(run),
@@ -733,6 +743,27 @@ def _thinking(name: str, kind: hardware.ModelKind, think: object) -> int:
     if not can:
         raise ApiError(400, f'"{name}" does not support thinking')
     return _THINKING_PIECES[think if isinstance(think, str) else True]
+
+
+def _top_logprobs(body: dict[str, Any]) -> int | None:
+    """How many most likely tokens a request wants with each token's log probability;
+    None when it asks for no logprobs. Refused as Ollama refuses it."""
+    top = body.get("top_logprobs") or 0
+    if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise ApiError(400, f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+    return top if body.get("logprobs") is True else None
+
+
+def _logprobs(
+    output: text.Output, top: int | None, pieces: list[str], start: int
+) -> dict[str, Any]:
+    """The ``logprobs`` of ``pieces`` (the output's from position ``start``), or nothing
+    when the request did not ask for them."""
+    if top is None:
+        return {}
+    return {
+        "logprobs": [text.logprob(p, start + k, output.rng_seed, top) for k, p in enumerate(pieces)]
+    }
 
 
 def _split(output: text.Output, whole: str) -> tuple[str, str]:

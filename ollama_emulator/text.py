@@ -340,3 +340,31 @@ def tool_call(tools: list[dict[str, Any]], request: str, seed: int) -> dict[str,
 def call_pieces(call: dict[str, Any]) -> tuple[str, ...]:
     """The tokens a model writes for ``call`` (what its decode time is made of)."""
     return tuple(_tokenize(json.dumps(call)))
+
+
+def logprob(piece: str, position: int, rng_seed: int, top: int) -> dict[str, Any]:
+    """Ollama's ``logprobs`` entry for the answer's ``position``-th piece: the piece with a
+    log probability that is the same on every call, and, with ``top`` > 0, that many most
+    likely pieces at the position, most likely first. The chosen piece is the most likely
+    one (as greedy decoding picks it); the probabilities of the listed pieces sum below 1.
+    """
+    rng = random.Random(rng_seed ^ (position * 0x9E3779B1))
+    chosen = rng.uniform(0.35, 0.99)
+    entry: dict[str, Any] = {
+        "token": piece,
+        "logprob": math.log(chosen),
+        "bytes": list(piece.encode()),
+    }
+    if top > 0:
+        alternatives = [w for w in rng.sample(_WORDS, min(len(_WORDS), top + 1)) if w != piece]
+        lead = " " if piece.startswith(" ") else ""
+        listed = [{k: entry[k] for k in ("token", "logprob", "bytes")}]
+        left = 1.0 - chosen
+        for word in alternatives[: top - 1]:
+            left *= rng.uniform(0.3, 0.5)
+            token = lead + word
+            listed.append(
+                {"token": token, "logprob": math.log(left), "bytes": list(token.encode())}
+            )
+        entry["top_logprobs"] = listed
+    return entry

@@ -622,3 +622,48 @@ async def test_thinking_models_reason_apart_from_the_answer_like_ollama() -> Non
     assert cannot.value.status_code == 400
     assert cannot.value.error == f'"{LLAMA}" does not support thinking'
     assert plain.response and not plain.thinking
+
+
+async def test_logprobs_come_with_each_token_like_ollama() -> None:
+    async with emulator() as emu:
+        client = ollama.AsyncClient(host=emu.url)
+        whole = await client.generate(
+            model=LLAMA, prompt="Why?", logprobs=True, top_logprobs=3, options={"num_predict": 12}
+        )
+        parts = [
+            p
+            async for p in await client.chat(
+                model=LLAMA,
+                messages=[{"role": "user", "content": "Why?"}],
+                logprobs=True,
+                stream=True,
+                options={"num_predict": 12},
+            )
+        ]
+        again = await client.generate(
+            model=LLAMA, prompt="Why?", logprobs=True, top_logprobs=3, options={"num_predict": 12}
+        )
+        plain = await client.generate(model=LLAMA, prompt="Why?", options={"num_predict": 12})
+        async with httpx.AsyncClient() as http:
+            asked = {"model": LLAMA, "prompt": "Why?", "stream": False, "logprobs": True}
+            raw = (await http.post(f"{emu.url}/api/generate", json=asked)).json()
+        with pytest.raises(ollama.ResponseError) as too_many:
+            await client.generate(model=LLAMA, prompt="Why?", logprobs=True, top_logprobs=21)
+    entries = whole.logprobs or []
+    assert "".join(e.token for e in entries) == whole.response and len(entries) == 12
+    for e in entries:
+        assert e.logprob < 0
+        top = e.top_logprobs or []
+        assert len(top) == 3 and top[0].token == e.token  # the chosen token is the likeliest
+        assert [t.logprob for t in top] == sorted((t.logprob for t in top), reverse=True)
+        assert sum(math.exp(t.logprob) for t in top) < 1.0
+    assert again.logprobs == whole.logprobs  # deterministic, like the text
+    streamed = [e for p in parts[:-1] for e in p.logprobs or []]
+    assert len(streamed) == 12 and all(len(p.logprobs or []) == 1 for p in parts[:-1])
+    assert "".join(e.token for e in streamed) == "".join(p.message.content for p in parts)
+    assert all(not e.top_logprobs for e in streamed)  # top_logprobs 0: the chosen token only
+    assert plain.logprobs is None
+    # Ollama's bytes (the official client's types drop them):
+    assert all(bytes(e["bytes"]) == e["token"].encode() for e in raw["logprobs"])
+    assert too_many.value.status_code == 400
+    assert too_many.value.error == "top_logprobs must be between 0 and 20"

@@ -716,3 +716,77 @@ async def test_openai_stream_is_sse_ending_with_done(http: httpx.AsyncClient) ->
     assert lines[-1] == "data: [DONE]"
     last = json.loads(lines[-2].removeprefix("data: "))
     assert last["choices"][0]["finish_reason"] == "length"
+
+
+async def test_logprobs_cross_the_mesh_in_each_apis_shape(gw: DevCluster) -> None:
+    """Each token's log probability (and the likeliest tokens at its position) comes back
+    as the node's Ollama gave it: Ollama's ``logprobs``, OpenAI's ``logprobs.content`` for
+    chat and the legacy parallel lists for completions; bad values are refused."""
+    assert gw.gateway is not None
+    ask = {"prompt": "Name a colour", "options": {"num_predict": 8}, "stream": False}
+    mesh = ollama.AsyncClient(host=gw.gateway.url)
+    got = await mesh.generate(model="llama3.1:8b", logprobs=True, top_logprobs=2, **ask)
+    direct = await ollama.AsyncClient(host=gw.emulators["ACACIA/gpu0"].url).generate(
+        model="llama3.1:8b", logprobs=True, top_logprobs=2, **ask
+    )
+    assert got.logprobs and got.logprobs == direct.logprobs
+    assert "".join(e.token for e in got.logprobs) == got.response
+    streamed = [
+        e
+        async for p in await mesh.chat(
+            model="llama3.1:8b",
+            messages=[{"role": "user", "content": "Name a colour"}],
+            logprobs=True,
+            stream=True,
+            options={"num_predict": 8},
+        )
+        for e in p.logprobs or []
+    ]
+    assert len(streamed) == 8 and all(e.logprob < 0 for e in streamed)
+    assert (await mesh.generate(model="llama3.1:8b", **ask)).logprobs is None
+
+    oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    chat = await oa.chat.completions.create(
+        model="llama3.1:8b",
+        messages=[{"role": "user", "content": "Name a colour"}],
+        logprobs=True,
+        top_logprobs=3,
+        max_tokens=8,
+    )
+    content = chat.choices[0].logprobs and chat.choices[0].logprobs.content
+    assert content and "".join(t.token for t in content) == chat.choices[0].message.content
+    assert all(len(t.top_logprobs) == 3 and t.top_logprobs[0].token == t.token for t in content)
+    assert all(bytes(t.bytes or []) == t.token.encode() for t in content)
+    chunks = await oa.chat.completions.create(
+        model="llama3.1:8b",
+        messages=[{"role": "user", "content": "Name a colour"}],
+        logprobs=True,
+        max_tokens=8,
+        stream=True,
+    )
+    tokens = [
+        t
+        async for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for t in c.choices[0].logprobs.content or []
+    ]
+    assert len(tokens) == 8 and all(t.top_logprobs == [] for t in tokens)
+    legacy = await oa.completions.create(
+        model="llama3.1:8b", prompt="Name a colour", logprobs=2, max_tokens=8
+    )
+    lp = legacy.choices[0].logprobs
+    assert lp is not None and lp.tokens and "".join(lp.tokens) == legacy.choices[0].text
+    assert lp.text_offset and lp.text_offset[0] == len("Name a colour")
+    assert lp.top_logprobs and all(len(top) == 2 for top in lp.top_logprobs)
+    assert lp.token_logprobs == [top[t] for top, t in zip(lp.top_logprobs, lp.tokens, strict=True)]
+    plain = await oa.completions.create(model="llama3.1:8b", prompt="Hi", max_tokens=4)
+    assert plain.choices[0].logprobs is None
+
+    with pytest.raises(openai.BadRequestError) as lonely:
+        await oa.chat.completions.create(
+            model="llama3.1:8b", messages=[{"role": "user", "content": "x"}], top_logprobs=2
+        )
+    assert "top_logprobs needs logprobs" in str(lonely.value)
+    with pytest.raises(ollama.ResponseError) as many:
+        await mesh.generate(model="llama3.1:8b", prompt="x", logprobs=True, top_logprobs=21)
+    assert many.value.status_code == 400 and "top_logprobs" in many.value.error

@@ -334,6 +334,9 @@ async def test_bad_tools_and_think_values_are_refused_before_routing(
             inference_pb2.ChatRequest(model="llama3.1:8b", messages=[user], tools=["nope"]),
             inference_pb2.ChatRequest(model="llama3.1:8b", messages=[user, bad_call]),
             inference_pb2.ChatRequest(model="qwen3:8b", messages=[user], think="maybe"),
+            inference_pb2.ChatRequest(
+                model="llama3.1:8b", messages=[user], logprobs=True, top_logprobs=21
+            ),
         ):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 [e async for e in stub.Chat(request)]
@@ -342,6 +345,7 @@ async def test_bad_tools_and_think_values_are_refused_before_routing(
     assert details[0] == "tools[0] is not a JSON object: 'nope'"
     assert details[1].startswith("messages[1].tool_calls[0] needs a name and a JSON object")
     assert details[2] == "think 'maybe' is not one of true, false, low, medium, high"
+    assert details[3] == "top_logprobs must be between 0 and 20, not 21"
 
 
 async def test_text_over_the_limit_is_refused_before_routing(dev: DevCluster) -> None:

@@ -66,3 +66,42 @@ async def test_streams_reuse_one_connection_even_when_the_reader_stops_at_done()
         await client.close()
         server.close()
         await server.wait_closed()
+
+
+def test_logprobs_lines_become_the_contracts_entries() -> None:
+    """Ollama's logprobs entries as RunTask chunks carry them: bytes as Ollama sent them,
+    or the token's own UTF-8 when they are missing or not bytes; top entries nested."""
+    from hive.v1 import common_pb2, node_agent_pb2
+    from node_agent.service import ollama_payload, token_logprobs
+
+    line = {
+        "response": " é",
+        "logprobs": [
+            {
+                "token": " é",
+                "logprob": -0.25,
+                "bytes": [32, 195, 169],
+                "top_logprobs": [
+                    {"token": " é", "logprob": -0.25},
+                    {"token": " e", "logprob": -1.5, "bytes": [32, 999]},
+                ],
+            },
+            "not an entry",
+        ],
+    }
+    [entry] = token_logprobs(line)
+    assert (entry.token, entry.logprob, entry.bytes) == (" é", -0.25, " é".encode())
+    assert [(t.token, t.logprob, t.bytes) for t in entry.top_logprobs] == [
+        (" é", -0.25, " é".encode()),
+        (" e", -1.5, b" e"),
+    ]
+    assert token_logprobs({"response": "x"}) == []
+    asked = node_agent_pb2.RunTaskRequest(
+        model="m", generate=node_agent_pb2.GenerateInput(prompt="p"), logprobs=True, top_logprobs=3
+    )
+    path, payload = ollama_payload(asked)
+    assert path == "/api/generate" and payload["logprobs"] is True and payload["top_logprobs"] == 3
+    plain = node_agent_pb2.RunTaskRequest(
+        model="m", chat=node_agent_pb2.ChatInput(messages=[common_pb2.ChatMessage(role="user")])
+    )
+    assert "logprobs" not in ollama_payload(plain)[1]
