@@ -432,9 +432,8 @@ def router(upstream: Upstream) -> APIRouter:
         """Embeddings of one or more inputs on the best node for the model (Ollama's
         /api/embed): one L2-normalised vector per input, in order."""
         texts = [body.input] if isinstance(body.input, str) else body.input
-        if not texts or texts == [""]:
-            # Ollama loads the model for an empty input; the mesh has no load RPC.
-            raise OllamaError(400, "input must not be empty")
+        if texts == [""]:
+            texts = []  # no input: the model loads where the router puts it, as in Ollama
         reply = await run_embed(body, texts, body.dimensions)
         stats = reply.result.stats
         return {
@@ -448,9 +447,8 @@ def router(upstream: Upstream) -> APIRouter:
     @api.post("/api/embeddings")
     async def embeddings(body: Annotated[EmbeddingsBody, Body()]) -> dict[str, Any]:
         """One prompt's embedding (Ollama's older /api/embeddings)."""
-        if not body.prompt:
-            return {"embedding": []}
-        reply = await run_embed(body, [body.prompt])
+        # An empty prompt loads the model where the router puts it, as in Ollama.
+        reply = await run_embed(body, [body.prompt] if body.prompt else [])
         vectors = reply.result.embeddings
         return {"embedding": list(vectors[0].values) if vectors else []}
 

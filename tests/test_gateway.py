@@ -360,8 +360,13 @@ async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
     assert r.status_code == 501 and "ollama pull" in r.json()["error"]
     r = await http.request("DELETE", "/api/delete", json={"model": "llama3.1:8b"})
     assert r.status_code == 501 and "/api/tags" in r.json()["error"]
+    # No input loads the model (as Ollama does) and answers no vectors; an unknown one is 404.
     r = await http.post("/api/embed", json={"model": "nomic-embed-text", "input": []})
-    assert r.status_code == 400 and r.json() == {"error": "input must not be empty"}
+    assert r.status_code == 200 and r.json()["embeddings"] == []
+    r = await http.post("/api/embeddings", json={"model": "nomic-embed-text"})
+    assert r.status_code == 200 and r.json() == {"embedding": []}
+    r = await http.post("/api/embed", json={"model": "nope", "input": ""})
+    assert r.status_code == 404
     r = await http.post("/api/embed", json={"model": "nope", "input": "x"})
     assert r.status_code == 404 and r.json() == {"error": "model 'nope' not found"}
     # A path no API has: 404 in the shape of the API the caller was using.

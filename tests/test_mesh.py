@@ -258,6 +258,18 @@ async def test_embed_is_routed_to_a_node_with_the_embedding_model(dev: DevCluste
     dispatcher = dev.coordinator.dispatcher  # type: ignore[union-attr]
     async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        # No input loads the model where the router puts it (Ollama loads it, no vectors).
+        loaded = await stub.Embed(inference_pb2.EmbedRequest(model="nomic-embed-text"))
+        where = f"{loaded.assigned.node}/{loaded.assigned.endpoint_id}"
+
+        async def resident() -> bool:
+            listed = await stub.ListModels(inference_pb2.ListModelsRequest())
+            return any(
+                m.info.name == "nomic-embed-text:latest" and where in m.loaded_on
+                for m in listed.models
+            )
+
+        await eventually(resident)
         # No tag means :latest, as in Ollama.
         reply = await stub.Embed(
             inference_pb2.EmbedRequest(
@@ -271,7 +283,6 @@ async def test_embed_is_routed_to_a_node_with_the_embedding_model(dev: DevCluste
             await stub.Embed(inference_pb2.EmbedRequest(model="nomic-embed-text", input=[str(i)]))
         errors = []
         for bad in (
-            inference_pb2.EmbedRequest(model="nomic-embed-text"),
             inference_pb2.EmbedRequest(model="nomic-embed-text", input=["x"] * 513),
             inference_pb2.EmbedRequest(model="nope", input=["x"]),
             inference_pb2.EmbedRequest(
@@ -287,10 +298,15 @@ async def test_embed_is_routed_to_a_node_with_the_embedding_model(dev: DevCluste
     assert vectors[0] == vectors[2] != vectors[1]
     assert reply.result.stats.prompt_eval_count > 0
     assert len(short.result.embeddings[0].values) == 64
-    assert errors[0] == (grpc.StatusCode.INVALID_ARGUMENT, "input must hold at least one text")
-    assert errors[1][0] == grpc.StatusCode.INVALID_ARGUMENT and "513 inputs" in errors[1][1]
-    assert errors[2][0] == grpc.StatusCode.FAILED_PRECONDITION and "'nope:latest'" in errors[2][1]
-    assert errors[3][0] == grpc.StatusCode.INVALID_ARGUMENT and "context length" in errors[3][1]
+    # No input loads the model where the router puts it, and answers no vectors (Ollama's).
+    assert not loaded.result.embeddings and loaded.assigned.node in {
+        "ROSEWOOD",
+        "ACACIA",
+        "FORSTEINET",
+    }
+    assert errors[0][0] == grpc.StatusCode.INVALID_ARGUMENT and "513 inputs" in errors[0][1]
+    assert errors[1][0] == grpc.StatusCode.FAILED_PRECONDITION and "'nope:latest'" in errors[1][1]
+    assert errors[2][0] == grpc.StatusCode.INVALID_ARGUMENT and "context length" in errors[2][1]
     # An embedding has no answer: nothing learned about answer lengths from ten of them,
     # neither for the model nor for plain inference in general.
     assert dispatcher.lengths.estimate("inference", "nomic-embed-text:latest") is None
