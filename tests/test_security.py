@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from coordinator.access import RateLimiter
+from coordinator.access.policy import METHOD_SCOPES, OPEN_SERVICES
 from coordinator.registry import NodeState
 from hive import pki
 from hive.config import AgentConfig, TlsSettings
@@ -244,6 +245,8 @@ CALLS = {
         workflow_pb2.SubmitWorkflowRequest(name="x", requirements="a tiny CLI"), timeout=5)),
     "cancel": ("submit", lambda ch: workflow_pb2_grpc.WorkflowServiceStub(ch).CancelWorkflow(
         workflow_pb2.CancelWorkflowRequest(id="wf-nope"), timeout=5)),
+    "embed": ("submit", lambda ch: inference_pb2_grpc.InferenceServiceStub(ch).Embed(
+        inference_pb2.EmbedRequest(model="nomic-embed-text", input=["x"]), timeout=5)),
     "drain": ("admin", lambda ch: cluster_pb2_grpc.ClusterServiceStub(ch).DrainNode(
         cluster_pb2.DrainNodeRequest(node="NOBODY"), timeout=5)),
     "optimize": ("admin", lambda ch: cluster_pb2_grpc.ClusterServiceStub(ch).OptimizeCluster(
@@ -274,6 +277,21 @@ async def test_each_scope_allows_exactly_what_it_should(secured: Secured) -> Non
                 else:
                     assert code == "PERMISSION_DENIED", (scope, name, code)
     assert seen[("read", "status")] == "OK" and seen[("submit", "submit")] == "OK"
+
+
+def test_every_coordinator_method_names_its_scope() -> None:
+    """A method missing from the table needs admin (fail closed), which silently locks out
+    the callers a new method is for (Embed was): every method says which scope it needs."""
+    served = [cluster_pb2, enrollment_pb2, inference_pb2, workflow_pb2]
+    methods = {
+        f"/{service.full_name}/{method.name}"
+        for module in served
+        for service in module.DESCRIPTOR.services_by_name.values()
+        if service.full_name not in OPEN_SERVICES
+        for method in service.methods
+    }
+    assert methods - METHOD_SCOPES.keys() == set()
+    assert METHOD_SCOPES.keys() - methods == set()  # nothing stale
 
 
 async def test_submissions_are_rate_limited_per_token(secured: Secured) -> None:

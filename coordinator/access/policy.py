@@ -6,7 +6,7 @@
 * Every other method needs ``authorization: Bearer <token>`` with the scope the table
   below names; a method missing from the table needs ``admin`` (fail closed).
 * A peer whose certificate names a revoked node is refused everything.
-* Submissions (workflows, generate, chat) spend one unit of the token's rate limit.
+* Submissions (workflows, generate, chat, embed) spend one unit of the token's rate limit.
 
 With API authentication off (``hive dev``, ``--insecure``), only the decoding guard and
 the revoked-certificate check apply.
@@ -46,12 +46,27 @@ METHOD_SCOPES: dict[str, str] = {
     "/hive.v1.InferenceService/ListModels": "read",
     "/hive.v1.InferenceService/Generate": "submit",
     "/hive.v1.InferenceService/Chat": "submit",
+    "/hive.v1.InferenceService/Embed": "submit",
+    **{
+        f"/hive.v1.AccessService/{name}": "admin"
+        for name in (
+            "CreateApiToken",
+            "ListApiTokens",
+            "RevokeApiToken",
+            "CreateJoinToken",
+            "ListJoinTokens",
+            "RevokeJoinToken",
+            "RevokeNode",
+            "ListRevokedNodes",
+        )
+    },
 }
 SUBMISSIONS = frozenset(
     {
         "/hive.v1.WorkflowService/SubmitWorkflow",
         "/hive.v1.InferenceService/Generate",
         "/hive.v1.InferenceService/Chat",
+        "/hive.v1.InferenceService/Embed",
     }
 )
 
