@@ -147,6 +147,8 @@ class Registry:
         self._watchers: set[asyncio.Queue[cluster_pb2.WatchClusterResponse]] = set()
         # Called with (node name, old state, new state) on every liveness change.
         self.on_state_change: list[Callable[[NodeRecord, NodeState], None]] = []
+        # Control requests someone awaits the agent's ControlAck of, by request id.
+        self._awaited: dict[str, asyncio.Future[agent_session_pb2.ControlAck]] = {}
 
     # --- queries -----------------------------------------------------------------
 
@@ -279,9 +281,32 @@ class Registry:
         self._publish(cluster_pb2.WatchClusterResponse(node_state_changed=self.status(record)))
         return record
 
+    async def unload_model(
+        self, name: str, endpoint_id: str, model: str, timeout: float
+    ) -> agent_session_pb2.ControlAck:
+        """Ask a node to unload ``model`` from one of its endpoints (a load with keep_alive
+        0, as Ollama takes it) and wait for its answer; a node that does not answer within
+        ``timeout`` seconds gets a failed ack naming the wait."""
+        request_id = self.warm_model(name, endpoint_id, model, keep_alive="0")
+        answer = self._awaited[request_id] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            return agent_session_pb2.ControlAck(
+                request_id=request_id, ok=False, error=f"no answer in {timeout:g} s"
+            )
+        finally:
+            self._awaited.pop(request_id, None)
+
+    def acknowledged(self, ack: agent_session_pb2.ControlAck) -> None:
+        """An agent's answer to a control request: to whoever awaits it."""
+        waiting = self._awaited.get(ack.request_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(ack)
+
     def warm_model(self, name: str, endpoint_id: str, model: str, keep_alive: str = "") -> str:
-        """Ask a node to load ``model`` on one of its endpoints; returns the request id
-        its ControlAck will carry."""
+        """Ask a node to load ``model`` on one of its endpoints (keep_alive "0": unload
+        it); returns the request id its ControlAck will carry."""
         record = self.get(name)
         request_id = uuid.uuid4().hex[:12]
         record.outbound.put_nowait(

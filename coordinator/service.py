@@ -32,6 +32,7 @@ from coordinator.registry import (
     ConflictingRegistration,
     InvalidRegistration,
     NodeRecord,
+    NodeState,
     Registry,
     UnknownNode,
 )
@@ -155,6 +156,7 @@ class AgentSessionServicer(agent_session_pb2_grpc.AgentSessionServiceServicer):
                 if kind == "heartbeat":
                     self.registry.heartbeat(record, message.heartbeat)
                 elif kind == "ack":
+                    self.registry.acknowledged(message.ack)
                     if not message.ack.ok:
                         log.warning(
                             "node %s: control %s failed: %s",
@@ -348,6 +350,43 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         entry.loaded_on.append(where)
         return inference_pb2.ListModelsResponse(models=[models[k] for k in sorted(models)])
 
+    async def Unload(
+        self,
+        request: inference_pb2.UnloadRequest,
+        context: grpc.aio.ServicerContext[
+            inference_pb2.UnloadRequest, inference_pb2.UnloadResponse
+        ],
+    ) -> inference_pb2.UnloadResponse:
+        model = await _check_model(request.model, context)
+        # Every endpoint that has the model, not only those whose last telemetry showed it
+        # loaded: a load in the last heartbeat interval would be missed, and unloading a
+        # model that is not loaded costs Ollama nothing.
+        where = [
+            (record.name, endpoint.id)
+            for record in self.registry
+            if record.state is not NodeState.LOST
+            for endpoint in record.info.endpoints
+            if any(m.name == model for m in endpoint.models)
+        ]
+        if not where:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
+        acks = await asyncio.gather(
+            *(
+                self.registry.unload_model(node, ep, model, UNLOAD_TIMEOUT_SECONDS)
+                for node, ep in where
+            )
+        )
+        reply = inference_pb2.UnloadResponse()
+        for (node, ep), ack in zip(where, acks, strict=True):
+            if ack.ok:
+                reply.unloaded_from.append(f"{node}/{ep}")
+            else:
+                reply.failed.append(f"{node}/{ep}: {ack.error}")
+        log.info(
+            "unload %s: from %s; failed %s", model, list(reply.unloaded_from), list(reply.failed)
+        )
+        return reply
+
 
 async def _check_size(size: int, what: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     """Refuse a request whose text (``what``, e.g. "prompt is") is over the limit."""
@@ -357,6 +396,10 @@ async def _check_size(size: int, what: str, context: grpc.aio.ServicerContext[An
             f"{what} {size} characters; the limit is {MAX_PROMPT_CHARS}",
         )
 
+
+# How long an unload waits for each node's answer (Ollama answers at once; the model
+# leaves VRAM when its running requests have finished).
+UNLOAD_TIMEOUT_SECONDS = 30.0
 
 THINK_VALUES = ("", "true", "false", "low", "medium", "high")
 

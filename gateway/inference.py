@@ -10,6 +10,7 @@ cancels the RPC, which cancels the request at the node's Ollama.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,6 +193,27 @@ async def model_is_unknown(upstream: Upstream, err: grpc.aio.AioRpcError, model:
     except grpc.aio.AioRpcError:
         return err.code() == grpc.StatusCode.NOT_FOUND
     return tagged(model) not in {m.info.name for m in reply.models}
+
+
+# A duration of zero as Go writes one: "0", "0s", "0.0m", "0h0m0s", ...
+_ZERO_DURATION = re.compile(r"^[+-]?(?:0+(?:\.0*)?(?:ns|us|µs|ms|s|m|h)?)+$")
+
+
+def unloads(value: str | float | None) -> bool:
+    """Whether ``keep_alive`` is zero: with no prompt, Ollama then unloads the model."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return bool(_ZERO_DURATION.match(value.strip()))
+    return value == 0
+
+
+async def unload(upstream: Upstream, model: str) -> inference_pb2.UnloadResponse:
+    """Unload ``model`` from every endpoint that has it loaded."""
+    reply: inference_pb2.UnloadResponse = await upstream.inference.Unload(
+        inference_pb2.UnloadRequest(model=model), timeout=GENERATION_TIMEOUT_SECONDS
+    )
+    return reply
 
 
 def keep_alive(value: str | float | None) -> str:

@@ -261,9 +261,23 @@ def router(upstream: Upstream) -> APIRouter:
         said = _said(chat, got.text, got.thinking, got.tool_calls, got.logprobs)
         return JSONResponse({**head, **said, "done": True, **_stats(got.result)})
 
+    async def unload(body: _Request, chat: bool) -> JSONResponse:
+        """No prompt and keep_alive 0 (``ollama stop``): the model leaves every endpoint."""
+        try:
+            reply = await inference.unload(upstream, body.model)
+        except grpc.aio.AioRpcError as err:
+            raise await _refusal(upstream, err, body.model) from err
+        if reply.failed:
+            raise OllamaError(502, "could not unload everywhere: " + "; ".join(reply.failed))
+        said = _said(chat, "", "", [])
+        head = {"model": body.model, "created_at": _now(), **said}
+        return JSONResponse({**head, "done": True, "done_reason": "unload"})
+
     @api.post("/api/generate", response_model=None)
     async def generate(body: Annotated[GenerateBody, Body()]) -> StreamingResponse | JSONResponse:
         """Generate a completion on the best node for the model (Ollama's /api/generate)."""
+        if not body.prompt and not body.images and inference.unloads(body.keep_alive):
+            return await unload(body, chat=False)
         request = inference_pb2.GenerateRequest(
             model=body.model,
             prompt=body.prompt,
@@ -286,6 +300,8 @@ def router(upstream: Upstream) -> APIRouter:
     @api.post("/api/chat", response_model=None)
     async def chat(body: Annotated[ChatBody, Body()]) -> StreamingResponse | JSONResponse:
         """Chat with a model on the best node for it (Ollama's /api/chat)."""
+        if not body.messages and inference.unloads(body.keep_alive):
+            return await unload(body, chat=True)
         if not body.messages:
             # Ollama loads the model for an empty chat (``ollama run`` does this before its
             # prompt): an empty generate on the node the router picks does the same.

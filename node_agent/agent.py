@@ -375,7 +375,8 @@ class Agent:
         else:
             try:
                 await endpoint.client.load(warm.model, warm.keep_alive)
-                log.info("agent %s: warmed %s on %s", self.name, warm.model, endpoint.id)
+                done = "unloaded" if warm.keep_alive == "0" else "warmed"
+                log.info("agent %s: %s %s on %s", self.name, done, warm.model, endpoint.id)
             except (OllamaError, OSError) as exc:
                 ack.ok, ack.error = False, str(exc)
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):

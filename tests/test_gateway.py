@@ -795,3 +795,51 @@ async def test_logprobs_cross_the_mesh_in_each_apis_shape(gw: DevCluster) -> Non
     with pytest.raises(ollama.ResponseError) as many:
         await mesh.generate(model="llama3.1:8b", prompt="x", logprobs=True, top_logprobs=21)
     assert many.value.status_code == 400 and "top_logprobs" in many.value.error
+
+
+async def test_ollama_stop_unloads_the_model_everywhere(gw: DevCluster) -> None:
+    """What ``ollama stop MODEL`` sends (no prompt, keep_alive 0) leaves no copy in any
+    endpoint's VRAM, as ``ollama ps`` then shows; keep_alive in any zero spelling."""
+    assert gw.gateway is not None
+    client = ollama.AsyncClient(host=gw.gateway.url)
+    model = "qwen2.5-coder:7b"
+    for home in ("ACACIA/gpu0", "FORSTEINET/gpu0"):
+        await ollama.AsyncClient(host=gw.emulators[home].url).generate(model=model, prompt="")
+
+    async def running() -> set[str]:
+        return {m.model or "" for m in (await client.ps()).models}
+
+    await eventually(lambda: _contains(running(), model), what="the loads show in ps")
+    stopped = await client.generate(model=model, prompt="", keep_alive=0)
+    assert stopped.done and stopped.done_reason == "unload" and stopped.response == ""
+    await eventually(lambda: _lacks(running(), model), what="ps shows it gone")
+    for home in ("ACACIA/gpu0", "FORSTEINET/gpu0"):
+        direct = await ollama.AsyncClient(host=gw.emulators[home].url).ps()
+        assert model not in {m.model for m in direct.models}
+    # A chat with no messages and keep_alive "0s" does the same; an unknown model is 404.
+    await client.chat(model=model, messages=[{"role": "user", "content": "hi"}])
+    chat = await client.chat(model=model, messages=[], keep_alive="0s")
+    assert chat.done_reason == "unload" and chat.message.content == ""
+    await eventually(lambda: _lacks(running(), model), what="ps shows it gone again")
+    with pytest.raises(ollama.ResponseError) as unknown:
+        await client.generate(model="nope:1b", prompt="", keep_alive=0)
+    assert unknown.value.status_code == 404
+
+
+async def _contains(names: Any, model: str) -> bool:
+    return model in await names
+
+
+async def _lacks(names: Any, model: str) -> bool:
+    return model not in await names
+
+
+@pytest.mark.parametrize(
+    ("keep_alive", "zero"),
+    [(0, True), (0.0, True), ("0", True), ("0s", True), ("0h0m0s", True), ("5m", False),
+     ("-1", False), ("0.5s", False), (None, False), (300, False)],
+)  # fmt: skip
+async def test_which_keep_alive_unloads(keep_alive: str | float | None, zero: bool) -> None:
+    from gateway.inference import unloads
+
+    assert unloads(keep_alive) is zero

@@ -582,3 +582,40 @@ async def test_watch_cluster_streams_node_lost_and_joined(dev: DevCluster) -> No
         "ACACIA",
         "FORSTEINET",
     }
+
+
+async def test_unload_empties_every_endpoint_that_had_the_model(dev: DevCluster) -> None:
+    """`ollama stop` for the cluster: the model leaves each endpoint's VRAM, not just the
+    one a routed request would reach; an unknown model is NOT_FOUND."""
+    model = "llama3.1:8b"
+    homes = ("ACACIA/gpu0", "FORSTEINET/gpu0")
+    async with httpx.AsyncClient() as http:
+        for home in homes:
+            load = {"model": model, "prompt": "", "stream": False}
+            assert (
+                await http.post(f"{dev.emulators[home].url}/api/generate", json=load)
+            ).is_success
+
+        async def resident_on() -> set[str]:
+            found: set[str] = set()
+            for where, emu in dev.emulators.items():
+                ps = (await http.get(f"{emu.url}/api/ps")).json()["models"]
+                if any(m["name"] == model for m in ps):
+                    found.add(where)
+            return found
+
+        async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+
+            before = await resident_on()
+            # At once: the coordinator need not have heard of the loads yet.
+            reply = await stub.Unload(inference_pb2.UnloadRequest(model=model))
+            listed = await stub.ListModels(inference_pb2.ListModelsRequest())
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                await stub.Unload(inference_pb2.UnloadRequest(model="nope:1b"))
+        assert set(homes) <= before
+        having = next(m for m in listed.models if m.info.name == model).endpoints
+        assert sorted(reply.unloaded_from) == sorted(having) and not reply.failed
+        assert len(having) == 6 and await resident_on() == set()
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert unknown.value.details() == "model 'nope:1b' not found"

@@ -47,6 +47,8 @@ METHOD_SCOPES: dict[str, str] = {
     "/hive.v1.InferenceService/Generate": "submit",
     "/hive.v1.InferenceService/Chat": "submit",
     "/hive.v1.InferenceService/Embed": "submit",
+    # Anyone who may load a model (an empty generate) may unload it, as in Ollama.
+    "/hive.v1.InferenceService/Unload": "submit",
     **{
         f"/hive.v1.AccessService/{name}": "admin"
         for name in (

@@ -124,6 +124,20 @@ class TaskAssignment(_message.Message):
     attempt: int
     def __init__(self, task_id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
+class UnloadRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class UnloadResponse(_message.Message):
+    __slots__ = ("unloaded_from", "failed")
+    UNLOADED_FROM_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    unloaded_from: _containers.RepeatedScalarFieldContainer[str]
+    failed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, unloaded_from: _Optional[_Iterable[str]] = ..., failed: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -56,6 +56,11 @@ class InferenceServiceStub:
                 request_serializer=hive_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=hive_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.Unload = channel.unary_unary(
+                '/hive.v1.InferenceService/Unload',
+                request_serializer=hive_dot_v1_dot_inference__pb2.UnloadRequest.SerializeToString,
+                response_deserializer=hive_dot_v1_dot_inference__pb2.UnloadResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -89,6 +94,15 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Unload(self, request, context):
+        """Unload a model from every endpoint that has it in VRAM: what `ollama stop` (a generate
+        with no prompt and keep_alive 0) does to one Ollama, done to the whole cluster.
+        Requests of the model still running finish first (Ollama unloads it after them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +125,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=hive_dot_v1_dot_inference__pb2.ListModelsRequest.FromString,
                     response_serializer=hive_dot_v1_dot_inference__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'Unload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unload,
+                    request_deserializer=hive_dot_v1_dot_inference__pb2.UnloadRequest.FromString,
+                    response_serializer=hive_dot_v1_dot_inference__pb2.UnloadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +242,33 @@ class InferenceService:
             '/hive.v1.InferenceService/ListModels',
             hive_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
             hive_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hive.v1.InferenceService/Unload',
+            hive_dot_v1_dot_inference__pb2.UnloadRequest.SerializeToString,
+            hive_dot_v1_dot_inference__pb2.UnloadResponse.FromString,
             options,
             channel_credentials,
             insecure,

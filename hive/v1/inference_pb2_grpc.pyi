@@ -41,6 +41,11 @@ class InferenceServiceStub:
     """Embeddings of one or more inputs (Ollama's /api/embed), routed like any task."""
     ListModels: _grpc.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]
     """The union of models across the cluster."""
+    Unload: _grpc.UnaryUnaryMultiCallable[_inference_pb2.UnloadRequest, _inference_pb2.UnloadResponse]
+    """Unload a model from every endpoint that has it in VRAM: what `ollama stop` (a generate
+    with no prompt and keep_alive 0) does to one Ollama, done to the whole cluster.
+    Requests of the model still running finish first (Ollama unloads it after them).
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -55,6 +60,11 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Embeddings of one or more inputs (Ollama's /api/embed), routed like any task."""
     ListModels: _aio.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]  # type: ignore[assignment]
     """The union of models across the cluster."""
+    Unload: _aio.UnaryUnaryMultiCallable[_inference_pb2.UnloadRequest, _inference_pb2.UnloadResponse]  # type: ignore[assignment]
+    """Unload a model from every endpoint that has it in VRAM: what `ollama stop` (a generate
+    with no prompt and keep_alive 0) does to one Ollama, done to the whole cluster.
+    Requests of the model still running finish first (Ollama unloads it after them).
+    """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Single LLM requests, routed to the best node. The stream opens with the
@@ -90,5 +100,16 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.ListModelsResponse, _abc.Awaitable[_inference_pb2.ListModelsResponse]]:
         """The union of models across the cluster."""
+
+    @_abc_1.abstractmethod
+    def Unload(
+        self,
+        request: _inference_pb2.UnloadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_pb2.UnloadResponse, _abc.Awaitable[_inference_pb2.UnloadResponse]]:
+        """Unload a model from every endpoint that has it in VRAM: what `ollama stop` (a generate
+        with no prompt and keep_alive 0) does to one Ollama, done to the whole cluster.
+        Requests of the model still running finish first (Ollama unloads it after them).
+        """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
