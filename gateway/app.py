@@ -2,9 +2,10 @@
 the coordinator's gRPC API, holding no state of its own.
 
 Served here: the seed's REST API (``rest``), live events over a WebSocket (``events``),
-MCP over streamable HTTP at ``/mcp`` (``mcp_server``), the Ollama API (``ollama_api``)
-and the OpenAI API (``openai_api``). Errors: problem+json on the REST API
-(``problems``), each compatible API in its own clients' shape.
+MCP over streamable HTTP at ``/mcp`` (``mcp_server``), the Ollama API (``ollama_api``),
+the OpenAI API (``openai_api``) and Anthropic's Messages API (``anthropic_api``).
+Errors: problem+json on the REST API (``problems``), each compatible API in its own
+clients' shape.
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import auth, dashboard, events, mcp_server, ollama_api, openai_api, problems, rest
+from gateway import (
+    anthropic_api,
+    auth,
+    dashboard,
+    events,
+    mcp_server,
+    ollama_api,
+    openai_api,
+    problems,
+    rest,
+)
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__
 from hive.metrics import HttpMetrics, build_info
@@ -61,12 +72,14 @@ def create_app(
     problems.install(app)
     ollama_api.install(app)
     openai_api.install(app)
+    anthropic_api.install(app)
     app.add_exception_handler(RequestValidationError, _on_invalid_request)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
     app.include_router(rest.router(upstream))
     app.include_router(ollama_api.router(upstream))
     app.include_router(openai_api.router(upstream))
+    app.include_router(anthropic_api.router(upstream))
 
     @app.websocket(f"{rest.PREFIX}/ws")
     async def event_stream(websocket: WebSocket) -> None:
@@ -118,6 +131,8 @@ async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     errors = problems.field_errors(exc)
     detail = problems.validation_detail(errors)
     api = _api_of(request.url.path)
+    if api == "anthropic":
+        return anthropic_api.error_response(400, detail)
     if api == "openai":
         param = errors[0].field.rsplit(".", 1)[-1] if errors else None
         return openai_api.error_response(
@@ -143,6 +158,8 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         message = str(exc.detail)
     api = _api_of(path)
+    if api == "anthropic":
+        return anthropic_api.error_response(exc.status_code, message, headers)
     if api == "openai":
         body = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
         return openai_api.error_response(exc.status_code, body, headers)
@@ -152,8 +169,10 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _api_of(path: str) -> str:
-    """Whose error shape a path gets: "openai" (/v1/), "ollama" (/api/ outside the seed's
-    REST API) or "rest" (problem+json)."""
+    """Whose error shape a path gets: "anthropic" (/v1/messages), "openai" (the rest of
+    /v1/), "ollama" (/api/ outside the seed's REST API) or "rest" (problem+json)."""
+    if path == anthropic_api.PATH or path.startswith(anthropic_api.PATH + "/"):
+        return "anthropic"
     if path.startswith("/v1/"):
         return "openai"
     if path.startswith("/api/") and not path.startswith(rest.PREFIX):

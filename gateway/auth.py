@@ -9,7 +9,7 @@ takes effect on the next call, and the gateway holds no secrets but its own.
 Where the token is read from, first match wins:
 
 * ``Authorization: Bearer <token>`` (every HTTP route and WebSocket clients that can set
-  headers);
+  headers), or ``x-api-key: <token>`` (what Anthropic's clients send);
 * for browsers' WebSockets, which cannot: the subprotocol list
   ``Sec-WebSocket-Protocol: hive.v1, bearer.<token>`` (the server answers ``hive.v1``),
   or the ``token`` query parameter (``/api/distributed/ws?token=<token>``; it can end up
@@ -43,6 +43,9 @@ def token_from_scope(scope: Scope) -> str | None:
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    # Anthropic's clients send their API key so (Claude Code with ANTHROPIC_API_KEY).
+    if api_key := headers.get(b"x-api-key", b"").decode("latin-1").strip():
+        return api_key
     if scope["type"] == "websocket":
         protocols = headers.get(b"sec-websocket-protocol", b"").decode("latin-1")
         for protocol in (p.strip() for p in protocols.split(",")):

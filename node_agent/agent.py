@@ -379,6 +379,9 @@ class Agent:
                 log.info("agent %s: %s %s on %s", self.name, done, warm.model, endpoint.id)
             except (OllamaError, OSError) as exc:
                 ack.ok, ack.error = False, str(exc)
+            except Exception as exc:  # anything: the coordinator may be awaiting this ack
+                log.exception("agent %s: warm %s failed", self.name, warm.model)
+                ack.ok, ack.error = False, f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
             await call.write(agent_session_pb2.ConnectRequest(ack=ack))
 

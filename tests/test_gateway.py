@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import ollama
 import openai
@@ -843,3 +844,141 @@ async def test_which_keep_alive_unloads(keep_alive: str | float | None, zero: bo
     from gateway.inference import unloads
 
     assert unloads(keep_alive) is zero
+
+
+# --- Anthropic's Messages API ---------------------------------------------------------
+
+
+def _claude(gw: DevCluster) -> anthropic.AsyncAnthropic:
+    assert gw.gateway is not None
+    return anthropic.AsyncAnthropic(base_url=gw.gateway.url, api_key="x", max_retries=0)
+
+
+async def test_anthropic_messages_whole_and_streamed(gw: DevCluster) -> None:
+    """The official Anthropic client (what Claude Code is built on) gets the answer the
+    node's Ollama gives, whole or as Anthropic's events; system, max_tokens and a
+    multi-turn conversation reach the model."""
+    assert gw.gateway is not None
+    client = _claude(gw)
+    turns: list[Any] = [
+        {"role": "user", "content": "Write a binary search in Python"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Sure."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Now in Go"}]},
+    ]
+    reply = await client.messages.create(
+        model="llama3.1:8b", max_tokens=40, system="Be brief.", messages=turns
+    )
+    direct = await ollama.AsyncClient(host=gw.emulators["ACACIA/gpu0"].url).chat(
+        model="llama3.1:8b",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Write a binary search in Python"},
+            {"role": "assistant", "content": "Sure."},
+            {"role": "user", "content": "Now in Go"},
+        ],
+        options={"num_predict": 40},
+    )
+    assert reply.type == "message" and reply.role == "assistant" and reply.id.startswith("msg_")
+    assert [b.type for b in reply.content] == ["text"]
+    assert reply.content[0].text == direct.message.content
+    assert reply.stop_reason == "max_tokens" and reply.usage.output_tokens == 40
+    assert reply.usage.input_tokens == direct.prompt_eval_count
+
+    async with client.messages.stream(
+        model="llama3.1:8b", max_tokens=40, system="Be brief.", messages=turns
+    ) as stream:
+        text = "".join([t async for t in stream.text_stream])
+        final = await stream.get_final_message()
+    assert text == reply.content[0].text
+    assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 40
+
+
+async def test_anthropic_tools_thinking_and_errors(gw: DevCluster) -> None:
+    """Tool use and tool results round-trip in Anthropic's blocks (streamed too); a
+    thinking model's reasoning is a thinking block; bad requests get Anthropic's errors."""
+    client = _claude(gw)
+    weather = {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": WEATHER_TOOL["function"]["parameters"],
+    }
+    ask: Any = {"role": "user", "content": "What is the weather in Oslo?"}
+    called = await client.messages.create(
+        model="llama3.1:8b",
+        max_tokens=200,
+        tools=[weather],
+        messages=[ask],
+    )
+    assert called.stop_reason == "tool_use"
+    use = next(b for b in called.content if b.type == "tool_use")
+    assert use.name == "get_weather" and isinstance(use.input, dict) and "city" in use.input
+    answered = await client.messages.create(
+        model="llama3.1:8b",
+        max_tokens=30,
+        tools=[weather],
+        messages=[
+            ask,
+            {"role": "assistant", "content": [use.model_dump()]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": use.id, "content": "Sunny, 21 C"}
+                ],
+            },
+        ],
+    )
+    assert answered.stop_reason in ("end_turn", "max_tokens")
+    assert [b.type for b in answered.content] == ["text"]
+    async with client.messages.stream(
+        model="llama3.1:8b",
+        max_tokens=200,
+        tools=[weather],
+        messages=[ask],
+    ) as stream:
+        streamed = await stream.get_final_message()
+    streamed_use = next(b for b in streamed.content if b.type == "tool_use")
+    assert streamed_use.input == use.input and streamed.stop_reason == "tool_use"
+
+    thought = await client.messages.create(
+        model="qwen3:8b",
+        max_tokens=400,
+        thinking={"type": "enabled", "budget_tokens": 200},
+        messages=[{"role": "user", "content": "Why is the sky blue?"}],
+    )
+    assert [b.type for b in thought.content] == ["thinking", "text"]
+    async with client.messages.stream(
+        model="qwen3:8b",
+        max_tokens=400,
+        thinking={"type": "enabled", "budget_tokens": 200},
+        messages=[{"role": "user", "content": "Why is the sky blue?"}],
+    ) as stream:
+        again = await stream.get_final_message()
+    assert [b.type for b in again.content] == ["thinking", "text"]
+    assert again.content[0].thinking == thought.content[0].thinking
+
+    with pytest.raises(anthropic.NotFoundError) as unknown:
+        await client.messages.create(
+            model="nope:1b", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert unknown.value.body == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "model 'nope:1b' not found"},
+    }
+    assert gw.gateway is not None
+    async with httpx.AsyncClient(base_url=gw.gateway.url) as http:  # the SDK checks this itself
+        no_max = await http.post(
+            "/v1/messages", json={"model": "llama3.1:8b", "messages": [{"role": "user"}]}
+        )
+        nowhere = await http.post("/v1/messages/batches", json={})
+    assert no_max.status_code == 400 and no_max.json()["type"] == "error"
+    assert no_max.json()["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in no_max.json()["error"]["message"]
+    assert nowhere.status_code == 404 and nowhere.json()["error"]["type"] == "not_found_error"
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    with pytest.raises(anthropic.BadRequestError) as by_url:
+        await client.messages.create(
+            model="llava:7b",
+            max_tokens=5,
+            messages=[{"role": "user", "content": [image]}],
+        )
+    assert "base64" in by_url.value.body["error"]["message"]

@@ -1,0 +1,396 @@
+"""Anthropic's Messages API (``POST /v1/messages``) on the cluster, as Ollama serves it.
+
+Tools built on it (Claude Code, the Anthropic SDKs) then run on the mesh's models: point
+``ANTHROPIC_BASE_URL`` at the gateway. A request becomes one ``InferenceService.Chat``:
+``system`` a system message, text and base64 image blocks the message's content and
+images, ``tool_use`` blocks the assistant's tool calls, ``tool_result`` blocks "tool"
+messages (named after the call they answer), ``max_tokens`` / ``temperature`` /
+``top_p`` / ``top_k`` / ``stop_sequences`` Ollama's options, ``thinking`` Ollama's think.
+The answer comes back as content blocks (``thinking``, ``text``, ``tool_use``) with
+``stop_reason`` and ``usage``, whole or as Anthropic's server-sent events.
+
+Not supported, as in Ollama: ``tool_choice``, prompt caching (``cache_control`` is
+ignored), image URLs, documents, ``/v1/messages/count_tokens`` and batches. The API key
+(``x-api-key``) is the caller's bearer token when the mesh checks tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import grpc
+from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway import inference
+from gateway.problems import http_status
+from gateway.upstream import Upstream
+from hive.tool_calls import tool_call
+from hive.v1 import common_pb2, inference_pb2
+
+PATH = "/v1/messages"
+
+# Anthropic's error types by HTTP status.
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+class AnthropicError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    kind = _ERROR_TYPES.get(status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message), status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AnthropicError)
+        return error_response(exc.status, exc.message)
+
+    app.add_exception_handler(AnthropicError, on_error)
+
+
+class ImageSource(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    media_type: str | None = None
+    data: str | None = None
+
+
+class Block(BaseModel):
+    """A content block; which fields it has depends on ``type``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+    source: ImageSource | None = None
+    id: str | None = None
+    name: str | None = None
+    input: dict[str, Any] | None = None
+    tool_use_id: str | None = None
+    content: str | list[Block] | None = None
+    thinking: str | None = None
+
+
+class MessageParam(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["user", "assistant"]
+    content: str | list[Block]
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+
+
+class ThinkingConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: int | None = None
+
+
+class MessagesRequest(BaseModel):
+    # metadata, tool_choice, service_tier and other fields are accepted and ignored.
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    max_tokens: Annotated[int, Field(ge=1)]
+    messages: Annotated[list[MessageParam], Field(min_length=1)]
+    system: str | list[Block] | None = None
+    stream: bool = False
+    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    stop_sequences: list[str] | None = None
+    tools: list[Tool] | None = None
+    thinking: ThinkingConfig | None = None
+
+    def options(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"num_predict": self.max_tokens}
+        for ours, theirs in (
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("top_k", "top_k"),
+        ):
+            value = getattr(self, ours)
+            if value is not None:
+                out[theirs] = value
+        if self.stop_sequences:
+            out["stop"] = self.stop_sequences
+        return out
+
+
+def _text(blocks: str | list[Block] | None) -> str:
+    if blocks is None:
+        return ""
+    if isinstance(blocks, str):
+        return blocks
+    return "".join(b.text or "" for b in blocks if b.type == "text")
+
+
+def _images(blocks: list[Block], where: str) -> list[str]:
+    images = []
+    for b in blocks:
+        if b.type != "image":
+            continue
+        if b.source is None or b.source.type != "base64" or not b.source.data:
+            raise AnthropicError(400, f"{where}: only base64 images are supported (not image URLs)")
+        images.append(b.source.data)
+    return images
+
+
+def chat_messages(body: MessagesRequest) -> list[common_pb2.ChatMessage]:
+    """The request's conversation as the contract's chat messages (Ollama's conversion)."""
+    out = []
+    if system := _text(body.system):
+        out.append(common_pb2.ChatMessage(role="system", content=system))
+    names: dict[str, str] = {}
+    for i, m in enumerate(body.messages):
+        if isinstance(m.content, str):
+            out.append(common_pb2.ChatMessage(role=m.role, content=m.content))
+            continue
+        calls = []
+        for b in m.content:
+            if b.type == "tool_use":
+                if not b.id or not b.name:
+                    raise AnthropicError(
+                        400, f"messages.{i}: a tool_use block needs an id and a name"
+                    )
+                names[b.id] = b.name
+                calls.append(tool_call(b.name, b.input or {}))
+        results = [
+            common_pb2.ChatMessage(
+                role="tool",
+                content=_text(b.content),
+                tool_name=names.get(b.tool_use_id or "", ""),
+                images=_images(b.content, f"messages.{i}") if isinstance(b.content, list) else (),
+            )
+            for b in m.content
+            if b.type == "tool_result"
+        ]
+        text, images = _text(m.content), _images(m.content, f"messages.{i}")
+        said = (
+            [common_pb2.ChatMessage(role=m.role, content=text, tool_calls=calls, images=images)]
+            if text or images or calls
+            else []
+        )
+        # A user turn answers the tool calls before it says anything new.
+        out.extend([*results, *said] if m.role == "user" else [*said, *results])
+    return out
+
+
+def _stop_reason(result: common_pb2.TaskResult, called: bool) -> str:
+    if called:
+        return "tool_use"
+    return "max_tokens" if result.done_reason == "length" else "end_turn"
+
+
+def _usage(result: common_pb2.TaskResult) -> dict[str, int]:
+    return {
+        "input_tokens": result.stats.prompt_eval_count,
+        "output_tokens": result.stats.eval_count,
+    }
+
+
+def _tool_use(ident: str, index: int, call: common_pb2.ToolCall) -> dict[str, Any]:
+    return {
+        "type": "tool_use",
+        "id": f"toolu_{ident[-16:]}_{index}",
+        "name": call.name,
+        "input": inference.tool_arguments(call),
+    }
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class _Blocks:
+    """Anthropic's streamed content blocks: each opened, filled with deltas, closed; a
+    thinking block, then a text block, then one block per tool call."""
+
+    def __init__(self, ident: str) -> None:
+        self.ident = ident
+        self.index = 0
+        self.open: str | None = None
+        self.calls = 0
+
+    def _close(self) -> list[bytes]:
+        if self.open is None:
+            return []
+        self.open = None
+        self.index += 1
+        return [_sse("content_block_stop", {"type": "content_block_stop", "index": self.index - 1})]
+
+    def _delta(self, kind: str, block: dict[str, Any], delta: dict[str, Any]) -> list[bytes]:
+        out = []
+        if self.open != kind:
+            out += self._close()
+            self.open = kind
+            start = {"type": "content_block_start", "index": self.index, "content_block": block}
+            out.append(_sse("content_block_start", start))
+        out.append(
+            _sse(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": self.index, "delta": delta},
+            )
+        )
+        return out
+
+    def piece(self, piece: inference.Piece) -> list[bytes]:
+        out = []
+        if piece.thinking:
+            thinking = {"type": "thinking", "thinking": "", "signature": ""}
+            out += self._delta(
+                "thinking", thinking, {"type": "thinking_delta", "thinking": piece.thinking}
+            )
+        if piece.text:
+            text = {"type": "text", "text": ""}
+            out += self._delta("text", text, {"type": "text_delta", "text": piece.text})
+        for call in piece.tool_calls:
+            block = _tool_use(self.ident, self.calls, call) | {"input": {}}
+            arguments = json.dumps(inference.tool_arguments(call))
+            out += self._close()
+            out += self._delta(
+                "tool_use", block, {"type": "input_json_delta", "partial_json": arguments}
+            )
+            out += self._close()
+            self.calls += 1
+        return out
+
+    def end(self) -> list[bytes]:
+        return self._close()
+
+
+def router(upstream: Upstream) -> APIRouter:
+    api = APIRouter(tags=["anthropic"])
+
+    async def refusal(err: grpc.aio.AioRpcError, model: str) -> AnthropicError:
+        if await inference.model_is_unknown(upstream, err, model):
+            return AnthropicError(404, f"model '{model}' not found")
+        return AnthropicError(http_status(err.code()), err.details() or err.code().name)
+
+    async def events(
+        body: MessagesRequest, generation: inference.Generation, ident: str
+    ) -> AsyncIterator[bytes]:
+        estimate = sum(len(m.content) for m in chat_messages(body)) // 4
+        start: dict[str, Any] = {
+            "id": ident,
+            "type": "message",
+            "role": "assistant",
+            "model": body.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": estimate, "output_tokens": 0},
+        }
+        yield _sse("message_start", {"type": "message_start", "message": start})
+        yield _sse("ping", {"type": "ping"})
+        blocks = _Blocks(ident)
+        try:
+            async for piece in generation.pieces():
+                if piece.result is None:
+                    for event in blocks.piece(piece):
+                        yield event
+                    continue
+                for event in blocks.end():
+                    yield event
+                delta = {
+                    "stop_reason": _stop_reason(piece.result, blocks.calls > 0),
+                    "stop_sequence": None,
+                }
+                yield _sse(
+                    "message_delta",
+                    {"type": "message_delta", "delta": delta, "usage": _usage(piece.result)},
+                )
+                yield _sse("message_stop", {"type": "message_stop"})
+        except grpc.aio.AioRpcError as err:
+            status = http_status(err.code())
+            yield _sse("error", error_body(status, err.details() or err.code().name))
+
+    @api.post(PATH, response_model=None)
+    async def messages(
+        body: Annotated[MessagesRequest, Body()],
+    ) -> StreamingResponse | dict[str, Any]:
+        """A message from a model on the best node for it (Anthropic's /v1/messages)."""
+        request = inference_pb2.ChatRequest(
+            model=body.model,
+            messages=chat_messages(body),
+            tools=[
+                json.dumps(
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": t.name,
+                            "description": t.description,
+                            "parameters": t.input_schema,
+                        },
+                    }
+                )
+                for t in body.tools or ()
+            ],
+        )
+        if body.thinking is not None and body.thinking.type != "adaptive":
+            request.think = "true" if body.thinking.type == "enabled" else "false"
+        request.options.update(body.options())
+        try:
+            generation = await inference.chat(upstream, request)
+        except grpc.aio.AioRpcError as err:
+            raise await refusal(err, body.model) from err
+        ident = "msg_" + (generation.task_id or uuid.uuid4().hex).replace("-", "")
+        if body.stream:
+            return StreamingResponse(
+                events(body, generation, ident), media_type="text/event-stream"
+            )
+        try:
+            got = await inference.collect(generation)
+        except grpc.aio.AioRpcError as err:
+            raise await refusal(err, body.model) from err
+        content: list[dict[str, Any]] = []
+        if got.thinking:
+            content.append({"type": "thinking", "thinking": got.thinking, "signature": ""})
+        if got.text:
+            content.append({"type": "text", "text": got.text})
+        content += [_tool_use(ident, i, c) for i, c in enumerate(got.tool_calls)]
+        return {
+            "id": ident,
+            "type": "message",
+            "role": "assistant",
+            "model": body.model,
+            "content": content,
+            "stop_reason": _stop_reason(got.result, bool(got.tool_calls)),
+            "stop_sequence": None,
+            "usage": _usage(got.result),
+        }
+
+    return api
