@@ -99,6 +99,7 @@ def create_app(
     app.router.routes.append(Route("/mcp", mcp_app, methods=["GET", "POST", "DELETE"]))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(JsonBodies)
+    app.add_middleware(HeadAsGet)
     # Each app has its own registry, so several gateways in one process (tests, hive dev)
     # never share counters.
     registry = CollectorRegistry()
@@ -205,6 +206,29 @@ class JsonBodies:
                 kept = [(k, v) for k, v in headers if k != b"content-type"]
                 scope = {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
         await self.app(scope, receive, send)
+
+
+class HeadAsGet:
+    """Answers HEAD as the GET of the same path without its body, as HTTP asks of every
+    GET route (Ollama's clients probe ``HEAD /api/version`` and ``HEAD /api/tags``);
+    FastAPI routes answer only the methods they declare."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b""})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 class BodyLimit:

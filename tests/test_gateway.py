@@ -348,6 +348,12 @@ async def test_official_ollama_client_uses_the_whole_cluster(gw: DevCluster) -> 
 async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
     # Ollama's CLI checks the server with HEAD / before every command.
     assert (await http.head("/")).status_code == 200
+    # HEAD is GET without the body on every GET route (clients probe /api/version so).
+    for path in ("/api/version", "/api/tags", "/v1/models"):
+        head, get = await http.head(path), await http.get(path)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == get.headers["content-length"]
+    assert (await http.head("/api/nothing")).status_code == 404
     r = await http.post("/api/generate", json={"prompt": "no model"})
     assert r.status_code == 400 and "model" in r.json()["error"]
     r = await http.post("/api/chat", json={"model": "nope:1b", "messages": []})
