@@ -26,6 +26,7 @@ from gateway import (
     mcp_server,
     ollama_api,
     openai_api,
+    openai_responses,
     problems,
     rest,
 )
@@ -79,6 +80,7 @@ def create_app(
     app.include_router(rest.router(upstream))
     app.include_router(ollama_api.router(upstream))
     app.include_router(openai_api.router(upstream))
+    app.include_router(openai_responses.router(upstream))
     app.include_router(anthropic_api.router(upstream))
 
     @app.websocket(f"{rest.PREFIX}/ws")

@@ -70,7 +70,7 @@ def _error_type(status: int) -> str:
     return "invalid_request_error"
 
 
-async def _refusal(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> OpenAIError:
+async def refusal(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> OpenAIError:
     if await inference.model_is_unknown(upstream, err, model):
         return OpenAIError(
             404,
@@ -257,7 +257,7 @@ def _usage(result: common_pb2.TaskResult) -> dict[str, int]:
 
 
 # OpenAI's reasoning_effort as Ollama's think.
-_REASONING = {"none": "false", "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+REASONING = {"none": "false", "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
 
 def _content_logprobs(entries: Sequence[common_pb2.TokenLogprob]) -> dict[str, Any]:
@@ -323,7 +323,7 @@ def _tool_calls(
     ]
 
 
-def _sse(obj: dict[str, Any] | str) -> bytes:
+def sse(obj: dict[str, Any] | str) -> bytes:
     data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
     return f"data: {data}\n\n".encode()
 
@@ -336,7 +336,7 @@ def router(upstream: Upstream) -> APIRouter:
             model=body.model,
             messages=_messages(body.messages),
             tools=[json.dumps(t) for t in body.tools or ()],
-            think=_REASONING.get(body.reasoning_effort or "", ""),
+            think=REASONING.get(body.reasoning_effort or "", ""),
             logprobs=body.logprobs,
             top_logprobs=body.top_logprobs or 0,
         )
@@ -353,7 +353,7 @@ def router(upstream: Upstream) -> APIRouter:
         try:
             return await inference.chat(upstream, request)
         except grpc.aio.AioRpcError as err:
-            raise await _refusal(upstream, err, body.model) from err
+            raise await refusal(upstream, err, body.model) from err
 
     async def open_completion(body: CompletionRequest) -> inference.Generation:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
@@ -371,7 +371,7 @@ def router(upstream: Upstream) -> APIRouter:
         try:
             return await inference.generate(upstream, request)
         except grpc.aio.AioRpcError as err:
-            raise await _refusal(upstream, err, body.model) from err
+            raise await refusal(upstream, err, body.model) from err
 
     async def stream(
         model: str,
@@ -390,7 +390,7 @@ def router(upstream: Upstream) -> APIRouter:
         if kind == "chat.completion.chunk":
             head["system_fingerprint"] = OWNER
             first = {"index": 0, "delta": {"role": "assistant", "content": ""}}
-            yield _sse({**head, "choices": [{**first, "logprobs": None, "finish_reason": None}]})
+            yield sse({**head, "choices": [{**first, "logprobs": None, "finish_reason": None}]})
         called = 0
         try:
             async for piece in generation.pieces():
@@ -411,7 +411,7 @@ def router(upstream: Upstream) -> APIRouter:
                     elif piece.logprobs:
                         choice["logprobs"] = _legacy_logprobs(piece.logprobs, offset)
                         offset += sum(len(e.token) for e in piece.logprobs)
-                    yield _sse({**head, "choices": [{**choice, "finish_reason": None}]})
+                    yield sse({**head, "choices": [{**choice, "finish_reason": None}]})
                     continue
                 last: dict[str, Any] = (
                     {"index": 0, "delta": {}}
@@ -420,12 +420,12 @@ def router(upstream: Upstream) -> APIRouter:
                 )
                 last["logprobs"] = None
                 last["finish_reason"] = _finish_reason(piece.result, called > 0)
-                yield _sse({**head, "choices": [last]})
+                yield sse({**head, "choices": [last]})
                 if include_usage:
-                    yield _sse({**head, "choices": [], "usage": _usage(piece.result)})
+                    yield sse({**head, "choices": [], "usage": _usage(piece.result)})
         except grpc.aio.AioRpcError as err:
             status = http_status(err.code())
-            yield _sse(
+            yield sse(
                 {
                     "error": {
                         "message": err.details() or err.code().name,
@@ -435,13 +435,13 @@ def router(upstream: Upstream) -> APIRouter:
                     }
                 }
             )
-        yield _sse("[DONE]")
+        yield sse("[DONE]")
 
     async def whole(body: _Sampling, generation: inference.Generation) -> inference.Collected:
         try:
             return await inference.collect(generation)
         except grpc.aio.AioRpcError as err:
-            raise await _refusal(upstream, err, body.model) from err
+            raise await refusal(upstream, err, body.model) from err
 
     @api.post("/chat/completions", response_model=None)
     async def chat_completions(
@@ -564,7 +564,7 @@ def router(upstream: Upstream) -> APIRouter:
         try:
             reply = await inference.embed(upstream, request)
         except grpc.aio.AioRpcError as err:
-            raise await _refusal(upstream, err, body.model) from err
+            raise await refusal(upstream, err, body.model) from err
         tokens = reply.result.stats.prompt_eval_count
         return {
             "object": "list",

@@ -988,3 +988,106 @@ async def test_anthropic_tools_thinking_and_errors(gw: DevCluster) -> None:
             messages=[{"role": "user", "content": [image]}],
         )
     assert "base64" in by_url.value.body["error"]["message"]
+
+
+# --- OpenAI's Responses API -----------------------------------------------------------
+
+
+async def test_openai_responses_whole_and_streamed(gw: DevCluster) -> None:
+    """The official OpenAI client's Responses API (what Codex speaks): the answer the
+    node's Ollama gives, whole or as the API's events; instructions, input items and
+    max_output_tokens reach the model."""
+    assert gw.gateway is not None
+    oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    items: Any = [
+        {"role": "user", "content": "Write a binary search in Python"},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "Sure."}]},
+        {"role": "user", "content": [{"type": "input_text", "text": "Now in Go"}]},
+    ]
+    reply = await oa.responses.create(
+        model="llama3.1:8b", instructions="Be brief.", input=items, max_output_tokens=40
+    )
+    direct = await ollama.AsyncClient(host=gw.emulators["ACACIA/gpu0"].url).chat(
+        model="llama3.1:8b",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Write a binary search in Python"},
+            {"role": "assistant", "content": "Sure."},
+            {"role": "user", "content": "Now in Go"},
+        ],
+        options={"num_predict": 40},
+    )
+    assert reply.id.startswith("resp_") and reply.object == "response"
+    assert reply.output_text == direct.message.content
+    assert reply.status == "incomplete" and reply.incomplete_details is not None
+    assert reply.incomplete_details.reason == "max_output_tokens"
+    assert reply.usage is not None and reply.usage.output_tokens == 40
+    assert reply.usage.input_tokens == direct.prompt_eval_count
+
+    async with oa.responses.stream(
+        model="llama3.1:8b", instructions="Be brief.", input=items, max_output_tokens=40
+    ) as stream:
+        streamed = [e async for e in stream]
+    deltas = [e.delta for e in streamed if e.type == "response.output_text.delta"]
+    last = streamed[-1]
+    # Cut by max_output_tokens: OpenAI ends such a stream with response.incomplete.
+    assert last.type == "response.incomplete" and last.response.output_text == reply.output_text
+    assert "".join(deltas) == reply.output_text
+    assert [e.sequence_number for e in streamed] == list(range(len(streamed)))
+    short = await oa.responses.create(model="llama3.1:8b", input="Say hi")
+    async with oa.responses.stream(model="llama3.1:8b", input="Say hi") as stream:
+        final = await stream.get_final_response()
+    assert short.status == final.status == "completed"
+    assert short.output_text and final.output_text == short.output_text
+
+
+async def test_openai_responses_tools_reasoning_and_errors(gw: DevCluster) -> None:
+    """Function calls and their outputs round-trip as Responses items (streamed too); a
+    thinking model's reasoning is a reasoning item; what the gateway cannot do is a 400."""
+    assert gw.gateway is not None
+    oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    weather: Any = {"type": "function", **WEATHER_TOOL["function"]}  # type: ignore[dict-item]
+    ask = "What is the weather in Oslo?"
+    called = await oa.responses.create(model="llama3.1:8b", input=ask, tools=[weather])
+    call = next(o for o in called.output if o.type == "function_call")
+    assert call.name == "get_weather" and "city" in json.loads(call.arguments)
+    answered = await oa.responses.create(
+        model="llama3.1:8b",
+        tools=[weather],
+        max_output_tokens=20,
+        input=[
+            {"role": "user", "content": ask},
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 21 C"},
+        ],
+    )
+    assert [o.type for o in answered.output] == ["message"] and answered.output_text
+    async with oa.responses.stream(model="llama3.1:8b", input=ask, tools=[weather]) as stream:
+        streamed = await stream.get_final_response()
+    streamed_call = next(o for o in streamed.output if o.type == "function_call")
+    assert streamed_call.arguments == call.arguments
+
+    thought = await oa.responses.create(
+        model="qwen3:8b", input="Why is the sky blue?", reasoning={"effort": "low"}
+    )
+    assert [o.type for o in thought.output] == ["reasoning", "message"]
+    async with oa.responses.stream(
+        model="qwen3:8b", input="Why is the sky blue?", reasoning={"effort": "low"}
+    ) as stream:
+        again = await stream.get_final_response()
+    assert [o.type for o in again.output] == ["reasoning", "message"]
+    assert again.output_text == thought.output_text
+
+    with pytest.raises(openai.NotFoundError):
+        await oa.responses.create(model="nope:1b", input="hi")
+    with pytest.raises(openai.BadRequestError) as stored:
+        await oa.responses.create(model="llama3.1:8b", input="hi", previous_response_id="resp_1")
+    assert "whole conversation" in str(stored.value)
+    with pytest.raises(openai.BadRequestError) as searching:
+        await oa.responses.create(model="llama3.1:8b", input="hi", tools=[{"type": "web_search"}])
+    assert "function tools" in str(searching.value)
