@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +53,9 @@ class AnthropicError(Exception):
         self.status = status
         self.message = message
 
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.message)
+
 
 def error_body(status: int, message: str) -> dict[str, Any]:
     kind = _ERROR_TYPES.get(status, "api_error")
@@ -63,14 +66,6 @@ def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
-
-
-def install(app: FastAPI) -> None:
-    async def on_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, AnthropicError)
-        return error_response(exc.status, exc.message)
-
-    app.add_exception_handler(AnthropicError, on_error)
 
 
 class ImageSource(BaseModel):

@@ -71,9 +71,9 @@ def create_app(
     )
     app.state.upstream = upstream
     problems.install(app)
-    ollama_api.install(app)
-    openai_api.install(app)
-    anthropic_api.install(app)
+    # Each compatible API's errors answer in its own clients' shape.
+    for api_error in (ollama_api.OllamaError, openai_api.OpenAIError, anthropic_api.AnthropicError):
+        app.add_exception_handler(api_error, _api_error)
     app.add_exception_handler(RequestValidationError, _on_invalid_request)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
@@ -122,6 +122,13 @@ def create_app(
     # Last, so every API route above takes precedence over the dashboard's paths.
     dashboard.install(app)
     return app
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(
+        exc, ollama_api.OllamaError | openai_api.OpenAIError | anthropic_api.AnthropicError
+    )
+    return exc.response()
 
 
 async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:

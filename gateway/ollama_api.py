@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,19 +41,14 @@ class OllamaError(Exception):
         self.status = status
         self.message = message
 
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.message)
+
 
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message}, headers=headers)
-
-
-def install(app: FastAPI) -> None:
-    async def on_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, OllamaError)
-        return error_response(exc.status, exc.message)
-
-    app.add_exception_handler(OllamaError, on_error)
 
 
 # Ollama accepts more fields than the mesh uses (images, tools, context, template, think);

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,19 +47,14 @@ class OpenAIError(Exception):
         self.status = status
         self.body = {"message": message, "type": type, "param": param, "code": code}
 
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.body)
+
 
 def error_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": body}, headers=headers)
-
-
-def install(app: FastAPI) -> None:
-    async def on_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, OpenAIError)
-        return error_response(exc.status, exc.body)
-
-    app.add_exception_handler(OpenAIError, on_error)
 
 
 def _error_type(status: int) -> str:

@@ -852,6 +852,20 @@ async def test_which_keep_alive_unloads(keep_alive: str | float | None, zero: bo
     assert unloads(keep_alive) is zero
 
 
+# A short multi-turn conversation with a system prompt, as the node's Ollama answers it.
+async def _brief_go_directly(gw: DevCluster) -> ollama.ChatResponse:
+    return await ollama.AsyncClient(host=gw.emulators["ACACIA/gpu0"].url).chat(
+        model="llama3.1:8b",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Write a binary search in Python"},
+            {"role": "assistant", "content": "Sure."},
+            {"role": "user", "content": "Now in Go"},
+        ],
+        options={"num_predict": 40},
+    )
+
+
 # --- Anthropic's Messages API ---------------------------------------------------------
 
 
@@ -874,16 +888,7 @@ async def test_anthropic_messages_whole_and_streamed(gw: DevCluster) -> None:
     reply = await client.messages.create(
         model="llama3.1:8b", max_tokens=40, system="Be brief.", messages=turns
     )
-    direct = await ollama.AsyncClient(host=gw.emulators["ACACIA/gpu0"].url).chat(
-        model="llama3.1:8b",
-        messages=[
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "Write a binary search in Python"},
-            {"role": "assistant", "content": "Sure."},
-            {"role": "user", "content": "Now in Go"},
-        ],
-        options={"num_predict": 40},
-    )
+    direct = await _brief_go_directly(gw)
     assert reply.type == "message" and reply.role == "assistant" and reply.id.startswith("msg_")
     assert [b.type for b in reply.content] == ["text"]
     assert reply.content[0].text == direct.message.content
@@ -1007,16 +1012,7 @@ async def test_openai_responses_whole_and_streamed(gw: DevCluster) -> None:
     reply = await oa.responses.create(
         model="llama3.1:8b", instructions="Be brief.", input=items, max_output_tokens=40
     )
-    direct = await ollama.AsyncClient(host=gw.emulators["ACACIA/gpu0"].url).chat(
-        model="llama3.1:8b",
-        messages=[
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "Write a binary search in Python"},
-            {"role": "assistant", "content": "Sure."},
-            {"role": "user", "content": "Now in Go"},
-        ],
-        options={"num_predict": 40},
-    )
+    direct = await _brief_go_directly(gw)
     assert reply.id.startswith("resp_") and reply.object == "response"
     assert reply.output_text == direct.message.content
     assert reply.status == "incomplete" and reply.incomplete_details is not None
