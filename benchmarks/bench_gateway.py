@@ -5,8 +5,11 @@ process; this process is the client. Interleaved request by request it measures 
 first token of a streamed `/api/generate` (32 tokens) four ways — straight to the
 emulator, through the coordinator's gRPC API, and through the gateway's Ollama API — and
 then, the same way, the latency of a 4-input `/api/embed` straight to the emulator, through
-the gRPC `Embed` and through the gateway (vectors in one message, not a stream), and last
-`GET /api/distributed/cluster/status` requests/s (closed loop, 8 lanes) with p50/p99.
+the gRPC `Embed` and through the gateway (vectors in one message, not a stream); then the
+latency of one whole (not streamed) 32-token chat answer through each API the gateway
+speaks (Ollama's /api/chat, OpenAI's /v1/chat/completions and /v1/responses, Anthropic's
+/v1/messages: what translating each costs); and last `GET /api/distributed/cluster/status`
+requests/s (closed loop, 8 lanes) with p50/p99.
 Prints one JSON object.
 
     python benchmarks/bench_gateway.py [--requests 300]
@@ -93,6 +96,40 @@ async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]
             embed["grpc_mesh"].append(await embed_grpc(i))
             embed["gateway_ollama_api"].append(await embed_http(addresses["gateway"], i))
 
+        user = [{"role": "user", "content": "hello"}]
+        chats: dict[str, tuple[str, dict[str, object]]] = {
+            "ollama_chat": (
+                "/api/chat",
+                {"model": MODEL, "messages": user, "stream": False, "options": {"num_predict": 32}},
+            ),
+            "openai_chat_completions": (
+                "/v1/chat/completions",
+                {"model": MODEL, "messages": user, "max_tokens": 32},
+            ),
+            "openai_responses": (
+                "/v1/responses",
+                {"model": MODEL, "input": "hello", "max_output_tokens": 32},
+            ),
+            "anthropic_messages": (
+                "/v1/messages",
+                {"model": MODEL, "messages": user, "max_tokens": 32},
+            ),
+        }
+        by_api: dict[str, list[float]] = {name: [] for name in chats}
+
+        async def chat_once(path: str, payload: dict[str, object]) -> float:
+            start = time.perf_counter()
+            response = await http.post(f"{addresses['gateway']}{path}", json=payload)
+            response.raise_for_status()
+            return time.perf_counter() - start
+
+        for _ in range(20):
+            for path, payload in chats.values():
+                await chat_once(path, payload)
+        for _ in range(requests):
+            for name, (path, payload) in chats.items():
+                by_api[name].append(await chat_once(path, payload))
+
         latencies: list[float] = []
         deadline = time.perf_counter() + 10
 
@@ -119,6 +156,7 @@ async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]
         ),
         "target_gateway_adds_p50_ms": 5.0,
         "embed_latency": {k: summary(v) for k, v in embed.items()},
+        "whole_chat_latency_by_api": {k: summary(v) for k, v in by_api.items()},
         "cluster_status": {"requests_per_s": round(rate, 1), **summary(latencies)},
     }
 
