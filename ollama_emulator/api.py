@@ -598,6 +598,7 @@ class OllamaApi:
             options_seed=_int_option(options, "seed"),
             format=_format(body.get("format")),
             thinking=thinking,
+            ignore_eos=options.get("ignore_eos") is True,
         )
 
     async def _acquire(
@@ -776,13 +777,15 @@ def _split(output: text.Output, whole: str) -> tuple[str, str]:
 
 def _capabilities(kind: hardware.ModelKind) -> list[str]:
     """What ``ollama show`` lists: embedding models embed only; code models can insert
-    (fill-in-the-middle); general llama and qwen models call tools."""
+    (fill-in-the-middle); llama, mistral and qwen models call tools (qwen2.5-coder too),
+    but not codellama or deepseek-coder, whose templates have no tools."""
     if kind.embeds_only:
         return ["embedding"]
     out = ["completion"]
     if "llava" in kind.name:
         return [*out, "vision"]
-    if kind.family in ("llama", "qwen2", "qwen3") and "code" not in kind.name:
+    no_tools = ("codellama", "deepseek-coder")
+    if kind.family in ("llama", "qwen2", "qwen3") and not kind.name.startswith(no_tools):
         out.append("tools")
     if kind.family == "qwen3":
         out.append("thinking")

@@ -126,12 +126,16 @@ def generate(
     options_seed: int | None,
     format: str | dict[str, Any] | None = None,
     thinking: int = 0,
+    ignore_eos: bool = False,
 ) -> Output:
     """The answer of ``model`` to ``prompt``; same arguments, same answer.
 
-    Length is ``num_predict`` when given and non-negative (Ollama's -1 and -2 mean "no
-    limit"), otherwise 40 to 400 pieces from a Pareto tail: most answers are short, a few
-    run long, as with real models. With a ``format`` ("json" or a JSON Schema object, as
+    The model ends its answer after 40 to 400 pieces from a Pareto tail (most answers
+    are short, a few run long, as with real models), or sooner where ``num_predict`` cuts
+    it (done_reason "length"; Ollama's -1 and -2 mean "no limit"): ``num_predict`` is a
+    cap, as in Ollama, so a client's large ``max_tokens`` does not make answers long.
+    ``ignore_eos`` (llama.cpp's option, which tests and benchmarks use for answers of an
+    exact length) makes the answer run to ``num_predict`` whatever its natural end. With a ``format`` ("json" or a JSON Schema object, as
     Ollama takes it) the answer is one JSON document (matching the schema), ending where
     the document does unless ``num_predict`` cuts it first. ``thinking``: pieces of
     reasoning before the answer (``num_predict`` counts them too, as Ollama's eval_count).
@@ -149,13 +153,13 @@ def generate(
         if capped and num_predict is not None and num_predict < len(doc):
             return Output(num_predict, "length", prompt, rng_seed, False, doc[:num_predict])
         return Output(len(doc), "stop", prompt, rng_seed, False, doc)
-    if capped and num_predict is not None:
+    length_rng = random.Random(rng_seed ^ 0x5EED)
+    natural = min(400, int(40 * length_rng.paretovariate(1.2))) + thinking
+    if capped and num_predict is not None and (ignore_eos or num_predict < natural):
         count, reason = num_predict, "length"
         thinking = min(thinking, count)
     else:
-        length_rng = random.Random(rng_seed ^ 0x5EED)
-        count, reason = min(400, int(40 * length_rng.paretovariate(1.2))), "stop"
-        count += thinking
+        count, reason = natural, "stop"
     code = bool(_CODE_HINT.search(prompt))
     return Output(count, reason, prompt, rng_seed, code, thinking=thinking)
 

@@ -28,7 +28,7 @@ CODELLAMA_13B = "codellama:13b"  # 7.4 GB: with LLAMA it does not fit in 8 GiB
 SMALL = "llama3.2:3b"
 TOO_BIG = "deepseek-coder-v2:16b"  # 8.9 GB > 8 GiB
 # Long enough that a stream is still running whenever a test looks at it.
-ENDLESS = {"num_predict": 1_000_000}
+ENDLESS = {"num_predict": 1_000_000, "ignore_eos": True}
 
 
 @asynccontextmanager
@@ -127,7 +127,9 @@ async def test_code_prompts_get_a_fenced_block_with_a_file_hint() -> None:
     prompt = "Implement a rate limiter in Python"
     async with emulator() as emu:
         client = ollama.AsyncClient(host=emu.url)
-        answer = await client.generate(model=LLAMA, prompt=prompt, options={"num_predict": 200})
+        answer = await client.generate(
+            model=LLAMA, prompt=prompt, options={"num_predict": 200, "ignore_eos": True}
+        )
         plain = await client.generate(model=LLAMA, prompt="Describe autumn leaves")
     lines = (answer.response or "").splitlines()
     fence = lines.index("```python")

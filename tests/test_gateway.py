@@ -312,7 +312,7 @@ async def test_official_ollama_client_uses_the_whole_cluster(gw: DevCluster) -> 
             model="llama3.1:8b",
             messages=[{"role": "user", "content": "hello"}],
             stream=True,
-            options={"num_predict": 50},
+            options={"num_predict": 50, "ignore_eos": True},  # the emulator's exact length
         )
     ]
     assert len(parts) > 2 and parts[-1].done and not any(p.done for p in parts[:-1])
@@ -633,12 +633,21 @@ async def test_show_reports_what_each_model_can_do(gw: DevCluster) -> None:
     client = ollama.AsyncClient(host=gw.gateway.url)
     caps = {
         m: (await client.show(m)).capabilities
-        for m in ("nomic-embed-text", "llava:7b", "llama3.1:8b", "starcoder2:15b")
+        for m in (
+            "nomic-embed-text",
+            "llava:7b",
+            "llama3.1:8b",
+            "starcoder2:15b",
+            "qwen2.5-coder:7b",
+            "codellama:13b",
+        )
     }
     assert caps["nomic-embed-text"] == ["embedding"]  # no tag: :latest
     assert caps["llava:7b"] == ["completion", "vision"]
     assert caps["llama3.1:8b"] == ["completion", "tools"]
     assert caps["starcoder2:15b"] == ["completion", "insert"]
+    assert caps["qwen2.5-coder:7b"] == ["completion", "tools", "insert"]  # as Ollama's
+    assert caps["codellama:13b"] == ["completion", "insert"]
 
 
 async def test_images_reach_a_vision_model(gw: DevCluster) -> None:

@@ -146,7 +146,7 @@ async def test_agents_reconnect_after_coordinator_restart(dev: DevCluster) -> No
 
 
 async def generate(
-    dev: DevCluster, model: str, prompt: str, **options: float
+    dev: DevCluster, model: str, prompt: str, **options: float | bool
 ) -> tuple[list[inference_pb2.GenerateResponse], str]:
     request = inference_pb2.GenerateRequest(model=model, prompt=prompt)
     if options:
@@ -187,7 +187,9 @@ async def test_streamed_generate_returns_the_emulators_text_and_token_counts(
 
 
 async def test_chunks_are_batched_not_one_message_per_token(dev: DevCluster) -> None:
-    events, text = await generate(dev, "llama3.1:8b", "Tell me a long story", num_predict=400)
+    events, text = await generate(
+        dev, "llama3.1:8b", "Tell me a long story", num_predict=400, ignore_eos=True
+    )
     chunks = [e for e in events if e.HasField("chunk")]
     result = events[-1].result
     assert result.stats.eval_count == 400
@@ -205,7 +207,7 @@ async def test_cancelling_the_client_call_cancels_the_request_at_the_emulator() 
     try:
         await dev.wait_registered()
         request = inference_pb2.GenerateRequest(model="starcoder2:15b", prompt="stream forever")
-        request.options.update({"num_predict": 5000})
+        request.options.update({"num_predict": 5000, "ignore_eos": True})
         emulator = dev.emulators["IRONWOOD/p4"]
         async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
             call = inference_pb2_grpc.InferenceServiceStub(channel).Generate(request)

@@ -46,7 +46,7 @@ async def _generate(stub: inference_pb2_grpc.InferenceServiceStub, i: int) -> No
         prompt=f"review change {i}",
         task_type=common_pb2.TASK_TYPE_CODE_REVIEW,
     )
-    request.options.update({"num_predict": 120})
+    request.options.update({"num_predict": 120, "ignore_eos": True})
     async for _ in stub.Generate(request, timeout=120):
         pass
 

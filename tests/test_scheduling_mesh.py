@@ -181,7 +181,7 @@ async def test_a_deadline_cancels_the_task_at_the_emulator() -> None:
     dev = await slow_dev(0.05)
     try:
         request = inference_pb2.GenerateRequest(model="starcoder2:15b", prompt="too slow")
-        request.options.update({"num_predict": 3000})
+        request.options.update({"num_predict": 3000, "ignore_eos": True})
         async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as err:
