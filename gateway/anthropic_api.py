@@ -95,7 +95,8 @@ class Block(BaseModel):
 class MessageParam(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["user", "assistant"]
+    # Claude Code also sends "system" turns among the messages.
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block]
 
 
@@ -114,6 +115,12 @@ class ThinkingConfig(BaseModel):
     budget_tokens: int | None = None
 
 
+class OutputConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    effort: str | None = None
+
+
 class MessagesRequest(BaseModel):
     # metadata, tool_choice, service_tier and other fields are accepted and ignored.
     model_config = ConfigDict(extra="allow")
@@ -129,6 +136,17 @@ class MessagesRequest(BaseModel):
     stop_sequences: list[str] | None = None
     tools: list[Tool] | None = None
     thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
+
+    def think(self) -> str:
+        """Ollama's think for this request: ``thinking`` enabled or disabled, else the
+        ``output_config.effort`` level (as Ollama reads them); "" for the model's default."""
+        if self.thinking is not None and self.thinking.type == "enabled":
+            return "true"
+        if self.thinking is not None and self.thinking.type == "disabled":
+            return "false"
+        effort = (self.output_config.effort or "").strip().lower() if self.output_config else ""
+        return _EFFORT.get(effort, "")
 
     def options(self) -> dict[str, Any]:
         out: dict[str, Any] = {"num_predict": self.max_tokens}
@@ -143,6 +161,10 @@ class MessagesRequest(BaseModel):
         if self.stop_sequences:
             out["stop"] = self.stop_sequences
         return out
+
+
+# output_config.effort as Ollama's think levels.
+_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
 def _text(blocks: str | list[Block] | None) -> str:
@@ -355,8 +377,12 @@ def router(upstream: Upstream) -> APIRouter:
                 for t in body.tools or ()
             ],
         )
-        if body.thinking is not None and body.thinking.type != "adaptive":
-            request.think = "true" if body.thinking.type == "enabled" else "false"
+        think = body.think()
+        # Claude Code asks every model to think; Ollama lets a model that cannot think
+        # answer without it on this API rather than refuse, and so does the gateway.
+        if think not in ("", "false") and not await inference.thinks(upstream, body.model):
+            think = ""
+        request.think = think
         request.options.update(body.options())
         try:
             generation = await inference.chat(upstream, request)

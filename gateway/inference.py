@@ -182,6 +182,19 @@ def tool_arguments(call: common_pb2.ToolCall) -> Any:
         return {}
 
 
+async def thinks(upstream: Upstream, model: str) -> bool:
+    """Whether the nodes report ``model`` as a thinking model (Ollama's "thinking"
+    capability); False when they do not say, or cannot be asked."""
+    try:
+        reply = await upstream.inference.ListModels(
+            inference_pb2.ListModelsRequest(), timeout=UNARY_TIMEOUT_SECONDS
+        )
+    except grpc.aio.AioRpcError:
+        return False
+    wanted = tagged(model)
+    return any(m.info.name == wanted and "thinking" in m.info.capabilities for m in reply.models)
+
+
 async def model_is_unknown(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> bool:
     """Whether an RPC failed because no node has ``model`` (checked only on the error path)."""
     if err.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):

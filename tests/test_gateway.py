@@ -1096,3 +1096,25 @@ async def test_openai_responses_tools_reasoning_and_errors(gw: DevCluster) -> No
     with pytest.raises(openai.BadRequestError) as searching:
         await oa.responses.create(model="llama3.1:8b", input="hi", tools=[{"type": "web_search"}])
     assert "function tools" in str(searching.value)
+
+
+async def test_anthropic_requests_as_claude_code_sends_them(gw: DevCluster) -> None:
+    """Claude Code puts system turns among the messages and asks every model to think
+    (adaptive thinking with an effort): a model that cannot think answers without it, as
+    Ollama lets it on this API; one that can reasons at that effort."""
+    client = _claude(gw)
+    turns: Any = [
+        {"role": "user", "content": [{"type": "text", "text": "Say hello"}]},
+        {"role": "system", "content": "Available agent types: none."},
+    ]
+    asks: Any = {"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}}
+    plain = await client.messages.create(
+        model="qwen2.5-coder:7b", max_tokens=64, messages=turns, extra_body=asks
+    )
+    assert [b.type for b in plain.content] == ["text"]
+    thinker = await client.messages.create(
+        model="qwen3:8b", max_tokens=400, messages=turns, extra_body=asks
+    )
+    assert [b.type for b in thinker.content] == ["thinking", "text"]
+    # "high" effort: Ollama's think "high" (96 pieces of reasoning in the emulator).
+    assert len(thinker.content[0].thinking.split()) > 60
