@@ -12,7 +12,8 @@ message; ``input`` a string (one user message) or items: messages (``input_text`
 
 The gateway keeps no responses, as Ollama keeps none: ``previous_response_id`` and
 ``conversation`` are refused (send the whole conversation in ``input``), ``store`` is
-ignored. Only ``function`` tools are taken.
+ignored. ``function`` tools are offered to the model, a ``namespace``'s members as
+``namespace.member``; built-in tools the mesh cannot run (``web_search``...) are left out.
 """
 
 from __future__ import annotations
@@ -148,20 +149,41 @@ def chat_messages(body: ResponsesRequest) -> list[common_pb2.ChatMessage]:
     return out
 
 
-def _tools(body: ResponsesRequest) -> list[str]:
-    out = []
-    for i, t in enumerate(body.tools or ()):
-        if t.get("type") != "function" or not t.get("name"):
-            raise OpenAIError(
-                400, f"tools.{i}: only function tools (with a name) are supported", param="tools"
+def _functions(tool: dict[str, Any], where: str, prefix: str = "") -> list[dict[str, Any]]:
+    """The functions a tool declares: itself, or a namespace's members named
+    ``namespace.member`` (as Ollama expands them); none for a built-in tool the mesh
+    cannot run (web search, file search...), which is left out rather than refused."""
+    kind = tool.get("type")
+    name = str(tool.get("name") or "")
+    if kind == "namespace":
+        members = tool.get("tools") or []
+        return [
+            f
+            for j, member in enumerate(members if isinstance(members, list) else [])
+            if isinstance(member, dict)
+            for f in _functions(
+                member, f"{where}.tools.{j}", f"{prefix}{name}." if name else prefix
             )
-        function = {
-            "name": t["name"],
-            "description": t.get("description") or "",
-            "parameters": t.get("parameters") or {"type": "object", "properties": {}},
+        ]
+    if kind != "function":
+        return []
+    if not name:
+        raise OpenAIError(400, f"{where}: a function tool needs a name", param="tools")
+    return [
+        {
+            "name": prefix + name,
+            "description": tool.get("description") or "",
+            "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
         }
-        out.append(json.dumps({"type": "function", "function": function}))
-    return out
+    ]
+
+
+def _tools(body: ResponsesRequest) -> list[str]:
+    return [
+        json.dumps({"type": "function", "function": f})
+        for i, t in enumerate(body.tools or ())
+        for f in _functions(t, f"tools.{i}")
+    ]
 
 
 def _usage(result: common_pb2.TaskResult) -> dict[str, Any]:

@@ -1093,9 +1093,21 @@ async def test_openai_responses_tools_reasoning_and_errors(gw: DevCluster) -> No
     with pytest.raises(openai.BadRequestError) as stored:
         await oa.responses.create(model="llama3.1:8b", input="hi", previous_response_id="resp_1")
     assert "whole conversation" in str(stored.value)
-    with pytest.raises(openai.BadRequestError) as searching:
-        await oa.responses.create(model="llama3.1:8b", input="hi", tools=[{"type": "web_search"}])
-    assert "function tools" in str(searching.value)
+    # As Codex sends them: a namespace's functions are offered as "namespace.name"; a
+    # built-in tool the mesh cannot run (web search) is left out, not refused.
+    grouped = await oa.responses.create(
+        model="llama3.1:8b",
+        input=ask,
+        tools=[{"type": "namespace", "name": "meteo", "tools": [weather]}, {"type": "web_search"}],
+    )
+    assert [(o.type, o.name) for o in grouped.output] == [("function_call", "meteo.get_weather")]
+    searched = await oa.responses.create(
+        model="llama3.1:8b", input="hi", tools=[{"type": "web_search"}]
+    )
+    assert [o.type for o in searched.output] == ["message"]
+    with pytest.raises(openai.BadRequestError) as nameless:
+        await oa.responses.create(model="llama3.1:8b", input="hi", tools=[{"type": "function"}])
+    assert "needs a name" in str(nameless.value)
 
 
 async def test_anthropic_requests_as_claude_code_sends_them(gw: DevCluster) -> None:
