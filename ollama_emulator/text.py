@@ -135,9 +135,10 @@ def generate(
     it (done_reason "length"; Ollama's -1 and -2 mean "no limit"): ``num_predict`` is a
     cap, as in Ollama, so a client's large ``max_tokens`` does not make answers long.
     ``ignore_eos`` (llama.cpp's option, which tests and benchmarks use for answers of an
-    exact length) makes the answer run to ``num_predict`` whatever its natural end. With a ``format`` ("json" or a JSON Schema object, as
-    Ollama takes it) the answer is one JSON document (matching the schema), ending where
-    the document does unless ``num_predict`` cuts it first. ``thinking``: pieces of
+    exact length) makes the answer run to ``num_predict`` whatever its natural end. With
+    a ``format`` ("json" or a JSON Schema object, as Ollama takes it) the answer is one
+    JSON document (matching the schema), ending where the document does unless
+    ``num_predict`` cuts it first. ``thinking``: pieces of
     reasoning before the answer (``num_predict`` counts them too, as Ollama's eval_count).
     """
     material = f"{seed}\x00{model}\x00{options_seed}\x00{prompt}\x00{format}".encode()
