@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import inference
-from gateway.problems import http_status
+from gateway.problems import ApiError, http_status
 from gateway.upstream import Upstream
 from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, inference_pb2
@@ -47,12 +47,7 @@ _ERROR_TYPES = {
 }
 
 
-class AnthropicError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
+class AnthropicError(ApiError):
     def response(self) -> JSONResponse:
         return error_response(self.status, self.message)
 

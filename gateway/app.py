@@ -72,8 +72,7 @@ def create_app(
     app.state.upstream = upstream
     problems.install(app)
     # Each compatible API's errors answer in its own clients' shape.
-    for api_error in (ollama_api.OllamaError, openai_api.OpenAIError, anthropic_api.AnthropicError):
-        app.add_exception_handler(api_error, _api_error)
+    app.add_exception_handler(problems.ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _on_invalid_request)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
@@ -125,9 +124,7 @@ def create_app(
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(
-        exc, ollama_api.OllamaError | openai_api.OpenAIError | anthropic_api.AnthropicError
-    )
+    assert isinstance(exc, problems.ApiError)
     return exc.response()
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import inference
 from gateway.inference import MAX_DIMENSIONS
-from gateway.problems import http_status
+from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__
 from hive.models import MAX_TOP_LOGPROBS, tagged
@@ -35,12 +35,7 @@ from hive.v1 import cluster_pb2, common_pb2, inference_pb2
 NDJSON = "application/x-ndjson"
 
 
-class OllamaError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
+class OllamaError(ApiError):
     def response(self) -> JSONResponse:
         return error_response(self.status, self.message)
 

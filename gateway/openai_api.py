@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import inference
 from gateway.inference import MAX_DIMENSIONS
-from gateway.problems import http_status
+from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive.models import MAX_TOP_LOGPROBS
 from hive.tool_calls import tool_call
@@ -33,7 +33,7 @@ from hive.v1 import common_pb2, inference_pb2
 OWNER = "hive"
 
 
-class OpenAIError(Exception):
+class OpenAIError(ApiError):
     def __init__(
         self,
         status: int,
@@ -43,8 +43,7 @@ class OpenAIError(Exception):
         param: str | None = None,
         code: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message)
         self.body = {"message": message, "type": type, "param": param, "code": code}
 
     def response(self) -> JSONResponse:

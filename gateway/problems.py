@@ -61,6 +61,19 @@ def title(status: int) -> str:
         return "Error"
 
 
+class ApiError(Exception):
+    """A refusal on one of the compatible APIs (Ollama's, OpenAI's, Anthropic's), which
+    answers in that API's own error shape."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def response(self) -> JSONResponse:
+        raise NotImplementedError
+
+
 class FieldError(BaseModel):
     """One invalid input: where it is and why it was refused."""
 
