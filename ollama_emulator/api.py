@@ -447,9 +447,11 @@ class OllamaApi:
         source = "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in messages)
         source += _IMAGE_TEXT * sum(_images(name, kind, m.get("images")) for m in messages)
         calls: list[dict[str, Any]] = []
+        call = None
         if tools and messages[-1].get("role") != "tool":
-            # Offered tools and not yet given a result: the model calls one.
+            # Offered tools and not yet given a result: the model calls the one asked for.
             call = text.tool_call(tools, str(messages[-1].get("content") or ""), self._config.seed)
+        if call is not None:
             calls = [{"function": call}]
             output = text.Output(
                 len(text.call_pieces(call)), "stop", source, 0, False, text.call_pieces(call)

@@ -323,15 +323,26 @@ def embedding(*, model: str, text: str, size: int) -> list[float]:
     return [v / norm for v in values]
 
 
-def tool_call(tools: list[dict[str, Any]], request: str, seed: int) -> dict[str, Any]:
-    """The call a model makes when offered ``tools`` (Ollama's ``tools[]`` entries): the
-    tool the request names, else the first, with arguments its parameters schema accepts."""
+def tool_call(tools: list[dict[str, Any]], request: str, seed: int) -> dict[str, Any] | None:
+    """The call a model makes when offered ``tools`` (Ollama's ``tools[]`` entries), with
+    arguments its parameters schema accepts: the tool the request names (``get_weather``),
+    else one a word of the request names (``weather``, a part of four letters or more),
+    else none: the model answers in words, as a real one does to "Say hello" however many
+    tools an agent offers with it."""
     functions = [t.get("function") or {} for t in tools]
     named = [f for f in functions if isinstance(f, dict) and f.get("name")]
-    if not named:
-        return {"name": "", "arguments": {}}
     lowered = request.lower()
-    chosen = next((f for f in named if str(f["name"]).lower() in lowered), named[0])
+    said = set(re.findall(r"[a-z0-9]+", lowered))
+
+    def mentioned(name: str) -> bool:
+        parts = [p for p in re.split(r"[^a-z0-9]+", name.lower()) if len(p) >= 4]
+        return any(p in said for p in parts)
+
+    chosen = next((f for f in named if str(f["name"]).lower() in lowered), None) or next(
+        (f for f in named if mentioned(str(f["name"]))), None
+    )
+    if chosen is None:
+        return None
     material = f"{seed}\x00{chosen['name']}\x00{request}".encode()
     rng = random.Random(int.from_bytes(hashlib.sha256(material).digest()[:8], "big"))
     params = chosen.get("parameters")

@@ -559,8 +559,22 @@ async def test_tools_are_called_then_the_result_answered_like_ollama() -> None:
             ],
             tools=[CLOCK_TOOL, WEATHER_TOOL],
         )
+        chatted = await client.chat(
+            model=LLAMA,
+            messages=[{"role": "user", "content": "Say hello"}],
+            tools=[CLOCK_TOOL, WEATHER_TOOL],
+        )
+        what_time = await client.chat(
+            model=LLAMA,
+            messages=[{"role": "user", "content": "What time is it?"}],
+            tools=[CLOCK_TOOL, WEATHER_TOOL],
+        )
         with pytest.raises(ollama.ResponseError) as refused:
             await client.chat(model=CODELLAMA_13B, messages=ask, tools=[WEATHER_TOOL])
+    # A request about none of the tools gets words, as from a real model; a word of a
+    # tool's name ("time" of get_time) is enough to call it.
+    assert not chatted.message.tool_calls and chatted.message.content
+    assert [c.function.name for c in what_time.message.tool_calls or []] == ["get_time"]
     assert [c.function.name for c in calls] == ["get_weather"]  # the one the request names
     arguments = calls[0].function.arguments
     assert set(arguments) == {"city", "days"} and isinstance(arguments["days"], int)
