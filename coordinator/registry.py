@@ -16,7 +16,7 @@ import collections
 import enum
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from hive.config import ENDPOINT_ID, NODE_NAME
@@ -230,10 +230,37 @@ class Registry:
         record.telemetry = beat.telemetry
         self.version += 1
         record.agent_running = tuple(beat.running_task_ids)
+        if beat.endpoints:
+            self._update_endpoints(record, beat.endpoints)
         if record.state is not NodeState.HEALTHY:
             self._transition(record, NodeState.HEALTHY)
         if self._watchers:
             self._publish(cluster_pb2.WatchClusterResponse(telemetry=self.status(record)))
+
+    def _update_endpoints(
+        self, record: NodeRecord, endpoints: Sequence[common_pb2.OllamaEndpoint]
+    ) -> None:
+        """The node's endpoints as its agent now sees them (models pulled or removed since
+        it registered); a list that would not pass registration is ignored, logged."""
+        info = common_pb2.NodeInfo()
+        info.CopyFrom(record.info)
+        del info.endpoints[:]
+        info.endpoints.extend(endpoints)
+        try:
+            validate_node_info(info)
+        except InvalidRegistration as exc:
+            log.warning("node %s: ignoring its new endpoint list: %s", record.name, exc)
+            return
+        before = {(e.id, m.name) for e in record.info.endpoints for m in e.models}
+        after = {(e.id, m.name) for e in info.endpoints for m in e.models}
+        record.info = info
+        log.info(
+            "node %s: models added %s, removed %s",
+            record.name,
+            sorted(f"{e}/{m}" for e, m in after - before) or "-",
+            sorted(f"{e}/{m}" for e, m in before - after) or "-",
+        )
+        self._publish(cluster_pb2.WatchClusterResponse(node_state_changed=self.status(record)))
 
     def detach(self, record: NodeRecord, reason: str) -> None:
         """The session's stream ended: the node is lost at once (unless superseded)."""

@@ -298,10 +298,12 @@ class Agent:
         call = stub.Connect()
         heartbeats: asyncio.Task[None] | None = None
         try:
+            node = self.node_info()
+            announced = list(node.endpoints)
             await call.write(
                 agent_session_pb2.ConnectRequest(
                     register=agent_session_pb2.Register(
-                        node=self.node_info(),
+                        node=node,
                         running_task_ids=list(self.running),
                         reconnects=self.sessions,
                     )
@@ -325,7 +327,7 @@ class Agent:
             self.connected.set()
             self.metrics.sessions.inc()
             self.metrics.connected.set(1)
-            heartbeats = asyncio.create_task(self._heartbeats(call, interval))
+            heartbeats = asyncio.create_task(self._heartbeats(call, interval, announced))
             while True:
                 message = await call.read()
                 if not isinstance(message, agent_session_pb2.ConnectResponse):
@@ -343,18 +345,24 @@ class Agent:
                     await heartbeats
             call.cancel()
 
-    async def _heartbeats(self, call: Any, interval: float) -> None:
+    async def _heartbeats(
+        self, call: Any, interval: float, announced: list[common_pb2.OllamaEndpoint]
+    ) -> None:
+        """Heartbeat every ``interval``; with the endpoints and their models whenever they
+        differ from what the coordinator was last told (``announced``, from Register)."""
         while True:
             telemetry = await self.telemetry()
             self._beats += 1
             self.metrics.heartbeats.inc()
-            await call.write(
-                agent_session_pb2.ConnectRequest(
-                    heartbeat=agent_session_pb2.Heartbeat(
-                        seq=self._beats, telemetry=telemetry, running_task_ids=list(self.running)
-                    )
-                )
+            beat = agent_session_pb2.Heartbeat(
+                seq=self._beats, telemetry=telemetry, running_task_ids=list(self.running)
             )
+            now = [e.to_proto() for e in self.endpoints.values()]
+            if now != announced:
+                log.info("agent %s: endpoints' models changed; announcing them", self.name)
+                beat.endpoints.extend(now)
+                announced = now
+            await call.write(agent_session_pb2.ConnectRequest(heartbeat=beat))
             await asyncio.sleep(interval)
 
     async def _handle(self, call: Any, message: agent_session_pb2.ConnectResponse) -> None:

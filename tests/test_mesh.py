@@ -7,6 +7,7 @@ import json
 
 import grpc
 import httpx
+import ollama
 import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -621,3 +622,39 @@ async def test_unload_empties_every_endpoint_that_had_the_model(dev: DevCluster)
         assert len(having) == 6 and await resident_on() == set()
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     assert unknown.value.details() == "model 'nope:1b' not found"
+
+
+async def test_a_model_pulled_on_a_host_is_routed_to_without_a_restart(dev: DevCluster) -> None:
+    """An operator runs `ollama pull` on one host: its agent announces the new model with
+    a heartbeat, and the cluster lists and routes it, with no agent restart."""
+    model = "gemma2:9b"  # on no endpoint of the seed cluster
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        before = await stub.ListModels(inference_pb2.ListModelsRequest())
+        assert model not in {m.info.name for m in before.models}
+        pulled = await ollama.AsyncClient(host=dev.emulators["ACACIA/gpu0"].url).pull(model)
+        assert pulled.status == "success"
+
+        async def listed() -> bool:
+            reply = await stub.ListModels(inference_pb2.ListModelsRequest())
+            entry = next((m for m in reply.models if m.info.name == model), None)
+            return entry is not None and list(entry.endpoints) == ["ACACIA/gpu0"]
+
+        await eventually(listed, timeout=15, what="the pulled model is listed")
+        events, text = await generate(dev, model, "Describe autumn leaves")
+    assigned = next(e.assigned for e in events if e.HasField("assigned"))
+    assert (assigned.node, assigned.endpoint_id) == ("ACACIA", "gpu0") and text
+
+
+async def test_an_endpoint_list_that_would_not_register_is_ignored(dev: DevCluster) -> None:
+    registry = dev.coordinator.registry  # type: ignore[union-attr]
+    record = registry.get("ACACIA")
+    before = [e.id for e in record.info.endpoints], len(record.info.endpoints[0].models)
+    twice = [record.info.endpoints[0], record.info.endpoints[0]]  # the same id twice
+    registry.heartbeat(record, agent_session_pb2.Heartbeat(seq=10_000, endpoints=twice))
+    assert ([e.id for e in record.info.endpoints], len(record.info.endpoints[0].models)) == before
+    fewer = common_pb2.OllamaEndpoint()
+    fewer.CopyFrom(record.info.endpoints[0])
+    del fewer.models[1:]
+    registry.heartbeat(record, agent_session_pb2.Heartbeat(seq=10_001, endpoints=[fewer]))
+    assert len(record.info.endpoints[0].models) == 1  # a model removed on the host

@@ -28,14 +28,16 @@ class Register(_message.Message):
     def __init__(self, node: _Optional[_Union[_common_pb2.NodeInfo, _Mapping]] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., reconnects: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("seq", "telemetry", "running_task_ids")
+    __slots__ = ("seq", "telemetry", "running_task_ids", "endpoints")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     RUNNING_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     telemetry: _common_pb2.NodeTelemetry
     running_task_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, seq: _Optional[int] = ..., telemetry: _Optional[_Union[_common_pb2.NodeTelemetry, _Mapping]] = ..., running_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    endpoints: _containers.RepeatedCompositeFieldContainer[_common_pb2.OllamaEndpoint]
+    def __init__(self, seq: _Optional[int] = ..., telemetry: _Optional[_Union[_common_pb2.NodeTelemetry, _Mapping]] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., endpoints: _Optional[_Iterable[_Union[_common_pb2.OllamaEndpoint, _Mapping]]] = ...) -> None: ...
 
 class ControlAck(_message.Message):
     __slots__ = ("request_id", "ok", "error")
