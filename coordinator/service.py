@@ -350,6 +350,64 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         entry.loaded_on.append(where)
         return inference_pb2.ListModelsResponse(models=[models[k] for k in sorted(models)])
 
+    async def Pull(
+        self,
+        request: inference_pb2.PullRequest,
+        context: grpc.aio.ServicerContext[inference_pb2.PullRequest, inference_pb2.PullResponse],
+    ) -> AsyncIterator[inference_pb2.PullResponse]:
+        model = await _check_model(request.model, context)
+        live = {
+            f"{record.name}/{endpoint.id}": (record, endpoint)
+            for record in self.registry
+            if record.state is not NodeState.LOST
+            for endpoint in record.info.endpoints
+        }
+        if request.endpoints:
+            unknown = [w for w in request.endpoints if w not in live]
+            if unknown:
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"no connected endpoint {', '.join(unknown)} (NODE/endpoint; "
+                    f"connected: {', '.join(sorted(live)) or 'none'})",
+                )
+            targets = list(dict.fromkeys(request.endpoints))
+        else:
+            targets = [
+                where
+                for where, (_, endpoint) in sorted(live.items())
+                if not any(m.name == model for m in endpoint.models)
+            ]
+        if not targets:
+            yield inference_pb2.PullResponse(status="success")
+            return
+        log.info("pull %s onto %s", model, ", ".join(targets))
+        out: asyncio.Queue[inference_pb2.PullResponse | None] = asyncio.Queue()
+        pulls = [
+            asyncio.create_task(
+                _pull_one(
+                    self.dispatcher.channels.stub(record.info.agent_address, record.name),
+                    where,
+                    node_agent_pb2.PullModelRequest(
+                        endpoint_id=endpoint.id, model=model, insecure=request.insecure
+                    ),
+                    out,
+                )
+            )
+            for where in targets
+            for record, endpoint in [live[where]]
+        ]
+        try:
+            running = len(pulls)
+            while running:
+                line = await out.get()
+                if line is None:
+                    running -= 1
+                else:
+                    yield line
+        finally:
+            for pull in pulls:
+                pull.cancel()
+
     async def Unload(
         self,
         request: inference_pb2.UnloadRequest,
@@ -395,6 +453,33 @@ async def _check_size(size: int, what: str, context: grpc.aio.ServicerContext[An
             grpc.StatusCode.INVALID_ARGUMENT,
             f"{what} {size} characters; the limit is {MAX_PROMPT_CHARS}",
         )
+
+
+async def _pull_one(
+    stub: Any,
+    where: str,
+    request: node_agent_pb2.PullModelRequest,
+    out: asyncio.Queue[inference_pb2.PullResponse | None],
+) -> None:
+    """One endpoint's pull, its progress lines (labelled ``where``) put on ``out``; a
+    failure is its last line; None says it ended."""
+    try:
+        async for line in stub.PullModel(request):
+            out.put_nowait(
+                inference_pb2.PullResponse(
+                    endpoint=where,
+                    status=line.status,
+                    digest=line.digest,
+                    total=line.total,
+                    completed=line.completed,
+                )
+            )
+    except grpc.aio.AioRpcError as err:
+        out.put_nowait(
+            inference_pb2.PullResponse(endpoint=where, error=err.details() or err.code().name)
+        )
+    finally:
+        out.put_nowait(None)
 
 
 # How long an unload waits for each node's answer (Ollama answers at once; the model

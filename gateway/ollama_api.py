@@ -159,6 +159,48 @@ class EmbeddingsBody(BaseModel):
     keep_alive: str | float | None = None
 
 
+class PullBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    insecure: bool = False
+    stream: bool = True
+
+
+class PullProgress:
+    """Many endpoints' pull progress as one Ollama pull: each layer's bytes summed over
+    the endpoints pulling it, every other status once, and at the end "success" or an
+    error naming the endpoints that failed."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+        self.layers: dict[str, dict[str, tuple[int, int]]] = {}
+        self.failed: list[str] = []
+
+    def line(self, step: inference_pb2.PullResponse) -> dict[str, Any] | None:
+        if step.error:
+            self.failed.append(f"{step.endpoint}: {step.error}")
+            return None
+        if step.status == "success":
+            return None
+        if step.digest:
+            layer = self.layers.setdefault(step.digest, {})
+            layer[step.endpoint] = (step.total, step.completed)
+            total = sum(t for t, _ in layer.values())
+            done = sum(c for _, c in layer.values())
+            return {"status": step.status, "digest": step.digest, "total": total, "completed": done}
+        if step.status in self.said:
+            return None
+        self.said.add(step.status)
+        return {"status": step.status}
+
+    def end(self) -> dict[str, Any]:
+        if self.failed:
+            return {"error": "; ".join(self.failed)}
+        return {"status": "success"}
+
+
 class ShowBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -458,6 +500,49 @@ def router(upstream: Upstream) -> APIRouter:
         vectors = reply.result.embeddings
         return {"embedding": list(vectors[0].values) if vectors else []}
 
+    @api.post("/api/pull", response_model=None)
+    async def pull(body: Annotated[PullBody, Body()]) -> StreamingResponse | JSONResponse:
+        """Pull a model onto every node of the cluster that lacks it (Ollama's /api/pull),
+        with the progress of all of them as one."""
+        name = body.model or body.name
+        if not name:
+            raise OllamaError(400, "model is required")
+        call = upstream.inference.Pull(
+            inference_pb2.PullRequest(model=name, insecure=body.insecure)
+        )
+        try:  # a refusal (no such endpoint, not allowed) is still an HTTP status
+            first = await call.read()
+        except grpc.aio.AioRpcError as err:
+            raise await _refusal(upstream, err, name) from err
+        progress = PullProgress()
+
+        async def steps() -> AsyncIterator[dict[str, Any]]:
+            step = first
+            try:
+                while isinstance(step, inference_pb2.PullResponse):
+                    if (shown := progress.line(step)) is not None:
+                        yield shown
+                    step = await call.read()
+            except grpc.aio.AioRpcError as err:
+                progress.failed.append(err.details() or err.code().name)
+            finally:
+                call.cancel()
+            yield progress.end()
+
+        if body.stream:
+
+            async def lines() -> AsyncIterator[bytes]:
+                async for step in steps():
+                    yield json.dumps(step, separators=(",", ":")).encode() + b"\n"
+
+            return StreamingResponse(lines(), media_type=NDJSON)
+        last: dict[str, Any] = {}
+        async for step in steps():
+            last = step
+        if "error" in last:
+            raise OllamaError(500, last["error"])
+        return JSONResponse(last)
+
     async def manage_models() -> JSONResponse:
         raise OllamaError(501, NODE_MANAGED)
 
@@ -469,15 +554,15 @@ def router(upstream: Upstream) -> APIRouter:
 
 
 MODEL_MANAGEMENT = (
-    ("/api/pull", "POST"),
     ("/api/push", "POST"),
     ("/api/create", "POST"),
     ("/api/copy", "POST"),
     ("/api/delete", "DELETE"),
 )
 NODE_MANAGED = (
-    "models are managed on each node's own Ollama (e.g. `ollama pull` on the node); "
-    "the cluster serves every model any node has: GET /api/tags lists them"
+    "models are managed on each node's own Ollama (`ollama pull` through the cluster pulls "
+    "onto every node; push, create, copy and delete are done on the node); the cluster "
+    "serves every model any node has: GET /api/tags lists them"
 )
 
 

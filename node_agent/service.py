@@ -287,6 +287,48 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 stats.eval_duration_ns,
             )
 
+    async def PullModel(
+        self,
+        request: node_agent_pb2.PullModelRequest,
+        context: grpc.aio.ServicerContext[
+            node_agent_pb2.PullModelRequest, node_agent_pb2.PullModelResponse
+        ],
+    ) -> AsyncIterator[node_agent_pb2.PullModelResponse]:
+        """Ollama's /api/pull on one endpoint, line by line; once it succeeds the endpoint's
+        models are read again, so the next heartbeat announces the new one."""
+        endpoint = self.agent.endpoints.get(request.endpoint_id)
+        if endpoint is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no endpoint {request.endpoint_id!r} on this node"
+            )
+        assert endpoint is not None
+        payload: dict[str, Any] = {"model": request.model}
+        if request.insecure:
+            payload["insecure"] = True
+        log.info("agent %s: pulling %s onto %s", self.agent.name, request.model, endpoint.id)
+        try:
+            async with contextlib.aclosing(endpoint.client.stream("/api/pull", payload)) as lines:
+                async for line in lines:
+                    if "error" in line:
+                        await context.abort(
+                            grpc.StatusCode.FAILED_PRECONDITION, f"ollama: {line['error']}"
+                        )
+                    yield node_agent_pb2.PullModelResponse(
+                        status=str(line.get("status", "")),
+                        digest=str(line.get("digest", "")),
+                        total=int(line.get("total") or 0),
+                        completed=int(line.get("completed") or 0),
+                    )
+        except OllamaError as exc:
+            code = _OLLAMA_STATUS.get(exc.status, grpc.StatusCode.FAILED_PRECONDITION)
+            await context.abort(code, f"ollama {endpoint.id} ({exc.status}): {exc.message}")
+        except httpx.TransportError as exc:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"ollama endpoint {endpoint.id} at {endpoint.client.url} unreachable: {exc!r}",
+            )
+        await endpoint.refresh(full=True)
+
     async def GetNode(
         self,
         request: node_agent_pb2.GetNodeRequest,

@@ -363,7 +363,7 @@ async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
     r = await http.post("/api/generate", content=b"{", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "error" in r.json()
     # Calls the cluster does not serve say so, and what to do instead, in Ollama's shape.
-    r = await http.post("/api/pull", json={"model": "llama3.1:8b"})
+    r = await http.post("/api/copy", json={"source": "llama3.1:8b", "destination": "x"})
     assert r.status_code == 501 and "ollama pull" in r.json()["error"]
     r = await http.request("DELETE", "/api/delete", json={"model": "llama3.1:8b"})
     assert r.status_code == 501 and "/api/tags" in r.json()["error"]
@@ -1130,3 +1130,30 @@ async def test_anthropic_requests_as_claude_code_sends_them(gw: DevCluster) -> N
     assert [b.type for b in thinker.content] == ["thinking", "text"]
     # "high" effort: Ollama's think "high" (96 pieces of reasoning in the emulator).
     assert len(thinker.content[0].thinking.split()) > 60
+
+
+async def test_ollama_pull_puts_the_model_on_every_node(fresh: DevCluster) -> None:
+    """`ollama pull` through the gateway pulls onto every node that lacks the model, its
+    progress shown as one pull (each layer's bytes summed over the nodes); the cluster then
+    lists and serves it. An unknown model's pull fails, saying so for each node."""
+    assert fresh.gateway is not None
+    client = ollama.AsyncClient(host=fresh.gateway.url)
+    steps = [p async for p in await client.pull("gemma2:9b", stream=True)]
+    assert steps[0].status == "pulling manifest" and steps[-1].status == "success"
+    layers = [p for p in steps if p.digest]
+    assert layers[-1].completed == layers[-1].total  # all six endpoints' bytes, summed
+    assert layers[-1].total == 6 * 5_400_000_000
+    assert sum(1 for p in steps if p.status == "writing manifest") == 1  # said once
+
+    async def served() -> bool:
+        shown = {m.model for m in (await client.list()).models}
+        return "gemma2:9b" in shown
+
+    await eventually(served, timeout=15, what="the pulled model is listed")
+    reply = await client.generate(model="gemma2:9b", prompt="Describe autumn leaves")
+    assert reply.done and reply.response
+    assert (await client.pull("gemma2:9b")).status == "success"  # nothing left to pull
+    with pytest.raises(ollama.ResponseError) as unknown:
+        await client.pull("nope:1b")
+    assert unknown.value.status_code == 500 and "does not exist" in unknown.value.error
+    assert unknown.value.error.count("ACACIA/gpu0") == 1

@@ -658,3 +658,42 @@ async def test_an_endpoint_list_that_would_not_register_is_ignored(dev: DevClust
     del fewer.models[1:]
     registry.heartbeat(record, agent_session_pb2.Heartbeat(seq=10_001, endpoints=[fewer]))
     assert len(record.info.endpoints[0].models) == 1  # a model removed on the host
+
+
+async def test_pull_puts_a_model_onto_the_cluster_with_progress(dev: DevCluster) -> None:
+    """InferenceService.Pull: each endpoint's Ollama pull, its progress streamed; the
+    nodes announce the model and the cluster routes it. Failures are per endpoint."""
+    model = "gemma2:9b"
+    chosen = ["ACACIA/gpu0", "FORSTEINET/gpu0"]
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        lines = [
+            s async for s in stub.Pull(inference_pb2.PullRequest(model=model, endpoints=chosen))
+        ]
+
+        async def listed() -> bool:
+            reply = await stub.ListModels(inference_pb2.ListModelsRequest())
+            entry = next((m for m in reply.models if m.info.name == model), None)
+            return entry is not None and sorted(entry.endpoints) == chosen
+
+        await eventually(listed, timeout=15, what="both endpoints announce the model")
+        missing = [s async for s in stub.Pull(inference_pb2.PullRequest(model="nope:1b"))]
+        again = [s async for s in stub.Pull(inference_pb2.PullRequest(model="llama3.1:8b"))]
+        with pytest.raises(grpc.aio.AioRpcError) as nowhere:
+            [s async for s in stub.Pull(inference_pb2.PullRequest(model=model, endpoints=["X/y"]))]
+        events, _ = await generate(dev, model, "Describe autumn leaves")
+    for where in chosen:
+        mine = [s for s in lines if s.endpoint == where]
+        assert mine[0].status == "pulling manifest" and mine[-1].status == "success"
+        layer = [s for s in mine if s.digest]
+        assert layer and layer[-1].completed == layer[-1].total > 0  # bytes, as Ollama says
+    assigned = next(e.assigned for e in events if e.HasField("assigned"))
+    assert f"{assigned.node}/{assigned.endpoint_id}" in chosen
+    # An unknown model fails on every endpoint that lacks it (all of them), each saying why.
+    failed = {s.endpoint for s in missing if s.error}
+    assert len(failed) == 6 and all("does not exist" in s.error for s in missing if s.error)
+    # Every endpoint already has llama3.1:8b: nothing to pull, said in one line.
+    assert [(s.endpoint, s.status) for s in again] == [("", "success")]
+    assert nowhere.value.code() == grpc.StatusCode.NOT_FOUND and "X/y" in (
+        nowhere.value.details() or ""
+    )

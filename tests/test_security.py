@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -232,6 +233,10 @@ async def test_revoked_api_token_is_refused_on_the_next_call(secured: Secured) -
     assert "revoked" in (refused.value.details() or "")
 
 
+async def _drain(call: Any) -> list[Any]:
+    return [m async for m in call]
+
+
 CALLS = {
     "status": ("read", lambda ch: cluster_pb2_grpc.ClusterServiceStub(ch).GetClusterStatus(
         cluster_pb2.GetClusterStatusRequest(), timeout=5)),
@@ -247,6 +252,8 @@ CALLS = {
         workflow_pb2.CancelWorkflowRequest(id="wf-nope"), timeout=5)),
     "embed": ("submit", lambda ch: inference_pb2_grpc.InferenceServiceStub(ch).Embed(
         inference_pb2.EmbedRequest(model="nomic-embed-text", input=["x"]), timeout=5)),
+    "pull": ("admin", lambda ch: _drain(inference_pb2_grpc.InferenceServiceStub(ch).Pull(
+        inference_pb2.PullRequest(model="gemma2:9b", endpoints=["NOBODY/x"]), timeout=5))),
     "drain": ("admin", lambda ch: cluster_pb2_grpc.ClusterServiceStub(ch).DrainNode(
         cluster_pb2.DrainNodeRequest(node="NOBODY"), timeout=5)),
     "optimize": ("admin", lambda ch: cluster_pb2_grpc.ClusterServiceStub(ch).OptimizeCluster(

@@ -49,6 +49,8 @@ METHOD_SCOPES: dict[str, str] = {
     "/hive.v1.InferenceService/Embed": "submit",
     # Anyone who may load a model (an empty generate) may unload it, as in Ollama.
     "/hive.v1.InferenceService/Unload": "submit",
+    # Pulling fills the nodes' disks: an operator's call.
+    "/hive.v1.InferenceService/Pull": "admin",
     **{
         f"/hive.v1.AccessService/{name}": "admin"
         for name in (

@@ -138,6 +138,32 @@ class UnloadResponse(_message.Message):
     failed: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, unloaded_from: _Optional[_Iterable[str]] = ..., failed: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class PullRequest(_message.Message):
+    __slots__ = ("model", "endpoints", "insecure")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    INSECURE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    endpoints: _containers.RepeatedScalarFieldContainer[str]
+    insecure: bool
+    def __init__(self, model: _Optional[str] = ..., endpoints: _Optional[_Iterable[str]] = ..., insecure: _Optional[bool] = ...) -> None: ...
+
+class PullResponse(_message.Message):
+    __slots__ = ("endpoint", "status", "digest", "total", "completed", "error")
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    endpoint: str
+    status: str
+    digest: str
+    total: int
+    completed: int
+    error: str
+    def __init__(self, endpoint: _Optional[str] = ..., status: _Optional[str] = ..., digest: _Optional[str] = ..., total: _Optional[int] = ..., completed: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -61,6 +61,11 @@ class InferenceServiceStub:
                 request_serializer=hive_dot_v1_dot_inference__pb2.UnloadRequest.SerializeToString,
                 response_deserializer=hive_dot_v1_dot_inference__pb2.UnloadResponse.FromString,
                 _registered_method=True)
+        self.Pull = channel.unary_stream(
+                '/hive.v1.InferenceService/Pull',
+                request_serializer=hive_dot_v1_dot_inference__pb2.PullRequest.SerializeToString,
+                response_deserializer=hive_dot_v1_dot_inference__pb2.PullResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -103,6 +108,14 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pull(self, request, context):
+        """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
+        streaming each endpoint's progress. The nodes then announce it and it is routed to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +143,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Unload,
                     request_deserializer=hive_dot_v1_dot_inference__pb2.UnloadRequest.FromString,
                     response_serializer=hive_dot_v1_dot_inference__pb2.UnloadResponse.SerializeToString,
+            ),
+            'Pull': grpc.unary_stream_rpc_method_handler(
+                    servicer.Pull,
+                    request_deserializer=hive_dot_v1_dot_inference__pb2.PullRequest.FromString,
+                    response_serializer=hive_dot_v1_dot_inference__pb2.PullResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +287,33 @@ class InferenceService:
             '/hive.v1.InferenceService/Unload',
             hive_dot_v1_dot_inference__pb2.UnloadRequest.SerializeToString,
             hive_dot_v1_dot_inference__pb2.UnloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pull(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hive.v1.InferenceService/Pull',
+            hive_dot_v1_dot_inference__pb2.PullRequest.SerializeToString,
+            hive_dot_v1_dot_inference__pb2.PullResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class InferenceServiceStub:
     with no prompt and keep_alive 0) does to one Ollama, done to the whole cluster.
     Requests of the model still running finish first (Ollama unloads it after them).
     """
+    Pull: _grpc.UnaryStreamMultiCallable[_inference_pb2.PullRequest, _inference_pb2.PullResponse]
+    """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
+    streaming each endpoint's progress. The nodes then announce it and it is routed to.
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -64,6 +68,10 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Unload a model from every endpoint that has it in VRAM: what `ollama stop` (a generate
     with no prompt and keep_alive 0) does to one Ollama, done to the whole cluster.
     Requests of the model still running finish first (Ollama unloads it after them).
+    """
+    Pull: _aio.UnaryStreamMultiCallable[_inference_pb2.PullRequest, _inference_pb2.PullResponse]  # type: ignore[assignment]
+    """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
+    streaming each endpoint's progress. The nodes then announce it and it is routed to.
     """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -110,6 +118,16 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Unload a model from every endpoint that has it in VRAM: what `ollama stop` (a generate
         with no prompt and keep_alive 0) does to one Ollama, done to the whole cluster.
         Requests of the model still running finish first (Ollama unloads it after them).
+        """
+
+    @_abc_1.abstractmethod
+    def Pull(
+        self,
+        request: _inference_pb2.PullRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_inference_pb2.PullResponse], _abc.AsyncIterator[_inference_pb2.PullResponse]]:
+        """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
+        streaming each endpoint's progress. The nodes then announce it and it is routed to.
         """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -94,6 +94,28 @@ class TaskStarted(_message.Message):
     model: str
     def __init__(self, node: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
+class PullModelRequest(_message.Message):
+    __slots__ = ("endpoint_id", "model", "insecure")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INSECURE_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    model: str
+    insecure: bool
+    def __init__(self, endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., insecure: _Optional[bool] = ...) -> None: ...
+
+class PullModelResponse(_message.Message):
+    __slots__ = ("status", "digest", "total", "completed")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    digest: str
+    total: int
+    completed: int
+    def __init__(self, status: _Optional[str] = ..., digest: _Optional[str] = ..., total: _Optional[int] = ..., completed: _Optional[int] = ...) -> None: ...
+
 class GetNodeRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -47,6 +47,11 @@ class NodeAgentServiceStub:
                 request_serializer=hive_dot_v1_dot_node__agent__pb2.GetNodeRequest.SerializeToString,
                 response_deserializer=hive_dot_v1_dot_node__agent__pb2.GetNodeResponse.FromString,
                 _registered_method=True)
+        self.PullModel = channel.unary_stream(
+                '/hive.v1.NodeAgentService/PullModel',
+                request_serializer=hive_dot_v1_dot_node__agent__pb2.PullModelRequest.SerializeToString,
+                response_deserializer=hive_dot_v1_dot_node__agent__pb2.PullModelResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServiceServicer:
@@ -67,6 +72,13 @@ class NodeAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullModel(self, request, context):
+        """Pull a model onto one of the node's endpoints (Ollama's /api/pull), with its progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +91,11 @@ def add_NodeAgentServiceServicer_to_server(servicer, server):
                     servicer.GetNode,
                     request_deserializer=hive_dot_v1_dot_node__agent__pb2.GetNodeRequest.FromString,
                     response_serializer=hive_dot_v1_dot_node__agent__pb2.GetNodeResponse.SerializeToString,
+            ),
+            'PullModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.PullModel,
+                    request_deserializer=hive_dot_v1_dot_node__agent__pb2.PullModelRequest.FromString,
+                    response_serializer=hive_dot_v1_dot_node__agent__pb2.PullModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +155,33 @@ class NodeAgentService:
             '/hive.v1.NodeAgentService/GetNode',
             hive_dot_v1_dot_node__agent__pb2.GetNodeRequest.SerializeToString,
             hive_dot_v1_dot_node__agent__pb2.GetNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hive.v1.NodeAgentService/PullModel',
+            hive_dot_v1_dot_node__agent__pb2.PullModelRequest.SerializeToString,
+            hive_dot_v1_dot_node__agent__pb2.PullModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,8 @@ class NodeAgentServiceStub:
     def __new__(cls, channel: _aio.Channel) -> NodeAgentServiceAsyncStub: ...
     RunTask: _grpc.UnaryStreamMultiCallable[_node_agent_pb2.RunTaskRequest, _node_agent_pb2.RunTaskResponse]
     GetNode: _grpc.UnaryUnaryMultiCallable[_node_agent_pb2.GetNodeRequest, _node_agent_pb2.GetNodeResponse]
+    PullModel: _grpc.UnaryStreamMultiCallable[_node_agent_pb2.PullModelRequest, _node_agent_pb2.PullModelResponse]
+    """Pull a model onto one of the node's endpoints (Ollama's /api/pull), with its progress."""
 
 @_typing.type_check_only
 class NodeAgentServiceAsyncStub(NodeAgentServiceStub):
@@ -49,6 +51,8 @@ class NodeAgentServiceAsyncStub(NodeAgentServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     RunTask: _aio.UnaryStreamMultiCallable[_node_agent_pb2.RunTaskRequest, _node_agent_pb2.RunTaskResponse]  # type: ignore[assignment]
     GetNode: _aio.UnaryUnaryMultiCallable[_node_agent_pb2.GetNodeRequest, _node_agent_pb2.GetNodeResponse]  # type: ignore[assignment]
+    PullModel: _aio.UnaryStreamMultiCallable[_node_agent_pb2.PullModelRequest, _node_agent_pb2.PullModelResponse]  # type: ignore[assignment]
+    """Pull a model onto one of the node's endpoints (Ollama's /api/pull), with its progress."""
 
 class NodeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Served by every node agent. The coordinator calls RunTask to run one task on
@@ -69,5 +73,13 @@ class NodeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _node_agent_pb2.GetNodeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_node_agent_pb2.GetNodeResponse, _abc.Awaitable[_node_agent_pb2.GetNodeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PullModel(
+        self,
+        request: _node_agent_pb2.PullModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_node_agent_pb2.PullModelResponse], _abc.AsyncIterator[_node_agent_pb2.PullModelResponse]]:
+        """Pull a model onto one of the node's endpoints (Ollama's /api/pull), with its progress."""
 
 def add_NodeAgentServiceServicer_to_server(servicer: NodeAgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
