@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from hive import __version__
@@ -298,6 +299,66 @@ def render_decision(response: cluster_pb2.ExplainTaskResponse, console: Console)
         console.print(f"  filtered {where}: {rejection.reason} ({rejection.detail})")
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Pull a model onto the cluster, a progress bar per endpoint (bytes of the layer it
+    is pulling, then Ollama's status); exit 1 if any endpoint failed."""
+    request = inference_pb2.PullRequest(
+        model=args.model, endpoints=args.endpoint, insecure=args.insecure
+    )
+
+    async def main() -> list[str]:
+        failed: list[str] = []
+        columns = (
+            TextColumn("{task.description:<20}"),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[status]}"),
+        )
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            bars: dict[str, Any] = {}
+            async with client_channel(args.coordinator) as channel:
+                stub = inference_pb2_grpc.InferenceServiceStub(channel)
+                async for step in stub.Pull(request, timeout=args.timeout):
+                    if not step.endpoint:
+                        progress.console.print(f"{args.model}: every endpoint has it already")
+                        continue
+                    bar = bars.get(step.endpoint)
+                    if bar is None:
+                        bar = bars[step.endpoint] = progress.add_task(
+                            step.endpoint, total=None, status=""
+                        )
+                    if step.error:
+                        failed.append(f"{step.endpoint}: {step.error}")
+                        progress.update(bar, status=f"failed: {step.error}")
+                    elif step.total:
+                        progress.update(
+                            bar, total=step.total, completed=step.completed, status=step.status
+                        )
+                    else:
+                        progress.update(bar, status=step.status)
+        return failed
+
+    failed = asyncio.run(main())
+    for line in failed:
+        print(line, file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Unload a model from every endpoint that has it (``ollama stop``, cluster-wide)."""
+
+    async def main() -> inference_pb2.UnloadResponse:
+        async with client_channel(args.coordinator) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            return await stub.Unload(inference_pb2.UnloadRequest(model=args.model), timeout=60)
+
+    reply = asyncio.run(main())
+    print(f"{args.model}: unloaded on {len(reply.unloaded_from)} endpoints")
+    for line in reply.failed:
+        print(f"could not unload: {line}", file=sys.stderr)
+    return 1 if reply.failed else 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     async def main() -> cluster_pb2.ExplainTaskResponse:
         async with client_channel(args.coordinator) as channel:
@@ -456,6 +517,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("pull", help="pull a model onto the cluster's nodes, with progress")
+    p.add_argument("model")
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        help="NODE/endpoint to pull onto (repeatable; default: every one without the model)",
+    )
+    p.add_argument("--insecure", action="store_true", help="allow a registry without TLS")
+    p.add_argument("--timeout", type=float, default=24 * 3600)
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("stop", help="unload a model from every endpoint (ollama stop)")
+    p.add_argument("model")
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("run", help="stream one completion through the mesh")
     p.add_argument("prompt")

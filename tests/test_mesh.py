@@ -697,3 +697,24 @@ async def test_pull_puts_a_model_onto_the_cluster_with_progress(dev: DevCluster)
     assert nowhere.value.code() == grpc.StatusCode.NOT_FOUND and "X/y" in (
         nowhere.value.details() or ""
     )
+
+
+async def test_hive_pull_and_stop_from_the_command_line(
+    dev: DevCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hive import cli
+
+    where = ["--coordinator", dev.coordinator_address]
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(cli.main, [*args[:1], *where, *args[1:]])
+        got = capsys.readouterr()
+        return code, got.out, got.err
+
+    code, _, err = await run("pull", "--endpoint", "ACACIA/gpu0", "gemma2:9b")
+    assert code == 0 and "ACACIA/gpu0" in err and "success" in err
+    code, _, err = await run("pull", "--endpoint", "ACACIA/gpu0", "nope:1b")
+    assert code == 1 and "ACACIA/gpu0: ollama: pull model manifest: file does not exist" in err
+    code, out, _ = await run("stop", "llama3.1:8b")
+    assert code == 0 and out.strip() == "llama3.1:8b: unloaded on 6 endpoints"
