@@ -177,10 +177,12 @@ class PullProgress:
         self.said: set[str] = set()
         self.layers: dict[str, dict[str, tuple[int, int]]] = {}
         self.failed: list[str] = []
+        self.missing = 0  # endpoints whose registry has no such model
 
     def line(self, step: inference_pb2.PullResponse) -> dict[str, Any] | None:
         if step.error:
             self.failed.append(f"{step.endpoint}: {step.error}")
+            self.missing += "file does not exist" in step.error
             return None
         if step.status == "success":
             return None
@@ -199,6 +201,11 @@ class PullProgress:
         if self.failed:
             return {"error": "; ".join(self.failed)}
         return {"status": "success"}
+
+    def status(self) -> int:
+        """The HTTP status of a whole (not streamed) pull that failed: 404 when no
+        registry has the model, else 502 (a node's Ollama failed)."""
+        return 404 if self.missing == len(self.failed) else 502
 
 
 class ShowBody(BaseModel):
@@ -540,7 +547,7 @@ def router(upstream: Upstream) -> APIRouter:
         async for step in steps():
             last = step
         if "error" in last:
-            raise OllamaError(500, last["error"])
+            raise OllamaError(progress.status(), last["error"])
         return JSONResponse(last)
 
     async def manage_models() -> JSONResponse:

@@ -1155,5 +1155,5 @@ async def test_ollama_pull_puts_the_model_on_every_node(fresh: DevCluster) -> No
     assert (await client.pull("gemma2:9b")).status == "success"  # nothing left to pull
     with pytest.raises(ollama.ResponseError) as unknown:
         await client.pull("nope:1b")
-    assert unknown.value.status_code == 500 and "does not exist" in unknown.value.error
+    assert unknown.value.status_code == 404 and "does not exist" in unknown.value.error
     assert unknown.value.error.count("ACACIA/gpu0") == 1
