@@ -26,6 +26,7 @@ from node_agent.ollama import OllamaError
 
 if TYPE_CHECKING:
     from node_agent.agent import Agent
+    from node_agent.endpoints import LocalEndpoint
 
 log = logging.getLogger("hive.agent")
 
@@ -35,6 +36,23 @@ _OLLAMA_STATUS = {
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
+
+
+async def _abort_for(
+    context: grpc.aio.ServicerContext[Any, Any],
+    endpoint: LocalEndpoint,
+    exc: OllamaError | httpx.TransportError,
+    otherwise: grpc.StatusCode,
+) -> None:
+    """End the RPC for what went wrong with ``endpoint``'s Ollama: its refusal (HTTP
+    status as a gRPC code, ``otherwise`` for the rest), or UNAVAILABLE when unreachable."""
+    if isinstance(exc, OllamaError):
+        code = _OLLAMA_STATUS.get(exc.status, otherwise)
+        await context.abort(code, f"ollama {endpoint.id} ({exc.status}): {exc.message}")
+    await context.abort(
+        grpc.StatusCode.UNAVAILABLE,
+        f"ollama endpoint {endpoint.id} at {endpoint.client.url} unreachable: {exc!r}",
+    )
 
 
 def token_logprobs(line: dict[str, Any]) -> list[common_pb2.TokenLogprob]:
@@ -263,14 +281,8 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     grpc.StatusCode.INTERNAL,
                     f"ollama at {endpoint.client.url} ended the stream early",
                 )
-        except OllamaError as exc:
-            code = _OLLAMA_STATUS.get(exc.status, grpc.StatusCode.INTERNAL)
-            await context.abort(code, f"ollama {endpoint.id} ({exc.status}): {exc.message}")
-        except httpx.TransportError as exc:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"ollama endpoint {endpoint.id} at {endpoint.client.url} unreachable: {exc!r}",
-            )
+        except (OllamaError, httpx.TransportError) as exc:
+            await _abort_for(context, endpoint, exc, grpc.StatusCode.INTERNAL)
         except (asyncio.CancelledError, GeneratorExit):
             if outcome != "succeeded":
                 outcome = "cancelled"
@@ -319,14 +331,8 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                         total=int(line.get("total") or 0),
                         completed=int(line.get("completed") or 0),
                     )
-        except OllamaError as exc:
-            code = _OLLAMA_STATUS.get(exc.status, grpc.StatusCode.FAILED_PRECONDITION)
-            await context.abort(code, f"ollama {endpoint.id} ({exc.status}): {exc.message}")
-        except httpx.TransportError as exc:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"ollama endpoint {endpoint.id} at {endpoint.client.url} unreachable: {exc!r}",
-            )
+        except (OllamaError, httpx.TransportError) as exc:
+            await _abort_for(context, endpoint, exc, grpc.StatusCode.FAILED_PRECONDITION)
         await endpoint.refresh(full=True)
 
     async def GetNode(
