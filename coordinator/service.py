@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -356,20 +356,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         context: grpc.aio.ServicerContext[inference_pb2.PullRequest, inference_pb2.PullResponse],
     ) -> AsyncIterator[inference_pb2.PullResponse]:
         model = await _check_model(request.model, context)
-        live = {
-            f"{record.name}/{endpoint.id}": (record, endpoint)
-            for record in self.registry
-            if record.state is not NodeState.LOST
-            for endpoint in record.info.endpoints
-        }
+        live = self._live_endpoints()
         if request.endpoints:
-            unknown = [w for w in request.endpoints if w not in live]
-            if unknown:
-                await context.abort(
-                    grpc.StatusCode.NOT_FOUND,
-                    f"no connected endpoint {', '.join(unknown)} (NODE/endpoint; "
-                    f"connected: {', '.join(sorted(live)) or 'none'})",
-                )
+            await self._check_endpoints(request.endpoints, live, context)
             targets = list(dict.fromkeys(request.endpoints))
         else:
             targets = [
@@ -408,6 +397,74 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             for pull in pulls:
                 pull.cancel()
 
+    async def Delete(
+        self,
+        request: inference_pb2.DeleteRequest,
+        context: grpc.aio.ServicerContext[
+            inference_pb2.DeleteRequest, inference_pb2.DeleteResponse
+        ],
+    ) -> inference_pb2.DeleteResponse:
+        model = await _check_model(request.model, context)
+        live = self._live_endpoints()
+        if request.endpoints:
+            await self._check_endpoints(request.endpoints, live, context)
+            targets = list(dict.fromkeys(request.endpoints))
+        else:
+            targets = [
+                where
+                for where, (_, endpoint) in sorted(live.items())
+                if any(m.name == model for m in endpoint.models)
+            ]
+        if not targets:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
+
+        async def delete(where: str) -> str:
+            record, endpoint = live[where]
+            stub = self.dispatcher.channels.stub(record.info.agent_address, record.name)
+            ask = node_agent_pb2.DeleteModelRequest(endpoint_id=endpoint.id, model=model)
+            try:
+                await stub.DeleteModel(ask, timeout=NODE_ANSWER_SECONDS)
+            except grpc.aio.AioRpcError as err:
+                return err.details() or err.code().name
+            return ""
+
+        errors = await asyncio.gather(*(delete(where) for where in targets))
+        reply = inference_pb2.DeleteResponse()
+        for where, error in zip(targets, errors, strict=True):
+            if error:
+                reply.failed.append(f"{where}: {error}")
+            else:
+                reply.deleted_from.append(where)
+        log.info(
+            "delete %s: from %s; failed %s", model, list(reply.deleted_from), list(reply.failed)
+        )
+        return reply
+
+    def _live_endpoints(
+        self,
+    ) -> dict[str, tuple[NodeRecord, common_pb2.OllamaEndpoint]]:
+        """Every endpoint of a connected node, by "NODE/endpoint"."""
+        return {
+            f"{record.name}/{endpoint.id}": (record, endpoint)
+            for record in self.registry
+            if record.state is not NodeState.LOST
+            for endpoint in record.info.endpoints
+        }
+
+    @staticmethod
+    async def _check_endpoints(
+        asked: Sequence[str],
+        live: Mapping[str, object],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        unknown = [w for w in asked if w not in live]
+        if unknown:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no connected endpoint {', '.join(unknown)} (NODE/endpoint; "
+                f"connected: {', '.join(sorted(live)) or 'none'})",
+            )
+
     async def Unload(
         self,
         request: inference_pb2.UnloadRequest,
@@ -430,7 +487,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
         acks = await asyncio.gather(
             *(
-                self.registry.unload_model(node, ep, model, UNLOAD_TIMEOUT_SECONDS)
+                self.registry.unload_model(node, ep, model, NODE_ANSWER_SECONDS)
                 for node, ep in where
             )
         )
@@ -482,9 +539,9 @@ async def _pull_one(
         out.put_nowait(None)
 
 
-# How long an unload waits for each node's answer (Ollama answers at once; the model
-# leaves VRAM when its running requests have finished).
-UNLOAD_TIMEOUT_SECONDS = 30.0
+# How long an unload or a delete waits for each node's answer (Ollama answers at once; an
+# unloaded model leaves VRAM when its running requests have finished).
+NODE_ANSWER_SECONDS = 30.0
 
 THINK_VALUES = ("", "true", "false", "low", "medium", "high")
 

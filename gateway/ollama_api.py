@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import APIRouter, Body
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import inference
@@ -550,6 +550,26 @@ def router(upstream: Upstream) -> APIRouter:
             raise OllamaError(progress.status(), last["error"])
         return JSONResponse(last)
 
+    @api.delete("/api/delete", response_model=None)
+    async def delete(body: Annotated[PullBody, Body()]) -> Response:
+        """Remove a model from every node that has it (Ollama's /api/delete)."""
+        name = body.model or body.name
+        if not name:
+            raise OllamaError(400, "model is required")
+        try:
+            reply = await upstream.inference.Delete(
+                # Each node has 30 s to answer; they answer together.
+                inference_pb2.DeleteRequest(model=name),
+                timeout=60.0,
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise OllamaError(404, f"model '{name}' not found") from err
+            raise await _refusal(upstream, err, name) from err
+        if reply.failed:
+            raise OllamaError(502, "could not remove everywhere: " + "; ".join(reply.failed))
+        return Response(status_code=200)
+
     async def manage_models() -> JSONResponse:
         raise OllamaError(501, NODE_MANAGED)
 
@@ -564,12 +584,11 @@ MODEL_MANAGEMENT = (
     ("/api/push", "POST"),
     ("/api/create", "POST"),
     ("/api/copy", "POST"),
-    ("/api/delete", "DELETE"),
 )
 NODE_MANAGED = (
-    "models are managed on each node's own Ollama (`ollama pull` through the cluster pulls "
-    "onto every node; push, create, copy and delete are done on the node); the cluster "
-    "serves every model any node has: GET /api/tags lists them"
+    "models are managed on each node's own Ollama (`ollama pull` and `ollama rm` through "
+    "the cluster act on every node; push, create and copy are done on the node); the "
+    "cluster serves every model any node has: GET /api/tags lists them"
 )
 
 

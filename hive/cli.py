@@ -344,6 +344,22 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Remove a model from the endpoints that have it (``ollama rm``, cluster-wide)."""
+
+    async def main() -> inference_pb2.DeleteResponse:
+        async with client_channel(args.coordinator) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            ask = inference_pb2.DeleteRequest(model=args.model, endpoints=args.endpoint)
+            return await stub.Delete(ask, timeout=60)
+
+    reply = asyncio.run(main())
+    print(f"{args.model}: removed from {', '.join(reply.deleted_from) or 'no endpoint'}")
+    for line in reply.failed:
+        print(f"could not remove: {line}", file=sys.stderr)
+    return 1 if reply.failed else 0
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     """Unload a model from every endpoint that has it (``ollama stop``, cluster-wide)."""
 
@@ -530,6 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=24 * 3600)
     p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("rm", help="remove a model from the cluster's nodes (ollama rm)")
+    p.add_argument("model")
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        help="NODE/endpoint to remove it from (repeatable; default: every one that has it)",
+    )
+    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("stop", help="unload a model from every endpoint (ollama stop)")
     p.add_argument("model")

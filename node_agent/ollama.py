@@ -92,6 +92,12 @@ class OllamaClient:
             raise OllamaError(502, f"{path} answered {type(answer).__name__}, not an object")
         return answer
 
+    async def delete(self, model: str) -> None:
+        """Remove ``model`` from this Ollama's disk (``ollama rm``)."""
+        response = await self._http.request("DELETE", "/api/delete", json={"model": model})
+        if response.status_code != 200:
+            raise OllamaError(response.status_code, _error_text(response.text))
+
     async def load(self, model: str, keep_alive: str = "") -> None:
         """Load a model into VRAM without generating (Ollama's empty-prompt generate)."""
         payload: dict[str, Any] = {"model": model, "prompt": "", "stream": False}

@@ -335,6 +335,28 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             await _abort_for(context, endpoint, exc, grpc.StatusCode.FAILED_PRECONDITION)
         await endpoint.refresh(full=True)
 
+    async def DeleteModel(
+        self,
+        request: node_agent_pb2.DeleteModelRequest,
+        context: grpc.aio.ServicerContext[
+            node_agent_pb2.DeleteModelRequest, node_agent_pb2.DeleteModelResponse
+        ],
+    ) -> node_agent_pb2.DeleteModelResponse:
+        """Ollama's /api/delete on one endpoint; its models are read again at once."""
+        endpoint = self.agent.endpoints.get(request.endpoint_id)
+        if endpoint is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no endpoint {request.endpoint_id!r} on this node"
+            )
+        assert endpoint is not None
+        log.info("agent %s: removing %s from %s", self.agent.name, request.model, endpoint.id)
+        try:
+            await endpoint.client.delete(request.model)
+        except (OllamaError, httpx.TransportError) as exc:
+            await _abort_for(context, endpoint, exc, grpc.StatusCode.FAILED_PRECONDITION)
+        await endpoint.refresh(full=True)
+        return node_agent_pb2.DeleteModelResponse()
+
     async def GetNode(
         self,
         request: node_agent_pb2.GetNodeRequest,

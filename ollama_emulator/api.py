@@ -244,6 +244,7 @@ class OllamaApi:
             Route("/api/ps", self.ps, methods=["GET"]),
             Route("/api/show", self.show, methods=["POST"]),
             Route("/api/pull", self.pull, methods=["POST"]),
+            Route("/api/delete", self.delete, methods=["DELETE"]),
             Route("/api/generate", self.generate, methods=["POST"]),
             Route("/api/chat", self.chat, methods=["POST"]),
             Route("/api/embed", self.embed, methods=["POST"]),
@@ -379,6 +380,20 @@ class OllamaApi:
             yield {"status": status}
         self.disk.setdefault(kind.name, (kind, datetime.now(UTC)))
         yield {"status": "success"}
+
+    async def delete(self, request: Request) -> Response:
+        """Remove a model from disk (Ollama's /api/delete); a loaded copy leaves VRAM as
+        soon as it is idle, as after keep_alive 0."""
+        body = await _json_body(request)
+        name = str(body.get("model") or body.get("name") or "")
+        if not name:
+            raise ApiError(400, "model is required")
+        kind = self._on_disk(name)
+        if kind is None:
+            raise ApiError(404, f"model '{name}' not found")
+        del self.disk[kind.name]
+        self._scheduler.unload(kind)
+        return Response(status_code=200)
 
     async def generate(self, request: Request) -> Response:
         self._stats.requests_total += 1

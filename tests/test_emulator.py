@@ -683,3 +683,17 @@ async def test_logprobs_come_with_each_token_like_ollama() -> None:
     assert all(bytes(e["bytes"]) == e["token"].encode() for e in raw["logprobs"])
     assert too_many.value.status_code == 400
     assert too_many.value.error == "top_logprobs must be between 0 and 20"
+
+
+async def test_delete_removes_a_model_like_ollama() -> None:
+    async with emulator() as emu:
+        client = ollama.AsyncClient(host=emu.url)
+        await client.generate(model=SMALL, prompt="")  # loaded, idle
+        await client.delete(SMALL)
+        listed = {m.model for m in (await client.list()).models}
+        running = {m.model for m in (await client.ps()).models}
+        with pytest.raises(ollama.ResponseError) as gone:
+            await client.delete(SMALL)
+    assert SMALL not in listed and LLAMA in listed
+    assert SMALL not in running  # an idle copy leaves VRAM too
+    assert gone.value.status_code == 404 and gone.value.error == f"model '{SMALL}' not found"

@@ -365,7 +365,7 @@ async def test_ollama_errors_use_ollamas_shape(http: httpx.AsyncClient) -> None:
     # Calls the cluster does not serve say so, and what to do instead, in Ollama's shape.
     r = await http.post("/api/copy", json={"source": "llama3.1:8b", "destination": "x"})
     assert r.status_code == 501 and "ollama pull" in r.json()["error"]
-    r = await http.request("DELETE", "/api/delete", json={"model": "llama3.1:8b"})
+    r = await http.post("/api/push", json={"model": "llama3.1:8b"})
     assert r.status_code == 501 and "/api/tags" in r.json()["error"]
     # No input loads the model (as Ollama does) and answers no vectors; an unknown one is 404.
     r = await http.post("/api/embed", json={"model": "nomic-embed-text", "input": []})
@@ -1157,3 +1157,17 @@ async def test_ollama_pull_puts_the_model_on_every_node(fresh: DevCluster) -> No
         await client.pull("nope:1b")
     assert unknown.value.status_code == 404 and "does not exist" in unknown.value.error
     assert unknown.value.error.count("ACACIA/gpu0") == 1
+
+
+async def test_ollama_rm_removes_the_model_from_every_node(fresh: DevCluster) -> None:
+    assert fresh.gateway is not None
+    client = ollama.AsyncClient(host=fresh.gateway.url)
+    await client.delete("qwen2.5-coder:7b")  # on all six endpoints
+
+    async def gone() -> bool:
+        return "qwen2.5-coder:7b" not in {m.model for m in (await client.list()).models}
+
+    await eventually(gone, timeout=15, what="no node lists it")
+    with pytest.raises(ollama.ResponseError) as again:
+        await client.delete("qwen2.5-coder:7b")
+    assert again.value.status_code == 404

@@ -718,3 +718,31 @@ async def test_hive_pull_and_stop_from_the_command_line(
     assert code == 1 and "ACACIA/gpu0: ollama: pull model manifest: file does not exist" in err
     code, out, _ = await run("stop", "llama3.1:8b")
     assert code == 0 and out.strip() == "llama3.1:8b: unloaded on 6 endpoints"
+
+
+async def test_hive_rm_removes_a_model_from_the_cluster(
+    dev: DevCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hive import cli
+
+    where = ["--coordinator", dev.coordinator_address]
+    code = await asyncio.to_thread(
+        cli.main, ["rm", *where, "--endpoint", "ACACIA/gpu0", "llama3.1:8b"]
+    )
+    assert code == 0 and capsys.readouterr().out.strip() == (
+        "llama3.1:8b: removed from ACACIA/gpu0"
+    )
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+
+        async def gone() -> bool:
+            reply = await stub.ListModels(inference_pb2.ListModelsRequest())
+            entry = next(m for m in reply.models if m.info.name == "llama3.1:8b")
+            return "ACACIA/gpu0" not in entry.endpoints and len(entry.endpoints) == 5
+
+        await eventually(gone, timeout=15, what="the removal is announced")
+        everywhere = await stub.Delete(inference_pb2.DeleteRequest(model="phi3:mini"))
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await stub.Delete(inference_pb2.DeleteRequest(model="nope:1b"))
+    assert list(everywhere.deleted_from) == ["ACACIA/gpu0"] and not everywhere.failed
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND

@@ -254,6 +254,8 @@ CALLS = {
         inference_pb2.EmbedRequest(model="nomic-embed-text", input=["x"]), timeout=5)),
     "pull": ("admin", lambda ch: _drain(inference_pb2_grpc.InferenceServiceStub(ch).Pull(
         inference_pb2.PullRequest(model="gemma2:9b", endpoints=["NOBODY/x"]), timeout=5))),
+    "delete": ("admin", lambda ch: inference_pb2_grpc.InferenceServiceStub(ch).Delete(
+        inference_pb2.DeleteRequest(model="gemma2:9b", endpoints=["NOBODY/x"]), timeout=5)),
     "drain": ("admin", lambda ch: cluster_pb2_grpc.ClusterServiceStub(ch).DrainNode(
         cluster_pb2.DrainNodeRequest(node="NOBODY"), timeout=5)),
     "optimize": ("admin", lambda ch: cluster_pb2_grpc.ClusterServiceStub(ch).OptimizeCluster(

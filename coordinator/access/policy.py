@@ -51,6 +51,7 @@ METHOD_SCOPES: dict[str, str] = {
     "/hive.v1.InferenceService/Unload": "submit",
     # Pulling fills the nodes' disks: an operator's call.
     "/hive.v1.InferenceService/Pull": "admin",
+    "/hive.v1.InferenceService/Delete": "admin",
     **{
         f"/hive.v1.AccessService/{name}": "admin"
         for name in (

@@ -66,6 +66,11 @@ class InferenceServiceStub:
                 request_serializer=hive_dot_v1_dot_inference__pb2.PullRequest.SerializeToString,
                 response_deserializer=hive_dot_v1_dot_inference__pb2.PullResponse.FromString,
                 _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/hive.v1.InferenceService/Delete',
+                request_serializer=hive_dot_v1_dot_inference__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=hive_dot_v1_dot_inference__pb2.DeleteResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -116,6 +121,13 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Delete(self, request, context):
+        """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -148,6 +160,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Pull,
                     request_deserializer=hive_dot_v1_dot_inference__pb2.PullRequest.FromString,
                     response_serializer=hive_dot_v1_dot_inference__pb2.PullResponse.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=hive_dot_v1_dot_inference__pb2.DeleteRequest.FromString,
+                    response_serializer=hive_dot_v1_dot_inference__pb2.DeleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +331,33 @@ class InferenceService:
             '/hive.v1.InferenceService/Pull',
             hive_dot_v1_dot_inference__pb2.PullRequest.SerializeToString,
             hive_dot_v1_dot_inference__pb2.PullResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hive.v1.InferenceService/Delete',
+            hive_dot_v1_dot_inference__pb2.DeleteRequest.SerializeToString,
+            hive_dot_v1_dot_inference__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

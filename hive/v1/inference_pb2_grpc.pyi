@@ -50,6 +50,8 @@ class InferenceServiceStub:
     """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
     streaming each endpoint's progress. The nodes then announce it and it is routed to.
     """
+    Delete: _grpc.UnaryUnaryMultiCallable[_inference_pb2.DeleteRequest, _inference_pb2.DeleteResponse]
+    """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama)."""
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -73,6 +75,8 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
     streaming each endpoint's progress. The nodes then announce it and it is routed to.
     """
+    Delete: _aio.UnaryUnaryMultiCallable[_inference_pb2.DeleteRequest, _inference_pb2.DeleteResponse]  # type: ignore[assignment]
+    """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama)."""
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Single LLM requests, routed to the best node. The stream opens with the
@@ -129,5 +133,13 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
         streaming each endpoint's progress. The nodes then announce it and it is routed to.
         """
+
+    @_abc_1.abstractmethod
+    def Delete(
+        self,
+        request: _inference_pb2.DeleteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_pb2.DeleteResponse, _abc.Awaitable[_inference_pb2.DeleteResponse]]:
+        """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama)."""
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

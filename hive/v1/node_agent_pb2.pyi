@@ -116,6 +116,18 @@ class PullModelResponse(_message.Message):
     completed: int
     def __init__(self, status: _Optional[str] = ..., digest: _Optional[str] = ..., total: _Optional[int] = ..., completed: _Optional[int] = ...) -> None: ...
 
+class DeleteModelRequest(_message.Message):
+    __slots__ = ("endpoint_id", "model")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    model: str
+    def __init__(self, endpoint_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class DeleteModelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class GetNodeRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

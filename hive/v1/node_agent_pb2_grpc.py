@@ -52,6 +52,11 @@ class NodeAgentServiceStub:
                 request_serializer=hive_dot_v1_dot_node__agent__pb2.PullModelRequest.SerializeToString,
                 response_deserializer=hive_dot_v1_dot_node__agent__pb2.PullModelResponse.FromString,
                 _registered_method=True)
+        self.DeleteModel = channel.unary_unary(
+                '/hive.v1.NodeAgentService/DeleteModel',
+                request_serializer=hive_dot_v1_dot_node__agent__pb2.DeleteModelRequest.SerializeToString,
+                response_deserializer=hive_dot_v1_dot_node__agent__pb2.DeleteModelResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServiceServicer:
@@ -79,6 +84,13 @@ class NodeAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteModel(self, request, context):
+        """Remove a model from one of the node's endpoints (Ollama's /api/delete).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +108,11 @@ def add_NodeAgentServiceServicer_to_server(servicer, server):
                     servicer.PullModel,
                     request_deserializer=hive_dot_v1_dot_node__agent__pb2.PullModelRequest.FromString,
                     response_serializer=hive_dot_v1_dot_node__agent__pb2.PullModelResponse.SerializeToString,
+            ),
+            'DeleteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteModel,
+                    request_deserializer=hive_dot_v1_dot_node__agent__pb2.DeleteModelRequest.FromString,
+                    response_serializer=hive_dot_v1_dot_node__agent__pb2.DeleteModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +199,33 @@ class NodeAgentService:
             '/hive.v1.NodeAgentService/PullModel',
             hive_dot_v1_dot_node__agent__pb2.PullModelRequest.SerializeToString,
             hive_dot_v1_dot_node__agent__pb2.PullModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hive.v1.NodeAgentService/DeleteModel',
+            hive_dot_v1_dot_node__agent__pb2.DeleteModelRequest.SerializeToString,
+            hive_dot_v1_dot_node__agent__pb2.DeleteModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class NodeAgentServiceStub:
     GetNode: _grpc.UnaryUnaryMultiCallable[_node_agent_pb2.GetNodeRequest, _node_agent_pb2.GetNodeResponse]
     PullModel: _grpc.UnaryStreamMultiCallable[_node_agent_pb2.PullModelRequest, _node_agent_pb2.PullModelResponse]
     """Pull a model onto one of the node's endpoints (Ollama's /api/pull), with its progress."""
+    DeleteModel: _grpc.UnaryUnaryMultiCallable[_node_agent_pb2.DeleteModelRequest, _node_agent_pb2.DeleteModelResponse]
+    """Remove a model from one of the node's endpoints (Ollama's /api/delete)."""
 
 @_typing.type_check_only
 class NodeAgentServiceAsyncStub(NodeAgentServiceStub):
@@ -53,6 +55,8 @@ class NodeAgentServiceAsyncStub(NodeAgentServiceStub):
     GetNode: _aio.UnaryUnaryMultiCallable[_node_agent_pb2.GetNodeRequest, _node_agent_pb2.GetNodeResponse]  # type: ignore[assignment]
     PullModel: _aio.UnaryStreamMultiCallable[_node_agent_pb2.PullModelRequest, _node_agent_pb2.PullModelResponse]  # type: ignore[assignment]
     """Pull a model onto one of the node's endpoints (Ollama's /api/pull), with its progress."""
+    DeleteModel: _aio.UnaryUnaryMultiCallable[_node_agent_pb2.DeleteModelRequest, _node_agent_pb2.DeleteModelResponse]  # type: ignore[assignment]
+    """Remove a model from one of the node's endpoints (Ollama's /api/delete)."""
 
 class NodeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Served by every node agent. The coordinator calls RunTask to run one task on
@@ -81,5 +85,13 @@ class NodeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_node_agent_pb2.PullModelResponse], _abc.AsyncIterator[_node_agent_pb2.PullModelResponse]]:
         """Pull a model onto one of the node's endpoints (Ollama's /api/pull), with its progress."""
+
+    @_abc_1.abstractmethod
+    def DeleteModel(
+        self,
+        request: _node_agent_pb2.DeleteModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_agent_pb2.DeleteModelResponse, _abc.Awaitable[_node_agent_pb2.DeleteModelResponse]]:
+        """Remove a model from one of the node's endpoints (Ollama's /api/delete)."""
 
 def add_NodeAgentServiceServicer_to_server(servicer: NodeAgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
