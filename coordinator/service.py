@@ -361,11 +361,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             await self._check_endpoints(request.endpoints, live, context)
             targets = list(dict.fromkeys(request.endpoints))
         else:
-            targets = [
-                where
-                for where, (_, endpoint) in sorted(live.items())
-                if not any(m.name == model for m in endpoint.models)
-            ]
+            targets = _with_model(live, model, has=False)
         if not targets:
             yield inference_pb2.PullResponse(status="success")
             return
@@ -410,11 +406,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             await self._check_endpoints(request.endpoints, live, context)
             targets = list(dict.fromkeys(request.endpoints))
         else:
-            targets = [
-                where
-                for where, (_, endpoint) in sorted(live.items())
-                if any(m.name == model for m in endpoint.models)
-            ]
+            targets = _with_model(live, model)
         if not targets:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
 
@@ -476,27 +468,24 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         # Every endpoint that has the model, not only those whose last telemetry showed it
         # loaded: a load in the last heartbeat interval would be missed, and unloading a
         # model that is not loaded costs Ollama nothing.
-        where = [
-            (record.name, endpoint.id)
-            for record in self.registry
-            if record.state is not NodeState.LOST
-            for endpoint in record.info.endpoints
-            if any(m.name == model for m in endpoint.models)
-        ]
+        live = self._live_endpoints()
+        where = _with_model(live, model)
         if not where:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
         acks = await asyncio.gather(
             *(
-                self.registry.unload_model(node, ep, model, NODE_ANSWER_SECONDS)
-                for node, ep in where
+                self.registry.unload_model(
+                    live[w][0].name, live[w][1].id, model, NODE_ANSWER_SECONDS
+                )
+                for w in where
             )
         )
         reply = inference_pb2.UnloadResponse()
-        for (node, ep), ack in zip(where, acks, strict=True):
+        for w, ack in zip(where, acks, strict=True):
             if ack.ok:
-                reply.unloaded_from.append(f"{node}/{ep}")
+                reply.unloaded_from.append(w)
             else:
-                reply.failed.append(f"{node}/{ep}: {ack.error}")
+                reply.failed.append(f"{w}: {ack.error}")
         log.info(
             "unload %s: from %s; failed %s", model, list(reply.unloaded_from), list(reply.failed)
         )
@@ -510,6 +499,18 @@ async def _check_size(size: int, what: str, context: grpc.aio.ServicerContext[An
             grpc.StatusCode.INVALID_ARGUMENT,
             f"{what} {size} characters; the limit is {MAX_PROMPT_CHARS}",
         )
+
+
+def _with_model(
+    live: Mapping[str, tuple[NodeRecord, common_pb2.OllamaEndpoint]], model: str, has: bool = True
+) -> list[str]:
+    """The endpoints (of ``live``, by "NODE/endpoint") that have ``model`` on disk, or with
+    ``has`` False those that do not."""
+    return [
+        where
+        for where, (_, endpoint) in sorted(live.items())
+        if any(m.name == model for m in endpoint.models) == has
+    ]
 
 
 async def _pull_one(
