@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -354,10 +354,17 @@ def cmd_rm(args: argparse.Namespace) -> int:
             return await stub.Delete(ask, timeout=60)
 
     reply = asyncio.run(main())
-    print(f"{args.model}: removed from {', '.join(reply.deleted_from) or 'no endpoint'}")
-    for line in reply.failed:
-        print(f"could not remove: {line}", file=sys.stderr)
-    return 1 if reply.failed else 0
+    done = f"removed from {', '.join(reply.deleted_from) or 'no endpoint'}"
+    return _report(args.model, done, "remove", reply.failed)
+
+
+def _report(model: str, done: str, verb: str, failed: Sequence[str]) -> int:
+    """Print what a cluster-wide model command did and where it could not; 1 if it failed
+    anywhere."""
+    print(f"{model}: {done}")
+    for line in failed:
+        print(f"could not {verb}: {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -369,10 +376,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
             return await stub.Unload(inference_pb2.UnloadRequest(model=args.model), timeout=60)
 
     reply = asyncio.run(main())
-    print(f"{args.model}: unloaded on {len(reply.unloaded_from)} endpoints")
-    for line in reply.failed:
-        print(f"could not unload: {line}", file=sys.stderr)
-    return 1 if reply.failed else 0
+    done = f"unloaded on {len(reply.unloaded_from)} endpoints"
+    return _report(args.model, done, "unload", reply.failed)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

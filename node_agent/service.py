@@ -299,6 +299,18 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 stats.eval_duration_ns,
             )
 
+    async def _endpoint(
+        self, endpoint_id: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> LocalEndpoint:
+        """The node's endpoint ``endpoint_id``; NOT_FOUND ends the RPC if there is none."""
+        endpoint = self.agent.endpoints.get(endpoint_id)
+        if endpoint is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no endpoint {endpoint_id!r} on this node"
+            )
+        assert endpoint is not None
+        return endpoint
+
     async def PullModel(
         self,
         request: node_agent_pb2.PullModelRequest,
@@ -308,12 +320,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
     ) -> AsyncIterator[node_agent_pb2.PullModelResponse]:
         """Ollama's /api/pull on one endpoint, line by line; once it succeeds the endpoint's
         models are read again, so the next heartbeat announces the new one."""
-        endpoint = self.agent.endpoints.get(request.endpoint_id)
-        if endpoint is None:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"no endpoint {request.endpoint_id!r} on this node"
-            )
-        assert endpoint is not None
+        endpoint = await self._endpoint(request.endpoint_id, context)
         payload: dict[str, Any] = {"model": request.model}
         if request.insecure:
             payload["insecure"] = True
@@ -343,12 +350,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         ],
     ) -> node_agent_pb2.DeleteModelResponse:
         """Ollama's /api/delete on one endpoint; its models are read again at once."""
-        endpoint = self.agent.endpoints.get(request.endpoint_id)
-        if endpoint is None:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"no endpoint {request.endpoint_id!r} on this node"
-            )
-        assert endpoint is not None
+        endpoint = await self._endpoint(request.endpoint_id, context)
         log.info("agent %s: removing %s from %s", self.agent.name, request.model, endpoint.id)
         try:
             await endpoint.client.delete(request.model)
