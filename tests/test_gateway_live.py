@@ -50,6 +50,13 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevClust
         yield dev
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def real_time() -> AsyncIterator[DevCluster]:
+    """The cluster with emulated GPUs at their modelled speed, so answers take a while."""
+    async with running_dev(gateway_port=0, time_scale=1.0) as dev:
+        yield dev
+
+
 def ws_url(dev: DevCluster) -> str:
     assert dev.gateway is not None
     return dev.gateway.url.replace("http://", "ws://") + f"{API}/ws"
@@ -237,3 +244,55 @@ async def test_mcp_over_stdio(gw: DevCluster) -> None:
         assert names >= TOOLS
         status = await client.call_tool("get_cluster_status", {})
         assert status.structured_content["summary"]["nodes_total"] == 5
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/generate", {"prompt": "tell a story", "options": {"num_predict": 4000}}),
+        ("/api/chat", {"messages": [{"role": "user", "content": "tell a story"}]}),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "tell a story"}], "stream": True},
+        ),
+        (
+            "/v1/messages",
+            {
+                "messages": [{"role": "user", "content": "tell a story"}],
+                "max_tokens": 4000,
+                "stream": True,
+            },
+        ),
+        ("/v1/responses", {"input": "tell a story", "stream": True}),
+    ],
+)
+async def test_a_client_that_goes_away_mid_stream_stops_the_node(
+    real_time: DevCluster, path: str, body: dict[str, Any]
+) -> None:
+    """Ctrl-C in `ollama run`, a closed editor, an agent stopped: whatever API the client
+    streamed through, the request at the node's Ollama is cancelled and its slot freed."""
+    body = {**body, "model": "llama3.1:8b"}
+    if "options" in body or path in ("/api/chat",):
+        body["options"] = {"num_predict": 4000, "ignore_eos": True}
+    assert real_time.gateway is not None
+    emulators = list(real_time.emulators.values())
+
+    def cancelled() -> int:
+        return sum(e.stats.cancelled_total for e in emulators)
+
+    before = cancelled()
+    async with httpx.AsyncClient(base_url=real_time.gateway.url, timeout=30) as http:
+        async with http.stream("POST", path, json=body) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if "delta" in line or '"response":"' in line or '"content":"' in line:
+                    break  # the first words of the answer: now go away
+    await _until(lambda: cancelled() == before + 1, "the node's request cancelled")
+    await _until(lambda: all(e.stats.active == 0 for e in emulators), "the slot freed")
+
+
+async def _until(done: Any, what: str, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not done():  # noqa: ASYNC110 - the emulator's counters have no event to await
+            await asyncio.sleep(0.02)
+    assert done(), what
