@@ -356,12 +356,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         context: grpc.aio.ServicerContext[inference_pb2.PullRequest, inference_pb2.PullResponse],
     ) -> AsyncIterator[inference_pb2.PullResponse]:
         model = await _check_model(request.model, context)
-        live = self._live_endpoints()
-        if request.endpoints:
-            await self._check_endpoints(request.endpoints, live, context)
-            targets = list(dict.fromkeys(request.endpoints))
-        else:
-            targets = _with_model(live, model, has=False)
+        live, targets = await self._targets(request.endpoints, model, False, context)
         if not targets:
             yield inference_pb2.PullResponse(status="success")
             return
@@ -401,12 +396,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         ],
     ) -> inference_pb2.DeleteResponse:
         model = await _check_model(request.model, context)
-        live = self._live_endpoints()
-        if request.endpoints:
-            await self._check_endpoints(request.endpoints, live, context)
-            targets = list(dict.fromkeys(request.endpoints))
-        else:
-            targets = _with_model(live, model)
+        live, targets = await self._targets(request.endpoints, model, True, context)
         if not targets:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
 
@@ -443,12 +433,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             for endpoint in record.info.endpoints
         }
 
-    @staticmethod
-    async def _check_endpoints(
+    async def _targets(
+        self,
         asked: Sequence[str],
-        live: Mapping[str, object],
+        model: str,
+        has: bool,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> None:
+    ) -> tuple[dict[str, tuple[NodeRecord, common_pb2.OllamaEndpoint]], list[str]]:
+        """The connected endpoints, and those a model command acts on: the ``asked`` ones
+        ("NODE/endpoint"; NOT_FOUND ends the RPC if one is not connected), else every one
+        that has the model (``has``) or lacks it."""
+        live = self._live_endpoints()
         unknown = [w for w in asked if w not in live]
         if unknown:
             await context.abort(
@@ -456,6 +451,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 f"no connected endpoint {', '.join(unknown)} (NODE/endpoint; "
                 f"connected: {', '.join(sorted(live)) or 'none'})",
             )
+        if asked:
+            return live, list(dict.fromkeys(asked))
+        return live, _with_model(live, model, has)
 
     async def Unload(
         self,
