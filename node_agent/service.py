@@ -177,13 +177,9 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         ],
     ) -> AsyncIterator[node_agent_pb2.RunTaskResponse]:
         agent = self.agent
-        endpoint = agent.endpoints.get(request.endpoint_id)
-        if endpoint is None:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"node {agent.name} has no endpoint {request.endpoint_id!r}; "
-                f"it has {', '.join(agent.endpoints)}",
-            )
+        endpoint = await self._endpoint(
+            request.endpoint_id, context, grpc.StatusCode.INVALID_ARGUMENT
+        )
         if request.WhichOneof("input") is None:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "task has no generate, chat or embed input"
@@ -300,13 +296,20 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             )
 
     async def _endpoint(
-        self, endpoint_id: str, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        endpoint_id: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        missing: grpc.StatusCode = grpc.StatusCode.NOT_FOUND,
     ) -> LocalEndpoint:
-        """The node's endpoint ``endpoint_id``; NOT_FOUND ends the RPC if there is none."""
-        endpoint = self.agent.endpoints.get(endpoint_id)
+        """The node's endpoint ``endpoint_id``; the RPC ends with ``missing`` if there is
+        none."""
+        agent = self.agent
+        endpoint = agent.endpoints.get(endpoint_id)
         if endpoint is None:
             await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"no endpoint {endpoint_id!r} on this node"
+                missing,
+                f"node {agent.name} has no endpoint {endpoint_id!r}; "
+                f"it has {', '.join(agent.endpoints)}",
             )
         assert endpoint is not None
         return endpoint
