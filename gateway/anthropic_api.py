@@ -243,10 +243,6 @@ def _tool_use(ident: str, index: int, call: common_pb2.ToolCall) -> dict[str, An
     }
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
 class _Blocks:
     """Anthropic's streamed content blocks: each opened, filled with deltas, closed; a
     thinking block, then a text block, then one block per tool call."""
@@ -262,7 +258,7 @@ class _Blocks:
             return []
         self.open = None
         self.index += 1
-        return [_sse("content_block_stop", {"type": "content_block_stop", "index": self.index - 1})]
+        return [inference.sse_event({"type": "content_block_stop", "index": self.index - 1})]
 
     def _delta(self, kind: str, block: dict[str, Any], delta: dict[str, Any]) -> list[bytes]:
         out = []
@@ -270,10 +266,9 @@ class _Blocks:
             out += self._close()
             self.open = kind
             start = {"type": "content_block_start", "index": self.index, "content_block": block}
-            out.append(_sse("content_block_start", start))
+            out.append(inference.sse_event(start))
         out.append(
-            _sse(
-                "content_block_delta",
+            inference.sse_event(
                 {"type": "content_block_delta", "index": self.index, "delta": delta},
             )
         )
@@ -313,21 +308,22 @@ def router(upstream: Upstream) -> APIRouter:
         return AnthropicError(http_status(err.code()), err.details() or err.code().name)
 
     async def events(
-        body: MessagesRequest, generation: inference.Generation, ident: str
+        model: str, generation: inference.Generation, ident: str, estimate: int
     ) -> AsyncIterator[bytes]:
-        estimate = sum(len(m.content) for m in chat_messages(body)) // 4
+        """The answer as Anthropic's events; ``estimate``: the prompt's tokens, until the
+        node counts them."""
         start: dict[str, Any] = {
             "id": ident,
             "type": "message",
             "role": "assistant",
-            "model": body.model,
+            "model": model,
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
             "usage": {"input_tokens": estimate, "output_tokens": 0},
         }
-        yield _sse("message_start", {"type": "message_start", "message": start})
-        yield _sse("ping", {"type": "ping"})
+        yield inference.sse_event({"type": "message_start", "message": start})
+        yield inference.sse_event({"type": "ping"})
         blocks = _Blocks(ident)
         try:
             async for piece in generation.pieces():
@@ -341,14 +337,13 @@ def router(upstream: Upstream) -> APIRouter:
                     "stop_reason": _stop_reason(piece.result, blocks.calls > 0),
                     "stop_sequence": None,
                 }
-                yield _sse(
-                    "message_delta",
+                yield inference.sse_event(
                     {"type": "message_delta", "delta": delta, "usage": _usage(piece.result)},
                 )
-                yield _sse("message_stop", {"type": "message_stop"})
+                yield inference.sse_event({"type": "message_stop"})
         except grpc.aio.AioRpcError as err:
             status = http_status(err.code())
-            yield _sse("error", error_body(status, err.details() or err.code().name))
+            yield inference.sse_event(error_body(status, err.details() or err.code().name))
 
     @api.post(PATH, response_model=None)
     async def messages(
@@ -359,16 +354,7 @@ def router(upstream: Upstream) -> APIRouter:
             model=body.model,
             messages=chat_messages(body),
             tools=[
-                json.dumps(
-                    {
-                        "type": "function",
-                        "function": {
-                            "name": t.name,
-                            "description": t.description,
-                            "parameters": t.input_schema,
-                        },
-                    }
-                )
+                inference.function_tool(t.name, t.description, t.input_schema)
                 for t in body.tools or ()
             ],
         )
@@ -385,8 +371,9 @@ def router(upstream: Upstream) -> APIRouter:
             raise await refusal(err, body.model) from err
         ident = "msg_" + (generation.task_id or uuid.uuid4().hex).replace("-", "")
         if body.stream:
+            estimate = sum(len(m.content) for m in request.messages) // 4
             return StreamingResponse(
-                events(body, generation, ident), media_type="text/event-stream"
+                events(body.model, generation, ident, estimate), media_type="text/event-stream"
             )
         try:
             got = await inference.collect(generation)

@@ -165,6 +165,27 @@ def logprobs_json(
     return [one(e, True) for e in entries]
 
 
+def sse_event(data: dict[str, Any]) -> bytes:
+    """A server-sent event named by its data's ``type`` (Anthropic's and the Responses
+    API's streams name every event so)."""
+    return f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def function_tool(name: str, description: str, parameters: dict[str, Any]) -> str:
+    """A tool as the contract carries it: Ollama's ``{"type": "function", "function":
+    {...}}``, as JSON text."""
+    function = {"name": name, "description": description, "parameters": parameters}
+    return json.dumps({"type": "function", "function": function})
+
+
+def data_url_base64(url: str) -> str | None:
+    """The base64 data of a ``data:...;base64,...`` URL (images as Ollama takes them); None
+    for any other URL, which neither Ollama nor the gateway fetches."""
+    if not url.startswith("data:") or ";base64," not in url:
+        return None
+    return url.split(";base64,", 1)[1]
+
+
 def think(value: bool | str | None) -> str:
     """Ollama's ``think`` as the contract carries it ("" when the caller left it out)."""
     if value is None:
@@ -182,17 +203,24 @@ def tool_arguments(call: common_pb2.ToolCall) -> Any:
         return {}
 
 
+async def _cluster_model(upstream: Upstream, model: str) -> inference_pb2.ClusterModel | None:
+    """What the nodes report of ``model`` (None: no node has it); AioRpcError if the
+    coordinator cannot be asked."""
+    reply = await upstream.inference.ListModels(
+        inference_pb2.ListModelsRequest(), timeout=UNARY_TIMEOUT_SECONDS
+    )
+    wanted = tagged(model)
+    return next((m for m in reply.models if m.info.name == wanted), None)
+
+
 async def thinks(upstream: Upstream, model: str) -> bool:
     """Whether the nodes report ``model`` as a thinking model (Ollama's "thinking"
     capability); False when they do not say, or cannot be asked."""
     try:
-        reply = await upstream.inference.ListModels(
-            inference_pb2.ListModelsRequest(), timeout=UNARY_TIMEOUT_SECONDS
-        )
+        found = await _cluster_model(upstream, model)
     except grpc.aio.AioRpcError:
         return False
-    wanted = tagged(model)
-    return any(m.info.name == wanted and "thinking" in m.info.capabilities for m in reply.models)
+    return found is not None and "thinking" in found.info.capabilities
 
 
 async def model_is_unknown(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> bool:
@@ -200,12 +228,9 @@ async def model_is_unknown(upstream: Upstream, err: grpc.aio.AioRpcError, model:
     if err.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
         return False
     try:
-        reply = await upstream.inference.ListModels(
-            inference_pb2.ListModelsRequest(), timeout=UNARY_TIMEOUT_SECONDS
-        )
+        return await _cluster_model(upstream, model) is None
     except grpc.aio.AioRpcError:
         return err.code() == grpc.StatusCode.NOT_FOUND
-    return tagged(model) not in {m.info.name for m in reply.models}
 
 
 # A duration of zero as Go writes one: "0", "0s", "0.0m", "0h0m0s", ...

@@ -96,12 +96,12 @@ class ContentPart(BaseModel):
         fetches no URLs, and neither does the gateway)."""
         if self.type != "image_url" or self.image_url is None:
             return None
-        url = self.image_url.url
-        if not url.startswith("data:") or ";base64," not in url:
+        data = inference.data_url_base64(self.image_url.url)
+        if data is None:
             raise OpenAIError(
                 400, "image_url must be a data URL (data:image/...;base64,...)", param="messages"
             )
-        return url.split(";base64,", 1)[1]
+        return data
 
 
 class FunctionCall(BaseModel):

@@ -86,14 +86,14 @@ def _parts(content: Any, where: str) -> tuple[str, list[str]]:
         if kind in ("input_text", "output_text", "text"):
             text.append(str(part.get("text") or ""))
         elif kind == "input_image":
-            url = str(part.get("image_url") or "")
-            if not url.startswith("data:") or ";base64," not in url:
+            data = inference.data_url_base64(str(part.get("image_url") or ""))
+            if data is None:
                 raise OpenAIError(
                     400,
                     f"{where}: input_image must be a data URL (data:image/...;base64,...)",
                     param="input",
                 )
-            images.append(url.split(";base64,", 1)[1])
+            images.append(data)
         else:
             raise OpenAIError(
                 400, f"{where}: content part {kind!r} is not supported", param="input"
@@ -149,10 +149,10 @@ def chat_messages(body: ResponsesRequest) -> list[common_pb2.ChatMessage]:
     return out
 
 
-def _functions(tool: dict[str, Any], where: str, prefix: str = "") -> list[dict[str, Any]]:
-    """The functions a tool declares: itself, or a namespace's members named
-    ``namespace.member`` (as Ollama expands them); none for a built-in tool the mesh
-    cannot run (web search, file search...), which is left out rather than refused."""
+def _functions(tool: dict[str, Any], where: str, prefix: str = "") -> list[str]:
+    """The functions a tool declares, as the contract's tools: itself, or a namespace's
+    members named ``namespace.member`` (as Ollama expands them); none for a built-in tool
+    the mesh cannot run (web search, file search...), which is left out, not refused."""
     kind = tool.get("type")
     name = str(tool.get("name") or "")
     if kind == "namespace":
@@ -169,21 +169,12 @@ def _functions(tool: dict[str, Any], where: str, prefix: str = "") -> list[dict[
         return []
     if not name:
         raise OpenAIError(400, f"{where}: a function tool needs a name", param="tools")
-    return [
-        {
-            "name": prefix + name,
-            "description": tool.get("description") or "",
-            "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-        }
-    ]
+    parameters = tool.get("parameters") or {"type": "object", "properties": {}}
+    return [inference.function_tool(prefix + name, tool.get("description") or "", parameters)]
 
 
 def _tools(body: ResponsesRequest) -> list[str]:
-    return [
-        json.dumps({"type": "function", "function": f})
-        for i, t in enumerate(body.tools or ())
-        for f in _functions(t, f"tools.{i}")
-    ]
+    return [f for i, t in enumerate(body.tools or ()) for f in _functions(t, f"tools.{i}")]
 
 
 def _usage(result: common_pb2.TaskResult) -> dict[str, Any]:
@@ -378,11 +369,6 @@ def _response(
     }
 
 
-def _sse(event: dict[str, Any]) -> bytes:
-    data = json.dumps(event, separators=(",", ":"))
-    return f"event: {event['type']}\ndata: {data}\n\n".encode()
-
-
 def router(upstream: Upstream) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -392,25 +378,25 @@ def router(upstream: Upstream) -> APIRouter:
         output = _Output(ident.removeprefix("resp_"))
         running = _response(body, ident, created, [], None)
         for kind in ("response.created", "response.in_progress"):
-            yield _sse(output.event(kind, response=running))
+            yield inference.sse_event(output.event(kind, response=running))
         try:
             async for piece in generation.pieces():
                 if piece.result is None:
                     for event in output.piece(piece):
-                        yield _sse(event)
+                        yield inference.sse_event(event)
                     continue
                 for event in output.end():
-                    yield _sse(event)
+                    yield inference.sse_event(event)
                 done = _response(body, ident, created, output.items, piece.result)
                 kind = (
                     "response.completed" if done["status"] == "completed" else "response.incomplete"
                 )
-                yield _sse(output.event(kind, response=done))
+                yield inference.sse_event(output.event(kind, response=done))
         except grpc.aio.AioRpcError as err:
             failed = _response(body, ident, created, output.items, None)
             failed["status"] = "failed"
             failed["error"] = {"code": "server_error", "message": err.details() or err.code().name}
-            yield _sse(output.event("response.failed", response=failed))
+            yield inference.sse_event(output.event("response.failed", response=failed))
 
     @api.post("/responses", response_model=None)
     async def responses(
