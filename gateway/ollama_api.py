@@ -4,9 +4,10 @@ pointed at the gateway (``OLLAMA_HOST``) uses the whole cluster, routed by the
 coordinator.
 
 Errors are Ollama's ``{"error": "..."}`` with its status codes (404 for an unknown model);
-a failure after streaming began is a final ``{"error": ...}`` line, as Ollama does. Model
-management (pull, push, create, copy, delete) stays with each node's Ollama: those calls
-answer 501 saying so. ``/api/embed`` and the older ``/api/embeddings`` are routed like any
+a failure after streaming began is a final ``{"error": ...}`` line, as Ollama does.
+``/api/pull`` and ``/api/delete`` act on every node (``InferenceService.Pull`` and
+``Delete``); push, create and copy stay with each node's Ollama: those calls answer 501
+saying so. ``/api/embed`` and the older ``/api/embeddings`` are routed like any
 task. Bodies are read as JSON whatever their Content-Type (``gateway.app.JsonBodies``), as
 Ollama reads them.
 """
@@ -159,11 +160,21 @@ class EmbeddingsBody(BaseModel):
     keep_alive: str | float | None = None
 
 
-class PullBody(BaseModel):
+class ModelBody(BaseModel):
+    """A request that names a model, as ``model`` or (older clients) ``name``."""
+
     model_config = ConfigDict(extra="allow")
 
     model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+
+    def named(self) -> str:
+        if not (self.model or self.name):
+            raise OllamaError(400, "model is required")
+        return self.model or self.name or ""
+
+
+class PullBody(ModelBody):
     insecure: bool = False
     stream: bool = True
 
@@ -206,13 +217,6 @@ class PullProgress:
         """The HTTP status of a whole (not streamed) pull that failed: 404 when no
         registry has the model, else 502 (a node's Ollama failed)."""
         return 404 if self.missing == len(self.failed) else 502
-
-
-class ShowBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
 
 
 def _now() -> str:
@@ -434,11 +438,9 @@ def router(upstream: Upstream) -> APIRouter:
         return {"models": out}
 
     @api.post("/api/show")
-    async def show(body: Annotated[ShowBody, Body()]) -> dict[str, Any]:
+    async def show(body: Annotated[ModelBody, Body()]) -> dict[str, Any]:
         """A model's details, as the nodes that have it reported them (Ollama's /api/show)."""
-        name = body.model or body.name
-        if not name:
-            raise OllamaError(400, "model is required")
+        name = body.named()
         wanted = tagged(name)
         found = next((m for m in await list_models() if m.info.name == wanted), None)
         if found is None:
@@ -511,9 +513,7 @@ def router(upstream: Upstream) -> APIRouter:
     async def pull(body: Annotated[PullBody, Body()]) -> StreamingResponse | JSONResponse:
         """Pull a model onto every node of the cluster that lacks it (Ollama's /api/pull),
         with the progress of all of them as one."""
-        name = body.model or body.name
-        if not name:
-            raise OllamaError(400, "model is required")
+        name = body.named()
         call = upstream.inference.Pull(
             inference_pb2.PullRequest(model=name, insecure=body.insecure)
         )
@@ -551,20 +551,16 @@ def router(upstream: Upstream) -> APIRouter:
         return JSONResponse(last)
 
     @api.delete("/api/delete", response_model=None)
-    async def delete(body: Annotated[PullBody, Body()]) -> Response:
+    async def delete(body: Annotated[ModelBody, Body()]) -> Response:
         """Remove a model from every node that has it (Ollama's /api/delete)."""
-        name = body.model or body.name
-        if not name:
-            raise OllamaError(400, "model is required")
+        name = body.named()
         try:
             reply = await upstream.inference.Delete(
                 # Each node has 30 s to answer; they answer together.
                 inference_pb2.DeleteRequest(model=name),
                 timeout=60.0,
             )
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise OllamaError(404, f"model '{name}' not found") from err
+        except grpc.aio.AioRpcError as err:  # no node has it: 404, as for any request
             raise await _refusal(upstream, err, name) from err
         if reply.failed:
             raise OllamaError(502, "could not remove everywhere: " + "; ".join(reply.failed))
