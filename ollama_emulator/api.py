@@ -384,10 +384,7 @@ class OllamaApi:
     async def delete(self, request: Request) -> Response:
         """Remove a model from disk (Ollama's /api/delete); a loaded copy leaves VRAM as
         soon as it is idle, as after keep_alive 0."""
-        body = await _json_body(request)
-        name = str(body.get("model") or body.get("name") or "")
-        if not name:
-            raise ApiError(400, "model is required")
+        name = _model_name(await _json_body(request))
         kind = self._on_disk(name)
         if kind is None:
             raise ApiError(404, f"model '{name}' not found")
