@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from gateway.app import create_app
 from gateway.events import CLOSE_TOO_SLOW
 from hive.dev import DevCluster
-from tests.conftest import running_dev
+from tests.conftest import eventually, running_dev
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -287,12 +287,9 @@ async def test_a_client_that_goes_away_mid_stream_stops_the_node(
             async for line in response.aiter_lines():
                 if "delta" in line or '"response":"' in line or '"content":"' in line:
                     break  # the first words of the answer: now go away
-    await _until(lambda: cancelled() == before + 1, "the node's request cancelled")
-    await _until(lambda: all(e.stats.active == 0 for e in emulators), "the slot freed")
-
-
-async def _until(done: Any, what: str, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not done():  # noqa: ASYNC110 - the emulator's counters have no event to await
-            await asyncio.sleep(0.02)
-    assert done(), what
+    await eventually(
+        lambda: cancelled() == before + 1, timeout=10, what="the node's request cancelled"
+    )
+    await eventually(
+        lambda: all(e.stats.active == 0 for e in emulators), timeout=10, what="the slot freed"
+    )
