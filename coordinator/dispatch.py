@@ -19,7 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -93,6 +93,17 @@ _PRIORITIES = {
 
 class UnknownModel(LookupError):
     """No endpoint in the cluster could ever run the model (maps to FAILED_PRECONDITION)."""
+
+
+class RoutingLoop(RuntimeError):
+    """Endpoints have the model, but every one leads to a Hive cluster the request has
+    passed through (maps to FAILED_PRECONDITION)."""
+
+    def __init__(self, model: str, via: Sequence[str]) -> None:
+        super().__init__(
+            f"every endpoint with model {model!r} leads to a Hive cluster this request has "
+            f"already passed through (via {' -> '.join(via)}); sending it there would loop"
+        )
 
 
 class NoCapacity(RuntimeError):
@@ -243,6 +254,7 @@ def _node_view(record: NodeRecord, load_rates: Mapping[EndpointKey, float]) -> N
                     sum(s.utilization_percent for s in samples) / len(samples) if samples else 0.0
                 ),
                 load_bytes_per_second=load_rates.get((record.name, endpoint.id), 0.0),
+                hive_cluster=endpoint.hive_cluster,
             )
         )
     return NodeView(
@@ -347,6 +359,7 @@ def task_spec(
         prompt_tokens=max(1, chars // 4) + images * IMAGE_PROMPT_TOKENS,
         output_tokens=output,
         deadline=deadline,
+        via=frozenset(request.via),
     )
 
 
@@ -516,14 +529,21 @@ class Dispatcher:
             ]
             self.scheduler.submit(spec, snapshot, now, avoid)
         except Unroutable:
+            if spec.via and could_ever_run(spec.model, snapshot):
+                raise RoutingLoop(request.model, request.via) from None
             raise UnknownModel(request.model) from None
         except QueueFull as exc:
             raise Overloaded(exc.retry_after_seconds) from None
-        if not could_ever_run(spec.model, self.usable_snapshot()):
+        usable = self.usable_snapshot()
+        if not could_ever_run(spec.model, usable, spec.via):
             self.scheduler.cancel(spec.id)
-            raise NoCapacity(
-                f"every endpoint with model {spec.model!r} is on a draining or lost node"
-            )
+            where = "is on a draining or lost node"
+            if spec.via and could_ever_run(spec.model, usable):
+                where += (
+                    " or leads to a Hive cluster this request has already passed through "
+                    f"(via {' -> '.join(request.via)})"
+                )
+            raise NoCapacity(f"every endpoint with model {spec.model!r} {where}")
         run = TaskRun(
             request.task_id,
             request.model,

@@ -264,7 +264,7 @@ class Scheduler:
         (the failover penalty: a preference, not a filter), e.g. distinct reviewers."""
         if task.id in self._tasks:
             raise DuplicateTask(f"task {task.id!r} is already {self._tasks[task.id].state.value}")
-        if not could_ever_run(task.model, snapshot):
+        if not could_ever_run(task.model, snapshot, task.via):
             raise Unroutable(task.model)
         if self._queued >= self.settings.max_queue:
             raise QueueFull(self.retry_after(now))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -101,6 +102,8 @@ class Coordinator:
         self.enroll_port = 0
         self._liveness: asyncio.Task[None] | None = None
         self.port = 0
+        # Known once the port is bound, unless coordinator.name sets it.
+        self.cluster_name = config.coordinator.name
 
     async def start(self, address: str | None = None) -> int:
         settings = self.config.coordinator
@@ -142,6 +145,9 @@ class Coordinator:
             check=self.guard,
         )
         self.port = self._server.port
+        if not self.cluster_name:
+            self.cluster_name = f"{socket.gethostname()}:{self.port}"
+        inference.cluster_name = cluster.cluster_name = self.cluster_name
         await self._start_enrollment()
         self.dispatcher.start()
         await self.workflows.start()

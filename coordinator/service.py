@@ -23,6 +23,7 @@ from coordinator.dispatch import (
     Dispatcher,
     NoCapacity,
     Overloaded,
+    RoutingLoop,
     UnknownModel,
 )
 from coordinator.optimizer import Action, AppliedChange, Finding
@@ -38,6 +39,7 @@ from coordinator.registry import (
 )
 from coordinator.routing import Decision
 from hive import __version__
+from hive.config import CLUSTER_NAME
 from hive.models import MAX_TOP_LOGPROBS, tagged
 from hive.tls import peer_name
 from hive.v1 import (
@@ -58,6 +60,8 @@ MAX_PROMPT_CHARS = 1_000_000
 # Inputs one Embed request may carry: 512 vectors of a 5,120-dimension model are 10 MiB,
 # inside the 16 MiB gRPC message limit on every hop.
 MAX_EMBED_INPUTS = 512
+# Federated clusters a request may have passed through.
+MAX_VIA = 16
 
 
 class AgentSessionServicer(agent_session_pb2_grpc.AgentSessionServiceServicer):
@@ -181,6 +185,33 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, registry: Registry, dispatcher: Dispatcher) -> None:
         self.registry = registry
         self.dispatcher = dispatcher
+        # This cluster's name (Coordinator.cluster_name), set once the port is bound.
+        self.cluster_name = ""
+
+    async def _route(
+        self, via: Sequence[str], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> list[str]:
+        """Federation: the clusters a request has passed through, this one added; a
+        request that has been here already is a routing loop, refused."""
+        if len(via) > MAX_VIA:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"via names {len(via)} clusters; at most {MAX_VIA} (a routing loop?)",
+            )
+        for name in via:
+            if not CLUSTER_NAME.match(name):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"via: {name[:140]!r} is not a cluster name ({CLUSTER_NAME.pattern})",
+                )
+        if self.cluster_name in via:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"routing loop: this request has already passed through Hive cluster "
+                f"{self.cluster_name!r} (via {' -> '.join(via)}); a federated cluster's "
+                "node leads back here",
+            )
+        return [*via, self.cluster_name] if self.cluster_name else list(via)
 
     async def Generate(
         self,
@@ -212,6 +243,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             think=request.think,
             logprobs=request.logprobs,
             top_logprobs=request.top_logprobs,
+            via=await self._route(request.via, context),
         )
         async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.GenerateResponse(assigned=assigned, chunk=chunk, result=result)
@@ -243,6 +275,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             think=request.think,
             logprobs=request.logprobs,
             top_logprobs=request.top_logprobs,
+            via=await self._route(request.via, context),
         )
         async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.ChatResponse(assigned=assigned, chunk=chunk, result=result)
@@ -272,6 +305,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             embed=embed,
             options=request.options,
             keep_alive=request.keep_alive,
+            via=await self._route(request.via, context),
         )
         reply = inference_pb2.EmbedResponse()
         async for assigned, _, result in self._relay(run, request.priority, context):
@@ -312,6 +346,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     yield None, event.chunk, None
                 elif event.HasField("result"):
                     yield None, None, event.result
+        except RoutingLoop as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except UnknownModel as exc:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -634,6 +670,8 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self.registry = registry
         self.dispatcher = dispatcher
         self.optimizer = optimizer
+        # This cluster's name (Coordinator.cluster_name), set once the port is bound.
+        self.cluster_name = ""
 
     async def GetClusterStatus(
         self,
@@ -645,6 +683,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         return cluster_pb2.GetClusterStatusResponse(
             nodes=[self.registry.status(r) for r in self.registry],
             summary=self.registry.summary(),
+            cluster_name=self.cluster_name,
         )
 
     async def DrainNode(

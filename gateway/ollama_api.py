@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,7 @@ from gateway.inference import MAX_DIMENSIONS
 from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__
+from hive.federation import VERSION_KEY, VIA_HEADER, parse_via
 from hive.models import MAX_TOP_LOGPROBS, tagged
 from hive.tool_calls import tool_call
 from hive.v1 import cluster_pb2, common_pb2, inference_pb2
@@ -259,6 +260,17 @@ async def _refusal(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) ->
     return OllamaError(http_status(err.code()), err.details() or err.code().name)
 
 
+# Federation: the clusters a request from another Hive cluster's agent has passed through.
+Via = Annotated[
+    str | None,
+    Header(
+        alias=VIA_HEADER,
+        description="Hive clusters this request has passed through (sent by a federated "
+        "cluster's node agent; the coordinator refuses one that has been here)",
+    ),
+]
+
+
 def _options(body: _Request | EmbedBody | EmbeddingsBody, request: Any) -> None:
     if body.options:
         request.options.update(body.options)
@@ -317,7 +329,9 @@ def router(upstream: Upstream) -> APIRouter:
         return JSONResponse({**head, "done": True, "done_reason": "unload"})
 
     @api.post("/api/generate", response_model=None)
-    async def generate(body: Annotated[GenerateBody, Body()]) -> StreamingResponse | JSONResponse:
+    async def generate(
+        body: Annotated[GenerateBody, Body()], via: Via = None
+    ) -> StreamingResponse | JSONResponse:
         """Generate a completion on the best node for the model (Ollama's /api/generate)."""
         if not body.prompt and not body.images and inference.unloads(body.keep_alive):
             return await unload(body, chat=False)
@@ -333,6 +347,7 @@ def router(upstream: Upstream) -> APIRouter:
             think=inference.think(body.think),
             logprobs=body.logprobs,
             top_logprobs=body.top_logprobs,
+            via=parse_via(via),
         )
         _options(body, request)
         generation = await open_generation(body, request)
@@ -341,7 +356,9 @@ def router(upstream: Upstream) -> APIRouter:
         return await whole(body, generation, chat=False)
 
     @api.post("/api/chat", response_model=None)
-    async def chat(body: Annotated[ChatBody, Body()]) -> StreamingResponse | JSONResponse:
+    async def chat(
+        body: Annotated[ChatBody, Body()], via: Via = None
+    ) -> StreamingResponse | JSONResponse:
         """Chat with a model on the best node for it (Ollama's /api/chat)."""
         if not body.messages and inference.unloads(body.keep_alive):
             return await unload(body, chat=True)
@@ -349,7 +366,9 @@ def router(upstream: Upstream) -> APIRouter:
             # Ollama loads the model for an empty chat (``ollama run`` does this before its
             # prompt): an empty generate on the node the router picks does the same.
             load = inference_pb2.GenerateRequest(
-                model=body.model, keep_alive=inference.keep_alive(body.keep_alive)
+                model=body.model,
+                keep_alive=inference.keep_alive(body.keep_alive),
+                via=parse_via(via),
             )
             generation = await open_generation(body, load)
             if body.stream:
@@ -364,6 +383,7 @@ def router(upstream: Upstream) -> APIRouter:
             top_logprobs=body.top_logprobs,
             keep_alive=inference.keep_alive(body.keep_alive),
             format=_format(body.format),
+            via=parse_via(via),
         )
         _options(body, request)
         generation = await open_generation(body, request)
@@ -457,7 +477,9 @@ def router(upstream: Upstream) -> APIRouter:
 
     @api.get("/api/version")
     async def version() -> dict[str, str]:
-        """The oldest Ollama version among the cluster's endpoints (what every node supports)."""
+        """The oldest Ollama version among the cluster's endpoints (what every node supports),
+        and the cluster's name, which tells a federated cluster's agent that this "Ollama"
+        is a Hive gateway (hive.federation)."""
         try:
             status = await upstream.cluster.GetClusterStatus(
                 cluster_pb2.GetClusterStatusRequest(), timeout=UNARY_TIMEOUT_SECONDS
@@ -465,16 +487,23 @@ def router(upstream: Upstream) -> APIRouter:
         except grpc.aio.AioRpcError:
             return {"version": __version__}
         versions = [e.version for n in status.nodes for e in n.info.endpoints if e.version]
-        return {"version": min(versions, key=_version_key) if versions else __version__}
+        return {
+            "version": min(versions, key=_version_key) if versions else __version__,
+            VERSION_KEY: status.cluster_name,
+        }
 
     async def run_embed(
-        body: EmbedBody | EmbeddingsBody, texts: list[str], dimensions: int | None = None
+        body: EmbedBody | EmbeddingsBody,
+        texts: list[str],
+        via: str | None,
+        dimensions: int | None = None,
     ) -> inference_pb2.EmbedResponse:
         request = inference_pb2.EmbedRequest(
             model=body.model,
             input=texts,
             keep_alive=inference.keep_alive(body.keep_alive),
             dimensions=dimensions or 0,
+            via=parse_via(via),
         )
         if isinstance(body, EmbedBody) and body.truncate is not None:
             request.truncate = body.truncate
@@ -485,13 +514,13 @@ def router(upstream: Upstream) -> APIRouter:
             raise await _refusal(upstream, err, body.model) from err
 
     @api.post("/api/embed")
-    async def embed(body: Annotated[EmbedBody, Body()]) -> dict[str, Any]:
+    async def embed(body: Annotated[EmbedBody, Body()], via: Via = None) -> dict[str, Any]:
         """Embeddings of one or more inputs on the best node for the model (Ollama's
         /api/embed): one L2-normalised vector per input, in order."""
         texts = [body.input] if isinstance(body.input, str) else body.input
         if texts == [""]:
             texts = []  # no input: the model loads where the router puts it, as in Ollama
-        reply = await run_embed(body, texts, body.dimensions)
+        reply = await run_embed(body, texts, via, body.dimensions)
         stats = reply.result.stats
         return {
             "model": body.model,
@@ -502,10 +531,12 @@ def router(upstream: Upstream) -> APIRouter:
         }
 
     @api.post("/api/embeddings")
-    async def embeddings(body: Annotated[EmbeddingsBody, Body()]) -> dict[str, Any]:
+    async def embeddings(
+        body: Annotated[EmbeddingsBody, Body()], via: Via = None
+    ) -> dict[str, Any]:
         """One prompt's embedding (Ollama's older /api/embeddings)."""
         # An empty prompt loads the model where the router puts it, as in Ollama.
-        reply = await run_embed(body, [body.prompt] if body.prompt else [])
+        reply = await run_embed(body, [body.prompt] if body.prompt else [], via)
         vectors = reply.result.embeddings
         return {"embedding": list(vectors[0].values) if vectors else []}
 

@@ -177,7 +177,8 @@ def _short_gpu(name: str) -> str:
 
 
 def render_status(response: cluster_pb2.GetClusterStatusResponse, console: Console) -> None:
-    table = Table(title="Hive cluster", title_justify="left", expand=False)
+    title = f"Hive cluster {response.cluster_name}".rstrip()
+    table = Table(title=title, title_justify="left", expand=False)
     table.add_column("node", no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("gpus")
@@ -202,7 +203,9 @@ def render_status(response: cluster_pb2.GetClusterStatusResponse, console: Conso
             state += ",drain"
         loaded = {e.id: [m.name for m in e.loaded_models] for e in tel.endpoints}
         endpoints = "\n".join(
-            f"{e.id}: {', '.join(loaded.get(e.id, [])) or '-'}" for e in info.endpoints
+            f"{e.id}{f' (Hive cluster {e.hive_cluster})' if e.hive_cluster else ''}: "
+            f"{', '.join(loaded.get(e.id, [])) or '-'}"
+            for e in info.endpoints
         )
         table.add_row(
             info.name,

@@ -22,6 +22,8 @@ from hive.tls import COORDINATOR_NAME, HOW_TO_SECURE, InsecureRefused, Security
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ENDPOINT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# A cluster's name, as federated clusters know it and as it travels in X-Hive-Via.
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 TELEMETRY_PROVIDERS = ("auto", "nvml", "amdsmi", "simulated", "none")
 
 
@@ -99,6 +101,9 @@ class AuthSettings:
 @dataclass(frozen=True, slots=True)
 class CoordinatorSettings:
     listen: str = "127.0.0.1:50051"
+    # This cluster's name for federation (another Hive cluster that uses this one's gateway
+    # as a node's Ollama); "" = this host's name and the coordinator's port.
+    name: str = ""
     heartbeat_interval_seconds: float = 1.0
     suspect_after_seconds: float = 3.0
     lost_after_seconds: float = 6.0
@@ -398,6 +403,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
             "insecure",
             "enroll_listen",
             "auth",
+            "name",
             "listen",
             "heartbeat_interval_seconds",
             "suspect_after_seconds",
@@ -410,6 +416,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
     d = CoordinatorSettings()
     settings = CoordinatorSettings(
         listen=r.str_("listen", d.listen),
+        name=r.str_("name", d.name, CLUSTER_NAME) if r.data.get("name") is not None else d.name,
         heartbeat_interval_seconds=r.number(
             "heartbeat_interval_seconds", d.heartbeat_interval_seconds
         ),

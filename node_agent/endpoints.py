@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from hive.config import EndpointSpec, GpuSpec
+from hive.federation import VERSION_KEY
 from hive.v1 import common_pb2
 from node_agent.ollama import OllamaClient, OllamaError
 from node_agent.telemetry import GpuActivity
@@ -22,6 +23,8 @@ class LocalEndpoint:
     spec: EndpointSpec
     client: OllamaClient
     version: str = ""
+    # Federation: the Hive cluster this endpoint is the gateway of ("" for an Ollama).
+    hive_cluster: str = ""
     models: list[common_pb2.ModelInfo] = field(default_factory=list)
     loaded: list[common_pb2.LoadedModel] = field(default_factory=list)
     healthy: bool = False
@@ -41,17 +44,22 @@ class LocalEndpoint:
         """Read loaded models (/api/ps); when ``full`` or unhealthy, also version and tags."""
         try:
             if full or not self.healthy:
-                self.version = await self.client.version()
+                about = await self.client.version()
+                self.version = str(about.get("version", ""))
+                self.hive_cluster = str(about.get(VERSION_KEY) or "")
                 self.models = [_model_info(m) for m in await self.client.tags()]
                 for info in self.models:
                     info.capabilities.extend(await self._capabilities_of(info))
             self.loaded = [_loaded_model(m) for m in await self.client.ps()]
             if not self.healthy:
                 log.info(
-                    "endpoint %s at %s healthy (%d models)",
+                    "endpoint %s at %s healthy (%d models%s)",
                     self.id,
                     self.client.url,
                     len(self.models),
+                    f"; the gateway of Hive cluster {self.hive_cluster}"
+                    if self.hive_cluster
+                    else "",
                 )
             self.healthy, self.error = True, ""
         except (httpx.HTTPError, OllamaError, ValueError) as exc:
@@ -84,6 +92,7 @@ class LocalEndpoint:
             max_queue=self.spec.max_queue,
             version=self.version,
             models=self.models,
+            hive_cluster=self.hive_cluster,
         )
 
     def telemetry(self) -> common_pb2.EndpointTelemetry:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import httpx
@@ -38,8 +38,12 @@ class OllamaClient:
             raise OllamaError(response.status_code, _error_text(response.text))
         return response.json()
 
-    async def version(self) -> str:
-        return str((await self._get("/api/version")).get("version", ""))
+    async def version(self) -> dict[str, Any]:
+        """/api/version: Ollama's ``version``; a Hive gateway adds its cluster's name."""
+        answer = await self._get("/api/version")
+        if not isinstance(answer, dict):
+            raise OllamaError(502, f"/api/version answered {type(answer).__name__}, not an object")
+        return answer
 
     async def tags(self) -> list[dict[str, Any]]:
         return list((await self._get("/api/tags")).get("models", []))
@@ -54,7 +58,7 @@ class OllamaClient:
         return [str(c) for c in shown.get("capabilities") or []]
 
     async def stream(
-        self, path: str, payload: dict[str, Any]
+        self, path: str, payload: dict[str, Any], headers: Mapping[str, str] | None = None
     ) -> AsyncGenerator[dict[str, Any], None]:
         """POST a streaming request and yield each NDJSON object; closing the iterator aborts it.
 
@@ -63,7 +67,9 @@ class OllamaClient:
         (the chunked terminator), and httpx then drops the connection instead of reusing
         it, so every task would pay a new TCP connection to Ollama.
         """
-        async with self._http.stream("POST", path, json={**payload, "stream": True}) as response:
+        async with self._http.stream(
+            "POST", path, json={**payload, "stream": True}, headers=headers
+        ) as response:
             if response.status_code != 200:
                 body = await response.aread()
                 raise OllamaError(response.status_code, _error_text(body.decode(errors="replace")))
@@ -78,12 +84,19 @@ class OllamaClient:
                 yield item
 
     async def post(
-        self, path: str, payload: dict[str, Any], timeout: float | None = None
+        self,
+        path: str,
+        payload: dict[str, Any],
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """POST a request Ollama answers with one JSON object (``/api/embed``, ``/api/show``,
         a non-streamed generate); ``timeout`` in seconds, else the client's (no read limit)."""
         response = await self._http.post(
-            path, json=payload, timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+            path,
+            json=payload,
+            headers=headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
         )
         if response.status_code != 200:
             raise OllamaError(response.status_code, _error_text(response.text))

@@ -20,6 +20,7 @@ import grpc
 import httpx
 from google.protobuf import json_format
 
+from hive.federation import via_headers
 from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, node_agent_pb2, node_agent_pb2_grpc
 from node_agent.ollama import OllamaError
@@ -205,7 +206,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 )
             )
             if request.WhichOneof("input") == "embed":
-                answer = await endpoint.client.post(path, payload)
+                answer = await endpoint.client.post(path, payload, headers=via_headers(request.via))
                 stats = task_stats(answer)
                 outcome = "succeeded"
                 yield node_agent_pb2.RunTaskResponse(
@@ -217,7 +218,8 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     )
                 )
                 return
-            async with contextlib.aclosing(endpoint.client.stream(path, payload)) as stream:
+            answer_stream = endpoint.client.stream(path, payload, via_headers(request.via))
+            async with contextlib.aclosing(answer_stream) as stream:
                 seq = 0
                 buffer: list[str] = []
                 thought: list[str] = []

@@ -298,6 +298,26 @@ def test_never_places_where_the_model_cannot_fit(
         assert need <= e.vram_total_bytes - (resident - idle)
 
 
+def test_an_endpoint_leading_to_a_cluster_the_task_passed_through_is_a_routing_loop() -> None:
+    """Federation: LAB-B's endpoint is Hive cluster "b"'s gateway; a task that has been
+    through "b" never goes there, whatever it offers, and a task that has not may."""
+    peer = node("LAB-B", ep("LAB-B", "hive", hive_cluster="b", vram_total_bytes=96 * 2**30))
+    local = node("LOCAL", ep("LOCAL"))
+    snap = two(peer, local)
+    d = route(task(via=frozenset({"a"})), snap, CFG)
+    assert {c.key for c in d.candidates} == {("LAB-B", "hive"), ("LOCAL", "gpu0")}
+    looping = task(via=frozenset({"a", "b"}))
+    d = route(looping, snap, CFG)
+    assert d.chosen is not None and d.chosen.key == ("LOCAL", "gpu0")
+    (rejection,) = [r for r in d.rejected if r.node == "LAB-B"]
+    assert rejection.reason == f.REJECT_ROUTING_LOOP
+    assert rejection.detail == "leads to Hive cluster 'b', which the request has passed through"
+    assert not f.passes_filters(looping, snap.nodes[0].endpoints[0], 12)
+    # Only the looping endpoint has the model: waiting cannot help.
+    assert f.could_ever_run(MODEL, ClusterSnapshot((peer,)), {"a"})
+    assert not f.could_ever_run(MODEL, ClusterSnapshot((peer,)), {"a", "b"})
+
+
 # ----- speed tracking ------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ Public API::
 
     route(task, snapshot, config, *, limits=None, avoid=frozenset()) -> Decision
     feasible(task, snapshot, limits=None) -> (endpoints, rejections)
-    could_ever_run(model, snapshot) -> bool
+    could_ever_run(model, snapshot, via) -> bool
     RouterConfig.from_mapping(cluster.routing, source, node_names) -> RouterConfig
     SpeedTracker: EWMA speeds and error rates from finished tasks → snapshot fields
 """

@@ -10,7 +10,7 @@ same set of placements.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from coordinator.routing.snapshot import ClusterSnapshot, EndpointKey, EndpointView, NodeView
@@ -20,6 +20,7 @@ REJECT_NODE_SUSPECT = "node_suspect"
 REJECT_NODE_LOST = "node_lost"
 REJECT_NODE_DRAINING = "node_draining"
 REJECT_ENDPOINT_UNHEALTHY = "endpoint_unhealthy"
+REJECT_ROUTING_LOOP = "routing_loop"
 REJECT_MODEL_MISSING = "model_missing"
 REJECT_MODEL_TOO_LARGE = "model_too_large"
 REJECT_VRAM_BUSY = "vram_busy"
@@ -30,6 +31,7 @@ REJECT_REASONS: tuple[str, ...] = (
     REJECT_NODE_LOST,
     REJECT_NODE_DRAINING,
     REJECT_ENDPOINT_UNHEALTHY,
+    REJECT_ROUTING_LOOP,
     REJECT_MODEL_MISSING,
     REJECT_MODEL_TOO_LARGE,
     REJECT_VRAM_BUSY,
@@ -58,6 +60,8 @@ class Rejection:
             return f"{f[0]} in flight, limit {f[1]}"
         if self.reason == REJECT_NODE_DRAINING:
             return "node is draining"
+        if self.reason == REJECT_ROUTING_LOOP:
+            return f"leads to Hive cluster {f[0]!r}, which the request has passed through"
         if self.reason in (REJECT_NODE_LOST, REJECT_NODE_SUSPECT):
             return f"node is {self.reason.removeprefix('node_')}"
         return "endpoint unhealthy"
@@ -84,6 +88,12 @@ def node_not_draining(node: NodeView) -> str | None:
 def endpoint_healthy(task: TaskSpec, ep: EndpointView, limit: int) -> str | None:
     """An endpoint whose Ollama stopped answering its agent's probes gets no work."""
     return None if ep.healthy else REJECT_ENDPOINT_UNHEALTHY
+
+
+def not_a_loop(task: TaskSpec, ep: EndpointView, limit: int) -> str | None:
+    """Federation: an endpoint that is another Hive cluster's gateway never gets a request
+    that has passed through that cluster (this one included), or it would come back."""
+    return REJECT_ROUTING_LOOP if ep.hive_cluster and ep.hive_cluster in task.via else None
 
 
 def has_model(task: TaskSpec, ep: EndpointView, limit: int) -> str | None:
@@ -114,6 +124,7 @@ def has_capacity(task: TaskSpec, ep: EndpointView, limit: int) -> str | None:
 NODE_FILTERS: tuple[NodeFilter, ...] = (node_healthy, node_not_draining)
 ENDPOINT_FILTERS: tuple[EndpointFilter, ...] = (
     endpoint_healthy,
+    not_a_loop,
     has_model,
     model_fits,
     has_capacity,
@@ -123,6 +134,8 @@ ENDPOINT_FILTERS: tuple[EndpointFilter, ...] = (
 def _facts(reason: str, task: TaskSpec, ep: EndpointView, limit: int) -> tuple[object, ...]:
     if reason == REJECT_MODEL_MISSING:
         return (task.model,)
+    if reason == REJECT_ROUTING_LOOP:
+        return (ep.hive_cluster,)
     if reason == REJECT_MODEL_TOO_LARGE:
         return (task.model, ep.models[task.model], ep.vram_total_bytes)
     if reason == REJECT_VRAM_BUSY:
@@ -169,6 +182,7 @@ def feasible(
             need = ep.models.get(model)
             if (
                 ep.healthy
+                and not (ep.hive_cluster and ep.hive_cluster in task.via)
                 and need is not None
                 and (model in ep.loaded_by_name or need <= ep.reclaimable_bytes)
                 and ep.in_flight < limit
@@ -192,11 +206,16 @@ def passes_filters(task: TaskSpec, ep: EndpointView, limit: int) -> bool:
     return all(ef(task, ep, limit) is None for ef in ENDPOINT_FILTERS)
 
 
-def could_ever_run(model: str, snapshot: ClusterSnapshot) -> bool:
+def could_ever_run(
+    model: str, snapshot: ClusterSnapshot, via: Collection[str] = frozenset()
+) -> bool:
     """Whether any endpoint in the snapshot, whatever its state, has ``model`` on disk and
-    enough total VRAM for it. False means waiting cannot help: fail the task now."""
+    enough total VRAM for it, and does not lead to a Hive cluster in ``via`` (a request's
+    route so far). False means waiting cannot help: fail the task now."""
     for node in snapshot.nodes:
         for ep in node.endpoints:
+            if ep.hive_cluster and ep.hive_cluster in via:
+                continue
             need = ep.models.get(model)
             if need is not None and need <= ep.vram_total_bytes:
                 return True

@@ -74,6 +74,9 @@ class EndpointView:
     # Measured disk-to-VRAM speed of this endpoint's host (from Ollama's load_duration),
     # bytes/s; 0.0 = not measured yet, assume hive.hardware's default.
     load_bytes_per_second: float = 0.0
+    # Federation: the name of the Hive cluster this endpoint is the gateway of; "" for an
+    # Ollama server.
+    hive_cluster: str = ""
     # Derived in __post_init__.
     loaded_by_name: Mapping[str, LoadedModelView] = field(
         init=False, repr=False, compare=False, default_factory=dict

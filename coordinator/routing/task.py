@@ -36,6 +36,9 @@ class TaskSpec:
     output_tokens: int = 256
     # Absolute time on the scheduler's clock after which the task is failed; None = never.
     deadline: float | None = None
+    # Federation: the Hive clusters the request has passed through, this one included; no
+    # endpoint leading to one of them may take it (filters.not_a_loop).
+    via: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.type not in TASK_TYPES:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14hive/v1/common.proto\x12\x07hive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\x03Gpu\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\"\n\x06vendor\x18\x04 \x01(\x0e\x32\x12.hive.v1.GpuVendor\x12\x1a\n\x12memory_total_bytes\x18\x05 \x01(\x04\"\xd1\x01\n\x0cGpuTelemetry\x12\r\n\x05index\x18\x01 \x01(\r\x12\x1b\n\x13utilization_percent\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x03 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x04\x12\x1b\n\x13temperature_celsius\x18\x05 \x01(\x01\x12\x13\n\x0bpower_watts\x18\x06 \x01(\x01\x12\x19\n\x11power_limit_watts\x18\x07 \x01(\x01\x12\x11\n\tthrottled\x18\x08 \x01(\x08\"\x97\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\x12\x16\n\x0eparameter_size\x18\x04 \x01(\t\x12\x1a\n\x12quantization_level\x18\x05 \x01(\t\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\"d\n\x0bLoadedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fsize_vram_bytes\x18\x02 \x01(\x04\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x01\n\x0eOllamaEndpoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0bgpu_indices\x18\x03 \x03(\r\x12\x14\n\x0cnum_parallel\x18\x04 \x01(\r\x12\x11\n\tmax_queue\x18\x05 \x01(\r\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\"\n\x06models\x18\x07 \x03(\x0b\x32\x12.hive.v1.ModelInfo\"\x7f\n\x11\x45ndpointTelemetry\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12+\n\rloaded_models\x18\x03 \x03(\x0b\x32\x14.hive.v1.LoadedModel\x12\x11\n\tin_flight\x18\x04 \x01(\r\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\x93\x01\n\rNodeTelemetry\x12.\n\nsampled_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04gpus\x18\x02 \x03(\x0b\x32\x15.hive.v1.GpuTelemetry\x12-\n\tendpoints\x18\x03 \x03(\x0b\x32\x1a.hive.v1.EndpointTelemetry\"\xb3\x02\n\x08NodeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x06labels\x18\x02 \x03(\x0b\x32\x1d.hive.v1.NodeInfo.LabelsEntry\x12\x17\n\x0fspecializations\x18\x03 \x03(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\t\x12\x1a\n\x04gpus\x18\x05 \x03(\x0b\x32\x0c.hive.v1.Gpu\x12*\n\tendpoints\x18\x06 \x03(\x0b\x32\x17.hive.v1.OllamaEndpoint\x12\x15\n\ragent_address\x18\x07 \x01(\t\x12\x15\n\ragent_version\x18\x08 \x01(\t\x12\x1a\n\x12telemetry_provider\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaa\x01\n\tTaskStats\x12\x19\n\x11prompt_eval_count\x18\x01 \x01(\r\x12\x12\n\neval_count\x18\x02 \x01(\r\x12\x19\n\x11total_duration_ns\x18\x03 \x01(\x04\x12\x18\n\x10load_duration_ns\x18\x04 \x01(\x04\x12\x1f\n\x17prompt_eval_duration_ns\x18\x05 \x01(\x04\x12\x18\n\x10\x65val_duration_ns\x18\x06 \x01(\x04\"\x8a\x01\n\x0bOutputChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12%\n\ntool_calls\x18\x03 \x03(\x0b\x32\x11.hive.v1.ToolCall\x12\x10\n\x08thinking\x18\x04 \x01(\t\x12\'\n\x08logprobs\x18\x05 \x03(\x0b\x32\x15.hive.v1.TokenLogprob\"j\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x01\x12\r\n\x05\x62ytes\x18\x03 \x01(\x0c\x12+\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x15.hive.v1.TokenLogprob\"0\n\x08ToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x02 \x01(\t\"l\n\nTaskResult\x12!\n\x05stats\x18\x01 \x01(\x0b\x32\x12.hive.v1.TaskStats\x12\x13\n\x0b\x64one_reason\x18\x02 \x01(\t\x12&\n\nembeddings\x18\x03 \x03(\x0b\x32\x12.hive.v1.Embedding\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"v\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12%\n\ntool_calls\x18\x03 \x03(\x0b\x32\x11.hive.v1.ToolCall\x12\x11\n\ttool_name\x18\x04 \x01(\t\x12\x0e\n\x06images\x18\x05 \x03(\t*\xe3\x01\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_TYPE_INFERENCE\x10\x01\x12\x1d\n\x19TASK_TYPE_CODE_GENERATION\x10\x02\x12\x19\n\x15TASK_TYPE_CODE_REVIEW\x10\x03\x12\x15\n\x11TASK_TYPE_TESTING\x10\x04\x12\x19\n\x15TASK_TYPE_COMPILATION\x10\x05\x12\x1a\n\x16TASK_TYPE_OPTIMIZATION\x10\x06\x12\x1b\n\x17TASK_TYPE_DOCUMENTATION\x10\x07*^\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIORITY_LOW\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x11\n\rPRIORITY_HIGH\x10\x03*h\n\tGpuVendor\x12\x1a\n\x16GPU_VENDOR_UNSPECIFIED\x10\x00\x12\x15\n\x11GPU_VENDOR_NVIDIA\x10\x01\x12\x12\n\x0eGPU_VENDOR_AMD\x10\x02\x12\x14\n\x10GPU_VENDOR_OTHER\x10\x03*l\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_HEALTHY\x10\x01\x12\x16\n\x12NODE_STATE_SUSPECT\x10\x02\x12\x13\n\x0fNODE_STATE_LOST\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14hive/v1/common.proto\x12\x07hive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\x03Gpu\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\"\n\x06vendor\x18\x04 \x01(\x0e\x32\x12.hive.v1.GpuVendor\x12\x1a\n\x12memory_total_bytes\x18\x05 \x01(\x04\"\xd1\x01\n\x0cGpuTelemetry\x12\r\n\x05index\x18\x01 \x01(\r\x12\x1b\n\x13utilization_percent\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x03 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x04\x12\x1b\n\x13temperature_celsius\x18\x05 \x01(\x01\x12\x13\n\x0bpower_watts\x18\x06 \x01(\x01\x12\x19\n\x11power_limit_watts\x18\x07 \x01(\x01\x12\x11\n\tthrottled\x18\x08 \x01(\x08\"\x97\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\x12\x16\n\x0eparameter_size\x18\x04 \x01(\t\x12\x1a\n\x12quantization_level\x18\x05 \x01(\t\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\"d\n\x0bLoadedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fsize_vram_bytes\x18\x02 \x01(\x04\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb2\x01\n\x0eOllamaEndpoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0bgpu_indices\x18\x03 \x03(\r\x12\x14\n\x0cnum_parallel\x18\x04 \x01(\r\x12\x11\n\tmax_queue\x18\x05 \x01(\r\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\"\n\x06models\x18\x07 \x03(\x0b\x32\x12.hive.v1.ModelInfo\x12\x14\n\x0chive_cluster\x18\x08 \x01(\t\"\x7f\n\x11\x45ndpointTelemetry\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12+\n\rloaded_models\x18\x03 \x03(\x0b\x32\x14.hive.v1.LoadedModel\x12\x11\n\tin_flight\x18\x04 \x01(\r\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\x93\x01\n\rNodeTelemetry\x12.\n\nsampled_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04gpus\x18\x02 \x03(\x0b\x32\x15.hive.v1.GpuTelemetry\x12-\n\tendpoints\x18\x03 \x03(\x0b\x32\x1a.hive.v1.EndpointTelemetry\"\xb3\x02\n\x08NodeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x06labels\x18\x02 \x03(\x0b\x32\x1d.hive.v1.NodeInfo.LabelsEntry\x12\x17\n\x0fspecializations\x18\x03 \x03(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\t\x12\x1a\n\x04gpus\x18\x05 \x03(\x0b\x32\x0c.hive.v1.Gpu\x12*\n\tendpoints\x18\x06 \x03(\x0b\x32\x17.hive.v1.OllamaEndpoint\x12\x15\n\ragent_address\x18\x07 \x01(\t\x12\x15\n\ragent_version\x18\x08 \x01(\t\x12\x1a\n\x12telemetry_provider\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaa\x01\n\tTaskStats\x12\x19\n\x11prompt_eval_count\x18\x01 \x01(\r\x12\x12\n\neval_count\x18\x02 \x01(\r\x12\x19\n\x11total_duration_ns\x18\x03 \x01(\x04\x12\x18\n\x10load_duration_ns\x18\x04 \x01(\x04\x12\x1f\n\x17prompt_eval_duration_ns\x18\x05 \x01(\x04\x12\x18\n\x10\x65val_duration_ns\x18\x06 \x01(\x04\"\x8a\x01\n\x0bOutputChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12%\n\ntool_calls\x18\x03 \x03(\x0b\x32\x11.hive.v1.ToolCall\x12\x10\n\x08thinking\x18\x04 \x01(\t\x12\'\n\x08logprobs\x18\x05 \x03(\x0b\x32\x15.hive.v1.TokenLogprob\"j\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x01\x12\r\n\x05\x62ytes\x18\x03 \x01(\x0c\x12+\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x15.hive.v1.TokenLogprob\"0\n\x08ToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x02 \x01(\t\"l\n\nTaskResult\x12!\n\x05stats\x18\x01 \x01(\x0b\x32\x12.hive.v1.TaskStats\x12\x13\n\x0b\x64one_reason\x18\x02 \x01(\t\x12&\n\nembeddings\x18\x03 \x03(\x0b\x32\x12.hive.v1.Embedding\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"v\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12%\n\ntool_calls\x18\x03 \x03(\x0b\x32\x11.hive.v1.ToolCall\x12\x11\n\ttool_name\x18\x04 \x01(\t\x12\x0e\n\x06images\x18\x05 \x03(\t*\xe3\x01\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_TYPE_INFERENCE\x10\x01\x12\x1d\n\x19TASK_TYPE_CODE_GENERATION\x10\x02\x12\x19\n\x15TASK_TYPE_CODE_REVIEW\x10\x03\x12\x15\n\x11TASK_TYPE_TESTING\x10\x04\x12\x19\n\x15TASK_TYPE_COMPILATION\x10\x05\x12\x1a\n\x16TASK_TYPE_OPTIMIZATION\x10\x06\x12\x1b\n\x17TASK_TYPE_DOCUMENTATION\x10\x07*^\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIORITY_LOW\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x11\n\rPRIORITY_HIGH\x10\x03*h\n\tGpuVendor\x12\x1a\n\x16GPU_VENDOR_UNSPECIFIED\x10\x00\x12\x15\n\x11GPU_VENDOR_NVIDIA\x10\x01\x12\x12\n\x0eGPU_VENDOR_AMD\x10\x02\x12\x14\n\x10GPU_VENDOR_OTHER\x10\x03*l\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_HEALTHY\x10\x01\x12\x16\n\x12NODE_STATE_SUSPECT\x10\x02\x12\x13\n\x0fNODE_STATE_LOST\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODEINFO_LABELSENTRY']._loaded_options = None
   _globals['_NODEINFO_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKTYPE']._serialized_start=2128
-  _globals['_TASKTYPE']._serialized_end=2355
-  _globals['_PRIORITY']._serialized_start=2357
-  _globals['_PRIORITY']._serialized_end=2451
-  _globals['_GPUVENDOR']._serialized_start=2453
-  _globals['_GPUVENDOR']._serialized_end=2557
-  _globals['_NODESTATE']._serialized_start=2559
-  _globals['_NODESTATE']._serialized_end=2667
+  _globals['_TASKTYPE']._serialized_start=2150
+  _globals['_TASKTYPE']._serialized_end=2377
+  _globals['_PRIORITY']._serialized_start=2379
+  _globals['_PRIORITY']._serialized_end=2473
+  _globals['_GPUVENDOR']._serialized_start=2475
+  _globals['_GPUVENDOR']._serialized_end=2579
+  _globals['_NODESTATE']._serialized_start=2581
+  _globals['_NODESTATE']._serialized_end=2689
   _globals['_GPU']._serialized_start=66
   _globals['_GPU']._serialized_end=178
   _globals['_GPUTELEMETRY']._serialized_start=181
@@ -51,27 +51,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOADEDMODEL']._serialized_start=546
   _globals['_LOADEDMODEL']._serialized_end=646
   _globals['_OLLAMAENDPOINT']._serialized_start=649
-  _globals['_OLLAMAENDPOINT']._serialized_end=805
-  _globals['_ENDPOINTTELEMETRY']._serialized_start=807
-  _globals['_ENDPOINTTELEMETRY']._serialized_end=934
-  _globals['_NODETELEMETRY']._serialized_start=937
-  _globals['_NODETELEMETRY']._serialized_end=1084
-  _globals['_NODEINFO']._serialized_start=1087
-  _globals['_NODEINFO']._serialized_end=1394
-  _globals['_NODEINFO_LABELSENTRY']._serialized_start=1349
-  _globals['_NODEINFO_LABELSENTRY']._serialized_end=1394
-  _globals['_TASKSTATS']._serialized_start=1397
-  _globals['_TASKSTATS']._serialized_end=1567
-  _globals['_OUTPUTCHUNK']._serialized_start=1570
-  _globals['_OUTPUTCHUNK']._serialized_end=1708
-  _globals['_TOKENLOGPROB']._serialized_start=1710
-  _globals['_TOKENLOGPROB']._serialized_end=1816
-  _globals['_TOOLCALL']._serialized_start=1818
-  _globals['_TOOLCALL']._serialized_end=1866
-  _globals['_TASKRESULT']._serialized_start=1868
-  _globals['_TASKRESULT']._serialized_end=1976
-  _globals['_EMBEDDING']._serialized_start=1978
-  _globals['_EMBEDDING']._serialized_end=2005
-  _globals['_CHATMESSAGE']._serialized_start=2007
-  _globals['_CHATMESSAGE']._serialized_end=2125
+  _globals['_OLLAMAENDPOINT']._serialized_end=827
+  _globals['_ENDPOINTTELEMETRY']._serialized_start=829
+  _globals['_ENDPOINTTELEMETRY']._serialized_end=956
+  _globals['_NODETELEMETRY']._serialized_start=959
+  _globals['_NODETELEMETRY']._serialized_end=1106
+  _globals['_NODEINFO']._serialized_start=1109
+  _globals['_NODEINFO']._serialized_end=1416
+  _globals['_NODEINFO_LABELSENTRY']._serialized_start=1371
+  _globals['_NODEINFO_LABELSENTRY']._serialized_end=1416
+  _globals['_TASKSTATS']._serialized_start=1419
+  _globals['_TASKSTATS']._serialized_end=1589
+  _globals['_OUTPUTCHUNK']._serialized_start=1592
+  _globals['_OUTPUTCHUNK']._serialized_end=1730
+  _globals['_TOKENLOGPROB']._serialized_start=1732
+  _globals['_TOKENLOGPROB']._serialized_end=1838
+  _globals['_TOOLCALL']._serialized_start=1840
+  _globals['_TOOLCALL']._serialized_end=1888
+  _globals['_TASKRESULT']._serialized_start=1890
+  _globals['_TASKRESULT']._serialized_end=1998
+  _globals['_EMBEDDING']._serialized_start=2000
+  _globals['_EMBEDDING']._serialized_end=2027
+  _globals['_CHATMESSAGE']._serialized_start=2029
+  _globals['_CHATMESSAGE']._serialized_end=2147
 # @@protoc_insertion_point(module_scope)

@@ -125,7 +125,7 @@ class LoadedModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size_vram_bytes: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class OllamaEndpoint(_message.Message):
-    __slots__ = ("id", "url", "gpu_indices", "num_parallel", "max_queue", "version", "models")
+    __slots__ = ("id", "url", "gpu_indices", "num_parallel", "max_queue", "version", "models", "hive_cluster")
     ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     GPU_INDICES_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,7 @@ class OllamaEndpoint(_message.Message):
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    HIVE_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     id: str
     url: str
     gpu_indices: _containers.RepeatedScalarFieldContainer[int]
@@ -140,7 +141,8 @@ class OllamaEndpoint(_message.Message):
     max_queue: int
     version: str
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
-    def __init__(self, id: _Optional[str] = ..., url: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., num_parallel: _Optional[int] = ..., max_queue: _Optional[int] = ..., version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+    hive_cluster: str
+    def __init__(self, id: _Optional[str] = ..., url: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., num_parallel: _Optional[int] = ..., max_queue: _Optional[int] = ..., version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., hive_cluster: _Optional[str] = ...) -> None: ...
 
 class EndpointTelemetry(_message.Message):
     __slots__ = ("id", "healthy", "loaded_models", "in_flight", "error")

@@ -1,0 +1,190 @@
+"""Federation: two whole Hive clusters, each a node of the other through the other's
+gateway, with requests that would otherwise go round in circles."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import httpx
+import ollama
+import pytest
+from rich.console import Console
+
+from hive.cli import render_status
+from hive.config import (
+    AgentConfig,
+    ConfigError,
+    EndpointSpec,
+    GpuSpec,
+    NodeSpec,
+    parse_cluster_config,
+)
+from hive.dev import DevCluster
+from hive.federation import VIA_HEADER
+from hive.hardware import GB
+from hive.v1 import cluster_pb2, cluster_pb2_grpc
+from node_agent.agent import Agent
+from tests.conftest import eventually, running_dev
+
+MODEL = "qwen2.5-coder:7b"
+
+
+@contextlib.asynccontextmanager
+async def peer_node(cluster: DevCluster, name: str, peer: DevCluster) -> AsyncIterator[Agent]:
+    """A node of ``cluster`` whose one "Ollama" is ``peer``'s gateway, as an operator would
+    run `hive agent` with the peer's gateway URL as the endpoint's url."""
+    assert peer.gateway is not None
+    agent = Agent(
+        AgentConfig(
+            source="test",
+            coordinator=cluster.coordinator_address,
+            node=NodeSpec(
+                name=name,
+                gpus=(GpuSpec("NVIDIA GeForce RTX 4090", "nvidia", 24 * GB),),
+                endpoints=(
+                    EndpointSpec(id="hive", gpus=(0,), num_parallel=8, url=peer.gateway.url),
+                ),
+            ),
+            listen="127.0.0.1:0",
+            telemetry="none",
+            metrics_listen="off",
+            heartbeat_interval_seconds=0.1,
+        )
+    )
+    await agent.start()
+    try:
+        await agent.connected.wait()
+        yield agent
+    finally:
+        await agent.stop(grace=0)
+
+
+def served(cluster: DevCluster) -> int:
+    """Generate and chat requests the cluster's own emulated Ollama servers received."""
+    return sum(e.stats.requests_total for e in cluster.emulators.values())
+
+
+async def drain_all(cluster: DevCluster) -> None:
+    """Drain the cluster's own nodes, as `hive drain` does."""
+    async with grpc.aio.insecure_channel(cluster.coordinator_address) as channel:
+        stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+        for node in cluster.cluster.nodes:
+            await stub.DrainNode(cluster_pb2.DrainNodeRequest(node=node.name, drain=True))
+
+
+@pytest.mark.asyncio
+async def test_two_clusters_serve_each_other_and_never_loop(tmp_path: Path) -> None:
+    async with (
+        running_dev(gateway_port=0, state_path=str(tmp_path / "a.sqlite")) as a,
+        running_dev(gateway_port=0, state_path=str(tmp_path / "b.sqlite")) as b,
+        peer_node(a, "LAB-B", b),
+        peer_node(b, "LAB-A", a),
+    ):
+        assert a.coordinator is not None and b.coordinator is not None
+        assert a.gateway is not None and b.gateway is not None
+        name_a, name_b = a.coordinator.cluster_name, b.coordinator.cluster_name
+        assert name_a != name_b and name_a.endswith(f":{a.coordinator.port}")
+        async with httpx.AsyncClient(base_url=a.gateway.url, timeout=30) as http:
+            # A's gateway names its cluster; B's agent learns that its endpoint leads there.
+            version = (await http.get("/api/version")).json()
+            assert version["hive_cluster"] == name_a and version["version"]
+
+            def leads_to(cluster: DevCluster, node: str) -> str:
+                assert cluster.coordinator is not None
+                (endpoint,) = cluster.coordinator.registry.get(node).info.endpoints
+                return endpoint.hive_cluster
+
+            await eventually(lambda: leads_to(b, "LAB-A") == name_a, what="LAB-A leads to A")
+            await eventually(lambda: leads_to(a, "LAB-B") == name_b, what="LAB-B leads to B")
+            async with grpc.aio.insecure_channel(a.coordinator_address) as channel:
+                status = await cluster_pb2_grpc.ClusterServiceStub(channel).GetClusterStatus(
+                    cluster_pb2.GetClusterStatusRequest()
+                )
+            assert status.cluster_name == name_a
+            console = Console(record=True, width=200)
+            render_status(status, console)
+            shown = console.export_text()
+            assert f"Hive cluster {name_a}" in shown and f"hive (Hive cluster {name_b})" in shown
+
+            # A model only B has (pulled onto one of B's hosts) is served to A's users
+            # through LAB-B; a request that came from B for it finds no way but back.
+            only_b = "gemma2:9b"
+            pulled = await ollama.AsyncClient(host=b.emulators["ACACIA/gpu0"].url).pull(only_b)
+            assert pulled.status == "success"
+
+            def has(cluster: DevCluster, node: str) -> bool:
+                assert cluster.coordinator is not None
+                endpoints = cluster.coordinator.registry.get(node).info.endpoints
+                return any(m.name == only_b for e in endpoints for m in e.models)
+
+            await eventually(lambda: has(a, "LAB-B"), timeout=20, what="A learns B's model")
+            before_a, before_b = served(a), served(b)
+            r = await http.post("/api/generate", json={"model": only_b, "prompt": "hi"})
+            assert r.status_code == 200, r.text
+            assert served(b) == before_b + 1 and served(a) == before_a
+            r = await http.post(
+                "/api/generate",
+                json={"model": only_b, "prompt": "hi"},
+                headers={VIA_HEADER: name_b},
+            )
+            assert r.status_code == 409, r.text
+            assert r.json()["error"] == (
+                f"every endpoint with model '{only_b}' leads to a Hive cluster this request "
+                f"has already passed through (via {name_b} -> {name_a}); sending it there "
+                "would loop"
+            )
+
+            # With A's own nodes drained, A's request runs on B's nodes through LAB-B.
+            await drain_all(a)
+            before_a, before_b = served(a), served(b)
+            body = {"model": MODEL, "prompt": "hello", "stream": False}
+            r = await http.post("/api/generate", json=body)
+            assert r.status_code == 200, r.text
+            assert r.json()["done"] and r.json()["eval_count"] > 0
+            assert served(b) == before_b + 1 and served(a) == before_a
+            task = list(b.coordinator.dispatcher.tasks.values())[-1]
+            assert task.placements[-1].node != "LAB-A"  # B did not send it back to A
+
+            # B's nodes drained too: the only way left from B is back to A, and B says so
+            # instead of sending the request round again.
+            await drain_all(b)
+            r = await http.post("/api/generate", json=body)
+            # B answers LAB-B 503, which an agent reads as Ollama's "busy" (429 here).
+            assert r.status_code == 429, r.text
+            assert (
+                "leads to a Hive cluster this request has already passed through"
+                in (r.json()["error"])
+            )
+            assert served(a) == before_a and served(b) == before_b + 1
+
+            # One that has been through A already is a loop, refused before routing.
+            r = await http.post(
+                "/api/chat",
+                json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+                headers={VIA_HEADER: f"{name_b}, {name_a}"},
+            )
+            assert r.status_code == 409, r.text
+            assert r.json()["error"].startswith(
+                f"routing loop: this request has already passed through Hive cluster '{name_a}'"
+            )
+            r = await http.post(
+                "/api/embed",
+                json={"model": "nomic-embed-text", "input": "x"},
+                headers={VIA_HEADER: "not a name!"},
+            )
+            assert r.status_code == 400 and "not a cluster name" in r.json()["error"], r.text
+
+
+def test_a_cluster_is_named_in_its_file_or_by_its_host_and_port() -> None:
+    def named(name: object) -> str:
+        cluster = parse_cluster_config({"coordinator": {"name": name}}, "cluster.yaml")
+        return cluster.coordinator.name
+
+    assert named("lab-a") == "lab-a" and named("gpu1.lab:50051") == "gpu1.lab:50051"
+    assert parse_cluster_config({}, "cluster.yaml").coordinator.name == ""  # host:port
+    for bad in ("two words", "a,b", "", "-lead"):
+        with pytest.raises(ConfigError, match=r"coordinator\.name"):
+            named(bad)
