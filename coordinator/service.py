@@ -539,11 +539,12 @@ def _with_model(
     live: Mapping[str, tuple[NodeRecord, common_pb2.OllamaEndpoint]], model: str, has: bool = True
 ) -> list[str]:
     """The endpoints (of ``live``, by "NODE/endpoint") that have ``model`` on disk, or with
-    ``has`` False those that do not."""
+    ``has`` False those that do not. Another Hive cluster's gateway (federation) is never
+    one of them: its models are that cluster's to manage (named, it is acted on)."""
     return [
         where
         for where, (_, endpoint) in sorted(live.items())
-        if any(m.name == model for m in endpoint.models) == has
+        if not endpoint.hive_cluster and any(m.name == model for m in endpoint.models) == has
     ]
 
 

@@ -53,6 +53,9 @@ class EndpointSpec:
     models: tuple[str, ...] = ()
     # Where the Ollama instance listens; None in a cluster file that `hive dev` fills in.
     url: str | None = None
+    # Federation: when ``url`` is another Hive cluster's gateway with API tokens on, a file
+    # holding a token of that cluster (submit scope), sent as "Authorization: Bearer".
+    token_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +268,7 @@ def _parse_gpu(source: str, key: str, raw: Any) -> GpuSpec:
 
 
 def _parse_endpoint(r: _Reader, gpu_count: int, need_url: bool) -> EndpointSpec:
-    r.reject_unknown({"id", "url", "gpus", "num_parallel", "max_queue", "models"})
+    r.reject_unknown({"id", "url", "gpus", "num_parallel", "max_queue", "models", "token_file"})
     gpus = r.list_("gpus")
     for i, g in enumerate(gpus):
         if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < gpu_count:
@@ -281,6 +284,9 @@ def _parse_endpoint(r: _Reader, gpu_count: int, need_url: bool) -> EndpointSpec:
         raise r.error("url", f"expected an http(s) URL, got {url!r}")
     if need_url and url is None:
         raise r.error("url", "required: where this Ollama instance listens")
+    token_file = r.data.get("token_file")
+    if token_file is not None and (not isinstance(token_file, str) or not token_file):
+        raise r.error("token_file", f"expected a path, got {_kind(token_file)}")
     return EndpointSpec(
         id=r.str_("id", pattern=ENDPOINT_ID),
         gpus=tuple(gpus),
@@ -288,6 +294,7 @@ def _parse_endpoint(r: _Reader, gpu_count: int, need_url: bool) -> EndpointSpec:
         max_queue=r.number("max_queue", 512, minimum=0, integer=True),
         models=r.str_list("models"),
         url=url,
+        token_file=token_file,
     )
 
 

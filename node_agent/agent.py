@@ -14,12 +14,13 @@ import contextlib
 import logging
 import random
 import socket
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from hive import __version__, tls
-from hive.config import AgentConfig
+from hive.config import AgentConfig, ConfigError, EndpointSpec
 from hive.metrics import MetricsServer
 from hive.sdnotify import Notifier
 from hive.serving import SERVICE_NAMES, RunningServer, channel_options, host_port, start_server
@@ -67,7 +68,10 @@ class Agent:
         self.security = security
         self.name = config.node.name
         self.endpoints: dict[str, LocalEndpoint] = {
-            e.id: LocalEndpoint(e, OllamaClient(e.url or "http://127.0.0.1:11434"))
+            e.id: LocalEndpoint(
+                e,
+                OllamaClient(e.url or "http://127.0.0.1:11434", token=_token(config.source, e)),
+            )
             for e in config.node.endpoints
         }
         self._provider = provider
@@ -436,3 +440,18 @@ async def _report_session(agent: Agent, notifier: Notifier) -> None:
         while agent.connected.is_set():  # noqa: ASYNC110 - connected is a set/clear Event
             await asyncio.sleep(1.0)
         notifier.status(f"node {agent.name}: reconnecting to {agent.config.coordinator}")
+
+
+def _token(source: str, endpoint: EndpointSpec) -> str | None:
+    """The endpoint's bearer token, read from its ``token_file`` (federation)."""
+    if endpoint.token_file is None:
+        return None
+    try:
+        token = Path(endpoint.token_file).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            source, f"endpoints[{endpoint.id}].token_file", exc.strerror or str(exc)
+        ) from None
+    if not token:
+        raise ConfigError(source, f"endpoints[{endpoint.id}].token_file", "the file is empty")
+    return token

@@ -19,7 +19,10 @@ class OllamaError(Exception):
 
 
 class OllamaClient:
-    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
+    """``token``: sent as a bearer token on every request (an endpoint that is another Hive
+    cluster's gateway with API tokens on; Ollama itself takes none)."""
+
+    def __init__(self, url: str, connect_timeout: float = 5.0, token: str | None = None) -> None:
         self.url = url.rstrip("/")
         # No read timeout: a generation may legitimately take minutes; the RPC's
         # deadline bounds it instead.
@@ -27,6 +30,7 @@ class OllamaClient:
             base_url=self.url,
             timeout=httpx.Timeout(None, connect=connect_timeout),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            headers={"Authorization": f"Bearer {token}"} if token else None,
         )
 
     async def close(self) -> None:

@@ -76,14 +76,15 @@ def private_dev_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @contextlib.asynccontextmanager
 async def running_dev(**options: Any) -> AsyncIterator[DevCluster]:
     """The seed's five-node cluster on free ports with instant emulated Ollama and fast
-    heartbeats, registered and ready; ``options`` override DevCluster's (e.g. a gateway)."""
+    heartbeats, registered and ready; ``options`` override DevCluster's (e.g. a gateway,
+    or ``cluster``: another cluster file than the seed's with FAST liveness)."""
     settings: dict[str, Any] = {
         "coordinator_listen": "127.0.0.1:0",
         "gateway_port": None,
         "time_scale": 0.0,
         **options,
     }
-    cluster = DevCluster(fast_cluster(), **settings)
+    cluster = DevCluster(settings.pop("cluster", None) or fast_cluster(), **settings)
     try:
         await cluster.start()
         await cluster.wait_registered(timeout=10)

@@ -4,6 +4,7 @@ gateway, with requests that would otherwise go round in circles."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from hive.cli import render_status
 from hive.config import (
     AgentConfig,
+    AuthSettings,
     ConfigError,
     EndpointSpec,
     GpuSpec,
@@ -25,15 +27,17 @@ from hive.config import (
 from hive.dev import DevCluster
 from hive.federation import VIA_HEADER
 from hive.hardware import GB
-from hive.v1 import cluster_pb2, cluster_pb2_grpc
+from hive.v1 import cluster_pb2, cluster_pb2_grpc, inference_pb2, inference_pb2_grpc
 from node_agent.agent import Agent
-from tests.conftest import eventually, running_dev
+from tests.conftest import FAST, eventually, fast_cluster, running_dev
 
 MODEL = "qwen2.5-coder:7b"
 
 
 @contextlib.asynccontextmanager
-async def peer_node(cluster: DevCluster, name: str, peer: DevCluster) -> AsyncIterator[Agent]:
+async def peer_node(
+    cluster: DevCluster, name: str, peer: DevCluster, token_file: Path | None = None
+) -> AsyncIterator[Agent]:
     """A node of ``cluster`` whose one "Ollama" is ``peer``'s gateway, as an operator would
     run `hive agent` with the peer's gateway URL as the endpoint's url."""
     assert peer.gateway is not None
@@ -45,7 +49,13 @@ async def peer_node(cluster: DevCluster, name: str, peer: DevCluster) -> AsyncIt
                 name=name,
                 gpus=(GpuSpec("NVIDIA GeForce RTX 4090", "nvidia", 24 * GB),),
                 endpoints=(
-                    EndpointSpec(id="hive", gpus=(0,), num_parallel=8, url=peer.gateway.url),
+                    EndpointSpec(
+                        id="hive",
+                        gpus=(0,),
+                        num_parallel=8,
+                        url=peer.gateway.url,
+                        token_file=str(token_file) if token_file else None,
+                    ),
                 ),
             ),
             listen="127.0.0.1:0",
@@ -104,6 +114,14 @@ async def test_two_clusters_serve_each_other_and_never_loop(tmp_path: Path) -> N
                     cluster_pb2.GetClusterStatusRequest()
                 )
             assert status.cluster_name == name_a
+            # Unload, pull and delete act on this cluster's own endpoints; the peer's models
+            # are its own to manage.
+            async with grpc.aio.insecure_channel(a.coordinator_address) as channel:
+                unloaded = await inference_pb2_grpc.InferenceServiceStub(channel).Unload(
+                    inference_pb2.UnloadRequest(model=MODEL)
+                )
+            assert unloaded.unloaded_from and not unloaded.failed
+            assert not [w for w in unloaded.unloaded_from if w.startswith("LAB-B/")]
             console = Console(record=True, width=200)
             render_status(status, console)
             shown = console.export_text()
@@ -188,3 +206,32 @@ def test_a_cluster_is_named_in_its_file_or_by_its_host_and_port() -> None:
     for bad in ("two words", "a,b", "", "-lead"):
         with pytest.raises(ConfigError, match=r"coordinator\.name"):
             named(bad)
+
+
+@pytest.mark.asyncio
+async def test_a_peer_with_api_tokens_is_reached_with_a_token_file(tmp_path: Path) -> None:
+    guarded = dataclasses.replace(
+        fast_cluster(), coordinator=dataclasses.replace(FAST, auth=AuthSettings(api_tokens=True))
+    )
+    async with (
+        running_dev(gateway_port=0, state_path=str(tmp_path / "a.sqlite")) as a,
+        running_dev(cluster=guarded, gateway_port=0, state_path=str(tmp_path / "b.sqlite")) as b,
+    ):
+        assert a.gateway is not None and b.coordinator is not None
+        async with peer_node(a, "LAB-B", b) as tokenless:
+            endpoint = tokenless.endpoints["hive"]
+            assert not endpoint.healthy and "API token" in endpoint.error, endpoint.error
+        _, secret = await b.coordinator.access.create_api_token("lab a", "submit")
+        token_file = tmp_path / "lab-b.token"
+        token_file.write_text(secret + "\n")
+        async with peer_node(a, "LAB-B", b, token_file) as agent:
+            assert agent.endpoints["hive"].healthy
+            await drain_all(a)
+            before = served(b)
+            async with httpx.AsyncClient(base_url=a.gateway.url, timeout=30) as http:
+                r = await http.post("/api/generate", json={"model": MODEL, "prompt": "hi"})
+            assert r.status_code == 200, r.text
+            assert served(b) == before + 1
+        token_file.write_text("")
+        with pytest.raises(ConfigError, match="the file is empty"):
+            Agent(dataclasses.replace(agent.config))

@@ -360,6 +360,10 @@ def test_a_warm_copy_goes_where_no_other_model_is_busy() -> None:
     idle_fast = dataclasses.replace(busy_fast, loaded=(idle,), in_flight=0)
     plan = plan_warmups(_cluster(idle_fast, quiet), rates, service, s, Pins())
     assert [(w.node, w.model) for w in plan] == [("FAST", "qwen2.5-coder:7b")]
+    # Another Hive cluster's gateway is that cluster's to warm, however fast it looks.
+    peer = dataclasses.replace(idle_fast, hive_cluster="lab-b")
+    plan = plan_warmups(_cluster(peer, quiet), rates, service, s, Pins())
+    assert [(w.node, w.model) for w in plan] == [("QUIET", "qwen2.5-coder:7b")]
 
 
 def test_placement_protects_as_many_homes_as_the_forecast_wants() -> None:

@@ -121,8 +121,13 @@ def plan_warmups(
 
     ``snapshot`` must include the scheduler's in-flight work (``Scheduler.overlay``) so a
     model with running tasks is never chosen for eviction. ``skip``: endpoints not to touch.
+    Another Hive cluster's gateway (federation) is never warmed: its own optimizer does.
     """
-    eps = [e for e in _usable(snapshot) if e.key not in pins.endpoints and e.key not in skip]
+    eps = [
+        e
+        for e in _usable(snapshot)
+        if e.key not in pins.endpoints and e.key not in skip and not e.hive_cluster
+    ]
     want = wanted_copies(rates, service, s)
     have: dict[str, int] = {}
     for e in _usable(snapshot):
