@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from harness import server_child
+from harness import server_child, summary
 
 MODEL = "llama3.1:8b"
 GPU = ("NVIDIA GeForce RTX 3070", "nvidia", 8 << 30)
@@ -104,14 +103,6 @@ async def timed(http: Any, base: str, prompt: str) -> tuple[float, float]:
             if not first and line and json.loads(line).get("response"):
                 first = time.perf_counter() - start
     return first, time.perf_counter() - start
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ms = sorted(v * 1000 for v in values)
-    return {
-        "p50_ms": round(statistics.median(ms), 3),
-        "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3),
-    }
 
 
 async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]:

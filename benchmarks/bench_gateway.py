@@ -20,22 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 
-from harness import http_ttft, mesh_ttft, serve_one_node, server_child
+from harness import http_ttft, mesh_ttft, serve_one_node, server_child, summary
 
 MODEL = "llama3.1:8b"
 EMBEDDER = "nomic-embed-text"
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ms = sorted(v * 1000 for v in values)
-    return {
-        "p50_ms": round(statistics.median(ms), 3),
-        "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3),
-    }
 
 
 async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]:

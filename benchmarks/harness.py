@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,3 +112,12 @@ def server_child(script: str, *args: str) -> Iterator[dict[str, Any]]:
         finally:
             child.terminate()
             child.wait(20)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Median and 99th percentile of ``values`` (seconds), in milliseconds."""
+    ms = sorted(v * 1000 for v in values)
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3),
+    }
