@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -146,7 +147,7 @@ class Coordinator:
         )
         self.port = self._server.port
         if not self.cluster_name:
-            self.cluster_name = f"{socket.gethostname()}:{self.port}"
+            self.cluster_name = default_cluster_name(socket.gethostname(), self.port)
         inference.cluster_name = cluster.cluster_name = self.cluster_name
         await self._start_enrollment()
         self.dispatcher.start()
@@ -259,3 +260,10 @@ async def serve(
                 await asyncio.Event().wait()
         finally:
             await coordinator.stop()
+
+
+def default_cluster_name(host: str, port: int) -> str:
+    """``host:port``, with anything a cluster name may not hold (hive.config.CLUSTER_NAME)
+    made a hyphen, so peers accept it in X-Hive-Via."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.:-]", "-", host).strip("-.:_")[:100] or "hive"
+    return f"{cleaned}:{port}"

@@ -324,6 +324,8 @@ class Endpoint(BaseModel):
     loaded_models: list[LoadedModel]
     in_flight: int
     error: str
+    # Federation: the Hive cluster this endpoint is the gateway of; "" for an Ollama.
+    hive_cluster: str = ""
 
 
 class Node(BaseModel):
@@ -359,6 +361,8 @@ class ClusterSummary(BaseModel):
 class ClusterStatus(BaseModel):
     """Cluster health and capacity: every node with its GPUs, Ollama endpoints and models."""
 
+    # The cluster's name (coordinator.name, or the coordinator's host and port).
+    cluster_name: str = ""
     summary: ClusterSummary
     nodes: list[Node]
 
@@ -395,6 +399,7 @@ def node_from_proto(n: cluster_pb2.NodeStatus) -> Node:
                 max_queue=e.max_queue,
                 version=e.version,
                 models=[m.name for m in e.models],
+                hive_cluster=e.hive_cluster,
                 healthy=t2.healthy,
                 loaded_models=[
                     LoadedModel(
@@ -430,6 +435,7 @@ def node_from_proto(n: cluster_pb2.NodeStatus) -> Node:
 def cluster_status_from_proto(r: cluster_pb2.GetClusterStatusResponse) -> ClusterStatus:
     s = r.summary
     return ClusterStatus(
+        cluster_name=r.cluster_name,
         summary=ClusterSummary(
             nodes_total=s.nodes_total,
             nodes_healthy=s.nodes_healthy,

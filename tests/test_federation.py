@@ -14,8 +14,10 @@ import ollama
 import pytest
 from rich.console import Console
 
+from coordinator.server import default_cluster_name
 from hive.cli import render_status
 from hive.config import (
+    CLUSTER_NAME,
     AgentConfig,
     AuthSettings,
     ConfigError,
@@ -126,6 +128,10 @@ async def test_two_clusters_serve_each_other_and_never_loop(tmp_path: Path) -> N
             render_status(status, console)
             shown = console.export_text()
             assert f"Hive cluster {name_a}" in shown and f"hive (Hive cluster {name_b})" in shown
+            rest = (await http.get("/api/distributed/cluster/status")).json()
+            assert rest["cluster_name"] == name_a
+            (peer,) = [n for n in rest["nodes"] if n["name"] == "LAB-B"]
+            assert [e["hive_cluster"] for e in peer["endpoints"]] == [name_b]
 
             # A model only B has (pulled onto one of B's hosts) is served to A's users
             # through LAB-B; a request that came from B for it finds no way but back.
@@ -235,3 +241,10 @@ async def test_a_peer_with_api_tokens_is_reached_with_a_token_file(tmp_path: Pat
         token_file.write_text("")
         with pytest.raises(ConfigError, match="the file is empty"):
             Agent(dataclasses.replace(agent.config))
+
+
+def test_the_default_name_is_one_peers_accept() -> None:
+    for host in ("gpu1.lab", "Mac Studio (2)", "-x-", "", "ü" * 300):
+        name = default_cluster_name(host, 50051)
+        assert CLUSTER_NAME.match(name) and name.endswith(":50051"), name
+    assert default_cluster_name("gpu1.lab", 50051) == "gpu1.lab:50051"
