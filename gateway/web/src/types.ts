@@ -112,6 +112,8 @@ export interface Endpoint {
   loaded_models: LoadedModel[];
   in_flight: number;
   error: string;
+  // Federation: the Hive cluster this endpoint is the gateway of ("" for an Ollama).
+  hive_cluster?: string;
 }
 
 export interface ClusterNode {

@@ -3,13 +3,18 @@ import { clusterReducer, emptyCluster } from "../store";
 import { node } from "../test/fixtures";
 import { ClusterView } from "./ClusterView";
 
+const peer = node({
+  name: "LAB-B",
+  endpoints: node().endpoints.map((e) => ({ ...e, id: "hive", hive_cluster: "lab-b" })),
+});
+
 describe("ClusterView", () => {
   it("shows each node's state, GPUs, endpoints and loaded models, and losses as they come", () => {
     let cluster = clusterReducer(emptyCluster, {
       type: "status",
       summary: {
-        nodes_total: 2,
-        nodes_healthy: 2,
+        nodes_total: 3,
+        nodes_healthy: 3,
         gpus: 2,
         vram_total_bytes: 16 * 2 ** 30,
         vram_used_bytes: 6 * 2 ** 30,
@@ -18,7 +23,7 @@ describe("ClusterView", () => {
         running_tasks: 2,
         queued_tasks: 0,
       },
-      nodes: [node(), node({ name: "ACACIA" })],
+      nodes: [node(), node({ name: "ACACIA" }), peer],
       now: 1,
     });
     cluster = clusterReducer(cluster, {
@@ -37,7 +42,9 @@ describe("ClusterView", () => {
     expect(within(rosewood).getByText("llama3.1:8b")).not.toHaveClass("loaded");
     expect(within(rosewood).getByText(/2\/4 slots/)).toBeInTheDocument();
     expect(screen.getByTestId("node-ACACIA")).toHaveAttribute("data-state", "lost");
-    expect(screen.getByTestId("nodes-healthy")).toHaveTextContent("1/2");
+    expect(screen.getByTestId("nodes-healthy")).toHaveTextContent("2/3");
+    expect(within(screen.getByTestId("node-LAB-B")).getByText("Hive cluster lab-b")).toHaveClass("peer");
+    expect(within(rosewood).queryByText(/Hive cluster/)).not.toBeInTheDocument();
     expect(screen.getByTestId("node-event")).toHaveTextContent("ACACIA lost");
   });
 });

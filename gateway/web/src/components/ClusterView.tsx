@@ -72,6 +72,11 @@ export function NodeCard({ node }: { node: ClusterNode }) {
                   {e.in_flight}/{e.num_parallel} slots · GPUs {e.gpu_indices.join(", ")}
                   {e.version ? ` · ollama ${e.version}` : ""}
                 </span>
+                {e.hive_cluster ? (
+                  <span className="chip peer" title="another Hive cluster's gateway (federation)">
+                    Hive cluster {e.hive_cluster}
+                  </span>
+                ) : null}
               </div>
               <div className="chips">
                 {e.models.map((m) => {
