@@ -51,9 +51,16 @@ def bind_tcp(host: str, port: int) -> socket.socket:
 
 class AsgiServer:
     def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, graceful_seconds: float = 1.0
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        graceful_seconds: float = 1.0,
+        https: tuple[str, str] | None = None,
     ) -> None:
+        """``https``: (certificate PEM file, key PEM file) to serve HTTPS; None: HTTP."""
         self._app = app
+        self._https = https
         self._host = host
         self._port = port
         self._graceful = graceful_seconds
@@ -65,7 +72,7 @@ class AsgiServer:
     def url(self) -> str:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
         shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{self.port}"
+        return f"{'https' if self._https else 'http'}://{shown}:{self.port}"
 
     async def start(self) -> int:
         if self._task is not None:
@@ -79,6 +86,8 @@ class AsgiServer:
             access_log=False,
             # In-flight streams get this long to finish on stop(), then are cut off.
             timeout_graceful_shutdown=max(1, round(self._graceful)),
+            ssl_certfile=self._https[0] if self._https else None,
+            ssl_keyfile=self._https[1] if self._https else None,
         )
         server = _EmbeddedServer(config)
         self._server = server

@@ -143,6 +143,15 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             service_token = Path(args.token_file).read_text().strip()
         except OSError as exc:
             raise ConfigError(args.token_file, "--token-file", exc.strerror or str(exc)) from None
+    https = None
+    if bool(args.https_cert) != bool(args.https_key):
+        print("hive gateway: --https-cert and --https-key go together", file=sys.stderr)
+        return 2
+    if args.https_cert:
+        for flag, path in (("--https-cert", args.https_cert), ("--https-key", args.https_key)):
+            if not Path(path).is_file():
+                raise ConfigError(path, flag, "no such file")
+        https = (args.https_cert, args.https_key)
 
     async def main() -> None:
         app = create_app(
@@ -151,7 +160,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             service_token=service_token,
             protect_metrics=args.protect_metrics,
         )
-        server = AsgiServer(app, host, int(port))
+        server = AsgiServer(app, host, int(port), https=https)
         await server.start()
         logging.getLogger("hive.gateway").info("gateway on %s -> %s", server.url, args.coordinator)
         try:
@@ -520,6 +529,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--protect-metrics", action="store_true", help="/metrics needs a read-scope token"
+    )
+    p.add_argument(
+        "--https-cert",
+        default=os.environ.get("HIVE_GATEWAY_HTTPS_CERT"),
+        help="serve HTTPS with this certificate, PEM (e.g. from hive certs issue gateway "
+        "--dns HOST); default $HIVE_GATEWAY_HTTPS_CERT",
+    )
+    p.add_argument(
+        "--https-key",
+        default=os.environ.get("HIVE_GATEWAY_HTTPS_KEY"),
+        help="the certificate's key, PEM (default $HIVE_GATEWAY_HTTPS_KEY)",
     )
     p.add_argument("--insecure", action="store_true", help=insecure_help)
     p.set_defaults(func=cmd_gateway)

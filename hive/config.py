@@ -56,6 +56,9 @@ class EndpointSpec:
     # Federation: when ``url`` is another Hive cluster's gateway with API tokens on, a file
     # holding a token of that cluster (submit scope), sent as "Authorization: Bearer".
     token_file: str | None = None
+    # CA certificate(s), PEM, that an https url's server must be signed by (a peer's
+    # gateway with its cluster's certificate); None: the system's trusted CAs.
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +271,9 @@ def _parse_gpu(source: str, key: str, raw: Any) -> GpuSpec:
 
 
 def _parse_endpoint(r: _Reader, gpu_count: int, need_url: bool) -> EndpointSpec:
-    r.reject_unknown({"id", "url", "gpus", "num_parallel", "max_queue", "models", "token_file"})
+    r.reject_unknown(
+        {"id", "url", "gpus", "num_parallel", "max_queue", "models", "token_file", "ca_file"}
+    )
     gpus = r.list_("gpus")
     for i, g in enumerate(gpus):
         if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < gpu_count:
@@ -284,9 +289,10 @@ def _parse_endpoint(r: _Reader, gpu_count: int, need_url: bool) -> EndpointSpec:
         raise r.error("url", f"expected an http(s) URL, got {url!r}")
     if need_url and url is None:
         raise r.error("url", "required: where this Ollama instance listens")
-    token_file = r.data.get("token_file")
-    if token_file is not None and (not isinstance(token_file, str) or not token_file):
-        raise r.error("token_file", f"expected a path, got {_kind(token_file)}")
+    token_file, ca_file = r.data.get("token_file"), r.data.get("ca_file")
+    for key, path in (("token_file", token_file), ("ca_file", ca_file)):
+        if path is not None and (not isinstance(path, str) or not path):
+            raise r.error(key, f"expected a path, got {_kind(path)}")
     return EndpointSpec(
         id=r.str_("id", pattern=ENDPOINT_ID),
         gpus=tuple(gpus),
@@ -295,6 +301,7 @@ def _parse_endpoint(r: _Reader, gpu_count: int, need_url: bool) -> EndpointSpec:
         models=r.str_list("models"),
         url=url,
         token_file=token_file,
+        ca_file=ca_file,
     )
 
 

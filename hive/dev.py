@@ -48,6 +48,8 @@ class DevCluster:
     coordinator_listen: str = "127.0.0.1:50051"
     gateway_host: str = "127.0.0.1"
     gateway_port: int | None = 8000
+    # (certificate, key) PEM files: the gateway serves HTTPS; None: HTTP.
+    gateway_https: tuple[str, str] | None = None
     time_scale: float = 1.0
     heartbeat_interval: float | None = None
     # Coordinator /metrics address (port 0 = any); agents then serve theirs on port 0 of
@@ -95,6 +97,7 @@ class DevCluster:
                 ),
                 self.gateway_host,
                 self.gateway_port,
+                https=self.gateway_https,
             )
             await self.gateway.start()
 

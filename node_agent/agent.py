@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,11 @@ class Agent:
         self.endpoints: dict[str, LocalEndpoint] = {
             e.id: LocalEndpoint(
                 e,
-                OllamaClient(e.url or "http://127.0.0.1:11434", token=_token(config.source, e)),
+                OllamaClient(
+                    e.url or "http://127.0.0.1:11434",
+                    token=_token(config.source, e),
+                    verify=_verify(config.source, e),
+                ),
             )
             for e in config.node.endpoints
         }
@@ -455,3 +460,16 @@ def _token(source: str, endpoint: EndpointSpec) -> str | None:
     if not token:
         raise ConfigError(source, f"endpoints[{endpoint.id}].token_file", "the file is empty")
     return token
+
+
+def _verify(source: str, endpoint: EndpointSpec) -> ssl.SSLContext | bool:
+    """How to check the endpoint's https server: against its ``ca_file``, or the system's
+    CAs."""
+    if endpoint.ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=endpoint.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            source, f"endpoints[{endpoint.id}].ca_file", f"cannot load the CA: {exc}"
+        ) from None

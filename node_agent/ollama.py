@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -19,10 +20,17 @@ class OllamaError(Exception):
 
 
 class OllamaClient:
-    """``token``: sent as a bearer token on every request (an endpoint that is another Hive
-    cluster's gateway with API tokens on; Ollama itself takes none)."""
+    """``token``: sent as a bearer token on every request, and ``verify``: how an https
+    server is checked (httpx's: True for the system's CAs, or an SSLContext) — both for an
+    endpoint that is another Hive cluster's gateway; Ollama itself takes neither."""
 
-    def __init__(self, url: str, connect_timeout: float = 5.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        connect_timeout: float = 5.0,
+        token: str | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.url = url.rstrip("/")
         # No read timeout: a generation may legitimately take minutes; the RPC's
         # deadline bounds it instead.
@@ -31,6 +39,7 @@ class OllamaClient:
             timeout=httpx.Timeout(None, connect=connect_timeout),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
             headers={"Authorization": f"Bearer {token}"} if token else None,
+            verify=verify,
         )
 
     async def close(self) -> None:

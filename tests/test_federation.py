@@ -15,6 +15,8 @@ import pytest
 from rich.console import Console
 
 from coordinator.server import default_cluster_name
+from hive import pki
+from hive.cli import main as cli_main
 from hive.cli import render_status
 from hive.config import (
     CLUSTER_NAME,
@@ -38,7 +40,11 @@ MODEL = "qwen2.5-coder:7b"
 
 @contextlib.asynccontextmanager
 async def peer_node(
-    cluster: DevCluster, name: str, peer: DevCluster, token_file: Path | None = None
+    cluster: DevCluster,
+    name: str,
+    peer: DevCluster,
+    token_file: Path | None = None,
+    ca_file: Path | None = None,
 ) -> AsyncIterator[Agent]:
     """A node of ``cluster`` whose one "Ollama" is ``peer``'s gateway, as an operator would
     run `hive agent` with the peer's gateway URL as the endpoint's url."""
@@ -57,6 +63,7 @@ async def peer_node(
                         num_parallel=8,
                         url=peer.gateway.url,
                         token_file=str(token_file) if token_file else None,
+                        ca_file=str(ca_file) if ca_file else None,
                     ),
                 ),
             ),
@@ -248,3 +255,52 @@ def test_the_default_name_is_one_peers_accept() -> None:
         name = default_cluster_name(host, 50051)
         assert CLUSTER_NAME.match(name) and name.endswith(":50051"), name
     assert default_cluster_name("gpu1.lab", 50051) == "gpu1.lab:50051"
+
+
+@pytest.mark.asyncio
+async def test_a_peer_gateway_over_https_is_checked_against_the_ca_file(tmp_path: Path) -> None:
+    """`hive gateway --https-cert/--https-key` with a certificate of the peer's cluster CA;
+    the agent's endpoint trusts that CA (ca_file), and nothing else."""
+    tls = tmp_path / "tls"
+    pki.init_dir(tls)
+    cert = pki.issue_in_dir(tls, "gateway", ips=("127.0.0.1",))
+    https = (str(cert.cert), str(cert.key))
+    async with (
+        running_dev(gateway_port=0, state_path=str(tmp_path / "a.sqlite")) as a,
+        running_dev(
+            gateway_port=0, gateway_https=https, state_path=str(tmp_path / "b.sqlite")
+        ) as b,
+    ):
+        assert a.gateway is not None and b.gateway is not None
+        assert b.gateway.url.startswith("https://127.0.0.1:")
+        async with peer_node(a, "LAB-B", b) as unverified:
+            endpoint = unverified.endpoints["hive"]
+            assert not endpoint.healthy and "CERTIFICATE_VERIFY_FAILED" in endpoint.error
+        async with peer_node(a, "LAB-B", b, ca_file=cert.ca) as agent:
+            assert agent.endpoints["hive"].healthy
+            await drain_all(a)
+            before = served(b)
+            async with httpx.AsyncClient(base_url=a.gateway.url, timeout=30) as http:
+                r = await http.post("/api/generate", json={"model": MODEL, "prompt": "hi"})
+            assert r.status_code == 200, r.text
+            assert served(b) == before + 1
+        (tmp_path / "junk.pem").write_text("not a certificate")
+        with pytest.raises(ConfigError, match="cannot load the CA"):
+            peer = dataclasses.replace(
+                agent.config.node.endpoints[0], ca_file=str(tmp_path / "junk.pem")
+            )
+            Agent(
+                dataclasses.replace(
+                    agent.config, node=dataclasses.replace(agent.config.node, endpoints=(peer,))
+                )
+            )
+
+
+def test_the_gateway_wants_both_https_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["gateway", "--insecure", "--https-cert", "gw.pem"]) == 2
+    assert "--https-cert and --https-key go together" in capsys.readouterr().err
+    missing = str(tmp_path / "nope.pem")
+    assert cli_main(["gateway", "--insecure", "--https-cert", missing, "--https-key", missing]) == 2
+    assert "no such file" in capsys.readouterr().err
