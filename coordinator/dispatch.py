@@ -162,6 +162,8 @@ class TaskRun:
     submitted_at: float = 0.0
     assigned_at: float | None = None
     started_at: float | None = None
+    # Federation: the clusters the task passed through, this one last.
+    via: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +377,8 @@ class Dispatcher:
         self.registry = registry
         self.channels = channels
         self.clock = clock
+        # This cluster's name (federation; Coordinator.cluster_name), set once serving.
+        self.cluster_name = ""
         self.metrics = metrics or CoordinatorMetrics()
         self.scheduler = Scheduler(config)
         self.speeds = SpeedTracker()
@@ -511,6 +515,10 @@ class Dispatcher:
         """
         now = self.clock()
         deadline = None if deadline_seconds is None else now + deadline_seconds
+        if self.cluster_name and self.cluster_name not in request.via:
+            # Every task, a workflow's stages too, leaves with this cluster in its route,
+            # so no federated cluster sends it back here.
+            request.via.append(self.cluster_name)
         answer, answer_source = answer_estimate(request, task_type_name(request.type), self.lengths)
         spec = task_spec(request, priority, deadline, answer)
         snapshot = self.snapshot()
@@ -552,6 +560,7 @@ class Dispatcher:
             output_tokens=spec.output_tokens,
             output_source=answer_source,
             submitted_at=now,
+            via=tuple(request.via),
         )
         self._remember(run)
         inbox: _Inbox = asyncio.Queue()

@@ -148,7 +148,7 @@ class Coordinator:
         self.port = self._server.port
         if not self.cluster_name:
             self.cluster_name = default_cluster_name(socket.gethostname(), self.port)
-        inference.cluster_name = cluster.cluster_name = self.cluster_name
+        self.dispatcher.cluster_name = self.cluster_name
         await self._start_enrollment()
         self.dispatcher.start()
         await self.workflows.start()

@@ -185,33 +185,31 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, registry: Registry, dispatcher: Dispatcher) -> None:
         self.registry = registry
         self.dispatcher = dispatcher
-        # This cluster's name (Coordinator.cluster_name), set once the port is bound.
-        self.cluster_name = ""
 
     async def _route(
         self, via: Sequence[str], context: grpc.aio.ServicerContext[Any, Any]
     ) -> list[str]:
-        """Federation: the clusters a request has passed through, this one added; a
-        request that has been here already is a routing loop, refused."""
+        """Federation: the clusters a request has passed through (the dispatcher adds this
+        one); a request that has been here already is a routing loop, refused."""
+        name = self.dispatcher.cluster_name
         if len(via) > MAX_VIA:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"via names {len(via)} clusters; at most {MAX_VIA} (a routing loop?)",
             )
-        for name in via:
-            if not CLUSTER_NAME.match(name):
+        for passed in via:
+            if not CLUSTER_NAME.match(passed):
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"via: {name[:140]!r} is not a cluster name ({CLUSTER_NAME.pattern})",
+                    f"via: {passed[:140]!r} is not a cluster name ({CLUSTER_NAME.pattern})",
                 )
-        if self.cluster_name in via:
+        if name and name in via:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"routing loop: this request has already passed through Hive cluster "
-                f"{self.cluster_name!r} (via {' -> '.join(via)}); a federated cluster's "
-                "node leads back here",
+                f"{name!r} (via {' -> '.join(via)}); a federated cluster's node leads back here",
             )
-        return [*via, self.cluster_name] if self.cluster_name else list(via)
+        return list(via)
 
     async def Generate(
         self,
@@ -671,8 +669,6 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self.registry = registry
         self.dispatcher = dispatcher
         self.optimizer = optimizer
-        # This cluster's name (Coordinator.cluster_name), set once the port is bound.
-        self.cluster_name = ""
 
     async def GetClusterStatus(
         self,
@@ -684,7 +680,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         return cluster_pb2.GetClusterStatusResponse(
             nodes=[self.registry.status(r) for r in self.registry],
             summary=self.registry.summary(),
-            cluster_name=self.cluster_name,
+            cluster_name=self.dispatcher.cluster_name,
         )
 
     async def DrainNode(
@@ -750,6 +746,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             estimated_prompt_tokens=run.prompt_tokens,
             estimated_output_tokens=run.output_tokens,
             output_estimate_source=run.output_source,
+            via=run.via,
         )
         if run.decisions:
             response.decision.CopyFrom(decision_to_proto(run.decisions[-1]))

@@ -284,6 +284,8 @@ def render_decision(response: cluster_pb2.ExplainTaskResponse, console: Console)
         f"[bold]{decision.chosen_node}/{decision.chosen_endpoint_id}[/bold]"
         " (lowest expected completion time, in seconds; lower is better)"
     )
+    if len(response.via) > 1:
+        console.print(f"came from another Hive cluster: via {' -> '.join(response.via)}")
     if response.output_estimate_source == "embedding":
         console.print(f"priced as {response.estimated_prompt_tokens} prompt tokens (an embedding)")
     elif response.estimated_output_tokens:

@@ -17,7 +17,7 @@ from rich.console import Console
 from coordinator.server import default_cluster_name
 from hive import pki
 from hive.cli import main as cli_main
-from hive.cli import render_status
+from hive.cli import render_decision, render_status
 from hive.config import (
     CLUSTER_NAME,
     AgentConfig,
@@ -31,7 +31,14 @@ from hive.config import (
 from hive.dev import DevCluster
 from hive.federation import VIA_HEADER
 from hive.hardware import GB
-from hive.v1 import cluster_pb2, cluster_pb2_grpc, inference_pb2, inference_pb2_grpc
+from hive.v1 import (
+    cluster_pb2,
+    cluster_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 from node_agent.agent import Agent
 from tests.conftest import FAST, eventually, fast_cluster, running_dev
 
@@ -178,10 +185,46 @@ async def test_two_clusters_serve_each_other_and_never_loop(tmp_path: Path) -> N
             assert served(b) == before_b + 1 and served(a) == before_a
             task = list(b.coordinator.dispatcher.tasks.values())[-1]
             assert task.placements[-1].node != "LAB-A"  # B did not send it back to A
+            assert task.via == (name_a, name_b)
+            async with grpc.aio.insecure_channel(b.coordinator_address) as channel:
+                explained = await cluster_pb2_grpc.ClusterServiceStub(channel).ExplainTask(
+                    cluster_pb2.ExplainTaskRequest(task_id=task.task_id)
+                )
+            console = Console(record=True, width=200)
+            render_decision(explained, console)
+            shown = console.export_text()
+            assert f"came from another Hive cluster: via {name_a} -> {name_b}" in shown
+            assert f"LAB-A/hive: routing_loop (leads to Hive cluster '{name_a}'" in shown
+
+            # A workflow's stages leave A with A in their route too.
+            def from_a() -> int:
+                assert b.coordinator is not None
+                tasks = b.coordinator.dispatcher.tasks.values()
+                return sum(t.via == (name_a, name_b) for t in tasks)
+
+            before = from_a()
+            async with grpc.aio.insecure_channel(a.coordinator_address) as channel:
+                submitted = await workflow_pb2_grpc.WorkflowServiceStub(channel).SubmitWorkflow(
+                    workflow_pb2.SubmitWorkflowRequest(
+                        name="federated", requirements="Add two numbers", pipeline="quick"
+                    )
+                )
+            assert submitted.workflow.id
+            await eventually(lambda: from_a() > before, timeout=20, what="A's stage on B")
+
+            async def workflow_done() -> bool:
+                async with grpc.aio.insecure_channel(a.coordinator_address) as channel:
+                    got = await workflow_pb2_grpc.WorkflowServiceStub(channel).GetWorkflow(
+                        workflow_pb2.GetWorkflowRequest(id=submitted.workflow.id)
+                    )
+                return got.workflow.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED
+
+            await eventually(workflow_done, timeout=30, what="the workflow, run on B, succeeds")
 
             # B's nodes drained too: the only way left from B is back to A, and B says so
             # instead of sending the request round again.
             await drain_all(b)
+            before_a, before_b = served(a), served(b)
             r = await http.post("/api/generate", json=body)
             # B answers LAB-B 503, which an agent reads as Ollama's "busy" (429 here).
             assert r.status_code == 429, r.text
@@ -189,7 +232,7 @@ async def test_two_clusters_serve_each_other_and_never_loop(tmp_path: Path) -> N
                 "leads to a Hive cluster this request has already passed through"
                 in (r.json()["error"])
             )
-            assert served(a) == before_a and served(b) == before_b + 1
+            assert served(a) == before_a and served(b) == before_b
 
             # One that has been through A already is a loop, refused before routing.
             r = await http.post(

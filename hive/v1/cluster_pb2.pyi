@@ -158,18 +158,20 @@ class ExplainTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class ExplainTaskResponse(_message.Message):
-    __slots__ = ("task_id", "decision", "estimated_prompt_tokens", "estimated_output_tokens", "output_estimate_source")
+    __slots__ = ("task_id", "decision", "estimated_prompt_tokens", "estimated_output_tokens", "output_estimate_source", "via")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_ESTIMATE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    VIA_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     decision: RoutingDecision
     estimated_prompt_tokens: int
     estimated_output_tokens: int
     output_estimate_source: str
-    def __init__(self, task_id: _Optional[str] = ..., decision: _Optional[_Union[RoutingDecision, _Mapping]] = ..., estimated_prompt_tokens: _Optional[int] = ..., estimated_output_tokens: _Optional[int] = ..., output_estimate_source: _Optional[str] = ...) -> None: ...
+    via: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., decision: _Optional[_Union[RoutingDecision, _Mapping]] = ..., estimated_prompt_tokens: _Optional[int] = ..., estimated_output_tokens: _Optional[int] = ..., output_estimate_source: _Optional[str] = ..., via: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RoutingDecision(_message.Message):
     __slots__ = ("candidates", "rejected", "chosen_node", "chosen_endpoint_id")
