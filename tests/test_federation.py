@@ -101,6 +101,17 @@ async def drain_all(cluster: DevCluster) -> None:
             await stub.DrainNode(cluster_pb2.DrainNodeRequest(node=node.name, drain=True))
 
 
+async def runs_on_peer(a: DevCluster, b: DevCluster) -> None:
+    """With A's own nodes drained, a generate at A's gateway is served by B's nodes."""
+    assert a.gateway is not None
+    await drain_all(a)
+    before = served(b)
+    async with httpx.AsyncClient(base_url=a.gateway.url, timeout=30) as http:
+        r = await http.post("/api/generate", json={"model": MODEL, "prompt": "hi"})
+    assert r.status_code == 200, r.text
+    assert served(b) == before + 1
+
+
 @pytest.mark.asyncio
 async def test_two_clusters_serve_each_other_and_never_loop(tmp_path: Path) -> None:
     async with (
@@ -282,12 +293,7 @@ async def test_a_peer_with_api_tokens_is_reached_with_a_token_file(tmp_path: Pat
         token_file.write_text(secret + "\n")
         async with peer_node(a, "LAB-B", b, token_file) as agent:
             assert agent.endpoints["hive"].healthy
-            await drain_all(a)
-            before = served(b)
-            async with httpx.AsyncClient(base_url=a.gateway.url, timeout=30) as http:
-                r = await http.post("/api/generate", json={"model": MODEL, "prompt": "hi"})
-            assert r.status_code == 200, r.text
-            assert served(b) == before + 1
+            await runs_on_peer(a, b)
         token_file.write_text("")
         with pytest.raises(ConfigError, match="the file is empty"):
             Agent(dataclasses.replace(agent.config))
@@ -321,12 +327,7 @@ async def test_a_peer_gateway_over_https_is_checked_against_the_ca_file(tmp_path
             assert not endpoint.healthy and "CERTIFICATE_VERIFY_FAILED" in endpoint.error
         async with peer_node(a, "LAB-B", b, ca_file=cert.ca) as agent:
             assert agent.endpoints["hive"].healthy
-            await drain_all(a)
-            before = served(b)
-            async with httpx.AsyncClient(base_url=a.gateway.url, timeout=30) as http:
-                r = await http.post("/api/generate", json={"model": MODEL, "prompt": "hi"})
-            assert r.status_code == 200, r.text
-            assert served(b) == before + 1
+            await runs_on_peer(a, b)
         (tmp_path / "junk.pem").write_text("not a certificate")
         with pytest.raises(ConfigError, match="cannot load the CA"):
             peer = dataclasses.replace(
