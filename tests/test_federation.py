@@ -348,3 +348,37 @@ def test_the_gateway_wants_both_https_files(
     missing = str(tmp_path / "nope.pem")
     assert cli_main(["gateway", "--insecure", "--https-cert", missing, "--https-key", missing]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.asyncio
+async def test_a_client_leaving_cancels_the_request_on_the_peer(tmp_path: Path) -> None:
+    """Ctrl-C at cluster A's gateway reaches the node of cluster B that runs the request:
+    A cancels LAB-B's task, its agent closes the stream to B's gateway, and B cancels at
+    its node's Ollama, freeing the slot."""
+    async with (
+        running_dev(gateway_port=0, state_path=str(tmp_path / "a.sqlite")) as a,
+        running_dev(gateway_port=0, time_scale=0.2, state_path=str(tmp_path / "b.sqlite")) as b,
+        peer_node(a, "LAB-B", b),
+    ):
+        assert a.gateway is not None
+        await drain_all(a)
+        emulators = list(b.emulators.values())
+        body = {
+            "model": "llama3.1:8b",
+            "prompt": "tell a story",
+            "options": {"num_predict": 4000, "ignore_eos": True},
+        }
+        async with httpx.AsyncClient(base_url=a.gateway.url, timeout=60) as http:
+            async with http.stream("POST", "/api/generate", json=body) as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if '"response":"' in line and '"response":""' not in line:
+                        break  # the first words of the answer: now go away
+        await eventually(
+            lambda: sum(e.stats.cancelled_total for e in emulators) == 1,
+            timeout=10,
+            what="the request cancelled at B's node",
+        )
+        await eventually(
+            lambda: all(e.stats.active == 0 for e in emulators), timeout=10, what="slot freed"
+        )
