@@ -49,6 +49,10 @@ async def _abort_for(
     status as a gRPC code, ``otherwise`` for the rest), or UNAVAILABLE when unreachable."""
     if isinstance(exc, OllamaError):
         code = _OLLAMA_STATUS.get(exc.status, otherwise)
+        if exc.status == 503 and endpoint.hive_cluster:
+            # Another Hive cluster's 503 is "no endpoint can take it now", not Ollama's
+            # "queue full": the caller should see 503 too, not 429.
+            code = grpc.StatusCode.UNAVAILABLE
         await context.abort(code, f"ollama {endpoint.id} ({exc.status}): {exc.message}")
     await context.abort(
         grpc.StatusCode.UNAVAILABLE,

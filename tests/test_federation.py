@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -40,6 +41,9 @@ from hive.v1 import (
     workflow_pb2_grpc,
 )
 from node_agent.agent import Agent
+from node_agent.endpoints import LocalEndpoint
+from node_agent.ollama import OllamaClient, OllamaError
+from node_agent.service import _abort_for
 from tests.conftest import FAST, eventually, fast_cluster, running_dev
 
 MODEL = "qwen2.5-coder:7b"
@@ -237,8 +241,8 @@ async def test_two_clusters_serve_each_other_and_never_loop(tmp_path: Path) -> N
             await drain_all(b)
             before_a, before_b = served(a), served(b)
             r = await http.post("/api/generate", json=body)
-            # B answers LAB-B 503, which an agent reads as Ollama's "busy" (429 here).
-            assert r.status_code == 429, r.text
+            # B answers LAB-B 503, and so does A (an Ollama's 503, "queue full", is a 429).
+            assert r.status_code == 503, r.text
             assert (
                 "leads to a Hive cluster this request has already passed through"
                 in (r.json()["error"])
@@ -382,3 +386,20 @@ async def test_a_client_leaving_cancels_the_request_on_the_peer(tmp_path: Path) 
         await eventually(
             lambda: all(e.stats.active == 0 for e in emulators), timeout=10, what="slot freed"
         )
+
+
+@pytest.mark.asyncio
+async def test_a_503_is_busy_from_an_ollama_and_unavailable_from_a_peer() -> None:
+    class Context:
+        async def abort(self, code: grpc.StatusCode, details: str) -> None:
+            raise grpc.aio.AbortError(f"{code.name} {details}")
+
+    spec = EndpointSpec(id="gpu0", gpus=(0,), url="http://127.0.0.1:9")
+    ollama_endpoint = LocalEndpoint(spec, OllamaClient("http://127.0.0.1:9"))
+    peer = LocalEndpoint(spec, OllamaClient("http://127.0.0.1:9"), hive_cluster="lab-b")
+    busy = OllamaError(503, "server busy")
+    context: Any = Context()
+    with pytest.raises(grpc.aio.AbortError, match=r"^RESOURCE_EXHAUSTED ollama gpu0 \(503\)"):
+        await _abort_for(context, ollama_endpoint, busy, grpc.StatusCode.INTERNAL)
+    with pytest.raises(grpc.aio.AbortError, match=r"^UNAVAILABLE ollama gpu0 \(503\)"):
+        await _abort_for(context, peer, busy, grpc.StatusCode.INTERNAL)
