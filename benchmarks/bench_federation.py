@@ -13,7 +13,6 @@ object.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import server_child, summary
+from harness import client_server_main, summary
 
 MODEL = "llama3.1:8b"
 GPU = ("NVIDIA GeForce RTX 3070", "nvidia", 8 << 30)
@@ -132,17 +131,9 @@ async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        asyncio.run(serve(str(Path(args.serve).parent)))
-        return 0
-    with server_child(__file__) as addresses:
-        result = asyncio.run(measure(addresses, args.requests))
-    print(json.dumps(result, indent=2))
-    return 0
+    return client_server_main(
+        __file__, lambda state: serve(str(Path(state).parent)), measure, default_requests=200
+    )
 
 
 if __name__ == "__main__":

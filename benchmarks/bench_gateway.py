@@ -17,13 +17,11 @@ Prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
 import time
 
-from harness import http_ttft, mesh_ttft, serve_one_node, server_child, summary
+from harness import client_server_main, http_ttft, mesh_ttft, serve_one_node, summary
 
 MODEL = "llama3.1:8b"
 EMBEDDER = "nomic-embed-text"
@@ -153,17 +151,12 @@ async def measure(addresses: dict[str, str], requests: int) -> dict[str, object]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        asyncio.run(serve_one_node(MODEL, args.serve, gateway=True, also=(EMBEDDER,)))
-        return 0
-    with server_child(__file__) as addresses:
-        result = asyncio.run(measure(addresses, args.requests))
-    print(json.dumps(result, indent=2))
-    return 0
+    return client_server_main(
+        __file__,
+        lambda state: serve_one_node(MODEL, state, gateway=True, also=(EMBEDDER,)),
+        measure,
+        default_requests=300,
+    )
 
 
 if __name__ == "__main__":

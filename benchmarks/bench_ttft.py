@@ -11,14 +11,11 @@ Prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import os
 import statistics
 import sys
 
-from harness import http_ttft, mesh_ttft, serve_one_node, server_child
+from harness import client_server_main, http_ttft, mesh_ttft, serve_one_node
 
 MODEL = "llama3.1:8b"
 
@@ -81,19 +78,14 @@ async def measure(coordinator: str, emulator: str, requests: int) -> dict[str, o
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        asyncio.run(serve_one_node(MODEL, args.serve))
-        return 0
-    with server_child(__file__) as addresses:
-        result = asyncio.run(
-            measure(addresses["coordinator"], addresses["emulator"], args.requests)
-        )
-    print(json.dumps(result, indent=2))
-    return 0
+    return client_server_main(
+        __file__,
+        lambda state: serve_one_node(MODEL, state),
+        lambda addresses, requests: measure(
+            addresses["coordinator"], addresses["emulator"], requests
+        ),
+        default_requests=300,
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ line of addresses when it is ready and serves until terminated.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,25 @@ def summary(values: list[float]) -> dict[str, float]:
         "p50_ms": round(statistics.median(ms), 3),
         "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3),
     }
+
+
+def client_server_main(
+    script: str,
+    serve: Callable[[str], Coroutine[Any, Any, None]],
+    measure: Callable[[dict[str, Any], int], Coroutine[Any, Any, dict[str, Any]]],
+    default_requests: int,
+) -> int:
+    """The command line of a benchmark whose server runs in a child process: with
+    ``--serve STATE`` this is the child and runs ``serve(STATE)``; otherwise it starts the
+    child, runs ``measure(addresses, --requests)`` against it and prints the JSON."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=default_requests)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+        return 0
+    with server_child(script) as addresses:
+        result = asyncio.run(measure(addresses, args.requests))
+    print(json.dumps(result, indent=2))
+    return 0
