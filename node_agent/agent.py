@@ -305,11 +305,12 @@ class Agent:
         assert self._channel is not None
         stub = agent_session_pb2_grpc.AgentSessionServiceStub(self._channel)
         call = stub.Connect()
+        writer = _SessionWriter(call)
         heartbeats: asyncio.Task[None] | None = None
         try:
             node = self.node_info()
             announced = list(node.endpoints)
-            await call.write(
+            await writer.write(
                 agent_session_pb2.ConnectRequest(
                     register=agent_session_pb2.Register(
                         node=node,
@@ -336,7 +337,7 @@ class Agent:
             self.connected.set()
             self.metrics.sessions.inc()
             self.metrics.connected.set(1)
-            heartbeats = asyncio.create_task(self._heartbeats(call, interval, announced))
+            heartbeats = asyncio.create_task(self._heartbeats(writer, interval, announced))
             while True:
                 message = await call.read()
                 if not isinstance(message, agent_session_pb2.ConnectResponse):
@@ -344,7 +345,7 @@ class Agent:
                         "agent %s: coordinator ended session %s", self.name, self.session_id
                     )
                     return True
-                await self._handle(call, message)
+                await self._handle(writer, message)
                 if heartbeats.done():
                     heartbeats.result()  # surface a write failure
         finally:
@@ -355,7 +356,7 @@ class Agent:
             call.cancel()
 
     async def _heartbeats(
-        self, call: Any, interval: float, announced: list[common_pb2.OllamaEndpoint]
+        self, writer: _SessionWriter, interval: float, announced: list[common_pb2.OllamaEndpoint]
     ) -> None:
         """Heartbeat every ``interval``; with the endpoints and their models whenever they
         differ from what the coordinator was last told (``announced``, from Register)."""
@@ -371,20 +372,22 @@ class Agent:
                 log.info("agent %s: endpoints' models changed; announcing them", self.name)
                 beat.endpoints.extend(now)
                 announced = now
-            await call.write(agent_session_pb2.ConnectRequest(heartbeat=beat))
+            await writer.write(agent_session_pb2.ConnectRequest(heartbeat=beat))
             await asyncio.sleep(interval)
 
-    async def _handle(self, call: Any, message: agent_session_pb2.ConnectResponse) -> None:
+    async def _handle(
+        self, writer: _SessionWriter, message: agent_session_pb2.ConnectResponse
+    ) -> None:
         kind = message.WhichOneof("message")
         if kind == "drain":
             self.draining = message.drain.draining
             log.info("agent %s: draining=%s (%s)", self.name, self.draining, message.drain.reason)
         elif kind == "warm_model":
-            self._spawn(self._warm(call, message.warm_model), f"warm:{message.warm_model.model}")
+            self._spawn(self._warm(writer, message.warm_model), f"warm:{message.warm_model.model}")
         else:
             log.warning("agent %s: ignoring unexpected %s", self.name, kind)
 
-    async def _warm(self, call: Any, warm: agent_session_pb2.WarmModel) -> None:
+    async def _warm(self, writer: _SessionWriter, warm: agent_session_pb2.WarmModel) -> None:
         endpoint = self.endpoints.get(warm.endpoint_id)
         ack = agent_session_pb2.ControlAck(request_id=warm.request_id, ok=True)
         if endpoint is None:
@@ -400,7 +403,21 @@ class Agent:
                 log.exception("agent %s: warm %s failed", self.name, warm.model)
                 ack.ok, ack.error = False, f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            await call.write(agent_session_pb2.ConnectRequest(ack=ack))
+            await writer.write(agent_session_pb2.ConnectRequest(ack=ack))
+
+
+class _SessionWriter:
+    """One session stream's writes, one at a time: gRPC allows a single write in flight
+    per stream (a second at once fails the call, GRPC_CALL_ERROR_TOO_MANY_OPERATIONS), and
+    heartbeats and control acks (sent as each warm-up or unload finishes) share it."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._lock = asyncio.Lock()
+
+    async def write(self, request: agent_session_pb2.ConnectRequest) -> None:
+        async with self._lock:
+            await self._call.write(request)
 
 
 def _advertised(listen: str, port: int) -> str:

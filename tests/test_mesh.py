@@ -746,3 +746,23 @@ async def test_hive_rm_removes_a_model_from_the_cluster(
             await stub.Delete(inference_pb2.DeleteRequest(model="nope:1b"))
     assert list(everywhere.deleted_from) == ["ACACIA/gpu0"] and not everywhere.failed
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_control_acks_and_heartbeats_share_the_session_stream(dev: DevCluster) -> None:
+    """Many control requests at once (an `ollama stop` to every endpoint, warm-ups): the
+    agent answers each while it heartbeats, on one stream, and the session survives (gRPC
+    allows one write at a time per stream; two at once failed the session in CI)."""
+    registry = dev.coordinator.registry  # type: ignore[union-attr]
+    agent = dev.agents["IRONWOOD"]
+    sessions = agent.sessions
+    acks = await asyncio.gather(
+        *(
+            registry.unload_model("IRONWOOD", endpoint, "llama3.1:8b", 10)
+            for _ in range(150)
+            for endpoint in ("gtx1070", "p4")
+        )
+    )
+    assert all(a.ok for a in acks), [a.error for a in acks if not a.ok]
+    await asyncio.sleep(0.3)  # a few heartbeats more
+    assert agent.sessions == sessions and agent.connected.is_set()
+    assert registry.get("IRONWOOD").state.value == "healthy"
