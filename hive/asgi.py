@@ -86,6 +86,10 @@ class AsgiServer:
             access_log=False,
             # In-flight streams get this long to finish on stop(), then are cut off.
             timeout_graceful_shutdown=max(1, round(self._graceful)),
+            # Idle keep-alive connections stay open 75 s (nginx's default; Ollama's Go
+            # server keeps them longer), not uvicorn's 5 s: a client whose pool keeps them
+            # 5 s too (httpx's default) would otherwise send on one being closed.
+            timeout_keep_alive=75,
             ssl_certfile=self._https[0] if self._https else None,
             ssl_keyfile=self._https[1] if self._https else None,
         )

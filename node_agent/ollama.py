@@ -37,7 +37,13 @@ class OllamaClient:
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(None, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            # An idle connection is dropped after 2 s, before any server closes it: a
+            # request sent on a connection the server is closing fails (ReadError), and
+            # uvicorn (a peer Hive gateway, the emulator) closes idle ones after 5 s,
+            # httpx's own expiry.
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=64, keepalive_expiry=2.0
+            ),
             headers={"Authorization": f"Bearer {token}"} if token else None,
             verify=verify,
         )
