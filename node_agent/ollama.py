@@ -51,18 +51,12 @@ class OllamaClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _get(self, path: str) -> Any:
-        response = await self._http.get(path, timeout=5.0)
-        if response.status_code != 200:
-            raise OllamaError(response.status_code, _error_text(response.text))
-        return response.json()
+    async def _get(self, path: str) -> dict[str, Any]:
+        return _object(path, await self._http.get(path, timeout=5.0))
 
     async def version(self) -> dict[str, Any]:
         """/api/version: Ollama's ``version``; a Hive gateway adds its cluster's name."""
-        answer = await self._get("/api/version")
-        if not isinstance(answer, dict):
-            raise OllamaError(502, f"/api/version answered {type(answer).__name__}, not an object")
-        return answer
+        return await self._get("/api/version")
 
     async def tags(self) -> list[dict[str, Any]]:
         return list((await self._get("/api/tags")).get("models", []))
@@ -117,12 +111,7 @@ class OllamaClient:
             headers=headers,
             timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
         )
-        if response.status_code != 200:
-            raise OllamaError(response.status_code, _error_text(response.text))
-        answer = response.json()
-        if not isinstance(answer, dict):
-            raise OllamaError(502, f"{path} answered {type(answer).__name__}, not an object")
-        return answer
+        return _object(path, response)
 
     async def delete(self, model: str) -> None:
         """Remove ``model`` from this Ollama's disk (``ollama rm``)."""
@@ -136,6 +125,17 @@ class OllamaClient:
         if keep_alive:
             payload["keep_alive"] = keep_alive
         await self.post("/api/generate", payload)
+
+
+def _object(path: str, response: httpx.Response) -> dict[str, Any]:
+    """The JSON object Ollama answered ``path`` with; OllamaError for an error status or
+    any other answer."""
+    if response.status_code != 200:
+        raise OllamaError(response.status_code, _error_text(response.text))
+    answer = response.json()
+    if not isinstance(answer, dict):
+        raise OllamaError(502, f"{path} answered {type(answer).__name__}, not an object")
+    return answer
 
 
 def _error_text(body: str) -> str:

@@ -7,7 +7,10 @@ import contextlib
 import json
 import re
 
-from node_agent.ollama import OllamaClient
+import httpx
+import pytest
+
+from node_agent.ollama import OllamaClient, OllamaError
 
 LINES = [
     {"model": "m", "response": "hello", "done": False},
@@ -105,3 +108,26 @@ def test_logprobs_lines_become_the_contracts_entries() -> None:
         model="m", chat=node_agent_pb2.ChatInput(messages=[common_pb2.ChatMessage(role="user")])
     )
     assert "logprobs" not in ollama_payload(plain)[1]
+
+
+async def test_an_answer_that_is_not_an_object_is_an_ollama_error() -> None:
+    """Whatever is at the endpoint's URL (a proxy, another Hive cluster's gateway, a wrong
+    port) answers ``[]`` on every GET and POST: each call is an OllamaError naming the path,
+    which marks the endpoint unhealthy, never an AttributeError further in."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=[])
+
+    client = OllamaClient("http://ollama.test")
+    client._http = httpx.AsyncClient(
+        base_url="http://ollama.test", transport=httpx.MockTransport(answer)
+    )
+    async with client._http:
+        for call, path in (
+            (client.version(), "/api/version"),
+            (client.tags(), "/api/tags"),
+            (client.ps(), "/api/ps"),
+            (client.post("/api/embed", {"model": "m"}), "/api/embed"),
+        ):
+            with pytest.raises(OllamaError, match=f"^{path} answered list, not an object$"):
+                await call
