@@ -445,16 +445,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             return ""
 
         errors = await asyncio.gather(*(delete(where) for where in targets))
-        reply = inference_pb2.DeleteResponse()
-        for where, error in zip(targets, errors, strict=True):
-            if error:
-                reply.failed.append(f"{where}: {error}")
-            else:
-                reply.deleted_from.append(where)
-        log.info(
-            "delete %s: from %s; failed %s", model, list(reply.deleted_from), list(reply.failed)
-        )
-        return reply
+        done, failed = _outcomes(targets, errors)
+        log.info("delete %s: from %s; failed %s", model, done, failed)
+        return inference_pb2.DeleteResponse(deleted_from=done, failed=failed)
 
     def _live_endpoints(
         self,
@@ -500,28 +493,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         # Every endpoint that has the model, not only those whose last telemetry showed it
         # loaded: a load in the last heartbeat interval would be missed, and unloading a
         # model that is not loaded costs Ollama nothing.
-        live = self._live_endpoints()
-        where = _with_model(live, model)
-        if not where:
+        live, targets = await self._targets((), model, True, context)
+        if not targets:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
         acks = await asyncio.gather(
             *(
                 self.registry.unload_model(
                     live[w][0].name, live[w][1].id, model, NODE_ANSWER_SECONDS
                 )
-                for w in where
+                for w in targets
             )
         )
-        reply = inference_pb2.UnloadResponse()
-        for w, ack in zip(where, acks, strict=True):
-            if ack.ok:
-                reply.unloaded_from.append(w)
-            else:
-                reply.failed.append(f"{w}: {ack.error}")
-        log.info(
-            "unload %s: from %s; failed %s", model, list(reply.unloaded_from), list(reply.failed)
-        )
-        return reply
+        errors = ["" if ack.ok else ack.error or "not unloaded" for ack in acks]
+        done, failed = _outcomes(targets, errors)
+        log.info("unload %s: from %s; failed %s", model, done, failed)
+        return inference_pb2.UnloadResponse(unloaded_from=done, failed=failed)
 
 
 async def _check_size(size: int, what: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -544,6 +530,14 @@ def _with_model(
         for where, (_, endpoint) in sorted(live.items())
         if not endpoint.hive_cluster and any(m.name == model for m in endpoint.models) == has
     ]
+
+
+def _outcomes(targets: Sequence[str], errors: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A model command's endpoints that did it, and "NODE/endpoint: why" for those that
+    did not (``errors``: one per target, "" for success)."""
+    done = [where for where, error in zip(targets, errors, strict=True) if not error]
+    failed = [f"{where}: {error}" for where, error in zip(targets, errors, strict=True) if error]
+    return done, failed
 
 
 async def _pull_one(

@@ -742,9 +742,15 @@ async def test_hive_rm_removes_a_model_from_the_cluster(
 
         await eventually(gone, timeout=15, what="the removal is announced")
         everywhere = await stub.Delete(inference_pb2.DeleteRequest(model="phi3:mini"))
+        # Named, an endpoint without the model is tried, and its Ollama's refusal reported.
+        named = await stub.Delete(
+            inference_pb2.DeleteRequest(model="mistral:7b", endpoints=["WALNUT/rx9060"])
+        )
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
             await stub.Delete(inference_pb2.DeleteRequest(model="nope:1b"))
     assert list(everywhere.deleted_from) == ["ACACIA/gpu0"] and not everywhere.failed
+    assert not named.deleted_from and len(named.failed) == 1
+    assert named.failed[0].startswith("WALNUT/rx9060: ollama rx9060 (404): ")
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
 
