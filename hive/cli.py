@@ -19,7 +19,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from hive import __version__
-from hive.config import ConfigError, load_agent_config, load_cluster_config, seed_cluster
+from hive.config import (
+    ConfigError,
+    load_agent_config,
+    load_cluster_config,
+    read_token_file,
+    seed_cluster,
+)
 from hive.console import print_json, wide_console
 from hive.pki import CertPaths, PkiError
 from hive.serving import tune_gc_for_serving
@@ -139,10 +145,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         log.warning("INSECURE: plaintext gRPC to the coordinator (--insecure)")
     service_token = None
     if args.token_file:
-        try:
-            service_token = Path(args.token_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(args.token_file, "--token-file", exc.strerror or str(exc)) from None
+        service_token = read_token_file(args.token_file, args.token_file, "--token-file")
     https = None
     if bool(args.https_cert) != bool(args.https_key):
         print("hive gateway: --https-cert and --https-key go together", file=sys.stderr)

@@ -171,6 +171,15 @@ class AgentConfig:
         return _security(self.source, "tls", self.tls, self.insecure or insecure)
 
 
+def read_token_file(path: str, source: str, key: str) -> str:
+    """The API token in the file ``path`` (surrounding whitespace dropped); a ConfigError
+    naming ``source`` and ``key`` when it cannot be read."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(source, key, exc.strerror or str(exc)) from None
+
+
 def _security(source: str, key: str, tls: TlsSettings | None, insecure: bool) -> Security | None:
     if tls is None:
         if insecure:

@@ -15,13 +15,12 @@ import logging
 import random
 import socket
 import ssl
-from pathlib import Path
 from typing import Any
 
 import grpc
 
 from hive import __version__, tls
-from hive.config import AgentConfig, ConfigError, EndpointSpec
+from hive.config import AgentConfig, ConfigError, EndpointSpec, read_token_file
 from hive.metrics import MetricsServer
 from hive.sdnotify import Notifier
 from hive.serving import SERVICE_NAMES, RunningServer, channel_options, host_port, start_server
@@ -468,14 +467,10 @@ def _token(source: str, endpoint: EndpointSpec) -> str | None:
     """The endpoint's bearer token, read from its ``token_file`` (federation)."""
     if endpoint.token_file is None:
         return None
-    try:
-        token = Path(endpoint.token_file).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(
-            source, f"endpoints[{endpoint.id}].token_file", exc.strerror or str(exc)
-        ) from None
+    key = f"endpoints[{endpoint.id}].token_file"
+    token = read_token_file(endpoint.token_file, source, key)
     if not token:
-        raise ConfigError(source, f"endpoints[{endpoint.id}].token_file", "the file is empty")
+        raise ConfigError(source, key, "the file is empty")
     return token
 
 

@@ -393,3 +393,14 @@ async def test_gateway_forwards_bearer_tokens_and_keeps_health_open(secured: Sec
             headers={"Authorization": f"Bearer {reader}"},
         )
         assert submit.status_code == 403, submit.text
+
+
+def test_the_gateway_says_which_token_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hive.cli import main
+
+    missing = str(tmp_path / "gw.token")
+    assert main(["gateway", "--insecure", "--token-file", missing]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and f"{missing}: --token-file" in err, err
