@@ -49,7 +49,7 @@ from coordinator.scheduler import (
     Unroutable,
 )
 from hive import tls
-from hive.serving import channel_options
+from hive.serving import AGENT_TRAILER, channel_options
 from hive.tls import Security
 from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2, node_agent_pb2_grpc
 
@@ -89,6 +89,17 @@ _PRIORITIES = {
     common_pb2.PRIORITY_NORMAL: Priority.NORMAL,
     common_pb2.PRIORITY_HIGH: Priority.HIGH,
 }
+
+
+def agent_gone(err: grpc.aio.AioRpcError) -> bool:
+    """True when a RunTask ended without the agent saying so: its process died or the
+    network between broke. The agent marks every status it sends itself with
+    ``AGENT_TRAILER`` in the trailing metadata; a broken transport has no trailers. A retry
+    then avoids every endpoint of that node, not only the one that failed: its other
+    endpoints are behind the same dead agent."""
+    if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return False
+    return not any(key == AGENT_TRAILER for key, _ in err.trailing_metadata() or ())
 
 
 class UnknownModel(LookupError):
@@ -567,7 +578,9 @@ class Dispatcher:
         self._inboxes[request.task_id] = inbox
         self.kick()
         pump: asyncio.Task[None] | None = None
-        attempt = 0
+        # The attempt whose events count; None once the scheduler ended it (node lost,
+        # deadline) and until the next assignment, so its late events and end are ignored.
+        attempt: int | None = None
         assigned_at = now
         tokens = 0
         try:
@@ -594,7 +607,7 @@ class Dispatcher:
                         yield item.event
                 elif isinstance(item, _Done):
                     if item.attempt != attempt:
-                        continue
+                        continue  # an attempt the scheduler already ended (stale)
                     if self._finish(run, item):
                         node = run.placements[-1].node
                         self.metrics.task_succeeded(
@@ -605,6 +618,9 @@ class Dispatcher:
                 else:  # the scheduler ended this attempt: node lost, deadline passed
                     if pump is not None:
                         pump.cancel()
+                    # Whatever the ended attempt's RPC still says (a real SIGKILL breaks
+                    # its stream just after the session's) is stale: ignore it.
+                    attempt = None
                     if item.kind is FinishKind.REQUEUED:
                         continue
                     code = (
@@ -652,8 +668,27 @@ class Dispatcher:
         if err.code() not in CALLER_ERRORS:
             self.speeds.observe(placement.node, placement.endpoint_id, run.model, ok=False)
         outcome = self.scheduler.finished(
-            run.task_id, done.attempt, now, ok=False, retryable=retryable, error=err.details() or ""
+            run.task_id,
+            done.attempt,
+            now,
+            ok=False,
+            retryable=retryable,
+            error=err.details() or "",
+            also_avoid=self._node_endpoints(placement.node) if agent_gone(err) else (),
         )
+        if outcome.kind is FinishKind.STALE:
+            # The scheduler ended this attempt first (its node was lost, its deadline
+            # passed) and its outcome is on its way to this task's inbox: that decides.
+            log.info(
+                "task %s attempt %d on %s/%s ended after its node was lost: %s %s",
+                run.task_id,
+                done.attempt,
+                placement.node,
+                placement.endpoint_id,
+                err.code().name,
+                err.details(),
+            )
+            return False
         log.warning(
             "task %s attempt %d on %s/%s failed (%s): %s %s",
             run.task_id,
@@ -720,6 +755,12 @@ class Dispatcher:
             inbox.put_nowait(_Done(assignment.attempt, err))
         finally:
             self.registry.running[placement.node] -= 1
+
+    def _node_endpoints(self, node: str) -> list[EndpointKey]:
+        for view in self.snapshot().nodes:
+            if view.name == node:
+                return [ep.key for ep in view.endpoints]
+        return []
 
     def _address(self, node: str) -> str:
         return self.registry.get(node).info.agent_address

@@ -559,10 +559,13 @@ class Scheduler:
         ok: bool,
         retryable: bool = True,
         error: str = "",
+        also_avoid: Iterable[EndpointKey] = (),
     ) -> FinishOutcome:
         """Report the end of attempt ``attempt`` of ``task_id``. A failure is retried on
-        another endpoint when ``retryable`` and attempts remain; a report for anything but
-        the current attempt of a running task is STALE and changes nothing."""
+        another endpoint when ``retryable`` and attempts remain (steering away from the
+        failed endpoint and ``also_avoid``: the rest of a node whose agent died); a report
+        for anything but the current attempt of a running task is STALE and changes
+        nothing."""
         rec = self._tasks.get(task_id)
         if rec is None or rec.state is not TaskState.RUNNING or rec.attempt != attempt:
             return FinishOutcome(FinishKind.STALE, task_id, attempt)
@@ -573,6 +576,7 @@ class Scheduler:
                 self.residual.observe(now - rec.dispatched_at, rec.work_seconds)
             del self._tasks[task_id]
             return FinishOutcome(FinishKind.COMPLETED, task_id, attempt, node, ep)
+        rec.failed_on.extend(k for k in also_avoid if k != (node, ep))
         return self._retry_or_fail(rec, now, retryable, error)
 
     def _release(self, rec: _Record) -> None:

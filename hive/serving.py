@@ -35,6 +35,11 @@ from hive.v1 import (
 
 Registrar = Callable[[grpc.aio.Server], None]
 
+# Trailing metadata a node agent puts on every RunTask status it ends itself (the node's
+# name). A RunTask error without it came from a broken transport: the agent died or the
+# network between broke, so the coordinator retries the task away from that whole node.
+AGENT_TRAILER = "hive-agent"
+
 # Full names of every service in the contract, keyed by the servicer registration
 # function's service so a server lists exactly what it serves in reflection.
 SERVICE_NAMES = {

@@ -21,6 +21,7 @@ import httpx
 from google.protobuf import json_format
 
 from hive.federation import via_headers
+from hive.serving import AGENT_TRAILER
 from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, node_agent_pb2, node_agent_pb2_grpc
 from node_agent.ollama import OllamaError
@@ -182,6 +183,9 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         ],
     ) -> AsyncIterator[node_agent_pb2.RunTaskResponse]:
         agent = self.agent
+        # Sent with whatever status ends this call, aborts included: the coordinator tells
+        # an answer of this agent's from a broken transport by it.
+        context.set_trailing_metadata(((AGENT_TRAILER, agent.name),))
         endpoint = await self._endpoint(
             request.endpoint_id, context, grpc.StatusCode.INVALID_ARGUMENT
         )

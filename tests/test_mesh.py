@@ -772,3 +772,27 @@ async def test_control_acks_and_heartbeats_share_the_session_stream(dev: DevClus
     await asyncio.sleep(0.3)  # a few heartbeats more
     assert agent.sessions == sessions and agent.connected.is_set()
     assert registry.get("IRONWOOD").state.value == "healthy"
+
+
+async def test_agent_statuses_carry_its_trailer_and_a_dead_agent_has_none(
+    dev: DevCluster,
+) -> None:
+    """The coordinator tells an agent's own refusal from a broken transport by the
+    ``hive-agent`` trailer: with it a retry avoids only the endpoint, without it the
+    whole node (its agent is gone)."""
+    from coordinator.dispatch import agent_gone
+    from hive.serving import AGENT_TRAILER
+    from hive.v1 import node_agent_pb2, node_agent_pb2_grpc
+
+    request = node_agent_pb2.RunTaskRequest(task_id="t-trailer", endpoint_id="no-such")
+    async with grpc.aio.insecure_channel(dev.agents["WALNUT"].address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in node_agent_pb2_grpc.NodeAgentServiceStub(channel).RunTask(request):
+                pass
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (AGENT_TRAILER, "WALNUT") in tuple(refused.value.trailing_metadata() or ())
+    async with grpc.aio.insecure_channel("127.0.0.1:1") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as unreachable:
+            async for _ in node_agent_pb2_grpc.NodeAgentServiceStub(channel).RunTask(request):
+                pass
+    assert agent_gone(unreachable.value)
