@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from coordinator.registry import REPORTED_STATES
 from coordinator.routing.filters import REJECT_REASONS
 from coordinator.routing.scorers import SCORER_NAMES
 from coordinator.routing.task import Priority
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
     from coordinator.registry import Registry
     from coordinator.routing import Decision
 
-NODE_STATES = ("healthy", "suspect", "lost")
+# States in hive_node_state and hive_nodes: liveness, and "degraded" for a heartbeating
+# node with no healthy endpoint (coordinator.registry.NodeRecord.degraded).
+NODE_STATES = REPORTED_STATES
 # Terminal task states in hive_tasks_total.
 TASK_STATES = ("succeeded", "failed", "cancelled")
 # Workflow states in hive_workflows (workflow.proto's WorkflowState, lower case).
@@ -193,7 +196,8 @@ class ClusterCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         node_state = GaugeMetricFamily(
             "hive_node_state",
-            "1 for the node's current liveness state (healthy, suspect, lost), else 0.",
+            "1 for the node's current state (healthy, degraded: every endpoint unhealthy, "
+            "suspect, lost), else 0.",
             labels=["node", "state"],
         )
         nodes = GaugeMetricFamily(
@@ -274,7 +278,7 @@ class ClusterCollector(Collector):
         counts = dict.fromkeys(NODE_STATES, 0)
         for record in self.registry:
             name = record.name
-            state = record.state.value
+            state = record.reported_state
             counts[state] = counts.get(state, 0) + 1
             for s in NODE_STATES:
                 node_state.add_metric([name, s], 1.0 if s == state else 0.0)

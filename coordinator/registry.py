@@ -7,6 +7,13 @@ older than ``suspect_after`` → SUSPECT (no new work), older than
 ``lost_after`` → LOST (running work is re-dispatched). A node is keyed by its
 name, so an agent that restarts or reconnects replaces its own earlier
 session instead of appearing twice.
+
+A HEALTHY node whose every Ollama endpoint failed its agent's last probe is
+*reported* DEGRADED (``NodeRecord.degraded``): it heartbeats, so its liveness
+stays HEALTHY and nothing is re-dispatched, but the router already filters its
+endpoints out, and status, /health, metrics and alerts must not call it healthy.
+It is derived from the last heartbeat, so it clears at the first heartbeat that
+reports an endpoint healthy again.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ Clock = Callable[[], float]
 
 
 class NodeState(enum.Enum):
+    """A node's liveness, from its heartbeats (what ``NodeRecord.state`` holds)."""
+
     HEALTHY = "healthy"
     SUSPECT = "suspect"
     LOST = "lost"
@@ -41,6 +50,10 @@ _STATE_PROTO = {
     NodeState.SUSPECT: common_pb2.NODE_STATE_SUSPECT,
     NodeState.LOST: common_pb2.NODE_STATE_LOST,
 }
+# The state reported for a HEALTHY node with no healthy endpoint; never a liveness state.
+DEGRADED = "degraded"
+# Every state a node is reported in (status, metrics), liveness states first.
+REPORTED_STATES = (*(s.value for s in NodeState), DEGRADED)
 
 
 class InvalidRegistration(ValueError):
@@ -80,10 +93,37 @@ class NodeRecord:
     def reconnects(self) -> int:
         return self.sessions - 1
 
+    def unhealthy_endpoints(self) -> list[common_pb2.EndpointTelemetry]:
+        """The endpoints whose last heartbeat sample says unhealthy, in the node's order
+        (an endpoint with no sample yet is not counted: nothing is known against it)."""
+        samples = {e.id: e for e in self.telemetry.endpoints}
+        return [
+            samples[e.id]
+            for e in self.info.endpoints
+            if e.id in samples and not samples[e.id].healthy
+        ]
+
+    @property
+    def degraded(self) -> bool:
+        """Heartbeating (HEALTHY) but with endpoints, every one of them unhealthy."""
+        return (
+            self.state is NodeState.HEALTHY
+            and len(self.info.endpoints) > 0
+            and len(self.unhealthy_endpoints()) == len(self.info.endpoints)
+        )
+
+    @property
+    def reported_state(self) -> str:
+        """The liveness state's name, or ``DEGRADED`` for a HEALTHY node that cannot serve."""
+        return DEGRADED if self.degraded else self.state.value
+
+    def state_proto(self) -> common_pb2.NodeState:
+        return common_pb2.NODE_STATE_DEGRADED if self.degraded else self.state.to_proto()
+
     def to_status(self, running_tasks: int = 0) -> cluster_pb2.NodeStatus:
         status = cluster_pb2.NodeStatus(
             info=self.info,
-            state=self.state.to_proto(),
+            state=self.state_proto(),
             draining=self.draining,
             telemetry=self.telemetry,
             session_id=self.session_id,
@@ -224,6 +264,7 @@ class Registry:
     def heartbeat(self, record: NodeRecord, beat: agent_session_pb2.Heartbeat) -> None:
         if self._nodes.get(record.name) is not record:
             return  # a superseded session; its stream is ending
+        was_degraded = record.degraded
         record.last_heartbeat = self._clock()
         record.last_heartbeat_wall = self._wall()
         record.heartbeats += 1
@@ -234,6 +275,8 @@ class Registry:
             self._update_endpoints(record, beat.endpoints)
         if record.state is not NodeState.HEALTHY:
             self._transition(record, NodeState.HEALTHY)
+        if record.degraded != was_degraded:
+            self._degraded_changed(record)
         if self._watchers:
             self._publish(cluster_pb2.WatchClusterResponse(telemetry=self.status(record)))
 
@@ -260,6 +303,21 @@ class Registry:
             sorted(f"{e}/{m}" for e, m in after - before) or "-",
             sorted(f"{e}/{m}" for e, m in before - after) or "-",
         )
+        self._publish(cluster_pb2.WatchClusterResponse(node_state_changed=self.status(record)))
+
+    def _degraded_changed(self, record: NodeRecord) -> None:
+        """Log and publish a node turning DEGRADED or back (its liveness is unchanged, so
+        ``on_state_change`` is not called: nothing is to be re-dispatched)."""
+        if record.degraded:
+            log.warning(
+                "node %s degraded: every endpoint is unhealthy (%s); it gets no work",
+                record.name,
+                "; ".join(
+                    f"{e.id}: {e.error or 'unhealthy'}" for e in record.unhealthy_endpoints()
+                ),
+            )
+        else:
+            log.info("node %s no longer degraded: an endpoint is healthy again", record.name)
         self._publish(cluster_pb2.WatchClusterResponse(node_state_changed=self.status(record)))
 
     def detach(self, record: NodeRecord, reason: str) -> None:
@@ -386,7 +444,9 @@ class Registry:
         models: set[str] = set()
         summary = cluster_pb2.ClusterSummary(nodes_total=len(self._nodes))
         for record in self._nodes.values():
-            if record.state is NodeState.HEALTHY:
+            if record.degraded:
+                summary.nodes_degraded += 1
+            elif record.state is NodeState.HEALTHY:
                 summary.nodes_healthy += 1
             summary.gpus += len(record.info.gpus)
             summary.vram_total_bytes += sum(g.memory_total_bytes for g in record.info.gpus)

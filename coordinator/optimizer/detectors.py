@@ -26,7 +26,15 @@ SLOW_NODE = "slow_node"
 VRAM_THRASHING = "vram_thrashing"
 THERMAL_THROTTLING = "thermal_throttling"
 AGENT_FLAPPING = "agent_flapping"
-FINDING_KINDS = (QUEUE_BACKLOG, SLOW_NODE, VRAM_THRASHING, THERMAL_THROTTLING, AGENT_FLAPPING)
+NODE_DEGRADED = "node_degraded"
+FINDING_KINDS = (
+    QUEUE_BACKLOG,
+    SLOW_NODE,
+    VRAM_THRASHING,
+    THERMAL_THROTTLING,
+    AGENT_FLAPPING,
+    NODE_DEGRADED,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,12 +264,47 @@ def agent_flapping(
     return out
 
 
+def node_degraded(
+    history: History, snapshot: ClusterSnapshot, now: float, s: DetectorSettings, window: float
+) -> list[Finding]:
+    """A heartbeating node whose every Ollama endpoint failed its agent's last probe: the
+    router filters all of them out, so the node silently takes no work (an Ollama that
+    died or hangs, or answers /api/ps with errors). Read from the snapshot, not the
+    history: it is true now, and clears with the first healthy probe. Critical when no
+    healthy node has a healthy endpoint left."""
+    degraded = [
+        n
+        for n in snapshot.nodes
+        if n.state == "healthy" and n.endpoints and not any(ep.healthy for ep in n.endpoints)
+    ]
+    serving = any(
+        n.state == "healthy" and any(ep.healthy for ep in n.endpoints) for n in snapshot.nodes
+    )
+    return [
+        Finding(
+            NODE_DEGRADED,
+            "warning" if serving else "critical",
+            n.name,
+            f"every endpoint of {n.name} is unhealthy "
+            f"({', '.join(ep.id for ep in n.endpoints)}); it gets no work",
+            f"check the Ollama server(s) on {n.name} (`hive status` shows each endpoint's "
+            f"error; systemctl status ollama); the node serves again at the first healthy "
+            f"probe",
+            now,
+            node=n.name,
+            endpoint_id=n.endpoints[0].id if len(n.endpoints) == 1 else "",
+        )
+        for n in degraded
+    ]
+
+
 DETECTORS: dict[str, Detector] = {
     QUEUE_BACKLOG: queue_backlog,
     SLOW_NODE: slow_node,
     VRAM_THRASHING: vram_thrashing,
     THERMAL_THROTTLING: thermal_throttling,
     AGENT_FLAPPING: agent_flapping,
+    NODE_DEGRADED: node_degraded,
 }
 
 

@@ -26,17 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from hive.v1 import common_pb2 as hive_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hive/v1/cluster.proto\x12\x07hive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14hive/v1/common.proto\"\x19\n\x17GetClusterStatusRequest\"~\n\x18GetClusterStatusResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.hive.v1.NodeStatus\x12(\n\x07summary\x18\x02 \x01(\x0b\x32\x17.hive.v1.ClusterSummary\x12\x14\n\x0c\x63luster_name\x18\x03 \x01(\t\"\xb2\x02\n\nNodeStatus\x12\x1f\n\x04info\x18\x01 \x01(\x0b\x32\x11.hive.v1.NodeInfo\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.hive.v1.NodeState\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\x12)\n\ttelemetry\x18\x04 \x01(\x0b\x32\x16.hive.v1.NodeTelemetry\x12\x32\n\x0elast_heartbeat\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63onnected_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x12\n\nreconnects\x18\x08 \x01(\r\x12\x15\n\rrunning_tasks\x18\t \x01(\r\"\xcd\x01\n\x0e\x43lusterSummary\x12\x13\n\x0bnodes_total\x18\x01 \x01(\r\x12\x15\n\rnodes_healthy\x18\x02 \x01(\r\x12\x0c\n\x04gpus\x18\x03 \x01(\r\x12\x18\n\x10vram_total_bytes\x18\x04 \x01(\x04\x12\x17\n\x0fvram_used_bytes\x18\x05 \x01(\x04\x12\x11\n\tendpoints\x18\x06 \x01(\r\x12\x0e\n\x06models\x18\x07 \x03(\t\x12\x15\n\rrunning_tasks\x18\x08 \x01(\r\x12\x14\n\x0cqueued_tasks\x18\t \x01(\r\"0\n\x13WatchClusterRequest\x12\x19\n\x11include_telemetry\x18\x01 \x01(\x08\"\xf4\x01\n\x14WatchClusterResponse\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x0bnode_joined\x18\x02 \x01(\x0b\x32\x13.hive.v1.NodeStatusH\x00\x12\x31\n\x12node_state_changed\x18\x03 \x01(\x0b\x32\x13.hive.v1.NodeStatusH\x00\x12(\n\ttelemetry\x18\x04 \x01(\x0b\x32\x13.hive.v1.NodeStatusH\x00\x12\"\n\x04task\x18\x05 \x01(\x0b\x32\x12.hive.v1.TaskEventH\x00\x42\x07\n\x05\x65vent\"\xb2\x01\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.hive.v1.TaskState\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x1f\n\x04type\x18\x06 \x01(\x0e\x32\x11.hive.v1.TaskType\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"?\n\x10\x44rainNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05\x64rain\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"6\n\x11\x44rainNodeResponse\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.hive.v1.NodeStatus\"%\n\x12\x45xplainTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xc1\x01\n\x13\x45xplainTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x18.hive.v1.RoutingDecision\x12\x1f\n\x17\x65stimated_prompt_tokens\x18\x03 \x01(\x05\x12\x1f\n\x17\x65stimated_output_tokens\x18\x04 \x01(\x05\x12\x1e\n\x16output_estimate_source\x18\x05 \x01(\t\x12\x0b\n\x03via\x18\x06 \x03(\t\"\x9e\x01\n\x0fRoutingDecision\x12-\n\ncandidates\x18\x01 \x03(\x0b\x32\x19.hive.v1.RoutingCandidate\x12+\n\x08rejected\x18\x02 \x03(\x0b\x32\x19.hive.v1.RoutingRejection\x12\x13\n\x0b\x63hosen_node\x18\x03 \x01(\t\x12\x1a\n\x12\x63hosen_endpoint_id\x18\x04 \x01(\t\"q\n\x10RoutingCandidate\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x01\x12+\n\ncomponents\x18\x04 \x03(\x0b\x32\x17.hive.v1.ScoreComponent\"=\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"U\n\x10RoutingRejection\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\")\n\x16OptimizeClusterRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\"\xab\x01\n\x17OptimizeClusterResponse\x12,\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x1b.hive.v1.OptimizationAction\x12\"\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x10.hive.v1.Finding\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\x12-\n\x08\x64\x65\x66\x65rred\x18\x04 \x03(\x0b\x32\x1b.hive.v1.OptimizationAction\"\xe8\x01\n\x12OptimizationAction\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x06 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x07 \x01(\t\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\t \x01(\t\x12\x10\n\x08\x64\x65\x66\x65rred\x18\n \x01(\t\x12\n\n\x02ok\x18\x0b \x01(\x08\x12\r\n\x05\x65rror\x18\x0c \x01(\t\"\xa8\x01\n\x07\x46inding\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12#\n\x08severity\x18\x02 \x01(\x0e\x32\x11.hive.v1.Severity\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x10\n\x08\x65vidence\x18\x04 \x01(\t\x12\x16\n\x0erecommendation\x18\x05 \x01(\t\x12/\n\x0b\x64\x65tected_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x1cGetPerformanceMetricsRequest\"\xca\x03\n\x1dGetPerformanceMetricsResponse\x12\x1b\n\x13utilization_percent\x18\x01 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x02 \x01(\x01\x12\x18\n\x10tasks_per_second\x18\x03 \x01(\x01\x12\x33\n\x12\x63ompletion_seconds\x18\x04 \x01(\x0b\x32\x17.hive.v1.LatencySummary\x12.\n\rqueue_seconds\x18\x05 \x01(\x0b\x32\x17.hive.v1.LatencySummary\x12\'\n\x05nodes\x18\x06 \x03(\x0b\x32\x18.hive.v1.NodePerformance\x12\"\n\x08\x66indings\x18\x07 \x03(\x0b\x32\x10.hive.v1.Finding\x12\x17\n\x0ftasks_succeeded\x18\x08 \x01(\x04\x12\x14\n\x0ctasks_failed\x18\t \x01(\x04\x12)\n\x06models\x18\n \x03(\x0b\x32\x19.hive.v1.ModelPerformance\x12\x33\n\x0erecent_changes\x18\x0b \x03(\x0b\x32\x1b.hive.v1.OptimizationAction\x12\x16\n\x0ewindow_seconds\x18\x0c \x01(\x01\"\xda\x01\n\x10ModelPerformance\x12\r\n\x05model\x18\x01 \x01(\t\x12\x18\n\x10tasks_per_second\x18\x02 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\x12\x33\n\x12\x63ompletion_seconds\x18\x04 \x01(\x0b\x32\x17.hive.v1.LatencySummary\x12\x17\n\x0ftasks_succeeded\x18\x05 \x01(\x04\x12\x11\n\tloaded_on\x18\x06 \x03(\t\x12!\n\x19\x66orecast_tasks_per_second\x18\x07 \x01(\x01\"F\n\x0eLatencySummary\x12\x0b\n\x03p50\x18\x01 \x01(\x01\x12\x0b\n\x03p95\x18\x02 \x01(\x01\x12\x0b\n\x03p99\x18\x03 \x01(\x01\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\"\x86\x01\n\x0fNodePerformance\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x1b\n\x13utilization_percent\x18\x02 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\x12\x17\n\x0ftasks_succeeded\x18\x04 \x01(\x04\x12\x14\n\x0ctasks_failed\x18\x05 \x01(\x04*\xa1\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03\x32\x84\x04\n\x0e\x43lusterService\x12W\n\x10GetClusterStatus\x12 .hive.v1.GetClusterStatusRequest\x1a!.hive.v1.GetClusterStatusResponse\x12M\n\x0cWatchCluster\x12\x1c.hive.v1.WatchClusterRequest\x1a\x1d.hive.v1.WatchClusterResponse0\x01\x12\x42\n\tDrainNode\x12\x19.hive.v1.DrainNodeRequest\x1a\x1a.hive.v1.DrainNodeResponse\x12H\n\x0b\x45xplainTask\x12\x1b.hive.v1.ExplainTaskRequest\x1a\x1c.hive.v1.ExplainTaskResponse\x12T\n\x0fOptimizeCluster\x12\x1f.hive.v1.OptimizeClusterRequest\x1a .hive.v1.OptimizeClusterResponse\x12\x66\n\x15GetPerformanceMetrics\x12%.hive.v1.GetPerformanceMetricsRequest\x1a&.hive.v1.GetPerformanceMetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hive/v1/cluster.proto\x12\x07hive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14hive/v1/common.proto\"\x19\n\x17GetClusterStatusRequest\"~\n\x18GetClusterStatusResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.hive.v1.NodeStatus\x12(\n\x07summary\x18\x02 \x01(\x0b\x32\x17.hive.v1.ClusterSummary\x12\x14\n\x0c\x63luster_name\x18\x03 \x01(\t\"\xb2\x02\n\nNodeStatus\x12\x1f\n\x04info\x18\x01 \x01(\x0b\x32\x11.hive.v1.NodeInfo\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.hive.v1.NodeState\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\x12)\n\ttelemetry\x18\x04 \x01(\x0b\x32\x16.hive.v1.NodeTelemetry\x12\x32\n\x0elast_heartbeat\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63onnected_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x12\n\nreconnects\x18\x08 \x01(\r\x12\x15\n\rrunning_tasks\x18\t \x01(\r\"\xe5\x01\n\x0e\x43lusterSummary\x12\x13\n\x0bnodes_total\x18\x01 \x01(\r\x12\x15\n\rnodes_healthy\x18\x02 \x01(\r\x12\x0c\n\x04gpus\x18\x03 \x01(\r\x12\x18\n\x10vram_total_bytes\x18\x04 \x01(\x04\x12\x17\n\x0fvram_used_bytes\x18\x05 \x01(\x04\x12\x11\n\tendpoints\x18\x06 \x01(\r\x12\x0e\n\x06models\x18\x07 \x03(\t\x12\x15\n\rrunning_tasks\x18\x08 \x01(\r\x12\x14\n\x0cqueued_tasks\x18\t \x01(\r\x12\x16\n\x0enodes_degraded\x18\n \x01(\r\"0\n\x13WatchClusterRequest\x12\x19\n\x11include_telemetry\x18\x01 \x01(\x08\"\xf4\x01\n\x14WatchClusterResponse\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x0bnode_joined\x18\x02 \x01(\x0b\x32\x13.hive.v1.NodeStatusH\x00\x12\x31\n\x12node_state_changed\x18\x03 \x01(\x0b\x32\x13.hive.v1.NodeStatusH\x00\x12(\n\ttelemetry\x18\x04 \x01(\x0b\x32\x13.hive.v1.NodeStatusH\x00\x12\"\n\x04task\x18\x05 \x01(\x0b\x32\x12.hive.v1.TaskEventH\x00\x42\x07\n\x05\x65vent\"\xb2\x01\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.hive.v1.TaskState\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x1f\n\x04type\x18\x06 \x01(\x0e\x32\x11.hive.v1.TaskType\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"?\n\x10\x44rainNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05\x64rain\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"6\n\x11\x44rainNodeResponse\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.hive.v1.NodeStatus\"%\n\x12\x45xplainTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xc1\x01\n\x13\x45xplainTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x18.hive.v1.RoutingDecision\x12\x1f\n\x17\x65stimated_prompt_tokens\x18\x03 \x01(\x05\x12\x1f\n\x17\x65stimated_output_tokens\x18\x04 \x01(\x05\x12\x1e\n\x16output_estimate_source\x18\x05 \x01(\t\x12\x0b\n\x03via\x18\x06 \x03(\t\"\x9e\x01\n\x0fRoutingDecision\x12-\n\ncandidates\x18\x01 \x03(\x0b\x32\x19.hive.v1.RoutingCandidate\x12+\n\x08rejected\x18\x02 \x03(\x0b\x32\x19.hive.v1.RoutingRejection\x12\x13\n\x0b\x63hosen_node\x18\x03 \x01(\t\x12\x1a\n\x12\x63hosen_endpoint_id\x18\x04 \x01(\t\"q\n\x10RoutingCandidate\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x01\x12+\n\ncomponents\x18\x04 \x03(\x0b\x32\x17.hive.v1.ScoreComponent\"=\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"U\n\x10RoutingRejection\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\")\n\x16OptimizeClusterRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\"\xab\x01\n\x17OptimizeClusterResponse\x12,\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x1b.hive.v1.OptimizationAction\x12\"\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x10.hive.v1.Finding\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\x12-\n\x08\x64\x65\x66\x65rred\x18\x04 \x03(\x0b\x32\x1b.hive.v1.OptimizationAction\"\xe8\x01\n\x12OptimizationAction\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x06 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x07 \x01(\t\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\t \x01(\t\x12\x10\n\x08\x64\x65\x66\x65rred\x18\n \x01(\t\x12\n\n\x02ok\x18\x0b \x01(\x08\x12\r\n\x05\x65rror\x18\x0c \x01(\t\"\xa8\x01\n\x07\x46inding\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12#\n\x08severity\x18\x02 \x01(\x0e\x32\x11.hive.v1.Severity\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x10\n\x08\x65vidence\x18\x04 \x01(\t\x12\x16\n\x0erecommendation\x18\x05 \x01(\t\x12/\n\x0b\x64\x65tected_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x1cGetPerformanceMetricsRequest\"\xca\x03\n\x1dGetPerformanceMetricsResponse\x12\x1b\n\x13utilization_percent\x18\x01 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x02 \x01(\x01\x12\x18\n\x10tasks_per_second\x18\x03 \x01(\x01\x12\x33\n\x12\x63ompletion_seconds\x18\x04 \x01(\x0b\x32\x17.hive.v1.LatencySummary\x12.\n\rqueue_seconds\x18\x05 \x01(\x0b\x32\x17.hive.v1.LatencySummary\x12\'\n\x05nodes\x18\x06 \x03(\x0b\x32\x18.hive.v1.NodePerformance\x12\"\n\x08\x66indings\x18\x07 \x03(\x0b\x32\x10.hive.v1.Finding\x12\x17\n\x0ftasks_succeeded\x18\x08 \x01(\x04\x12\x14\n\x0ctasks_failed\x18\t \x01(\x04\x12)\n\x06models\x18\n \x03(\x0b\x32\x19.hive.v1.ModelPerformance\x12\x33\n\x0erecent_changes\x18\x0b \x03(\x0b\x32\x1b.hive.v1.OptimizationAction\x12\x16\n\x0ewindow_seconds\x18\x0c \x01(\x01\"\xda\x01\n\x10ModelPerformance\x12\r\n\x05model\x18\x01 \x01(\t\x12\x18\n\x10tasks_per_second\x18\x02 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\x12\x33\n\x12\x63ompletion_seconds\x18\x04 \x01(\x0b\x32\x17.hive.v1.LatencySummary\x12\x17\n\x0ftasks_succeeded\x18\x05 \x01(\x04\x12\x11\n\tloaded_on\x18\x06 \x03(\t\x12!\n\x19\x66orecast_tasks_per_second\x18\x07 \x01(\x01\"F\n\x0eLatencySummary\x12\x0b\n\x03p50\x18\x01 \x01(\x01\x12\x0b\n\x03p95\x18\x02 \x01(\x01\x12\x0b\n\x03p99\x18\x03 \x01(\x01\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\"\x86\x01\n\x0fNodePerformance\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x1b\n\x13utilization_percent\x18\x02 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\x12\x17\n\x0ftasks_succeeded\x18\x04 \x01(\x04\x12\x14\n\x0ctasks_failed\x18\x05 \x01(\x04*\xa1\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03\x32\x84\x04\n\x0e\x43lusterService\x12W\n\x10GetClusterStatus\x12 .hive.v1.GetClusterStatusRequest\x1a!.hive.v1.GetClusterStatusResponse\x12M\n\x0cWatchCluster\x12\x1c.hive.v1.WatchClusterRequest\x1a\x1d.hive.v1.WatchClusterResponse0\x01\x12\x42\n\tDrainNode\x12\x19.hive.v1.DrainNodeRequest\x1a\x1a.hive.v1.DrainNodeResponse\x12H\n\x0b\x45xplainTask\x12\x1b.hive.v1.ExplainTaskRequest\x1a\x1c.hive.v1.ExplainTaskResponse\x12T\n\x0fOptimizeCluster\x12\x1f.hive.v1.OptimizeClusterRequest\x1a .hive.v1.OptimizeClusterResponse\x12\x66\n\x15GetPerformanceMetrics\x12%.hive.v1.GetPerformanceMetricsRequest\x1a&.hive.v1.GetPerformanceMetricsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hive.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATE']._serialized_start=3568
-  _globals['_TASKSTATE']._serialized_end=3729
-  _globals['_SEVERITY']._serialized_start=3731
-  _globals['_SEVERITY']._serialized_end=3831
+  _globals['_TASKSTATE']._serialized_start=3592
+  _globals['_TASKSTATE']._serialized_end=3753
+  _globals['_SEVERITY']._serialized_start=3755
+  _globals['_SEVERITY']._serialized_end=3855
   _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=89
   _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=114
   _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=116
@@ -44,47 +44,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODESTATUS']._serialized_start=245
   _globals['_NODESTATUS']._serialized_end=551
   _globals['_CLUSTERSUMMARY']._serialized_start=554
-  _globals['_CLUSTERSUMMARY']._serialized_end=759
-  _globals['_WATCHCLUSTERREQUEST']._serialized_start=761
-  _globals['_WATCHCLUSTERREQUEST']._serialized_end=809
-  _globals['_WATCHCLUSTERRESPONSE']._serialized_start=812
-  _globals['_WATCHCLUSTERRESPONSE']._serialized_end=1056
-  _globals['_TASKEVENT']._serialized_start=1059
-  _globals['_TASKEVENT']._serialized_end=1237
-  _globals['_DRAINNODEREQUEST']._serialized_start=1239
-  _globals['_DRAINNODEREQUEST']._serialized_end=1302
-  _globals['_DRAINNODERESPONSE']._serialized_start=1304
-  _globals['_DRAINNODERESPONSE']._serialized_end=1358
-  _globals['_EXPLAINTASKREQUEST']._serialized_start=1360
-  _globals['_EXPLAINTASKREQUEST']._serialized_end=1397
-  _globals['_EXPLAINTASKRESPONSE']._serialized_start=1400
-  _globals['_EXPLAINTASKRESPONSE']._serialized_end=1593
-  _globals['_ROUTINGDECISION']._serialized_start=1596
-  _globals['_ROUTINGDECISION']._serialized_end=1754
-  _globals['_ROUTINGCANDIDATE']._serialized_start=1756
-  _globals['_ROUTINGCANDIDATE']._serialized_end=1869
-  _globals['_SCORECOMPONENT']._serialized_start=1871
-  _globals['_SCORECOMPONENT']._serialized_end=1932
-  _globals['_ROUTINGREJECTION']._serialized_start=1934
-  _globals['_ROUTINGREJECTION']._serialized_end=2019
-  _globals['_OPTIMIZECLUSTERREQUEST']._serialized_start=2021
-  _globals['_OPTIMIZECLUSTERREQUEST']._serialized_end=2062
-  _globals['_OPTIMIZECLUSTERRESPONSE']._serialized_start=2065
-  _globals['_OPTIMIZECLUSTERRESPONSE']._serialized_end=2236
-  _globals['_OPTIMIZATIONACTION']._serialized_start=2239
-  _globals['_OPTIMIZATIONACTION']._serialized_end=2471
-  _globals['_FINDING']._serialized_start=2474
-  _globals['_FINDING']._serialized_end=2642
-  _globals['_GETPERFORMANCEMETRICSREQUEST']._serialized_start=2644
-  _globals['_GETPERFORMANCEMETRICSREQUEST']._serialized_end=2674
-  _globals['_GETPERFORMANCEMETRICSRESPONSE']._serialized_start=2677
-  _globals['_GETPERFORMANCEMETRICSRESPONSE']._serialized_end=3135
-  _globals['_MODELPERFORMANCE']._serialized_start=3138
-  _globals['_MODELPERFORMANCE']._serialized_end=3356
-  _globals['_LATENCYSUMMARY']._serialized_start=3358
-  _globals['_LATENCYSUMMARY']._serialized_end=3428
-  _globals['_NODEPERFORMANCE']._serialized_start=3431
-  _globals['_NODEPERFORMANCE']._serialized_end=3565
-  _globals['_CLUSTERSERVICE']._serialized_start=3834
-  _globals['_CLUSTERSERVICE']._serialized_end=4350
+  _globals['_CLUSTERSUMMARY']._serialized_end=783
+  _globals['_WATCHCLUSTERREQUEST']._serialized_start=785
+  _globals['_WATCHCLUSTERREQUEST']._serialized_end=833
+  _globals['_WATCHCLUSTERRESPONSE']._serialized_start=836
+  _globals['_WATCHCLUSTERRESPONSE']._serialized_end=1080
+  _globals['_TASKEVENT']._serialized_start=1083
+  _globals['_TASKEVENT']._serialized_end=1261
+  _globals['_DRAINNODEREQUEST']._serialized_start=1263
+  _globals['_DRAINNODEREQUEST']._serialized_end=1326
+  _globals['_DRAINNODERESPONSE']._serialized_start=1328
+  _globals['_DRAINNODERESPONSE']._serialized_end=1382
+  _globals['_EXPLAINTASKREQUEST']._serialized_start=1384
+  _globals['_EXPLAINTASKREQUEST']._serialized_end=1421
+  _globals['_EXPLAINTASKRESPONSE']._serialized_start=1424
+  _globals['_EXPLAINTASKRESPONSE']._serialized_end=1617
+  _globals['_ROUTINGDECISION']._serialized_start=1620
+  _globals['_ROUTINGDECISION']._serialized_end=1778
+  _globals['_ROUTINGCANDIDATE']._serialized_start=1780
+  _globals['_ROUTINGCANDIDATE']._serialized_end=1893
+  _globals['_SCORECOMPONENT']._serialized_start=1895
+  _globals['_SCORECOMPONENT']._serialized_end=1956
+  _globals['_ROUTINGREJECTION']._serialized_start=1958
+  _globals['_ROUTINGREJECTION']._serialized_end=2043
+  _globals['_OPTIMIZECLUSTERREQUEST']._serialized_start=2045
+  _globals['_OPTIMIZECLUSTERREQUEST']._serialized_end=2086
+  _globals['_OPTIMIZECLUSTERRESPONSE']._serialized_start=2089
+  _globals['_OPTIMIZECLUSTERRESPONSE']._serialized_end=2260
+  _globals['_OPTIMIZATIONACTION']._serialized_start=2263
+  _globals['_OPTIMIZATIONACTION']._serialized_end=2495
+  _globals['_FINDING']._serialized_start=2498
+  _globals['_FINDING']._serialized_end=2666
+  _globals['_GETPERFORMANCEMETRICSREQUEST']._serialized_start=2668
+  _globals['_GETPERFORMANCEMETRICSREQUEST']._serialized_end=2698
+  _globals['_GETPERFORMANCEMETRICSRESPONSE']._serialized_start=2701
+  _globals['_GETPERFORMANCEMETRICSRESPONSE']._serialized_end=3159
+  _globals['_MODELPERFORMANCE']._serialized_start=3162
+  _globals['_MODELPERFORMANCE']._serialized_end=3380
+  _globals['_LATENCYSUMMARY']._serialized_start=3382
+  _globals['_LATENCYSUMMARY']._serialized_end=3452
+  _globals['_NODEPERFORMANCE']._serialized_start=3455
+  _globals['_NODEPERFORMANCE']._serialized_end=3589
+  _globals['_CLUSTERSERVICE']._serialized_start=3858
+  _globals['_CLUSTERSERVICE']._serialized_end=4374
 # @@protoc_insertion_point(module_scope)

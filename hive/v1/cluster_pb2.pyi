@@ -74,7 +74,7 @@ class NodeStatus(_message.Message):
     def __init__(self, info: _Optional[_Union[_common_pb2.NodeInfo, _Mapping]] = ..., state: _Optional[_Union[_common_pb2.NodeState, str]] = ..., draining: _Optional[bool] = ..., telemetry: _Optional[_Union[_common_pb2.NodeTelemetry, _Mapping]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_id: _Optional[str] = ..., reconnects: _Optional[int] = ..., running_tasks: _Optional[int] = ...) -> None: ...
 
 class ClusterSummary(_message.Message):
-    __slots__ = ("nodes_total", "nodes_healthy", "gpus", "vram_total_bytes", "vram_used_bytes", "endpoints", "models", "running_tasks", "queued_tasks")
+    __slots__ = ("nodes_total", "nodes_healthy", "gpus", "vram_total_bytes", "vram_used_bytes", "endpoints", "models", "running_tasks", "queued_tasks", "nodes_degraded")
     NODES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     NODES_HEALTHY_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class ClusterSummary(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_TASKS_FIELD_NUMBER: _ClassVar[int]
     QUEUED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    NODES_DEGRADED_FIELD_NUMBER: _ClassVar[int]
     nodes_total: int
     nodes_healthy: int
     gpus: int
@@ -93,7 +94,8 @@ class ClusterSummary(_message.Message):
     models: _containers.RepeatedScalarFieldContainer[str]
     running_tasks: int
     queued_tasks: int
-    def __init__(self, nodes_total: _Optional[int] = ..., nodes_healthy: _Optional[int] = ..., gpus: _Optional[int] = ..., vram_total_bytes: _Optional[int] = ..., vram_used_bytes: _Optional[int] = ..., endpoints: _Optional[int] = ..., models: _Optional[_Iterable[str]] = ..., running_tasks: _Optional[int] = ..., queued_tasks: _Optional[int] = ...) -> None: ...
+    nodes_degraded: int
+    def __init__(self, nodes_total: _Optional[int] = ..., nodes_healthy: _Optional[int] = ..., gpus: _Optional[int] = ..., vram_total_bytes: _Optional[int] = ..., vram_used_bytes: _Optional[int] = ..., endpoints: _Optional[int] = ..., models: _Optional[_Iterable[str]] = ..., running_tasks: _Optional[int] = ..., queued_tasks: _Optional[int] = ..., nodes_degraded: _Optional[int] = ...) -> None: ...
 
 class WatchClusterRequest(_message.Message):
     __slots__ = ("include_telemetry",)

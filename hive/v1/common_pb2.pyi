@@ -41,6 +41,7 @@ class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_STATE_HEALTHY: _ClassVar[NodeState]
     NODE_STATE_SUSPECT: _ClassVar[NodeState]
     NODE_STATE_LOST: _ClassVar[NodeState]
+    NODE_STATE_DEGRADED: _ClassVar[NodeState]
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_INFERENCE: TaskType
 TASK_TYPE_CODE_GENERATION: TaskType
@@ -61,6 +62,7 @@ NODE_STATE_UNSPECIFIED: NodeState
 NODE_STATE_HEALTHY: NodeState
 NODE_STATE_SUSPECT: NodeState
 NODE_STATE_LOST: NodeState
+NODE_STATE_DEGRADED: NodeState
 
 class Gpu(_message.Message):
     __slots__ = ("index", "uuid", "name", "vendor", "memory_total_bytes")
