@@ -21,7 +21,7 @@ from gateway.problems import (
 )
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__
-from hive.v1 import cluster_pb2, workflow_pb2
+from hive.v1 import cluster_pb2, common_pb2, workflow_pb2
 
 PREFIX = "/api/distributed"
 MAX_PAGE_SIZE = 200
@@ -59,16 +59,28 @@ def router(upstream: Upstream) -> APIRouter:
 
     @api.get("/health", tags=["health"], responses=_responses())
     async def health() -> schemas.Health:
-        """Liveness of the gateway and reachability of the coordinator (503 when unreachable)."""
+        """Liveness of the gateway and reachability of the coordinator (503 when unreachable).
+
+        200 with ``status: degraded`` and the nodes by name while a node heartbeats but has
+        no healthy Ollama endpoint: the gateway serves (other nodes take the work), so a
+        liveness probe must not restart it, but it does not say all is well.
+        """
         with acting_as(upstream.service_token):
-            summary = (await cluster_status()).summary
+            response = await cluster_status()
+        degraded = [
+            n.info.name for n in response.nodes if n.state == common_pb2.NODE_STATE_DEGRADED
+        ]
         return schemas.Health(
-            status="healthy", version=__version__, nodes_healthy=summary.nodes_healthy
+            status="degraded" if degraded else "healthy",
+            version=__version__,
+            nodes_healthy=response.summary.nodes_healthy,
+            nodes_degraded=degraded,
         )
 
     @api.get(f"{PREFIX}/health", tags=["health"], responses=_responses())
     async def distributed_health() -> schemas.DistributedHealth:
-        """Health of the distributed system: every node's liveness."""
+        """Health of the distributed system: every node's state ("degraded" when some node
+        is not healthy, "down" when none is)."""
         with acting_as(upstream.service_token):
             response = await cluster_status()
         nodes = {n.info.name: schemas.node_state_name(n.state) for n in response.nodes}
@@ -80,6 +92,7 @@ def router(upstream: Upstream) -> APIRouter:
                 "nodes": nodes,
                 "nodes_total": len(nodes),
                 "nodes_healthy": healthy,
+                "nodes_degraded": response.summary.nodes_degraded,
             }
         )
 

@@ -19,7 +19,8 @@ from hive.v1 import cluster_pb2, common_pb2, inference_pb2, workflow_pb2
 PriorityName = Literal["low", "normal", "high"]
 WorkflowStateName = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 TaskStateName = Literal["unspecified", "queued", "running", "succeeded", "failed", "cancelled"]
-NodeStateName = Literal["unspecified", "healthy", "suspect", "lost"]
+# "degraded": the node heartbeats but none of its Ollama endpoints is healthy.
+NodeStateName = Literal["unspecified", "healthy", "degraded", "suspect", "lost"]
 
 PRIORITY_TO_PROTO: dict[str, common_pb2.Priority] = {
     "low": common_pb2.PRIORITY_LOW,
@@ -349,6 +350,9 @@ class Node(BaseModel):
 class ClusterSummary(BaseModel):
     nodes_total: int
     nodes_healthy: int
+    nodes_degraded: Annotated[
+        int, Field(description="Nodes that heartbeat but have no healthy Ollama endpoint.")
+    ]
     gpus: int
     vram_total_bytes: int
     vram_used_bytes: int
@@ -439,6 +443,7 @@ def cluster_status_from_proto(r: cluster_pb2.GetClusterStatusResponse) -> Cluste
         summary=ClusterSummary(
             nodes_total=s.nodes_total,
             nodes_healthy=s.nodes_healthy,
+            nodes_degraded=s.nodes_degraded,
             gpus=s.gpus,
             vram_total_bytes=s.vram_total_bytes,
             vram_used_bytes=s.vram_used_bytes,
@@ -452,16 +457,29 @@ def cluster_status_from_proto(r: cluster_pb2.GetClusterStatusResponse) -> Cluste
 
 
 class Health(BaseModel):
-    status: Literal["healthy"]
+    status: Annotated[
+        Literal["healthy", "degraded"],
+        Field(
+            description='"degraded" while a node heartbeats but none of its Ollama endpoints '
+            "is healthy (it gets no work); the answer is 200 either way."
+        ),
+    ]
     version: str
     nodes_healthy: int
+    nodes_degraded: Annotated[
+        list[str],
+        Field(
+            description="The degraded nodes by name; `hive status` shows their endpoints' errors."
+        ),
+    ] = []
 
 
 class DistributedHealth(BaseModel):
     status: Literal["healthy", "degraded", "down"]
-    nodes: dict[str, NodeStateName] = Field(description="Every node's liveness by name.")
+    nodes: dict[str, NodeStateName] = Field(description="Every node's state by name.")
     nodes_total: int
     nodes_healthy: int
+    nodes_degraded: int = 0
 
 
 # --- optimizer and metrics ----------------------------------------------------------

@@ -182,7 +182,8 @@ async def check_connectivity(s: Session) -> CheckResult:
         details.append(line + (", draining" if node.draining else ""))
         if node.state != common_pb2.NODE_STATE_HEALTHY:
             problems.append(f"node {name} is {_state(node)} (last heartbeat {age:.1f}s ago)")
-            continue
+            if node.state != common_pb2.NODE_STATE_DEGRADED:
+                continue  # a degraded node heartbeats: its endpoints below say why
         for endpoint in node.telemetry.endpoints:
             if not endpoint.healthy:
                 problems.append(

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -188,6 +189,24 @@ def _short_gpu(name: str) -> str:
     return name
 
 
+# A node's state in `hive status`: degraded (every endpoint unhealthy) stands out from
+# healthy as suspect does, lost is red.
+STATE_COLORS = {"healthy": "green", "degraded": "dark_orange", "suspect": "yellow", "lost": "red"}
+
+
+def _endpoint_line(
+    endpoint: common_pb2.OllamaEndpoint, sample: common_pb2.EndpointTelemetry | None
+) -> str:
+    """``id: loaded models``, or ``id: unhealthy (why)`` in red when the agent's last probe
+    of it failed (what makes a node degraded when it is true of all of them)."""
+    peer = f" (Hive cluster {endpoint.hive_cluster})" if endpoint.hive_cluster else ""
+    if sample is not None and not sample.healthy:
+        why = f" ({escape(sample.error)})" if sample.error else ""
+        return f"{endpoint.id}{peer}: [red]unhealthy{why}[/red]"
+    loaded = [m.name for m in sample.loaded_models] if sample is not None else []
+    return f"{endpoint.id}{peer}: {', '.join(loaded) or '-'}"
+
+
 def render_status(response: cluster_pb2.GetClusterStatusResponse, console: Console) -> None:
     title = f"Hive cluster {response.cluster_name}".rstrip()
     table = Table(title=title, title_justify="left", expand=False)
@@ -210,15 +229,11 @@ def render_status(response: cluster_pb2.GetClusterStatusResponse, console: Conso
             short = _short_gpu(g.name)
             gpu_names[short] = gpu_names.get(short, 0) + 1
         state = _state(node.state)
-        color = {"healthy": "green", "suspect": "yellow", "lost": "red"}.get(state, "white")
+        color = STATE_COLORS.get(state, "white")
         if node.draining:
             state += ",drain"
-        loaded = {e.id: [m.name for m in e.loaded_models] for e in tel.endpoints}
-        endpoints = "\n".join(
-            f"{e.id}{f' (Hive cluster {e.hive_cluster})' if e.hive_cluster else ''}: "
-            f"{', '.join(loaded.get(e.id, [])) or '-'}"
-            for e in info.endpoints
-        )
+        samples = {e.id: e for e in tel.endpoints}
+        endpoints = "\n".join(_endpoint_line(e, samples.get(e.id)) for e in info.endpoints)
         table.add_row(
             info.name,
             f"[{color}]{state}[/{color}]",
@@ -231,8 +246,9 @@ def render_status(response: cluster_pb2.GetClusterStatusResponse, console: Conso
         )
     console.print(table)
     s = response.summary
+    degraded = f", {s.nodes_degraded} degraded" if s.nodes_degraded else ""
     console.print(
-        f"{s.nodes_total} nodes ({s.nodes_healthy} healthy), {s.gpus} GPUs, "
+        f"{s.nodes_total} nodes ({s.nodes_healthy} healthy{degraded}), {s.gpus} GPUs, "
         f"{s.vram_total_bytes / GIB:.0f} GiB VRAM ({s.vram_used_bytes / GIB:.1f} GiB used), "
         f"{s.endpoints} Ollama endpoints, {s.running_tasks} tasks running"
     )
