@@ -4,6 +4,7 @@ import { node } from "./test/fixtures";
 const summary = {
   nodes_total: 1,
   nodes_healthy: 1,
+  nodes_degraded: 0,
   gpus: 1,
   vram_total_bytes: 1,
   vram_used_bytes: 0,

@@ -5,7 +5,7 @@ import type { ClusterNode, ClusterSummary, NodeEvent, PerformanceMetrics } from 
 export interface NodeLogEntry {
   at: number;
   node: string;
-  what: "joined" | "lost" | "healthy" | "suspect" | "unspecified";
+  what: "joined" | "lost" | "healthy" | "degraded" | "suspect" | "unspecified";
 }
 
 export interface ClusterState {

@@ -4,7 +4,8 @@
 export type Priority = "low" | "normal" | "high";
 export type WorkflowState = "pending" | "running" | "succeeded" | "failed" | "cancelled" | "unspecified";
 export type TaskState = "unspecified" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
-export type NodeState = "unspecified" | "healthy" | "suspect" | "lost";
+// "degraded": the node heartbeats but none of its Ollama endpoints is healthy (it gets no work).
+export type NodeState = "unspecified" | "healthy" | "degraded" | "suspect" | "lost";
 
 export const TERMINAL_WORKFLOW_STATES: ReadonlySet<string> = new Set(["succeeded", "failed", "cancelled"]);
 
@@ -137,6 +138,7 @@ export interface ClusterNode {
 export interface ClusterSummary {
   nodes_total: number;
   nodes_healthy: number;
+  nodes_degraded: number;
   gpus: number;
   vram_total_bytes: number;
   vram_used_bytes: number;

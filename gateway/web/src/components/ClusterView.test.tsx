@@ -15,6 +15,7 @@ describe("ClusterView", () => {
       summary: {
         nodes_total: 3,
         nodes_healthy: 3,
+        nodes_degraded: 0,
         gpus: 2,
         vram_total_bytes: 16 * 2 ** 30,
         vram_used_bytes: 6 * 2 ** 30,
@@ -46,5 +47,54 @@ describe("ClusterView", () => {
     expect(within(screen.getByTestId("node-LAB-B")).getByText("Hive cluster lab-b")).toHaveClass("peer");
     expect(within(rosewood).queryByText(/Hive cluster/)).not.toBeInTheDocument();
     expect(screen.getByTestId("node-event")).toHaveTextContent("ACACIA lost");
+    expect(screen.queryByTestId("nodes-degraded")).not.toBeInTheDocument();
+    expect(screen.queryByTestId("degraded")).not.toBeInTheDocument();
+  });
+
+  it("shows a node whose every endpoint is unhealthy as degraded, with each endpoint's error, and its recovery", () => {
+    const summary = {
+      nodes_total: 2,
+      nodes_healthy: 2,
+      nodes_degraded: 0,
+      gpus: 2,
+      vram_total_bytes: 16 * 2 ** 30,
+      vram_used_bytes: 0,
+      endpoints: 2,
+      models: [],
+      running_tasks: 0,
+      queued_tasks: 0,
+    };
+    const broken = node({
+      state: "degraded",
+      endpoints: node().endpoints.map((e) => ({ ...e, healthy: false, loaded_models: [], error: "OllamaError: /api/ps: 500" })),
+    });
+    let cluster = clusterReducer(emptyCluster, { type: "status", summary, nodes: [node(), node({ name: "ACACIA" })], now: 1 });
+    cluster = clusterReducer(cluster, {
+      type: "event",
+      event: { type: "node_state_changed", at: null, node: broken },
+      now: Date.parse("2026-11-25T17:00:00Z"),
+    });
+    const { unmount } = render(<ClusterView cluster={cluster} />);
+    const rosewood = screen.getByTestId("node-ROSEWOOD");
+    expect(rosewood).toHaveAttribute("data-state", "degraded");
+    expect(rosewood).toHaveClass("node-degraded");
+    expect(within(rosewood).getByTestId("degraded")).toHaveTextContent(/every Ollama endpoint is unhealthy/i);
+    expect(within(rosewood).getByText("OllamaError: /api/ps: 500")).toBeInTheDocument();
+    expect(within(rosewood).getByTitle("OllamaError: /api/ps: 500")).toHaveClass("bad");
+    expect(screen.getByTestId("nodes-healthy")).toHaveTextContent("1/2");
+    expect(screen.getByTestId("nodes-degraded")).toHaveTextContent("1 degraded");
+    expect(screen.getByTestId("node-event")).toHaveTextContent("ROSEWOOD degraded");
+    unmount();
+
+    cluster = clusterReducer(cluster, {
+      type: "event",
+      event: { type: "node_state_changed", at: null, node: node() },
+      now: Date.parse("2026-11-25T17:01:00Z"),
+    });
+    render(<ClusterView cluster={cluster} />);
+    expect(screen.getByTestId("node-ROSEWOOD")).toHaveAttribute("data-state", "healthy");
+    expect(screen.queryByTestId("degraded")).not.toBeInTheDocument();
+    expect(screen.queryByTestId("nodes-degraded")).not.toBeInTheDocument();
+    expect(screen.getAllByTestId("node-event")[0]).toHaveTextContent("ROSEWOOD healthy");
   });
 });

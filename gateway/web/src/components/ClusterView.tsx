@@ -1,6 +1,7 @@
 // The Cluster view: every node with its state, specializations, GPUs (utilisation and
 // VRAM bars, temperature), Ollama endpoints and the models they serve and have loaded;
-// joins and losses as they happen.
+// joins, losses and degradations as they happen. A degraded node (heartbeating, but no
+// Ollama endpoint of it healthy) says so on its card: it gets no work until one recovers.
 import { bytes, clock, label, percent } from "../format";
 import type { ClusterState } from "../store";
 import type { ClusterNode, Gpu } from "../types";
@@ -43,6 +44,11 @@ export function NodeCard({ node }: { node: ClusterNode }) {
           {node.draining ? <span className="badge state-suspect">draining</span> : null}
         </div>
       </div>
+      {node.state === "degraded" ? (
+        <div className="error small" role="status" data-testid="degraded">
+          Every Ollama endpoint is unhealthy: this node gets no work until one recovers.
+        </div>
+      ) : null}
       <div className="chips">
         {node.specializations.map((s) => (
           <span key={s} className="chip">
@@ -101,6 +107,7 @@ export function NodeCard({ node }: { node: ClusterNode }) {
 export function ClusterView({ cluster }: { cluster: ClusterState }) {
   const nodes = Object.values(cluster.nodes).sort((a, b) => a.name.localeCompare(b.name));
   const s = cluster.summary;
+  const degraded = nodes.filter((n) => n.state === "degraded").length;
   return (
     <div className="cluster">
       <section className="kpis" aria-label="Cluster summary">
@@ -109,6 +116,11 @@ export function ClusterView({ cluster }: { cluster: ClusterState }) {
             {nodes.filter((n) => n.state === "healthy").length}/{nodes.length}
           </span>
           <span className="kpi-label">nodes healthy</span>
+          {degraded ? (
+            <span className="badge state-degraded" data-testid="nodes-degraded" title="heartbeating, but no healthy Ollama endpoint">
+              {degraded} degraded
+            </span>
+          ) : null}
         </div>
         <div className="kpi">
           <span className="kpi-value">{s?.gpus ?? "–"}</span>
@@ -133,7 +145,7 @@ export function ClusterView({ cluster }: { cluster: ClusterState }) {
         </div>
         <aside className="card log" aria-label="Node events">
           <h3>Node events</h3>
-          {cluster.log.length === 0 ? <p className="muted small">Joins and losses appear here as they happen.</p> : null}
+          {cluster.log.length === 0 ? <p className="muted small">Joins, losses and degradations appear here as they happen.</p> : null}
           <ul>
             {cluster.log.map((entry, i) => (
               <li key={`${entry.at}-${entry.node}-${i}`} className={`log-${entry.what}`} data-testid="node-event">
