@@ -46,7 +46,7 @@ def test_user_pipeline_directory_adds_and_overrides(tmp_path: Path) -> None:
         (
             "- {name: a, type: testing, model: m:1, prompt: x, depends_on: [b]}\n"
             "- {name: b, type: testing, model: m:1, prompt: x, depends_on: [a]}\n",
-            "stages",
+            "stages[0].depends_on",
             "dependency cycle: a -> b -> a",
         ),
         (
