@@ -4,6 +4,10 @@ A cluster file (``cluster.yaml``) describes the coordinator's settings, the
 router's weights and chains, and the nodes; a node file (``node.yaml``) tells one
 agent where the coordinator is and what its host has. Defaults live in these
 dataclasses and nowhere else. Every error names the file, the key and why.
+
+Every path a file names (and the default state_path) is relative to that file's
+directory, never to the working directory: a process started from anywhere finds the
+same state, tokens and certificates. Loaded paths are absolute.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class EndpointSpec:
     url: str | None = None
     # Federation: when ``url`` is another Hive cluster's gateway with API tokens on, a file
     # holding a token of that cluster (submit scope), sent as "Authorization: Bearer".
+    # Relative to the config file's directory, as every path in a config file.
     token_file: str | None = None
     # CA certificate(s), PEM, that an https url's server must be signed by (a peer's
     # gateway with its cluster's certificate); None: the system's trusted CAs.
@@ -99,8 +104,8 @@ class AuthSettings:
     # Per-token submissions (workflows, generate, chat): sustained rate and burst.
     submit_rate_per_second: float = 10.0
     submit_burst: int = 50
-    # Where the coordinator writes the first admin token when it has none; None: next
-    # to the state file, as "admin.token" (mode 0600).
+    # Where the coordinator writes the first admin token when it has none (relative to the
+    # config file's directory); None: next to the state file, as "admin.token" (mode 0600).
     admin_token_file: str | None = None
 
 
@@ -115,8 +120,9 @@ class CoordinatorSettings:
     lost_after_seconds: float = 6.0
     # Largest gRPC message accepted, in bytes.
     max_message_bytes: int = 16 * 1024 * 1024
-    # SQLite database (WAL) holding workflows and tasks; relative paths are
-    # relative to the working directory.
+    # SQLite database (WAL) holding workflows and tasks. Loaded from a file, a relative
+    # path (this default too) is relative to the file's directory; set in code, to the
+    # working directory.
     state_path: str = "hive-state.sqlite"
     # Prometheus /metrics (host:port, ":9101" = every interface; "off" disables).
     metrics_listen: str = "127.0.0.1:9101"
@@ -263,6 +269,15 @@ def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
+def _resolve(source: str, value: str) -> str:
+    """A path named in the config file ``source``: relative paths are relative to that
+    file's directory (made absolute, so the working directory never matters); absolute
+    ones are kept. A source that is not a file ("<...>") keeps the path as written."""
+    if Path(value).is_absolute() or not source or source.startswith("<"):
+        return value
+    return str(Path(source).parent.absolute() / value)
+
+
 def _parse_gpu(source: str, key: str, raw: Any) -> GpuSpec:
     """A GPU is a catalog name, or a mapping with name, vendor and memory_gb for others."""
     if isinstance(raw, str):
@@ -302,6 +317,8 @@ def _parse_endpoint(r: _Reader, gpu_count: int, need_url: bool) -> EndpointSpec:
     for key, path in (("token_file", token_file), ("ca_file", ca_file)):
         if path is not None and (not isinstance(path, str) or not path):
             raise r.error(key, f"expected a path, got {_kind(path)}")
+    token_file = _resolve(r.source, token_file) if token_file is not None else None
+    ca_file = _resolve(r.source, ca_file) if ca_file is not None else None
     return EndpointSpec(
         id=r.str_("id", pattern=ENDPOINT_ID),
         gpus=tuple(gpus),
@@ -368,6 +385,13 @@ def _listen(r: _Reader, name: str, default: str) -> str:
     return value
 
 
+def _nonempty(r: _Reader, name: str, default: str) -> str:
+    value = r.str_(name, default)
+    if not value:
+        raise r.error(name, "must not be empty")
+    return value
+
+
 def _parse_bool(r: _Reader, name: str, default: bool) -> bool:
     value = r.data.get(name, default)
     if not isinstance(value, bool):
@@ -381,7 +405,6 @@ def _parse_tls(r: _Reader, name: str, *, coordinator: bool) -> TlsSettings | Non
     t = r.sub(name)
     allowed = {"ca", "cert", "key", "coordinator_name"}
     t.reject_unknown(allowed | {"ca_key"} if coordinator else allowed)
-    base = Path(r.source).parent if r.source and not r.source.startswith("<") else Path(".")
 
     def path(key: str, required: bool = True) -> str | None:
         if not required and t.data.get(key) is None:
@@ -389,7 +412,7 @@ def _parse_tls(r: _Reader, name: str, *, coordinator: bool) -> TlsSettings | Non
         value = t.str_(key)
         if not value:
             raise t.error(key, "must not be empty")
-        return str(base / value) if not Path(value).is_absolute() else value
+        return _resolve(r.source, value)
 
     ca, cert, key = path("ca"), path("cert"), path("key")
     assert ca is not None and cert is not None and key is not None
@@ -411,11 +434,13 @@ def _parse_auth(r: _Reader) -> AuthSettings:
     admin_file = r.data.get("admin_token_file")
     if admin_file is not None and not isinstance(admin_file, str):
         raise r.error("admin_token_file", f"expected a path, got {_kind(admin_file)}")
+    if admin_file == "":
+        raise r.error("admin_token_file", "must not be empty")
     return AuthSettings(
         api_tokens=api_tokens,
         submit_rate_per_second=r.number("submit_rate_per_second", d.submit_rate_per_second),
         submit_burst=r.number("submit_burst", d.submit_burst, minimum=1, integer=True),
-        admin_token_file=admin_file,
+        admin_token_file=_resolve(r.source, admin_file) if admin_file is not None else None,
     )
 
 
@@ -448,7 +473,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
         max_message_bytes=r.number(
             "max_message_bytes", d.max_message_bytes, minimum=1024, integer=True
         ),
-        state_path=r.str_("state_path", d.state_path),
+        state_path=_resolve(r.source, _nonempty(r, "state_path", d.state_path)),
         metrics_listen=_metrics_listen(r, d.metrics_listen),
         tls=_parse_tls(r, "tls", coordinator=True),
         insecure=_parse_bool(r, "insecure", d.insecure),
