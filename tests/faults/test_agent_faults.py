@@ -47,6 +47,20 @@ async def running_on(c: ProcessCluster, node: str) -> int:
     return next((n.running_tasks for n in reply.nodes if n.info.name == node), 0)
 
 
+async def busiest(c: ProcessCluster) -> str:
+    """The node running the most tasks, once some run (the router chooses where)."""
+    best: list[str] = []
+
+    async def busy() -> bool:
+        reply = await c.status()
+        top = max(reply.nodes, key=lambda n: n.running_tasks)
+        best[:] = [top.info.name] if top.running_tasks else []
+        return bool(best)
+
+    await poll(busy, 30, "tasks running", c)
+    return best[0]
+
+
 async def wait_running(c: ProcessCluster, node: str, at_least: int = 1) -> None:
     async def busy() -> bool:
         return await running_on(c, node) >= at_least
@@ -92,15 +106,15 @@ async def test_frozen_agent_is_lost_and_its_late_results_ignored(
     """SIGSTOP: the agent stops heartbeating; its tasks move on once it is LOST, and when
     it is resumed its late answers are stale (no request answered twice) and it rejoins."""
     requests = [asyncio.create_task(generate(cluster, f"sigstop case {i}", LONG)) for i in range(9)]
-    await wait_running(cluster, "NODEC", 1)
+    victim = await busiest(cluster)
     stopped = time.monotonic()
-    cluster.agents["NODEC"].signal(signal.SIGSTOP)
-    detected = await cluster.wait_state("NODEC", common_pb2.NODE_STATE_LOST, timeout=10)
+    cluster.agents[victim].signal(signal.SIGSTOP)
+    detected = await cluster.wait_state(victim, common_pb2.NODE_STATE_LOST, timeout=10)
     results = await asyncio.wait_for(asyncio.gather(*requests), 120)
     answered = time.monotonic() - stopped
     assert all(code == 200 and text for code, text in results), results
-    cluster.agents["NODEC"].signal(signal.SIGCONT)
-    rejoined = await cluster.wait_healthy({"NODEC"}, timeout=30)
+    cluster.agents[victim].signal(signal.SIGCONT)
+    rejoined = await cluster.wait_healthy({victim}, timeout=30)
     figures(
         fault="agent SIGSTOP, SIGCONT after its tasks moved",
         outcome="tasks re-run elsewhere once the node is lost; 0 of 9 failed; it rejoins",
@@ -117,9 +131,9 @@ async def test_ollama_sigkill_and_restart(cluster: ProcessCluster, figures: Reco
     requests = [
         asyncio.create_task(generate(cluster, f"ollama kill case {i}", LONG)) for i in range(9)
     ]
-    await wait_running(cluster, "NODEA", 1)
+    victim = await busiest(cluster)
     killed = time.monotonic()
-    await cluster.emulators["NODEA"].kill()
+    await cluster.emulators[victim].kill()
     results = await asyncio.wait_for(asyncio.gather(*requests), 120)
     answered = time.monotonic() - killed
     assert all(code == 200 and text for code, text in results), results
@@ -128,15 +142,15 @@ async def test_ollama_sigkill_and_restart(cluster: ProcessCluster, figures: Reco
         *(generate(cluster, f"during {i}", {"num_predict": 8}) for i in range(6))
     )
     assert all(code == 200 for code, _ in during), during
-    await cluster.emulators["NODEA"].start()
+    await cluster.emulators[victim].start()
 
     async def serves_again() -> bool:
         code, _ = await generate(cluster, "back?", {"num_predict": 4})
         reply = await cluster.status()
-        node = next(n for n in reply.nodes if n.info.name == "NODEA")
+        node = next(n for n in reply.nodes if n.info.name == victim)
         return code == 200 and all(ep.healthy for ep in node.telemetry.endpoints)
 
-    recovered = await poll(serves_again, 30, "NODEA's Ollama healthy again", cluster, 0.2)
+    recovered = await poll(serves_again, 30, f"{victim}'s Ollama healthy again", cluster, 0.2)
     figures(
         fault="Ollama (emulator) SIGKILL, restarted",
         outcome="its requests retried on other nodes; 0 of 15 failed; endpoint healthy again",
