@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import struct_pb2
 
 from coordinator.access import AccessBook
 from coordinator.dispatch import (
@@ -38,9 +39,10 @@ from coordinator.registry import (
     UnknownNode,
 )
 from coordinator.routing import Decision
-from hive import __version__
+from hive import __version__, limits
 from hive.config import CLUSTER_NAME
-from hive.models import MAX_TOP_LOGPROBS, tagged
+from hive.limits import MAX_DIMENSIONS, MAX_TOP_LOGPROBS
+from hive.models import tagged
 from hive.tls import peer_name
 from hive.v1 import (
     agent_session_pb2,
@@ -224,6 +226,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         await _check_size(size, "prompt is", context)
         await _check_think(request.think, context)
         await _check_top_logprobs(request.top_logprobs, context)
+        keep_alive = await _check_limits(request.keep_alive, request.options, context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
@@ -237,7 +240,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 images=request.images,
             ),
             options=request.options,
-            keep_alive=request.keep_alive,
+            keep_alive=keep_alive,
             think=request.think,
             logprobs=request.logprobs,
             top_logprobs=request.top_logprobs,
@@ -261,6 +264,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         await _check_think(request.think, context)
         await _check_top_logprobs(request.top_logprobs, context)
+        keep_alive = await _check_limits(request.keep_alive, request.options, context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
@@ -269,7 +273,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 messages=request.messages, format=request.format, tools=request.tools
             ),
             options=request.options,
-            keep_alive=request.keep_alive,
+            keep_alive=keep_alive,
             think=request.think,
             logprobs=request.logprobs,
             top_logprobs=request.top_logprobs,
@@ -293,6 +297,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 "(split them into several requests)",
             )
         await _check_size(sum(len(text) for text in request.input), "inputs hold", context)
+        if request.dimensions > MAX_DIMENSIONS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"dimensions must be between 1 and {MAX_DIMENSIONS}, not {request.dimensions}",
+            )
+        keep_alive = await _check_limits(request.keep_alive, request.options, context)
         embed = node_agent_pb2.EmbedInput(input=request.input, dimensions=request.dimensions)
         if request.HasField("truncate"):
             embed.truncate = request.truncate
@@ -302,7 +312,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             type=common_pb2.TASK_TYPE_INFERENCE,
             embed=embed,
             options=request.options,
-            keep_alive=request.keep_alive,
+            keep_alive=keep_alive,
             via=await self._route(request.via, context),
         )
         reply = inference_pb2.EmbedResponse()
@@ -580,6 +590,19 @@ async def _check_top_logprobs(top: int, context: grpc.aio.ServicerContext[Any, A
             grpc.StatusCode.INVALID_ARGUMENT,
             f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, not {top}",
         )
+
+
+async def _check_limits(
+    keep_alive: str, options: struct_pb2.Struct, context: grpc.aio.ServicerContext[Any, Any]
+) -> str:
+    """``keep_alive`` as a Go duration every Ollama takes, once it and the options' counts
+    are within Ollama's bounds (``hive.limits``), as the gateway checks them: refused here,
+    before routing, so that no client of the API sends a node what breaks it."""
+    try:
+        limits.check_options(dict(options.items()))
+        return limits.keep_alive(keep_alive)
+    except limits.OutOfRange as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
 async def _check_think(think: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:

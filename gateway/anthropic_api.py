@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway import inference
 from gateway.problems import ApiError, http_status
 from gateway.upstream import Upstream
+from hive.limits import MAX_CONTEXT_TOKENS, MAX_TOP_K
 from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, inference_pb2
 
@@ -121,13 +122,14 @@ class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
-    max_tokens: Annotated[int, Field(ge=1)]
+    # Counts within Ollama's bounds (hive.limits), as the coordinator checks them.
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_CONTEXT_TOKENS)]
     messages: Annotated[list[MessageParam], Field(min_length=1)]
     system: str | list[Block] | None = None
     stream: bool = False
     temperature: Annotated[float, Field(ge=0, le=1)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None
+    top_k: Annotated[int, Field(ge=0, le=MAX_TOP_K)] | None = None
     stop_sequences: list[str] | None = None
     tools: list[Tool] | None = None
     thinking: ThinkingConfig | None = None

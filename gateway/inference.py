@@ -18,13 +18,12 @@ from typing import Any
 import grpc
 
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
+from hive import limits
 from hive.models import tagged
 from hive.v1 import common_pb2, inference_pb2
 
 Event = inference_pb2.GenerateResponse | inference_pb2.ChatResponse
 
-# No embedding model comes near this; a larger number is refused as bad input.
-MAX_DIMENSIONS = 65_536
 # The longest a single generation may run through the gateway.
 GENERATION_TIMEOUT_SECONDS = 3600.0
 
@@ -255,9 +254,6 @@ async def unload(upstream: Upstream, model: str) -> inference_pb2.UnloadResponse
 
 
 def keep_alive(value: str | float | None) -> str:
-    """Ollama's keep_alive: a duration string, or a number of seconds."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return f"{int(value)}s"
+    """Ollama's keep_alive (a duration string, or a number of seconds) as the contract
+    carries it: a Go duration string ("" for none). OutOfRange past Ollama's bounds."""
+    return limits.keep_alive(value)

@@ -22,15 +22,16 @@ from typing import Annotated, Any, Literal
 import grpc
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from gateway import inference
-from gateway.inference import MAX_DIMENSIONS
 from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
-from hive import __version__
+from hive import __version__, limits
 from hive.federation import VERSION_KEY, VIA_HEADER, parse_via
-from hive.models import MAX_TOP_LOGPROBS, tagged
+from hive.limits import MAX_DIMENSIONS, MAX_TOP_LOGPROBS
+from hive.models import tagged
 from hive.tool_calls import tool_call
 from hive.v1 import cluster_pb2, common_pb2, inference_pb2
 
@@ -48,6 +49,33 @@ def error_response(
     return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
 
+def _out_of_range(exc: limits.OutOfRange) -> PydanticCustomError:
+    return PydanticCustomError("out_of_range", "{reason}", {"reason": str(exc)})
+
+
+def _keep_alive(value: object) -> object:
+    """keep_alive as a Go duration string every Ollama takes (``hive.limits``); refused
+    when it is not one, e.g. longer than Ollama's longest (1e104 once took an endpoint out
+    of rotation: issue 17)."""
+    try:
+        return limits.keep_alive(value) or None
+    except limits.OutOfRange as exc:
+        raise _out_of_range(exc) from None
+
+
+def _bounded(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Options whose counts are within what Ollama takes (``hive.limits``)."""
+    try:
+        limits.check_options(options or {})
+    except limits.OutOfRange as exc:
+        raise _out_of_range(exc) from None
+    return options
+
+
+KeepAlive = Annotated[str | float | None, BeforeValidator(_keep_alive)]
+Options = Annotated[dict[str, Any] | None, AfterValidator(_bounded)]
+
+
 # Ollama accepts more fields than the mesh uses (images, tools, context, template, think);
 # they are accepted and ignored rather than refused, as an Ollama server does.
 class _Request(BaseModel):
@@ -56,8 +84,8 @@ class _Request(BaseModel):
     model: Annotated[str, Field(min_length=1, max_length=256)]
     stream: bool = True
     format: str | dict[str, Any] | None = None
-    options: dict[str, Any] | None = None
-    keep_alive: str | float | None = None
+    options: Options = None
+    keep_alive: KeepAlive = None
     # Reasoning for a thinking model: true, false or "low" / "medium" / "high".
     think: bool | Literal["low", "medium", "high"] | None = None
     # Each output token's log probability, and with top_logprobs the likeliest at each.
@@ -146,8 +174,8 @@ class EmbedBody(BaseModel):
     input: str | list[str] = Field(default_factory=list)
     truncate: bool | None = None
     dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
-    options: dict[str, Any] | None = None
-    keep_alive: str | float | None = None
+    options: Options = None
+    keep_alive: KeepAlive = None
 
 
 class EmbeddingsBody(BaseModel):
@@ -157,8 +185,8 @@ class EmbeddingsBody(BaseModel):
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
     prompt: str = ""
-    options: dict[str, Any] | None = None
-    keep_alive: str | float | None = None
+    options: Options = None
+    keep_alive: KeepAlive = None
 
 
 class ModelBody(BaseModel):

@@ -23,10 +23,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import inference
-from gateway.inference import MAX_DIMENSIONS
 from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
-from hive.models import MAX_TOP_LOGPROBS
+from hive.limits import MAX_CONTEXT_TOKENS, MAX_DIMENSIONS, MAX_EXACT_INTEGER, MAX_TOP_LOGPROBS
 from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, inference_pb2
 
@@ -162,10 +161,11 @@ class _Sampling(BaseModel):
     model: Annotated[str, Field(min_length=1, max_length=256)]
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    # Counts within Ollama's bounds (hive.limits): an answer is never longer than a context.
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_CONTEXT_TOKENS)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=-MAX_EXACT_INTEGER, le=MAX_EXACT_INTEGER)] | None = None
     stop: str | list[str] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
@@ -197,7 +197,7 @@ class ChatCompletionRequest(_Sampling):
     # How hard a thinking model reasons (Ollama's think); its reasoning comes back apart,
     # in ``reasoning``, as Ollama's own OpenAI API sends it.
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_CONTEXT_TOKENS)] | None = None
     response_format: ResponseFormat | None = None
     # Each output token's log probability (choices[].logprobs.content), and with
     # top_logprobs the likeliest tokens at each position.

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway import inference
 from gateway.openai_api import REASONING, OpenAIError, refusal
 from gateway.upstream import Upstream
+from hive.limits import MAX_CONTEXT_TOKENS
 from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, inference_pb2
 
@@ -63,7 +64,7 @@ class ResponsesRequest(BaseModel):
     model: Annotated[str, Field(min_length=1, max_length=256)]
     input: str | list[dict[str, Any]]
     instructions: str | None = None
-    max_output_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=1, le=MAX_CONTEXT_TOKENS)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     stream: bool = False

@@ -1,10 +1,7 @@
-"""Model names as Ollama spells them, and Ollama's bounds on a request, shared by the
-coordinator, the gateway and the emulator."""
+"""Model names as Ollama spells them, shared by the coordinator, the gateway and the
+emulator (Ollama's bounds on a request are ``hive.limits``)."""
 
 from __future__ import annotations
-
-# The most top_logprobs Ollama gives (it refuses a request for more).
-MAX_TOP_LOGPROBS = 20
 
 
 def tagged(name: str) -> str:

@@ -15,7 +15,6 @@ import hashlib
 import itertools
 import json
 import math
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -27,8 +26,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hive import hardware
-from hive.models import MAX_TOP_LOGPROBS
+from hive import hardware, limits
+from hive.limits import MAX_KEEP_ALIVE_SECONDS, MAX_TOP_LOGPROBS
 from ollama_emulator import text
 from ollama_emulator.config import EmulatorConfig
 from ollama_emulator.generation import Generation
@@ -49,8 +48,7 @@ PULL_BYTES_PER_SECOND = 200_000_000
 _CLIENT_GONE = 499
 # What Ollama prints for keep_alive < 0 ("forever"): Go's maximum time.Duration.
 _FOREVER = timedelta(hours=2562047)
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_FOREVER_SECONDS = _FOREVER.total_seconds()
 
 
 class ApiError(Exception):
@@ -68,32 +66,27 @@ def parse_keep_alive(value: object, default: float) -> float:
     """Seconds an idle model stays loaded; math.inf for "forever".
 
     Accepts what Ollama accepts: a number of seconds, or a Go duration string ("5m",
-    "1h30m", "300ms", "0"); also a plain number in a string. Negative means forever.
+    "1h30m", "300ms", "0"); also a plain number in a string. Negative means forever, and
+    so does a number past Go's longest duration (about 292 years), where Ollama's own
+    conversion overflows; a longer string is refused, as Go's parser refuses it. Nothing
+    accepted is NaN or beyond what ``/api/ps`` can show.
     """
     if value is None:
         return default
     if isinstance(value, bool):
         raise ApiError(400, f"json: cannot unmarshal bool into keep_alive: {value}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        if isinstance(value, float) and math.isnan(value):
+            raise ApiError(400, f"invalid keep_alive: {value!r}")
+        seconds = float(value) if abs(value) <= MAX_KEEP_ALIVE_SECONDS else math.inf
     elif isinstance(value, str):
-        seconds = _parse_duration(value.strip())
+        try:
+            seconds = limits.duration_seconds(value.strip())
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
     else:
         raise ApiError(400, f"invalid keep_alive: {value!r}")
-    return math.inf if seconds < 0 else seconds
-
-
-def _parse_duration(raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    sign = -1.0 if raw.startswith("-") else 1.0
-    body = raw.lstrip("+-")
-    parts = _DURATION_PART.findall(body)
-    if not body or "".join(n + u for n, u in parts) != body:
-        raise ApiError(400, f'time: invalid duration "{raw}"')
-    return sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return math.inf if seconds < 0 or seconds > MAX_KEEP_ALIVE_SECONDS else seconds
 
 
 def _now() -> str:
@@ -141,12 +134,17 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not raw.strip():
         raise ApiError(400, "missing request body")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
     except ValueError as e:
         raise ApiError(400, f"invalid JSON: {e}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "json: cannot unmarshal request body into an object")
     return body
+
+
+def _not_json(name: str) -> object:
+    """NaN and Infinity, which Python's decoder takes and Go's (Ollama's) refuses."""
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 
 
 def _model_name(body: dict[str, Any]) -> str:
@@ -290,8 +288,10 @@ class OllamaApi:
         for runner in self._scheduler.runners():
             if not runner.ready:
                 continue
+            # Never later than Ollama's "for ever", so no keep_alive a client sent can make
+            # this answer (the agents' health probe) fail.
             left = runner.expires_at - mono
-            expires = wall + (_FOREVER if math.isinf(left) else timedelta(seconds=left))
+            expires = wall + (timedelta(seconds=left) if left < _FOREVER_SECONDS else _FOREVER)
             kind = runner.kind
             models.append(
                 {

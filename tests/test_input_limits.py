@@ -1,0 +1,316 @@
+"""Issue 17, defect 2: what a client sends cannot break the cluster.
+
+Out-of-range durations and counts (keep_alive, num_ctx, num_predict, top_k, max_tokens...)
+are a 400 naming the field at the gateway, in each API's shape, and INVALID_ARGUMENT at
+the coordinator before routing; the emulator survives any keep_alive (its /api/ps is the
+agents' health probe).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+
+from hive import hardware, limits
+from hive.dev import DevCluster
+from hive.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from ollama_emulator import EmulatorConfig, OllamaEmulator
+from ollama_emulator.api import parse_keep_alive
+from tests.conftest import running_dev
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CHAT = "llama3.1:8b"
+EMBED = "nomic-embed-text"
+USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gw() -> AsyncIterator[DevCluster]:
+    async with running_dev(gateway_port=0, state_path=None) as dev:
+        yield dev
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http(gw: DevCluster) -> AsyncIterator[httpx.AsyncClient]:
+    assert gw.gateway is not None
+    # One connection, so a request after a refusal goes over the same keep-alive one.
+    pool = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=gw.gateway.url, timeout=30, limits=pool) as client:
+        yield client
+
+
+# --- each API's error shape -----------------------------------------------------------
+
+
+def ollama_error(r: httpx.Response) -> str:
+    body = r.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str), body
+    message: str = body["error"]
+    return message
+
+
+def openai_error(r: httpx.Response) -> str:
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert error["type"] == "invalid_request_error"
+    message: str = f"{error['param']}: {error['message']}"
+    return message
+
+
+def anthropic_error(r: httpx.Response) -> str:
+    body = r.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error", body
+    message: str = body["error"]["message"]
+    return message
+
+
+Shape = Callable[[httpx.Response], str]
+
+# Every inference endpoint: a good body (with "TEXT" where the client's text goes), the
+# key whose value is the text, and the shape of its errors.
+ENDPOINTS: list[tuple[str, dict[str, Any], Shape]] = [
+    ("/api/generate", {"model": CHAT, "prompt": "TEXT", "stream": False}, ollama_error),
+    (
+        "/api/chat",
+        {"model": CHAT, "messages": [{"role": "user", "content": "TEXT"}], "stream": False},
+        ollama_error,
+    ),
+    ("/api/embed", {"model": EMBED, "input": ["TEXT"]}, ollama_error),
+    ("/api/embeddings", {"model": EMBED, "prompt": "TEXT"}, ollama_error),
+    (
+        "/v1/chat/completions",
+        {"model": CHAT, "messages": [{"role": "user", "content": "TEXT"}], "max_tokens": 5},
+        openai_error,
+    ),
+    ("/v1/completions", {"model": CHAT, "prompt": "TEXT", "max_tokens": 5}, openai_error),
+    ("/v1/embeddings", {"model": EMBED, "input": "TEXT"}, openai_error),
+    ("/v1/responses", {"model": CHAT, "input": "TEXT", "max_output_tokens": 5}, openai_error),
+    (
+        "/v1/messages",
+        {"model": CHAT, "max_tokens": 5, "messages": [{"role": "user", "content": "TEXT"}]},
+        anthropic_error,
+    ),
+]
+
+
+def with_text(body: dict[str, Any], text: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(json.dumps(body).replace("TEXT", text))
+    return loaded
+
+
+# --- defect 2: out-of-range durations and counts at the gateway -----------------------
+
+OUT_OF_RANGE: list[tuple[str, str, str]] = [
+    # (path, JSON added to its good body, what the message must name)
+    ("/api/generate", '"keep_alive": 1e104', "keep_alive"),
+    ("/api/generate", '"keep_alive": "1e300h"', "keep_alive"),
+    ("/api/generate", '"keep_alive": "3000000h"', "keep_alive"),
+    ("/api/generate", '"keep_alive": Infinity', "keep_alive"),
+    ("/api/generate", '"keep_alive": NaN', "keep_alive"),
+    ("/api/generate", '"keep_alive": "nan"', "keep_alive"),
+    ("/api/generate", '"keep_alive": true', "keep_alive"),
+    ("/api/generate", '"prompt": "", "keep_alive": 1e104', "keep_alive"),
+    ("/api/chat", '"messages": [], "keep_alive": "1e300h"', "keep_alive"),
+    ("/api/embed", '"keep_alive": 1e104', "keep_alive"),
+    ("/api/embeddings", '"keep_alive": -Infinity', "keep_alive"),
+    ("/api/generate", '"options": {"num_ctx": -5}', "num_ctx"),
+    ("/api/generate", '"options": {"num_ctx": 0}', "num_ctx"),
+    ("/api/chat", '"options": {"num_predict": 1e104}', "num_predict"),
+    ("/api/chat", '"options": {"num_predict": -3}', "num_predict"),
+    ("/api/generate", f'"options": {{"num_predict": {10**400}}}', "num_predict"),
+    ("/api/generate", '"options": {"top_k": -1}', "top_k"),
+    ("/api/generate", '"options": {"temperature": NaN}', "temperature"),
+    ("/api/generate", f'"options": {{"seed": {10**400}}}', "seed"),
+    ("/api/embed", '"options": {"num_ctx": "lots"}', "num_ctx"),
+    ("/v1/chat/completions", '"max_tokens": 1e104', "max_tokens"),
+    ("/v1/chat/completions", f'"max_tokens": {1 << 30}', "max_tokens"),
+    ("/v1/chat/completions", f'"max_completion_tokens": {1 << 30}', "max_completion_tokens"),
+    ("/v1/chat/completions", '"max_tokens": -1', "max_tokens"),
+    ("/v1/chat/completions", f'"seed": {10**400}', "seed"),
+    ("/v1/chat/completions", '"logprobs": true, "top_logprobs": 21', "top_logprobs"),
+    ("/v1/completions", f'"max_tokens": {1 << 30}', "max_tokens"),
+    ("/v1/completions", '"temperature": NaN', "temperature"),
+    ("/v1/responses", f'"max_output_tokens": {1 << 30}', "max_output_tokens"),
+    ("/v1/messages", f'"max_tokens": {1 << 30}', "max_tokens"),
+    ("/v1/messages", '"top_k": -1', "top_k"),
+    ("/v1/messages", f'"top_k": {1 << 40}', "top_k"),
+]
+
+
+@pytest.mark.parametrize(("path", "added", "field"), OUT_OF_RANGE)
+async def test_out_of_range_values_are_a_400_naming_the_field(
+    http: httpx.AsyncClient, gw: DevCluster, path: str, added: str, field: str
+) -> None:
+    body, shape = next((body, shape) for p, body, shape in ENDPOINTS if p == path)
+    # Later keys win: the value under test replaces the good body's.
+    raw = json.dumps(with_text(body, "x"))[:-1] + ", " + added + "}"
+    r = await http.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert field in shape(r), r.text
+    # Nothing reached a node: every endpoint's health probe still answers.
+    for emulator in gw.emulators.values():
+        async with httpx.AsyncClient(base_url=emulator.url) as ollama:
+            assert (await ollama.get("/api/ps")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "keep_alive", [-1, -1e104, 0.5, 300, "5m", "1h30m", "300", "-1", "2562047h", "0s"]
+)
+async def test_what_ollama_takes_is_taken(http: httpx.AsyncClient, keep_alive: object) -> None:
+    body = {"model": CHAT, "prompt": "x", "stream": False, "keep_alive": keep_alive}
+    body["options"] = {"num_predict": -2, "num_ctx": 4096, "top_k": 0, "seed": -1}
+    r = await http.post("/api/generate", json=body)
+    assert r.status_code == 200, r.text
+
+
+# --- defect 2: the coordinator, for any gRPC client -----------------------------------
+
+
+def _generate(keep_alive: str = "", **options: Any) -> inference_pb2.GenerateRequest:
+    request = inference_pb2.GenerateRequest(model=CHAT, prompt="x", keep_alive=keep_alive)
+    if options:
+        request.options.update(options)
+    return request
+
+
+COORDINATOR_CASES: list[tuple[str, Any, str]] = [
+    ("Generate", _generate("1e300h"), "keep_alive"),
+    ("Generate", _generate("3000000h"), "keep_alive"),
+    ("Generate", _generate("soon"), "keep_alive"),
+    ("Generate", _generate(num_ctx=-5), "options.num_ctx"),
+    ("Generate", _generate(num_predict=math.inf), "options.num_predict"),
+    ("Generate", _generate(num_predict=1e104), "options.num_predict"),
+    ("Generate", _generate(top_k=-1), "options.top_k"),
+    ("Generate", _generate(temperature=math.nan), "options.temperature"),
+    (
+        "Chat",
+        inference_pb2.ChatRequest(
+            model=CHAT,
+            messages=[common_pb2.ChatMessage(role="user", content="x")],
+            keep_alive="1e104s",
+        ),
+        "keep_alive",
+    ),
+    (
+        "Embed",
+        inference_pb2.EmbedRequest(model=EMBED, input=["x"], keep_alive="1e3s"),
+        "keep_alive",
+    ),
+    (
+        "Embed",
+        inference_pb2.EmbedRequest(model=EMBED, input=["x"], dimensions=1 << 20),
+        "dimensions must be between 1 and 65536",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rpc", "request_", "field"), COORDINATOR_CASES)
+async def test_the_coordinator_refuses_out_of_range_values_before_routing(
+    gw: DevCluster, rpc: str, request_: Any, field: str
+) -> None:
+    async with grpc.aio.insecure_channel(gw.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            if rpc == "Embed":
+                await stub.Embed(request_, timeout=10)
+            else:
+                # Refused before routing: the first read fails, with no task assigned.
+                await getattr(stub, rpc)(request_, timeout=10).read()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (refused.value.details() or "")
+
+
+# --- defect 2: the emulator, for a direct client ---------------------------------------
+
+
+def _emulator_body(keep_alive: str) -> str:
+    """A generate request with ``keep_alive`` as raw JSON (NaN, 1e104 or a 401-digit one)."""
+    return f'{{"model": "{CHAT}", "prompt": "x", "stream": false, "keep_alive": {keep_alive}}}'
+
+
+async def test_no_keep_alive_breaks_the_emulators_health_probe() -> None:
+    config = EmulatorConfig(gpus=[hardware.gpu_kind("NVIDIA GeForce RTX 4090")], models=[CHAT])
+    emulator = OllamaEmulator(config)
+    await emulator.start(host="127.0.0.1", port=0)
+    try:
+        async with httpx.AsyncClient(base_url=emulator.url, timeout=30) as ollama:
+            for keep_alive in ("1e104", "-1e104", f"{10**400}", '"2562047h"'):
+                r = await ollama.post("/api/generate", content=_emulator_body(keep_alive))
+                assert r.status_code == 200, (keep_alive, r.text)
+                ps = await ollama.get("/api/ps")
+                assert ps.status_code == 200, (keep_alive, ps.text)
+                assert ps.json()["models"][0]["expires_at"] < "2400"
+            # What Go refuses, the emulator refuses, and stays healthy.
+            for keep_alive in ("NaN", "Infinity", '"1e300h"', '"3000000h"', '"nan"'):
+                r = await ollama.post("/api/generate", content=_emulator_body(keep_alive))
+                assert r.status_code == 400, (keep_alive, r.text)
+                assert (await ollama.get("/api/ps")).status_code == 200
+    finally:
+        await emulator.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(1e104, math.inf), (10**400, math.inf), ("2562047h", 2562047 * 3600.0), (-5, math.inf)],
+)
+async def test_the_emulator_holds_every_keep_alive_it_takes(value: object, seconds: float) -> None:
+    assert parse_keep_alive(value, 300.0) == seconds
+
+
+# --- the limits themselves ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        (None, ""),
+        ("", ""),
+        (0, "0s"),
+        (300, "300s"),
+        (0.5, "0.5s"),
+        (-1, "-1s"),
+        (-1e104, "-1s"),
+        ("5m", "5m"),
+        (" 1h30m ", "1h30m"),
+        ("300", "300s"),  # a bare number: Ollama's parser wants a unit
+        ("-1", "-1s"),
+        ("2562047h47m16.854775807s", "2562047h47m16.854775807s"),
+        (limits.MAX_KEEP_ALIVE_SECONDS, f"{limits.MAX_KEEP_ALIVE_SECONDS}s"),
+    ],
+)
+async def test_keep_alive_becomes_a_duration_every_ollama_takes(value: object, sent: str) -> None:
+    assert limits.keep_alive(value) == sent
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e104,
+        10**400,
+        limits.MAX_KEEP_ALIVE_SECONDS + 1,
+        math.inf,
+        -math.inf,
+        math.nan,
+        True,
+        [5],
+        "1e300h",
+        "2562047h47m16.854775808s",
+        "9" * 5000 + "h",
+        "nan",
+        "inf",
+        "5 m",
+        "5mm",
+        "-",
+    ],
+)
+async def test_keep_alive_past_ollamas_bounds_is_refused(value: object) -> None:
+    with pytest.raises(limits.OutOfRange, match="keep_alive"):
+        limits.keep_alive(value)
