@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from gateway import inference
+from gateway.bodies import UNICODE_ONLY
 from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__, limits
@@ -305,7 +306,7 @@ def _options(body: _Request | EmbedBody | EmbeddingsBody, request: Any) -> None:
 
 
 def router(upstream: Upstream) -> APIRouter:
-    api = APIRouter(tags=["ollama"])
+    api = APIRouter(tags=["ollama"], dependencies=[UNICODE_ONLY])
 
     async def open_generation(
         body: _Request, request: inference_pb2.GenerateRequest | inference_pb2.ChatRequest

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import inference
+from gateway.bodies import UNICODE_ONLY
 from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive.limits import MAX_CONTEXT_TOKENS, MAX_DIMENSIONS, MAX_EXACT_INTEGER, MAX_TOP_LOGPROBS
@@ -323,7 +324,7 @@ def sse(obj: dict[str, Any] | str) -> bytes:
 
 
 def router(upstream: Upstream) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["openai"])
+    api = APIRouter(prefix="/v1", tags=["openai"], dependencies=[UNICODE_ONLY])
 
     async def open_chat(body: ChatCompletionRequest) -> inference.Generation:
         request = inference_pb2.ChatRequest(

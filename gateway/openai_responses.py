@@ -30,6 +30,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import inference
+from gateway.bodies import UNICODE_ONLY
 from gateway.openai_api import REASONING, OpenAIError, refusal
 from gateway.upstream import Upstream
 from hive.limits import MAX_CONTEXT_TOKENS
@@ -371,7 +372,7 @@ def _response(
 
 
 def router(upstream: Upstream) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["openai"])
+    api = APIRouter(prefix="/v1", tags=["openai"], dependencies=[UNICODE_ONLY])
 
     async def events(
         body: ResponsesRequest, generation: inference.Generation, ident: str, created: int

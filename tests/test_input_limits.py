@@ -1,14 +1,16 @@
-"""Issue 17, defect 2: what a client sends cannot break the cluster.
+"""Issue 17, defects 2 and 3: what a client sends cannot break the cluster.
 
 Out-of-range durations and counts (keep_alive, num_ctx, num_predict, top_k, max_tokens...)
 are a 400 naming the field at the gateway, in each API's shape, and INVALID_ARGUMENT at
 the coordinator before routing; the emulator survives any keep_alive (its /api/ps is the
-agents' health probe).
+agents' health probe); a lone surrogate in a body is a 400 in each API's shape, and the
+connection serves the next request.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -104,6 +106,68 @@ ENDPOINTS: list[tuple[str, dict[str, Any], Shape]] = [
 def with_text(body: dict[str, Any], text: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(json.dumps(body).replace("TEXT", text))
     return loaded
+
+
+# --- defect 3: a lone surrogate --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "body", "shape"), ENDPOINTS, ids=[e[0] for e in ENDPOINTS])
+async def test_a_lone_surrogate_is_a_400_and_the_connection_serves_the_next_request(
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    body: dict[str, Any],
+    shape: Shape,
+) -> None:
+    # json.dumps escapes it as a client's encoder does: "\ud800", six ASCII characters.
+    raw = json.dumps(body).replace("TEXT", "a \\ud800 b")
+    assert "\\ud800" in raw
+    with caplog.at_level(logging.ERROR):
+        refused = await http.post(path, content=raw, headers={"content-type": "application/json"})
+        assert refused.status_code == 400, refused.text
+        assert refused.headers["content-type"].startswith("application/json")
+        message = shape(refused)
+        assert "surrogate" in message
+        answered = await http.post(path, json=with_text(body, "hello"))
+    assert answered.status_code == 200, answered.text
+    # The same TCP connection, kept alive through the refusal.
+    assert answered.extensions["network_stream"] is refused.extensions["network_stream"]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+async def test_the_refusal_names_where_the_surrogate_is(http: httpx.AsyncClient) -> None:
+    raw = json.dumps({"model": CHAT, "messages": [USER[0], {"role": "user", "content": "X"}]})
+    r = await http.post("/v1/chat/completions", content=raw.replace('"X"', '"\\udfff"'))
+    assert r.status_code == 400 and r.json()["error"]["param"] == "content"
+    assert "messages.1.content" in r.json()["error"]["message"]
+    # A surrogate in a key, and one sent as raw bytes (Python's decoder lets those through).
+    r = await http.post("/api/chat", content=b'{"model": "m", "\\ud800": 1}')
+    assert r.status_code == 400 and "surrogate" in ollama_error(r)
+    raw_bytes = json.dumps({"model": CHAT, "prompt": "X"}).encode().replace(b"X", b"\xed\xa0\x80")
+    r = await http.post("/api/generate", content=raw_bytes)
+    assert r.status_code == 400, r.text
+    # A surrogate pair is a character like any other.
+    pair = json.dumps({"model": CHAT, "prompt": "\U0001f600", "stream": False})
+    assert "\\ud83d\\ude00" in pair
+    r = await http.post("/api/generate", content=pair)
+    assert r.status_code == 200, r.text
+
+
+async def test_the_coordinator_refuses_text_that_is_not_utf8(gw: DevCluster) -> None:
+    """A gRPC client that sends bytes no proto3 string may hold (a surrogate, encoded) gets
+    INVALID_ARGUMENT, and the coordinator goes on serving."""
+    good = inference_pb2.GenerateRequest(model=CHAT, prompt="AB").SerializeToString()
+    async with grpc.aio.insecure_channel(gw.coordinator_address) as channel:
+        call = channel.unary_stream("/hive.v1.InferenceService/Generate")(
+            good.replace(b"AB", b"\xed\xa0"), timeout=10
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        request = inference_pb2.GenerateRequest(model=CHAT, prompt="hello")
+        events = [e async for e in stub.Generate(request, timeout=10)]
+        assert events[-1].HasField("result")
 
 
 # --- defect 2: out-of-range durations and counts at the gateway -----------------------
