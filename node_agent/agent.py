@@ -18,6 +18,7 @@ import ssl
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hive import __version__, tls
 from hive.config import AgentConfig, ConfigError, EndpointSpec, read_token_file
@@ -50,6 +51,10 @@ def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Ran
     """
     step = min(maximum, initial * (2 ** min(failures, 30)))
     return float(step * rng.uniform(0.5, 1.0))
+
+
+class CoordinatorSilent(Exception):
+    """The coordinator stopped answering on the session's connection (a partition)."""
 
 
 class Agent:
@@ -148,13 +153,16 @@ class Agent:
         agents away for up to 15 s after a coordinator came back."""
         initial_ms = max(1, int(self.config.reconnect_initial_seconds * 1000))
         max_ms = max(initial_ms, int(self.config.reconnect_max_seconds * 1000))
+        # gRPC gives a connection attempt at least this long (its default is 20 s): an
+        # attempt begun during a partition then retries soon after the link heals.
+        connect_ms = max(1000, initial_ms)
         return tls.channel(
             self.config.coordinator,
             self.security,
             options=[
                 *channel_options(16 * 1024 * 1024),
                 ("grpc.initial_reconnect_backoff_ms", initial_ms),
-                ("grpc.min_reconnect_backoff_ms", initial_ms),
+                ("grpc.min_reconnect_backoff_ms", connect_ms),
                 ("grpc.max_reconnect_backoff_ms", max_ms),
             ],
         )
@@ -296,6 +304,9 @@ class Agent:
                     err.code().name,
                     err.details(),
                 )
+            except CoordinatorSilent as exc:
+                welcomed = False
+                log.warning("agent %s: session %s ended: %s", self.name, self.session_id, exc)
             except Exception:
                 # Whatever went wrong, the agent keeps trying: it must never die on its own.
                 welcomed = False
@@ -328,6 +339,7 @@ class Agent:
         call = stub.Connect()
         writer = _SessionWriter(call)
         heartbeats: asyncio.Task[None] | None = None
+        watchdog: asyncio.Task[None] | None = None
         try:
             node = self.node_info()
             announced = list(node.endpoints)
@@ -359,8 +371,15 @@ class Agent:
             self.metrics.sessions.inc()
             self.metrics.connected.set(1)
             heartbeats = asyncio.create_task(self._heartbeats(writer, interval, announced))
+            lost_after = welcome.lost_after_seconds or 6 * interval
+            watchdog = asyncio.create_task(self._watch_coordinator(lost_after))
             while True:
-                message = await call.read()
+                read = asyncio.ensure_future(call.read())
+                await asyncio.wait({read, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():
+                    read.cancel()
+                    watchdog.result()  # raises CoordinatorSilent
+                message = read.result()
                 if not isinstance(message, agent_session_pb2.ConnectResponse):
                     log.warning(
                         "agent %s: coordinator ended session %s", self.name, self.session_id
@@ -370,11 +389,37 @@ class Agent:
                 if heartbeats.done():
                     heartbeats.result()  # surface a write failure
         finally:
-            if heartbeats is not None:
-                heartbeats.cancel()
-                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-                    await heartbeats
+            for task in (heartbeats, watchdog):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(
+                        asyncio.CancelledError, grpc.aio.AioRpcError, CoordinatorSilent
+                    ):
+                        await task
             call.cancel()
+
+    async def _watch_coordinator(self, lost_after: float) -> None:
+        """Raise CoordinatorSilent when the coordinator stops answering on this channel.
+
+        The session stream carries little from the coordinator, and across a partition
+        (no reset, packets dropped) TCP keeps a dead connection for many minutes and, once
+        the link heals, resends on its own growing backoff: the node would come back long
+        after the network did. A health check on the same connection every third of
+        ``lost_after``, each allowed half of it, notices within ``lost_after``: the time
+        after which the coordinator has given the node up anyway."""
+        assert self._channel is not None
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        period, allowed = lost_after / 3, lost_after / 2
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=allowed)
+            except grpc.aio.AioRpcError as err:
+                if err.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+                    raise CoordinatorSilent(
+                        f"coordinator silent: health check {err.code().name} "
+                        f"(allowed {allowed:.1f}s)"
+                    ) from None
 
     async def _heartbeats(
         self, writer: _SessionWriter, interval: float, announced: list[common_pb2.OllamaEndpoint]
