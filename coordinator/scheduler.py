@@ -18,6 +18,10 @@ Invariants:
 * A task is in exactly one state; it is in the queue iff QUEUED and counted on exactly
   one endpoint iff RUNNING. Terminal tasks are forgotten at once (their outcome was
   returned to the caller), so memory is bounded by ``max_queue`` plus running work.
+  The queue and deadline heaps drop entries lazily (an ended task's deadline entry stays
+  until the deadline passes), so a heap is rebuilt from the live tasks once it holds more
+  than twice their number plus ``STALE_HEAP_SLACK``: with the gateway's one-hour deadline
+  on every request, the deadline heap once kept an entry per request for an hour.
 * Each dispatch of a task increments its ``attempt``. Only ``finished`` for the current
   attempt of a RUNNING task changes anything; any other report (an attempt that was
   already requeued after ``node_lost``, a duplicate, a report after cancel or expiry) is
@@ -72,6 +76,9 @@ from coordinator.routing.task import Priority, TaskSpec
 FAIL_DEADLINE = "deadline_exceeded"
 FAIL_ATTEMPTS = "attempts_exhausted"
 FAIL_NOT_RETRYABLE = "not_retryable"
+# Stale heap entries tolerated beyond twice the live tasks before a heap is rebuilt: the
+# rebuild costs O(entries) and comes after at least as many submissions, so O(1) each.
+STALE_HEAP_SLACK = 64
 
 
 class QueueFull(Exception):
@@ -296,6 +303,25 @@ class Scheduler:
         heapq.heappush(self._heap, (key[0], key[1], self._seq, rec.spec.id))
         self._queued += 1
         self._queued_by_priority[rec.spec.priority] += 1
+
+    def _forget(self, task_id: str) -> None:
+        """Drop a task that ended; rebuild a heap whose stale entries (ended tasks, tasks
+        dequeued since) outnumber the live tasks by STALE_HEAP_SLACK beyond twice."""
+        del self._tasks[task_id]
+        tasks = self._tasks
+        bound = 2 * len(tasks) + STALE_HEAP_SLACK
+        if len(self._deadlines) > bound:
+            self._deadlines = [e for e in self._deadlines if e[1] in tasks]
+            heapq.heapify(self._deadlines)
+        if len(self._heap) > bound:
+            self._heap = [
+                e
+                for e in self._heap
+                if (rec := tasks.get(e[3])) is not None
+                and rec.state is TaskState.QUEUED
+                and rec.queue_seq == e[2]
+            ]
+            heapq.heapify(self._heap)
 
     def _unqueue(self, rec: _Record) -> None:
         # The heap entry stays behind and is skipped (its queue_seq no longer matches).
@@ -574,7 +600,7 @@ class Scheduler:
         if ok:
             if self.residual is not None:
                 self.residual.observe(now - rec.dispatched_at, rec.work_seconds)
-            del self._tasks[task_id]
+            self._forget(task_id)
             return FinishOutcome(FinishKind.COMPLETED, task_id, attempt, node, ep)
         rec.failed_on.extend(k for k in also_avoid if k != (node, ep))
         return self._retry_or_fail(rec, now, retryable, error)
@@ -601,7 +627,7 @@ class Scheduler:
         elif rec.spec.deadline is not None and rec.spec.deadline <= now:
             reason = FAIL_DEADLINE
         if reason:
-            del self._tasks[task_id]
+            self._forget(task_id)
             rec.state = TaskState.FAILED
             return FinishOutcome(FinishKind.FAILED, task_id, attempt, node, ep, reason, error)
         rec.node = rec.endpoint_id = ""
@@ -644,7 +670,7 @@ class Scheduler:
             elif rec.state is TaskState.RUNNING:
                 self._release(rec)
             rec.state = TaskState.FAILED
-            del self._tasks[task_id]
+            self._forget(task_id)
             out.append(
                 FinishOutcome(FinishKind.FAILED, task_id, rec.attempt, node, ep, FAIL_DEADLINE)
             )
@@ -662,7 +688,7 @@ class Scheduler:
         elif rec.state is TaskState.RUNNING:
             self._release(rec)
         rec.state = TaskState.CANCELLED
-        del self._tasks[task_id]
+        self._forget(task_id)
         return FinishOutcome(FinishKind.CANCELLED, task_id, rec.attempt, node, ep)
 
     # ----- counters --------------------------------------------------------------------

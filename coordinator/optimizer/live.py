@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,8 +98,10 @@ class LiveOptimizer:
                 self.clock(),
                 placement.node,
                 placement.endpoint_id,
-                request.model,
-                task_type_name(request.type),
+                # Interned: a protobuf field read is a new string each time, and the
+                # window holds up to 50,000 samples of a handful of models and types.
+                sys.intern(request.model),
+                sys.intern(task_type_name(request.type)),
                 queued_seconds=assignment.queued_seconds,
                 run_seconds=max(0.0, stats.total_duration_ns / 1e9 - load),
                 eval_count=stats.eval_count,
@@ -126,7 +129,7 @@ class LiveOptimizer:
             if run.state == cluster_pb2.TASK_STATE_QUEUED:
                 queued[run.type] = queued.get(run.type, 0) + 1
             if run.submitted_at > self._seen_until:
-                fresh.append(Arrival(run.submitted_at, run.type, run.model))
+                fresh.append(Arrival(run.submitted_at, sys.intern(run.type), sys.intern(run.model)))
         if fresh:
             self._seen_until = max(a.at for a in fresh)
         for a in sorted(fresh, key=lambda a: a.at):
