@@ -132,6 +132,12 @@ class CoordinatorMetrics:
             ["state"],
             registry=r,
         )
+        self.state_writable = Gauge(
+            "hive_state_writable",
+            "1 while the coordinator's state disk takes writes; 0 while it refuses them "
+            "(full or read-only): new workflows and access changes are refused meanwhile.",
+            registry=r,
+        )
         self.workflows_finished = Counter(
             "hive_workflows_finished",
             "Workflows that reached a final state (succeeded, failed, cancelled).",

@@ -85,6 +85,8 @@ class Coordinator:
         self.metrics_server: MetricsServer | None = None
         # Durable workflows; extra pipeline templates from HIVE_PIPELINES (dirs, os.pathsep).
         self.workflow_store = WorkflowStore(settings.state_path)
+        store = self.workflow_store
+        self.metrics.state_writable.set_function(lambda: 0.0 if store.unwritable else 1.0)
         self.workflows = WorkflowEngine(
             self.workflow_store,
             self.dispatcher,

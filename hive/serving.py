@@ -89,8 +89,14 @@ async def _refuse_undecodable(
         )
 
 
+class Unavailable(RuntimeError):
+    """Raised by a servicer's domain code for "not now, try again" (the state disk is
+    full, say): every server answers it UNAVAILABLE with its message, not UNKNOWN."""
+
+
 class RequestGuard(grpc.aio.ServerInterceptor):
-    """Wraps every method: undecodable requests → INVALID_ARGUMENT; ``check`` first."""
+    """Wraps every method: undecodable requests → INVALID_ARGUMENT; ``check`` first;
+    ``Unavailable`` → UNAVAILABLE."""
 
     def __init__(self, check: Check | None = None) -> None:
         self._check = check
@@ -131,7 +137,10 @@ class RequestGuard(grpc.aio.ServerInterceptor):
             async def unary_unary(request: Any, context: Any) -> Any:
                 await before(context)
                 await _refuse_undecodable(method, request, context)
-                return await uu(request, context)
+                try:
+                    return await uu(request, context)
+                except Unavailable as exc:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
         if handler.unary_stream is not None:

@@ -291,6 +291,10 @@ class WorkflowEngine:
             existing = self.store.find_request(sub.request_id)
             if existing is not None:
                 return self._current(existing).summary(), False
+        # A workflow is accepted once it is on disk: while the disk refuses writes a new
+        # one is refused (UNAVAILABLE), while a resubmission above still finds its own.
+        self.store.check_writable()
+        if sub.request_id:
             claim = asyncio.get_running_loop().create_future()
             self._request_ids[sub.request_id] = claim
         now = self.clock()
@@ -309,8 +313,7 @@ class WorkflowEngine:
         for t in pipeline.stages:
             wf.stages[t.name] = StageRec(t.name, t.type, t.model, t.depends_on)
         try:
-            self.store.save_all(wf)
-            await self.store.flush()
+            await self.store.commit_or_withdraw(self.store.save_all(wf))
         except BaseException as exc:
             if claim is not None:
                 self._request_ids.pop(sub.request_id, None)

@@ -33,6 +33,7 @@ from coordinator.workflows.model import (
     TaskRec,
     WorkflowRec,
 )
+from hive.serving import Unavailable
 
 log = logging.getLogger("hive.coordinator.workflows.store")
 
@@ -150,6 +151,27 @@ MAX_BATCH = 2000
 Op = Callable[[sqlite3.Connection], None]
 
 
+class StateUnwritable(Unavailable):
+    """The state file cannot be written now: its disk is full, read-only or failing.
+
+    What was accepted stays queued in memory and is written once the disk takes it
+    again; new work that must be durable before its client is told is refused."""
+
+
+# SQLite's result codes for a disk that will not take a write (extended codes share the
+# prefix, e.g. SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED).
+DISK_ERRORS = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN")
+# While the disk refuses writes, the writer retries this often, backing off to the max.
+RETRY_INITIAL_SECONDS = 0.25
+RETRY_MAX_SECONDS = 2.0
+
+
+def disk_refused(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.Error) and str(getattr(exc, "sqlite_errorname", "")).startswith(
+        DISK_ERRORS
+    )
+
+
 class StateFileError(RuntimeError):
     """The state file cannot be used (e.g. written by a newer coordinator)."""
 
@@ -215,6 +237,11 @@ class WorkflowStore:
         self._reader: sqlite3.Connection | None = None
         self._killed = False
         self.migrations_applied: list[int] = []
+        # Why the disk refuses writes now ("" while it takes them): see StateUnwritable.
+        self.unwritable = ""
+        self.unwritable_since: float | None = None
+        self._fail_fast: set[asyncio.Future[None]] = set()
+        self._held: list[Op] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -295,6 +322,17 @@ class WorkflowStore:
             if self._killed:
                 self._close_connections()
                 return
+            if error is not None and disk_refused(error):
+                held, self._held = self._held, None
+                await self._hold(ops if held is None else held, waiters, error)
+                continue
+            if self.unwritable and ops:
+                log.warning(
+                    "state disk takes writes again after %.1fs: %d queued operations written",
+                    time.monotonic() - (self.unwritable_since or time.monotonic()),
+                    len(ops),
+                )
+                self.unwritable, self.unwritable_since = "", None
             self.stats.operations += len(ops)
             self.stats.commits += 1 if ops else 0
             self.stats.largest_batch = max(self.stats.largest_batch, len(ops))
@@ -306,6 +344,64 @@ class WorkflowStore:
                 else:
                     future.set_exception(error)
 
+    async def _hold(
+        self, ops: list[Op], waiters: list[asyncio.Future[None]], error: BaseException
+    ) -> None:
+        """The disk refused the batch: keep it (and its waiters) at the head of the queue
+        and try again after a pause, backing off, until the disk takes it."""
+        if not self.unwritable:
+            self.unwritable_since = time.monotonic()
+            log.error(
+                "state disk refuses writes (%s): %s; new workflows and access changes are "
+                "refused, %d accepted operations are held in memory until it takes them",
+                getattr(error, "sqlite_errorname", ""),
+                error,
+                len(ops),
+            )
+        self.unwritable = f"{self.path}: {error}"
+        self._pending[:0] = ops
+        refused = StateUnwritable(self._refusal())
+        for future in waiters:
+            # A waiter that must answer its client now (a new workflow, a new token) is
+            # refused and withdraws its writes; the others wait for the disk.
+            if future in self._fail_fast:
+                if not future.done():
+                    future.set_exception(refused)
+            else:
+                self._waiters.insert(0, future)
+        since = time.monotonic() - (self.unwritable_since or time.monotonic())
+        await asyncio.sleep(min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * (1 + since)))
+        self._wake.set()
+
+    def _refusal(self) -> str:
+        return (
+            f"the coordinator's state disk refuses writes ({self.unwritable}); nothing new "
+            "is accepted until it takes them again, and nothing accepted is lost"
+        )
+
+    def check_writable(self) -> None:
+        """Raise StateUnwritable while the disk refuses writes."""
+        if self.unwritable:
+            raise StateUnwritable(self._refusal())
+
+    async def commit_or_withdraw(self, ops: Sequence[Op]) -> None:
+        """Wait until ``ops`` (just enqueued) are committed; if the disk refuses them,
+        take them out of the queue and raise StateUnwritable: the caller's client is told
+        "not accepted", and they will never be written behind its back."""
+        self.check_writable()
+        try:
+            await self.flush(fail_fast=True)
+        except StateUnwritable:
+            withdrawn = set(ops)
+            self._pending = [op for op in self._pending if op not in withdrawn]
+            raise
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
     async def _commit(self, ops: Sequence[Op]) -> BaseException | None:
         conn = self._conn
         assert conn is not None
@@ -314,51 +410,67 @@ class WorkflowStore:
             for op in ops:
                 op(conn)
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
+            if disk_refused(exc):
+                return exc
             log.error("state batch of %d failed (%s); retrying one by one", len(ops), exc)
             return self._one_by_one(conn, ops)
         self._committing = True
         try:
             await asyncio.shield(asyncio.to_thread(conn.execute, "COMMIT"))
         except sqlite3.Error as exc:
-            log.error("state commit failed: %s", exc)
+            self._rollback(conn)
+            if not disk_refused(exc):
+                log.error("state commit failed: %s", exc)
             return exc
         finally:
             self._committing = False
         return None
 
     def _one_by_one(self, conn: sqlite3.Connection, ops: Sequence[Op]) -> BaseException | None:
-        """One bad operation must not take the others down with it."""
+        """One bad operation must not take the others down with it. When the disk refuses
+        one, the ones left (it included) are what ``_held`` says: held, not dropped."""
         last: BaseException | None = None
-        for op in ops:
+        for i, op in enumerate(ops):
             try:
                 conn.execute("BEGIN")
                 op(conn)
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
+                self._rollback(conn)
+                if disk_refused(exc):
+                    self._held = list(ops[i:])
+                    return exc
                 log.error("state write failed: %s", exc)
                 last = exc
         return last
 
-    def _enqueue(self, op: Op) -> None:
+    def _enqueue(self, op: Op) -> Op:
         if self._killed or self._writer is None:
-            return
+            return op
         self._pending.append(op)
         self._wake.set()
+        return op
 
-    async def flush(self) -> None:
-        """Wait until everything enqueued so far is committed."""
+    async def flush(self, fail_fast: bool = False) -> None:
+        """Wait until everything enqueued so far is committed. While the disk refuses
+        writes this waits until it takes them again, or with ``fail_fast`` raises
+        StateUnwritable (what was enqueued stays queued: see commit_or_withdraw)."""
         if self._writer is None:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
+        if fail_fast:
+            self._fail_fast.add(future)
         self._wake.set()
-        await future
+        try:
+            await future
+        finally:
+            self._fail_fast.discard(future)
 
     # --- writes (enqueue; values are copied now, not when the writer runs) --------------
 
-    def save_workflow(self, wf: WorkflowRec) -> None:
+    def save_workflow(self, wf: WorkflowRec) -> Op:
         row = (
             wf.id,
             wf.request_id or None,
@@ -386,9 +498,9 @@ class WorkflowStore:
                 row,
             )
 
-        self._enqueue(op)
+        return self._enqueue(op)
 
-    def save_stage(self, workflow_id: str, position: int, stage: StageRec) -> None:
+    def save_stage(self, workflow_id: str, position: int, stage: StageRec) -> Op:
         row = (
             workflow_id,
             position,
@@ -409,9 +521,9 @@ class WorkflowStore:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
 
-        self._enqueue(op)
+        return self._enqueue(op)
 
-    def save_task(self, workflow_id: str, task: TaskRec) -> None:
+    def save_task(self, workflow_id: str, task: TaskRec) -> Op:
         row = (
             task.task_id,
             workflow_id,
@@ -436,39 +548,39 @@ class WorkflowStore:
                 "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row
             )
 
-        self._enqueue(op)
+        return self._enqueue(op)
 
-    def save_artifacts(self, workflow_id: str, artifacts: Sequence[Artifact]) -> None:
+    def save_artifacts(self, workflow_id: str, artifacts: Sequence[Artifact]) -> Op:
         rows = [(workflow_id, a.path, a.kind, a.stage, a.content) for a in artifacts]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM artifacts WHERE workflow_id = ?", (workflow_id,))
             conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?)", rows)
 
-        self._enqueue(op)
+        return self._enqueue(op)
 
-    def save_all(self, wf: WorkflowRec) -> None:
-        """The workflow with all its stages and tasks."""
-        self.save_workflow(wf)
+    def save_all(self, wf: WorkflowRec) -> list[Op]:
+        """The workflow with all its stages and tasks (the operations enqueued)."""
+        ops = [self.save_workflow(wf)]
         for position, stage in enumerate(wf.stages.values()):
-            self.save_stage(wf.id, position, stage)
-            for task in stage.tasks:
-                self.save_task(wf.id, task)
+            ops.append(self.save_stage(wf.id, position, stage))
+            ops += [self.save_task(wf.id, task) for task in stage.tasks]
         if wf.artifacts:
-            self.save_artifacts(wf.id, wf.artifacts)
+            ops.append(self.save_artifacts(wf.id, wf.artifacts))
+        return ops
 
     # --- access tables (coordinator.access owns their meaning) ----------------------------
 
     async def write_access(self, sql: str, params: Sequence[Any]) -> None:
         """One access-table statement, committed before this returns (a revocation or
         a new token must survive a restart the moment the admin is told it happened)."""
+        self.check_writable()
         row = tuple(params)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(sql, row)
 
-        self._enqueue(op)
-        await self.flush()
+        await self.commit_or_withdraw([self._enqueue(op)])
 
     def read_access(self, table: str) -> list[sqlite3.Row]:
         if table not in ("api_tokens", "join_tokens", "revoked_nodes"):
