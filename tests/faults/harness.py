@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -449,7 +450,7 @@ class ProcessCluster:
         run("ip", "-n", self.netns[node], "link", "set", "eth0", "up")
 
     def slow(
-        self, node: str, rate: str = "256kbit", burst: str = "4kb", latency: str = "50ms"
+        self, node: str, rate: str = "64kbit", burst: str = "2kb", latency: str = "100ms"
     ) -> None:
         """A slow, lossy link: a token bucket on both ends, dropping what overflows it.
 
@@ -473,6 +474,20 @@ class ProcessCluster:
             ],
         ):
             run(*argv, "rate", rate, "burst", burst, "latency", latency)
+
+    def link_stats(self, node: str) -> tuple[int, int]:
+        """(packets sent, packets dropped) by the token buckets on both ends of the link."""
+        sent = dropped = 0
+        for argv in (
+            ["tc", "-s", "qdisc", "show", "dev", self.links[node]],
+            ["ip", "netns", "exec", self.netns[node], "tc", "-s", "qdisc", "show", "dev", "eth0"],
+        ):
+            out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+            found = re.search(r"Sent \d+ bytes (\d+) pkt \(dropped (\d+)", out)
+            if found:
+                sent += int(found.group(1))
+                dropped += int(found.group(2))
+        return sent, dropped
 
     def unslow(self, node: str) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
