@@ -4,6 +4,10 @@
 #   systemd-analyze     (package systemd)     verifies the unit files in deploy/systemd/
 #   chromium            (package chromium)    the dashboard's browser test (tests/test_dashboard.py),
 #                                             driven by playwright-core: no browser download
+#   ip, tc              (package iproute2)    the fault suite's network namespaces, veth links
+#                                             and token buckets (tests/faults/)
+#   mkfs.ext4, chattr   (package e2fsprogs)   the fault suite's state disk (a loop filesystem)
+#   mount, losetup      (package mount)       ... mounted on a loop device
 # Idempotent and quick when everything is present; skips politely (exit 0) when not
 # root or not on an apt system, and the tests that need a tool then skip, naming it.
 set -euo pipefail
@@ -12,6 +16,9 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v tc >/dev/null 2>&1 || need+=(iproute2)
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || need+=(mount)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -62,7 +62,7 @@ def root_tools_missing() -> str:
     not skipped in CI: CI runs as root with iproute2 (scripts/install-system-deps.sh)."""
     if os.geteuid() != 0:
         return NEEDS_ROOT
-    for tool in ("ip", "tc", "mount"):
+    for tool in ("ip", "tc", "mount", "losetup", "mkfs.ext4", "chattr"):
         if shutil.which(tool) is None:
-            return f"the fault suite needs {tool!r} (iproute2, mount)"
+            return f"the fault suite needs {tool!r} (scripts/install-system-deps.sh)"
     return ""
