@@ -8,6 +8,8 @@
 #                                             and token buckets (tests/faults/)
 #   mkfs.ext4, chattr   (package e2fsprogs)   the fault suite's state disk (a loop filesystem)
 #   mount, losetup      (package mount)       ... mounted on a loop device
+#   postgres, initdb    (package postgresql)  the shared store and leader lease of several
+#                                             coordinators (throwaway servers: hive.pgtemp)
 # Idempotent and quick when everything is present; skips politely (exit 0) when not
 # root or not on an apt system, and the tests that need a tool then skip, naming it.
 set -euo pipefail
@@ -19,6 +21,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v tc >/dev/null 2>&1 || need+=(iproute2)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

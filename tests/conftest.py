@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hive import pgtemp
 from hive.config import ClusterConfig, CoordinatorSettings, seed_cluster
 from hive.dev import DevCluster
 
@@ -105,3 +107,30 @@ async def full_dev() -> AsyncIterator[DevCluster]:
     """The seed's cluster with the gateway and every /metrics endpoint, on free ports."""
     async with running_dev(gateway_port=0, metrics_listen="127.0.0.1:0") as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL for the whole test session (hive.pgtemp: initdb in a temporary
+    directory). Skipped with the reason only where PostgreSQL is truly absent and this is
+    not CI; CI installs it (scripts/install-system-deps.sh) and must run these tests."""
+    reason = pgtemp.missing_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
+        pytest.skip(reason)
+    with pgtemp.temp_postgres() as server:
+        yield server.url
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> str:
+    """A fresh, empty database on the session's server, for one test."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
