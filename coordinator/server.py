@@ -25,8 +25,9 @@ from coordinator.service import (
     InferenceServicer,
 )
 from coordinator.state_lock import StateLock
-from coordinator.workflows import PipelineCatalog, WorkflowEngine, WorkflowStore
+from coordinator.workflows import PipelineCatalog, WorkflowEngine
 from coordinator.workflows.servicer import WorkflowServicer
+from coordinator.workflows.store import create_store
 from hive.config import ClusterConfig
 from hive.metrics import MetricsServer
 from hive.sdnotify import Notifier
@@ -84,7 +85,7 @@ class Coordinator:
         self._optimizing: asyncio.Task[None] | None = None
         self.metrics_server: MetricsServer | None = None
         # Durable workflows; extra pipeline templates from HIVE_PIPELINES (dirs, os.pathsep).
-        self.workflow_store = WorkflowStore(settings.state_path)
+        self.workflow_store = create_store(settings)
         store = self.workflow_store
         self.metrics.state_writable.set_function(lambda: 0.0 if store.unwritable else 1.0)
         self.workflows = WorkflowEngine(
@@ -119,8 +120,8 @@ class Coordinator:
         inference = InferenceServicer(self.registry, self.dispatcher)
         cluster = ClusterServicer(self.registry, self.dispatcher, self.optimizer)
         access = AccessServicer(self.access, self.registry)
-        self.workflow_store.open()
-        self.access.load()
+        await self.workflow_store.open()
+        await self.access.load()
         if self.api_auth and not self.access.has_live_admin():
             await self._bootstrap_admin_token()
         self._server = await start_server(
@@ -249,7 +250,9 @@ async def serve(
     if security is None:
         log.warning("INSECURE: plaintext gRPC, no certificates, no API tokens (--insecure)")
     notifier = Notifier.from_environ()
-    with StateLock(settings.state_path):
+    # One coordinator per SQLite file; PostgreSQL is shared (the leader lease decides).
+    sqlite_path = settings.sqlite_path
+    with StateLock(sqlite_path) if sqlite_path else contextlib.nullcontext():
         coordinator = Coordinator(config, security)
         try:
             await coordinator.start(address)

@@ -124,6 +124,12 @@ class CoordinatorSettings:
     # path (this default too) is relative to the file's directory; set in code, to the
     # working directory.
     state_path: str = "hive-state.sqlite"
+    # Where the state lives: "" = the SQLite file state_path; ``sqlite:///path`` (as
+    # SQLAlchemy writes it: ``sqlite:////abs/path`` is absolute) or a plain path = that
+    # SQLite file; ``postgresql://user:password@host/db`` (or ``postgres://``)
+    # = PostgreSQL, shared by several coordinators. `hive coordinator --store` and
+    # HIVE_STORE override it.
+    store: str = ""
     # Prometheus /metrics (host:port, ":9101" = every interface; "off" disables).
     metrics_listen: str = "127.0.0.1:9101"
     # Mutual TLS on every connection; without it the coordinator refuses to start unless
@@ -139,6 +145,18 @@ class CoordinatorSettings:
         """The TLS material to serve with, None for plaintext when insecure was asked for;
         InsecureRefused when neither is configured."""
         return _security(source, "coordinator.tls", self.tls, self.insecure or insecure)
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL URL when the state lives in PostgreSQL, else None."""
+        return self.store if self.store.startswith(POSTGRES_SCHEMES) else None
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite file holding the state, None when it lives in PostgreSQL."""
+        if self.postgres_url:
+            return None
+        return self.store.removeprefix("sqlite:///") if self.store else self.state_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +403,52 @@ def _listen(r: _Reader, name: str, default: str) -> str:
     return value
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (in the authority or a ``password=`` parameter), for
+    logs and errors."""
+    url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*):[^@/?#]*@", r"\1:***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+
+
+def check_store(value: str) -> str:
+    """``value`` if it names a state store (``sqlite:///path``, a plain path, or a
+    ``postgresql://``/``postgres://`` URL), else ValueError saying why."""
+    if value.startswith(POSTGRES_SCHEMES):
+        return value
+    if value.startswith("sqlite://"):
+        if not value.startswith("sqlite:///") or value == "sqlite:///":
+            raise ValueError(
+                "a SQLite store is written sqlite:///path (three slashes, then a path)"
+            )
+        return value
+    if "://" in value:
+        raise ValueError(
+            f"{redact_url(value)!r} is not a state store: use sqlite:///path, a path, or a "
+            "postgresql:// URL"
+        )
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _store(r: _Reader) -> str:
+    if r.data.get("store") is None:
+        return CoordinatorSettings().store
+    value = r.str_("store", "")
+    try:
+        check_store(value)
+    except ValueError as exc:
+        raise r.error("store", str(exc)) from None
+    if value.startswith(POSTGRES_SCHEMES):
+        return value
+    if value.startswith("sqlite://"):
+        return "sqlite:///" + _resolve(r.source, value.removeprefix("sqlite:///"))
+    return _resolve(r.source, value)
+
+
 def _nonempty(r: _Reader, name: str, default: str) -> str:
     value = r.str_(name, default)
     if not value:
@@ -458,6 +522,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
             "lost_after_seconds",
             "max_message_bytes",
             "state_path",
+            "store",
             "metrics_listen",
         }
     )
@@ -474,6 +539,7 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
             "max_message_bytes", d.max_message_bytes, minimum=1024, integer=True
         ),
         state_path=_resolve(r.source, _nonempty(r, "state_path", d.state_path)),
+        store=_store(r),
         metrics_listen=_metrics_listen(r, d.metrics_listen),
         tls=_parse_tls(r, "tls", coordinator=True),
         insecure=_parse_bool(r, "insecure", d.insecure),

@@ -137,10 +137,10 @@ def test_stage_artifacts_generated_names_and_tests_folder() -> None:
 async def test_migrations_apply_to_a_fresh_db_once_and_are_recorded(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     store = WorkflowStore(path)
-    store.open()
+    await store.open()
     try:
         assert store.migrations_applied == list(range(1, SCHEMA_VERSION + 1))
-        versions = store.schema_versions()
+        versions = await store.schema_versions()
         assert [v for v, _ in versions] == list(range(1, SCHEMA_VERSION + 1))
         assert all(description for _, description in versions)
     finally:
@@ -149,7 +149,7 @@ async def test_migrations_apply_to_a_fresh_db_once_and_are_recorded(tmp_path: Pa
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     again = WorkflowStore(path)
-    again.open()
+    await again.open()
     assert again.migrations_applied == []
     await again.close()
     conn = sqlite3.connect(path)
@@ -157,14 +157,14 @@ async def test_migrations_apply_to_a_fresh_db_once_and_are_recorded(tmp_path: Pa
     conn.commit()
     conn.close()
     with pytest.raises(StateFileError, match="999"):
-        WorkflowStore(path).open()
+        await WorkflowStore(path).open()
 
 
 async def test_store_group_commits_and_reads_back(tmp_path: Path) -> None:
     from coordinator.workflows.model import StageRec, WorkflowRec
 
     store = WorkflowStore(tmp_path / "s.sqlite")
-    store.open()
+    await store.open()
     try:
         for i in range(300):
             wf = WorkflowRec(f"wf-{i}", "n", "r", "python", 2, "quick", "{}", float(i))
@@ -174,11 +174,11 @@ async def test_store_group_commits_and_reads_back(tmp_path: Path) -> None:
         # Far fewer commits than writes: the writer batches what queued up meanwhile.
         assert store.stats.operations == 600
         assert store.stats.commits < 100
-        page = store.list_page(None, 10, None)
+        page = await store.list_page(None, 10, None)
         assert [w.id for w in page] == [f"wf-{i}" for i in range(299, 289, -1)]
-        got = store.get("wf-7")
+        got = await store.get("wf-7")
         assert got is not None and list(got.stages) == ["a"]
-        assert len(store.unfinished()) == 300
+        assert len(await store.unfinished()) == 300
     finally:
         await store.close()
 

@@ -1,5 +1,5 @@
 """The access book: API tokens, join tokens and revoked nodes, kept in memory and written
-through to the state file (``WorkflowStore`` tables ``api_tokens``, ``join_tokens``,
+through to the state store (``StateStore`` tables ``api_tokens``, ``join_tokens``,
 ``revoked_nodes``).
 
 Secrets are 256-bit random strings (``hive_…`` for API tokens, ``hivejoin_…`` for join
@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from coordinator.workflows.store import WorkflowStore
+from coordinator.workflows.store import StateStore
 
 log = logging.getLogger("hive.coordinator.access")
 
@@ -84,10 +84,35 @@ class RevokedNodeRec:
     revoked_at: float
 
 
+def _api_row(rec: ApiTokenRec) -> dict[str, object]:
+    return {
+        "id": rec.id,
+        "name": rec.name,
+        "scope": rec.scope,
+        "hash": rec.hash,
+        "created_at": rec.created_at,
+        "expires_at": rec.expires_at,
+        "revoked_at": rec.revoked_at,
+    }
+
+
+def _join_row(rec: JoinTokenRec) -> dict[str, object]:
+    return {
+        "id": rec.id,
+        "node_name": rec.node_name,
+        "hash": rec.hash,
+        "created_at": rec.created_at,
+        "expires_at": rec.expires_at,
+        "revoked_at": rec.revoked_at,
+        "uses_left": rec.uses_left,
+        "enrolled": json.dumps(rec.enrolled),
+    }
+
+
 class AccessBook:
     """Owner of the access tables; use on the coordinator's event loop."""
 
-    def __init__(self, store: WorkflowStore, wall_clock: Callable[[], float]) -> None:
+    def __init__(self, store: StateStore, wall_clock: Callable[[], float]) -> None:
         self.store = store
         self._wall = wall_clock
         self.api_tokens: dict[str, ApiTokenRec] = {}  # by id
@@ -95,21 +120,21 @@ class AccessBook:
         self.join_tokens: dict[str, JoinTokenRec] = {}
         self.revoked_nodes: dict[str, RevokedNodeRec] = {}
 
-    def load(self) -> None:
+    async def load(self) -> None:
         """Read the tables (after the store is open)."""
-        for r in self.store.read_access("api_tokens"):
+        for r in await self.store.read_access("api_tokens"):
             rec = ApiTokenRec(
                 r["id"], r["name"], r["scope"], r["hash"], r["created_at"], r["expires_at"],
                 r["revoked_at"],
             )  # fmt: skip
             self.api_tokens[rec.id] = rec
             self._by_hash[rec.hash] = rec
-        for r in self.store.read_access("join_tokens"):
+        for r in await self.store.read_access("join_tokens"):
             self.join_tokens[r["id"]] = JoinTokenRec(
                 r["id"], r["node_name"], r["hash"], r["created_at"], r["expires_at"],
                 r["uses_left"], r["revoked_at"], json.loads(r["enrolled"]),
             )  # fmt: skip
-        for r in self.store.read_access("revoked_nodes"):
+        for r in await self.store.read_access("revoked_nodes"):
             self.revoked_nodes[r["name"]] = RevokedNodeRec(r["name"], r["reason"], r["revoked_at"])
 
     # --- API tokens ---------------------------------------------------------------
@@ -144,10 +169,7 @@ class AccessBook:
             now,
             now + ttl_seconds if ttl_seconds else None,
         )
-        await self.store.write_access(
-            "INSERT INTO api_tokens VALUES (?,?,?,?,?,?,?)",
-            (rec.id, rec.name, rec.scope, rec.hash, rec.created_at, rec.expires_at, None),
-        )
+        await self.store.put_access("api_tokens", _api_row(rec))
         self.api_tokens[rec.id] = rec
         self._by_hash[rec.hash] = rec
         log.info("API token %s (%s, scope %s) created", rec.id, name or "-", scope)
@@ -159,9 +181,7 @@ class AccessBook:
             raise KeyError(token_id)
         if rec.revoked_at is None:
             rec.revoked_at = self._wall()  # refused from now on, before the commit
-            await self.store.write_access(
-                "UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (rec.revoked_at, rec.id)
-            )
+            await self.store.put_access("api_tokens", _api_row(rec))
             log.info("API token %s revoked", rec.id)
         return rec
 
@@ -189,11 +209,7 @@ class AccessBook:
             now + ttl,
             uses or 1,
         )
-        await self.store.write_access(
-            "INSERT INTO join_tokens VALUES (?,?,?,?,?,?,?,?)",
-            (rec.id, rec.node_name, rec.hash, rec.created_at, rec.expires_at, None,
-             rec.uses_left, "[]"),
-        )  # fmt: skip
+        await self.store.put_access("join_tokens", _join_row(rec))
         self.join_tokens[rec.id] = rec
         log.info("join token %s created for %s", rec.id, node_name or "any node")
         return rec, secret
@@ -221,10 +237,7 @@ class AccessBook:
     async def use_join_token(self, rec: JoinTokenRec, node_name: str) -> None:
         rec.uses_left -= 1
         rec.enrolled.append(node_name)
-        await self.store.write_access(
-            "UPDATE join_tokens SET uses_left = ?, enrolled = ? WHERE id = ?",
-            (rec.uses_left, json.dumps(rec.enrolled), rec.id),
-        )
+        await self.store.put_access("join_tokens", _join_row(rec))
         log.info("node %s enrolled with join token %s", node_name, rec.id)
 
     async def revoke_join_token(self, token_id: str) -> JoinTokenRec:
@@ -233,9 +246,7 @@ class AccessBook:
             raise KeyError(token_id)
         if rec.revoked_at is None:
             rec.revoked_at = self._wall()
-            await self.store.write_access(
-                "UPDATE join_tokens SET revoked_at = ? WHERE id = ?", (rec.revoked_at, rec.id)
-            )
+            await self.store.put_access("join_tokens", _join_row(rec))
         return rec
 
     # --- nodes --------------------------------------------------------------------
@@ -246,12 +257,12 @@ class AccessBook:
     async def revoke_node(self, name: str, reason: str) -> None:
         rec = RevokedNodeRec(name, reason, self._wall())
         self.revoked_nodes[name] = rec
-        await self.store.write_access(
-            "INSERT OR REPLACE INTO revoked_nodes VALUES (?,?,?)", (name, reason, rec.revoked_at)
+        await self.store.put_access(
+            "revoked_nodes", {"name": name, "reason": reason, "revoked_at": rec.revoked_at}
         )
         log.warning("node %s revoked: %s", name, reason or "-")
 
     async def restore_node(self, name: str) -> None:
         if self.revoked_nodes.pop(name, None) is not None:
-            await self.store.write_access("DELETE FROM revoked_nodes WHERE name = ?", (name,))
+            await self.store.delete_access("revoked_nodes", name)
             log.info("node %s no longer revoked", name)

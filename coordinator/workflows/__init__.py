@@ -1,7 +1,7 @@
 """Development workflows: pipeline templates, the engine that runs them, durable state.
 
 ``templates`` parses pipeline YAML into stage DAGs, ``engine`` runs workflows through the
-dispatcher, ``store`` keeps them in SQLite, ``artifacts`` turns outputs into files and
+dispatcher, ``store`` keeps them (SQLite, or PostgreSQL in ``store_pg``), ``artifacts`` turns outputs into files and
 ``servicer`` is the gRPC face (WorkflowService).
 """
 

@@ -65,7 +65,7 @@ from coordinator.workflows.model import (
     WorkflowFinished,
     WorkflowRec,
 )
-from coordinator.workflows.store import WorkflowStore
+from coordinator.workflows.store import StateStore
 from coordinator.workflows.templates import (
     Pipeline,
     PipelineCatalog,
@@ -160,7 +160,7 @@ class WorkflowEngine:
 
     def __init__(
         self,
-        store: WorkflowStore,
+        store: StateStore,
         dispatcher: Dispatcher,
         pipelines: PipelineCatalog,
         *,
@@ -194,7 +194,7 @@ class WorkflowEngine:
         """Resume every workflow the store holds unfinished."""
         resumed = 0
         self._started_at = asyncio.get_running_loop().time()
-        for wf in self.store.unfinished():
+        for wf in await self.store.unfinished():
             try:
                 pipeline = pipeline_from_json(wf.pipeline_spec, f"state:{wf.id}")
             except Exception as exc:  # a stored template this version cannot read
@@ -288,7 +288,7 @@ class WorkflowEngine:
             pending = self._request_ids.get(sub.request_id)
             if pending is not None:
                 return (await asyncio.shield(pending)).summary(), False
-            existing = self.store.find_request(sub.request_id)
+            existing = await self.store.find_request(sub.request_id)
             if existing is not None:
                 return self._current(existing).summary(), False
         # A workflow is accepted once it is on disk: while the disk refuses writes a new
@@ -339,7 +339,7 @@ class WorkflowEngine:
         run = self._runs.get(workflow_id)
         if run is not None:
             return run.wf
-        wf = self.store.get(workflow_id)
+        wf = await self.store.get(workflow_id)
         if wf is None:
             raise UnknownWorkflow(workflow_id)
         return wf
@@ -364,7 +364,7 @@ class WorkflowEngine:
         if state and state not in workflow_pb2.WorkflowState.values():
             raise InvalidWorkflow("state", f"{state} is not a workflow state")
         await self.store.flush()
-        rows = self.store.list_page(state or None, size + 1, before)
+        rows = await self.store.list_page(state or None, size + 1, before)
         more = len(rows) > size
         rows = rows[:size]
         next_token = f"s{rows[-1].seq:x}" if more and rows else ""
@@ -374,7 +374,7 @@ class WorkflowEngine:
         """Cancel an unfinished workflow; returns it once it is recorded as cancelled."""
         run = self._runs.get(workflow_id)
         if run is None:
-            wf = self.store.get(workflow_id)
+            wf = await self.store.get(workflow_id)
             if wf is None:
                 raise UnknownWorkflow(workflow_id)
             raise WorkflowFinished(
