@@ -1,19 +1,22 @@
 """The gateway's one connection to the coordinator: a lazily opened gRPC channel and stubs.
 
 The channel is opened on first use, inside the serving event loop (a grpc.aio channel
-belongs to the loop that made it). Reconnect backoff is capped low so the gateway
-recovers within seconds of the coordinator coming back, instead of gRPC's default of up
-to two minutes. With ``security`` the channel is mutual TLS; every call carries the
-token of the caller being served (``gateway.auth``), or ``token`` when there is none
-(``hive mcp`` over stdio, which acts for the person who started it).
+belongs to the loop that made it). It follows the leader among several coordinators
+(``hive.coordinators``: ``--coordinator a:50051,b:50051``): a unary call, or a stream that
+has sent nothing yet, is made again on the leader a standby names or on the next
+coordinator; a stream cut after its first message fails to the caller, whose API reports
+a retryable error (503 with Retry-After before the HTTP answer started). Reconnect
+backoff is capped low so the gateway recovers within seconds of the coordinator coming
+back, instead of gRPC's default of up to two minutes. With ``security`` the channel is
+mutual TLS; every call carries the token of the caller being served (``gateway.auth``),
+or ``token`` when there is none (``hive mcp`` over stdio, which acts for the person who
+started it).
 """
 
 from __future__ import annotations
 
-import grpc
-
 from gateway.auth import caller_token
-from hive import tls
+from hive.coordinators import CoordinatorChannel, parse_target
 from hive.tls import Security, token_interceptors
 from hive.v1 import cluster_pb2_grpc, inference_pb2_grpc, workflow_pb2_grpc
 
@@ -40,22 +43,23 @@ class Upstream:
         token: str | None = None,
         service_token: str | None = None,
     ) -> None:
+        parse_target(target)  # a bad --coordinator fails at start, naming the entry
         self.target = target
         self.security = security
         self.default_token = token
         # The gateway's own token, for its health checks only (never a caller's calls).
         self.service_token = service_token
-        self._channel: grpc.aio.Channel | None = None
+        self._channel: CoordinatorChannel | None = None
 
     def _token(self) -> str | None:
         return caller_token.get() or self.default_token
 
     @property
-    def channel(self) -> grpc.aio.Channel:
+    def channel(self) -> CoordinatorChannel:
         if self._channel is None:
-            self._channel = tls.channel(
+            self._channel = CoordinatorChannel(
                 self.target,
-                self.security,
+                security=self.security,
                 options=CHANNEL_OPTIONS,
                 interceptors=token_interceptors(self._token),
             )

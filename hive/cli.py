@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from hive import __version__
+from hive import __version__, coordinators
 from hive.config import (
     ConfigError,
     load_agent_config,
@@ -28,12 +28,12 @@ from hive.config import (
     seed_cluster,
 )
 from hive.console import print_json, wide_console
+from hive.coordinators import client_channel
 from hive.pki import CertPaths, PkiError
 from hive.serving import tune_gc_for_serving
-from hive.tls import HOW_TO_SECURE, InsecureRefused, Security, client_channel
+from hive.tls import HOW_TO_SECURE, InsecureRefused, Security
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2, inference_pb2_grpc
 
-DEFAULT_COORDINATOR = os.environ.get("HIVE_COORDINATOR", "127.0.0.1:50051")
 GIB = 1 << 30
 
 
@@ -538,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gateway", help="run the HTTP gateway")
     p.add_argument("--listen", default="127.0.0.1:8000")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.add_argument(
         "--tls-dir",
         default=os.environ.get("HIVE_TLS_DIR"),
@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser("status", help="show the cluster")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
@@ -574,13 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("node")
     p.add_argument("--undo", action="store_true")
     p.add_argument("--reason", default="")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=cmd_drain)
 
     p = sub.add_parser("explain", help="why a task went where it went")
     p.add_argument("task_id")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("pull", help="pull a model onto the cluster's nodes, with progress")
@@ -593,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--insecure", action="store_true", help="allow a registry without TLS")
     p.add_argument("--timeout", type=float, default=24 * 3600)
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("rm", help="remove a model from the cluster's nodes (ollama rm)")
@@ -604,12 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="NODE/endpoint to remove it from (repeatable; default: every one that has it)",
     )
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("stop", help="unload a model from every endpoint (ollama stop)")
     p.add_argument("model")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("run", help="stream one completion through the mesh")
@@ -625,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", default="", help='"json" or a JSON Schema, for a JSON answer')
     p.add_argument("--timeout", type=float, default=600)
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=cmd_run)
 
     sub.add_parser("sim", help="discrete-event simulation of routing policies", add_help=False)

@@ -12,8 +12,9 @@ from typing import Any
 
 from rich.console import Console
 
+from hive import coordinators
+
 DEFAULT_GATEWAY = os.environ.get("HIVE_GATEWAY", "http://127.0.0.1:8000")
-DEFAULT_COORDINATOR = os.environ.get("HIVE_COORDINATOR", "127.0.0.1:50051")
 
 STATE_COLORS = {
     "healthy": "green",
@@ -158,7 +159,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("mcp", help="serve the MCP tools on stdio (for MCP clients)")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=cmd_mcp)
 
 

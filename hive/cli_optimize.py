@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 import grpc
 from rich.console import Console
 from rich.table import Table
 
+from hive import coordinators
 from hive.console import print_json, wide_console
-from hive.tls import client_channel
+from hive.coordinators import client_channel
 from hive.v1 import cluster_pb2, cluster_pb2_grpc
-
-DEFAULT_COORDINATOR = os.environ.get("HIVE_COORDINATOR", "127.0.0.1:50051")
 
 _SEVERITY_STYLE = {
     cluster_pb2.SEVERITY_CRITICAL: ("critical", "red"),
@@ -111,5 +109,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("optimize", help="run an optimizer pass now (--dry-run: plan only)")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=cmd_optimize)

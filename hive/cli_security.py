@@ -22,11 +22,11 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from hive import pki
-from hive.tls import COORDINATOR_NAME, client_channel
+from hive import coordinators, pki
+from hive.coordinators import client_channel
+from hive.tls import COORDINATOR_NAME
 from hive.v1 import enrollment_pb2, enrollment_pb2_grpc
 
-DEFAULT_COORDINATOR = os.environ.get("HIVE_COORDINATOR", "127.0.0.1:50051")
 DEFAULT_TLS_DIR = os.environ.get("HIVE_TLS_DIR", "hive-tls")
 T = TypeVar("T")
 
@@ -226,7 +226,7 @@ def cmd_nodes_revoked(args: argparse.Namespace) -> int:
 
 
 def _coordinator(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
 
 
 def register(sub: Any) -> None:

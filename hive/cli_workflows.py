@@ -19,7 +19,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from hive.tls import client_channel
+from hive import coordinators
+from hive.coordinators import client_channel
 from hive.v1 import cluster_pb2, common_pb2, workflow_pb2, workflow_pb2_grpc
 
 PRIORITIES = {"low": common_pb2.PRIORITY_LOW, "normal": common_pb2.PRIORITY_NORMAL,
@@ -292,8 +293,6 @@ def _guard(func: Any) -> Any:
 
 def register(sub: Any) -> None:
     """Add the workflow commands to `hive`'s subcommand parser."""
-    from hive.cli import DEFAULT_COORDINATOR
-
     p = sub.add_parser("submit", help="submit a workflow and follow it live")
     p.add_argument("file", nargs="?", help="workflow JSON (name, requirements, language, ...)")
     p.add_argument("--name")
@@ -304,25 +303,25 @@ def register(sub: Any) -> None:
     p.add_argument("--request-id", dest="request_id", help="makes retries idempotent")
     p.add_argument("--no-wait", action="store_true", help="return once accepted")
     p.add_argument("--json", action="store_true", help="print the final workflow as JSON")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=_guard(cmd_submit))
 
     p = sub.add_parser("workflows", help="list workflows, newest first")
     p.add_argument("--state", help=", ".join(STATES))
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=_guard(cmd_workflows))
 
     p = sub.add_parser("workflow", help="show a workflow, or `export ID DIR` its artifacts")
     p.add_argument("target", help="workflow id, or export")
     p.add_argument("extra", nargs="*", help="for export: ID DIR")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=_guard(cmd_workflow))
 
     p = sub.add_parser("cancel", help="cancel a workflow")
     p.add_argument("id")
     p.add_argument("--reason", default="")
-    p.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    coordinators.add_argument(p)
     p.set_defaults(func=_guard(cmd_cancel))
