@@ -85,22 +85,28 @@ async def state(tmp_path: Path) -> AsyncIterator[Path]:
     yield tmp_path / "crash.sqlite"
 
 
+async def workflows_on(channel: grpc.aio.Channel) -> list[workflow_pb2.Workflow]:
+    """Every workflow the coordinator behind ``channel`` knows, whole."""
+    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    ids = []
+    token = ""
+    while True:
+        page = await stub.ListWorkflows(
+            workflow_pb2.ListWorkflowsRequest(page_size=200, page_token=token), timeout=10
+        )
+        ids += [w.id for w in page.workflows]
+        token = page.next_page_token
+        if not token:
+            break
+    return [
+        (await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=i), timeout=10)).workflow
+        for i in ids
+    ]
+
+
 async def all_workflows(address: str) -> list[workflow_pb2.Workflow]:
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
-        ids = []
-        token = ""
-        while True:
-            page = await stub.ListWorkflows(
-                workflow_pb2.ListWorkflowsRequest(page_size=200, page_token=token)
-            )
-            ids += [w.id for w in page.workflows]
-            token = page.next_page_token
-            if not token:
-                break
-        return [
-            (await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=i))).workflow for i in ids
-        ]
+        return await workflows_on(channel)
 
 
 def finished_tasks(workflows: list[workflow_pb2.Workflow]) -> dict[tuple[str, str], set[str]]:

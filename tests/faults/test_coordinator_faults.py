@@ -14,9 +14,10 @@ import grpc
 import httpx
 import pytest
 
-from hive.v1 import cluster_pb2, common_pb2, workflow_pb2, workflow_pb2_grpc
+from hive.v1 import common_pb2, workflow_pb2, workflow_pb2_grpc
 from tests.faults.conftest import Record
 from tests.faults.harness import NodeSpec, ProcessCluster, poll, process_cluster
+from tests.test_workflow_crash import finished_tasks, workflows_on
 
 WORKFLOWS = 200
 OUTAGE_SECONDS = 20.0
@@ -36,31 +37,34 @@ async def cluster(tmp_path: Path) -> AsyncIterator[ProcessCluster]:
 
 async def all_workflows(c: ProcessCluster) -> list[workflow_pb2.Workflow]:
     async with c.channel() as channel:
-        stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
-        ids: list[str] = []
-        token = ""
-        while True:
-            page = await stub.ListWorkflows(
-                workflow_pb2.ListWorkflowsRequest(page_size=200, page_token=token), timeout=10
-            )
-            ids += [w.id for w in page.workflows]
-            token = page.next_page_token
-            if not token:
-                break
-        return [
-            (await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=i), timeout=10)).workflow
-            for i in ids
-        ]
+        return await workflows_on(channel)
 
 
-def finished_tasks(workflows: list[workflow_pb2.Workflow]) -> dict[tuple[str, str], set[str]]:
-    """(workflow, stage) -> ids of the tasks that succeeded there."""
-    return {
-        (w.id, s.name): {t.task_id for t in s.tasks if t.state == cluster_pb2.TASK_STATE_SUCCEEDED}
-        for w in workflows
-        for s in w.stages
-        if s.state == cluster_pb2.TASK_STATE_SUCCEEDED
-    }
+async def all_succeeded(c: ProcessCluster) -> bool:
+    """Every workflow the coordinator knows has succeeded (False while it is down)."""
+    try:
+        workflows = await all_workflows(c)
+    except grpc.aio.AioRpcError:
+        return False
+    return all(w.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED for w in workflows)
+
+
+async def rejoin_times(c: ProcessCluster, nodes: int, since: float, timeout: float) -> list[float]:
+    """Seconds from ``since`` until each node was healthy again, polled every 50 ms."""
+    rejoin: dict[str, float] = {}
+
+    async def all_rejoined() -> bool:
+        try:
+            states = await c.node_states()
+        except grpc.aio.AioRpcError:
+            return False
+        for name, state in states.items():
+            if state == common_pb2.NODE_STATE_HEALTHY and name not in rejoin:
+                rejoin[name] = time.monotonic() - since
+        return len(rejoin) == nodes
+
+    await poll(all_rejoined, timeout, "every agent rejoined", c, 0.05)
+    return sorted(rejoin.values())
 
 
 class ChatStream:
@@ -144,28 +148,14 @@ async def test_coordinator_sigkill_under_load_loses_nothing_and_agents_rejoin_fa
     back_at = time.monotonic()
 
     # Each agent's time from the coordinator listening to its node healthy again.
-    rejoin: dict[str, float] = {}
-
-    async def all_rejoined() -> bool:
-        try:
-            states = await cluster.node_states()
-        except grpc.aio.AioRpcError:
-            return False
-        for name, state in states.items():
-            if state == common_pb2.NODE_STATE_HEALTHY and name not in rejoin:
-                rejoin[name] = time.monotonic() - back_at
-        return len(rejoin) == len(NODES)
-
-    await poll(all_rejoined, 30, "every agent rejoined", cluster, 0.05)
-
-    async def all_done() -> bool:
-        try:
-            workflows = await all_workflows(cluster)
-        except grpc.aio.AioRpcError:
-            return False
-        return all(w.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED for w in workflows)
-
-    await poll(all_done, 180, "every workflow succeeded after the restart", cluster, 0.5)
+    rejoin = await rejoin_times(cluster, len(NODES), back_at, 30)
+    await poll(
+        lambda: all_succeeded(cluster),
+        180,
+        "every workflow succeeded after the restart",
+        cluster,
+        0.5,
+    )
     workflows_done = time.monotonic() - killed
     # Chats succeed again once the agents are back.
     await poll(lambda: _recent_ok(chats, back_at), 30, "chats answered again", cluster, 0.1)
@@ -179,7 +169,7 @@ async def test_coordinator_sigkill_under_load_loses_nothing_and_agents_rejoin_fa
         assert after[key] == tasks, f"stage {key} ran again after it had finished"
     assert len(after) == sum(len(w.stages) for w in workflows)
     bound = RECONNECT_MAX + 1.0
-    late = {n: round(t, 2) for n, t in rejoin.items() if t > bound}
+    late = [round(t, 2) for t in rejoin if t > bound]
     assert not late, f"agents rejoined later than reconnect_max_seconds + 1 s ({bound} s): {late}"
 
     during = [code for t, code in chats.results if killed <= t <= back_at]
@@ -190,7 +180,7 @@ async def test_coordinator_sigkill_under_load_loses_nothing_and_agents_rejoin_fa
         outcome=f"0 of {WORKFLOWS} workflows lost, 0 stages run twice; "
         f"{cut} chat requests refused or cut while it was down (one coordinator: issue 18)",
         restart_listening_s=round(listening, 2),
-        rejoin_max_s=round(max(rejoin.values()), 2),
+        rejoin_max_s=round(max(rejoin), 2),
         rejoin_bound_s=bound,
         chats_ok_again_s=round(ok_again, 2),
         workflows_done_s=round(workflows_done, 1),
@@ -217,23 +207,11 @@ async def test_agents_rejoin_within_their_bound_after_a_30s_outage_with_default_
         await c.coordinator.start()
         await c.wait_coordinator(timeout=30)
         back_at = time.monotonic()
-        rejoin: dict[str, float] = {}
-
-        async def all_rejoined() -> bool:
-            try:
-                states = await c.node_states()
-            except grpc.aio.AioRpcError:
-                return False
-            for name, state in states.items():
-                if state == common_pb2.NODE_STATE_HEALTHY and name not in rejoin:
-                    rejoin[name] = time.monotonic() - back_at
-            return len(rejoin) == len(nodes)
-
-        await poll(all_rejoined, 60, "every agent rejoined", c, 0.05)
-    assert max(rejoin.values()) <= 11.0, rejoin
+        rejoin = await rejoin_times(c, len(nodes), back_at, 60)
+    assert max(rejoin) <= 11.0, rejoin
     figures(
         fault="coordinator down 30 s, agents at reconnect_max_seconds 10 (slow case)",
         outcome="every agent back within reconnect_max_seconds + 1 s",
-        rejoin_s=" / ".join(f"{t:.1f}" for t in sorted(rejoin.values())),
+        rejoin_s=" / ".join(f"{t:.1f}" for t in rejoin),
         rejoin_bound_s=11.0,
     )

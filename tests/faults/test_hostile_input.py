@@ -15,13 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from schemathesis.core.result import Ok
 
 from hive.v1 import common_pb2
 from tests.faults.conftest import Record
 from tests.faults.harness import NodeSpec, ProcessCluster, process_cluster
+from tests.test_gateway_fuzz import fuzz_every_operation
 
 NODES = [NodeSpec("NODEA"), NodeSpec("NODEB")]
 MODEL = "llama3.2:3b"
@@ -65,39 +63,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[ProcessCluster]:
         yield c
 
 
-def fuzz(url: str, token: str, examples: int) -> tuple[int, list[str]]:
-    """Schemathesis over every operation of the gateway's OpenAPI: (calls, 5xx seen)."""
-    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
-    failures: list[str] = []
-    calls = 0
-    headers = {"Authorization": f"Bearer {token}"}
-    for result in schema.get_all_operations():
-        assert isinstance(result, Ok), result
-        operation = result.ok()
-
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=examples,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def check(case: schemathesis.Case[Any]) -> None:
-            nonlocal calls
-            calls += 1
-            response = case.call(base_url=url, headers=headers, timeout=30)
-            if response.status_code >= 500 and not (
-                response.status_code == 501 and "UNIMPLEMENTED" in response.text
-            ):
-                failures.append(
-                    f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                    f"{response.text[:200]}"
-                )
-
-        check()
-    return calls, failures
-
-
 async def test_hostile_input_gets_4xx_and_no_node_leaves_rotation(
     cluster: ProcessCluster, figures: Record
 ) -> None:
@@ -125,8 +90,11 @@ async def test_hostile_input_gets_4xx_and_no_node_leaves_rotation(
             )
             assert ok.status_code == 200, (path, ok.text)
     started = time.monotonic()
-    calls, failures = await asyncio.to_thread(
-        fuzz, cluster.gateway_url, cluster.admin_token, EXAMPLES
+    _, calls, failures = await asyncio.to_thread(
+        fuzz_every_operation,
+        cluster.gateway_url,
+        EXAMPLES,
+        {"Authorization": f"Bearer {cluster.admin_token}"},
     )
     fuzz_s = time.monotonic() - started
     assert not failures, "\n".join(failures[:20])
