@@ -45,7 +45,6 @@ import contextlib
 import logging
 import re
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -162,18 +161,11 @@ class Member:
 
 
 def display_url(url: str) -> str:
-    """``url`` without its password, for logs and errors (URL or key=value form)."""
+    """``url`` without its password, for logs and errors: a URL's ``user:password@``
+    and ``?password=``, or a key=value string's ``password=``."""
     if "://" in url:
-        parts = urllib.parse.urlsplit(url)
-        if parts.password is not None:
-            host = parts.hostname or ""
-            if ":" in host:
-                host = f"[{host}]"
-            netloc = f"{parts.username or ''}:***@{host}"
-            if parts.port is not None:
-                netloc += f":{parts.port}"
-            return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-        return url
+        url = re.sub(r"^([^:/]+://[^:/@]*:)[^@/]*@", r"\1***@", url)
+        return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
     return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
 
 
@@ -299,7 +291,7 @@ class LeaderElection:
     @property
     def is_leader(self) -> bool:
         """True while this instance holds the lease and its local deadline has not
-        passed (a passed deadline steps down here and now)."""
+        passed (a passed deadline steps down here and now: read it on the event loop)."""
         if self._leader and self._clock() >= self._deadline:
             self._step_down("local lease deadline passed")
         return self._leader
@@ -315,9 +307,11 @@ class LeaderElection:
         holder's as last read while that lease is unexpired, else None."""
         if self.is_leader:
             return self.address
-        if self._seen_address is not None and self.expires_in is not None:
-            return self._seen_address if self.expires_in > 0 else None
-        return None
+        # Our own lease, lost locally but not yet expired, is no one to redirect to.
+        if self._seen_address is None or self._seen_holder == self.holder:
+            return None
+        expires_in = self.expires_in
+        return self._seen_address if expires_in is not None and expires_in > 0 else None
 
     @property
     def leader_holder(self) -> str | None:

@@ -309,6 +309,12 @@ async def test_logs_name_the_holder_but_never_the_password(
     assert display_url(url) == f"postgresql://hive:***@127.0.0.1:{port}/hive"
     assert display_url("host=db password='a b' user=x") == "host=db password=*** user=x"
     assert display_url("postgresql://db/hive") == "postgresql://db/hive"
+    assert display_url("postgresql://db/hive?user=u&password=pw&x=1") == (
+        "postgresql://db/hive?user=u&password=***&x=1"
+    )
+    assert display_url("postgres://u:p%40ss@h1:5432,h2:5433/hive") == (
+        "postgres://u:***@h1:5432,h2:5433/hive"
+    )
 
 
 # -- a leader in a child process -----------------------------------------------------
