@@ -99,18 +99,30 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from coordinator.server import serve
     from coordinator.state_lock import StateLocked
+    from coordinator.workflows.store import StateFileError
+    from hive.config import check_store
 
     config = load_cluster_config(args.config)
+    if args.store:  # --store, else $HIVE_STORE: overrides coordinator.store
+        try:
+            check_store(args.store)
+        except ValueError as exc:
+            print(f"hive coordinator: --store / HIVE_STORE: {exc}", file=sys.stderr)
+            return 2
+        settings = dataclasses.replace(config.coordinator, store=args.store)
+        config = dataclasses.replace(config, coordinator=settings)
     try:
         config.coordinator.security(config.source, args.insecure)  # refuse before starting
         return _run_until_signal(lambda: serve(config, args.listen, insecure=args.insecure))
     except InsecureRefused as exc:
         print(f"hive coordinator: refusing to start: {exc}", file=sys.stderr)
         return 2
-    except StateLocked as exc:
-        print(f"hive: {exc}", file=sys.stderr)
+    except (StateLocked, StateFileError) as exc:
+        print(f"hive coordinator: refusing to start: {exc}", file=sys.stderr)
         return 1
 
 
@@ -528,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("coordinator", help="run the coordinator")
     p.add_argument("--config", required=True, help="cluster YAML")
     p.add_argument("--listen", help="override coordinator.listen")
+    p.add_argument(
+        "--store",
+        default=os.environ.get("HIVE_STORE"),
+        help="state store: postgresql://user:password@host/db, sqlite:///path or a path "
+        "(default $HIVE_STORE, else coordinator.store, else coordinator.state_path)",
+    )
     p.add_argument("--insecure", action="store_true", help=insecure_help)
     p.set_defaults(func=cmd_coordinator)
 

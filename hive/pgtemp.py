@@ -109,7 +109,8 @@ class TempPostgres:
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
         uid, gid = owner if owner else (None, None)
         groups: list[int] | None = [] if owner else None
-        if not (data / "PG_VERSION").exists():
+        fresh = not (data / "PG_VERSION").exists()
+        if fresh:
             subprocess.run(
                 [
                     str(binaries / "initdb"),
@@ -157,6 +158,8 @@ class TempPostgres:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"postgres did not accept connections in {timeout:.0f} s")
             time.sleep(0.1)
+        if not fresh:  # started again on its own data (a restart): the database is there
+            return self
         subprocess.run(
             [str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-Uhive", "hive"],
             check=True,

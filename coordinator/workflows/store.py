@@ -517,14 +517,17 @@ class GroupCommitStore(Generic[OpT]):
         self.unwritable = f"{self.describe()}: {self._error_text(error)}"
         self._pending[:0] = ops
         refused = StateUnwritable(self._refusal())
-        for future in waiters:
-            # A waiter that must answer its client now (a new workflow, a new token) is
-            # refused and withdraws its writes; the others wait for the state.
+        # A waiter that must answer its client now (a new workflow, a new token), in this
+        # batch or queued behind it, is refused and withdraws its writes; the others
+        # wait for the state.
+        kept = []
+        for future in [*waiters, *self._waiters]:
             if future in self._fail_fast:
                 if not future.done():
                     future.set_exception(refused)
             else:
-                self._waiters.insert(0, future)
+                kept.append(future)
+        self._waiters = kept
         since = time.monotonic() - (self.unwritable_since or time.monotonic())
         await asyncio.sleep(min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * (1 + since)))
         self._wake.set()
