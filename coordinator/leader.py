@@ -24,8 +24,9 @@ The invariants and how they hold:
 * **Writes are fenced in the database too.** A leader's store calls ``fence()`` for the
   epoch and ``check_epoch(conn, epoch)`` in each write transaction (``FOR SHARE`` on the
   lease row, so a takeover waits for that transaction, and a later write with the old
-  epoch is refused). A write transaction left open by a paused leader therefore delays a
-  takeover: stores should set ``idle_in_transaction_session_timeout`` below the lease.
+  epoch is refused). A write transaction left open by a paused leader would block a
+  takeover until it ends: connections that write take ``session_options(lease)``, so the
+  server ends such a transaction after half a lease.
 * **The epoch only grows**: every acquisition, including the same holder's after it lost
   the lease, is ``epoch + 1``. A cancelled ``run()`` does not release the lease (a crash
   must look the same); ``release()`` is the graceful hand-over.
@@ -55,9 +56,10 @@ log = logging.getLogger("hive.coordinator.leader")
 
 T = TypeVar("T")
 
-# The key of the transaction-scoped advisory lock taken while creating the tables
-# ("HIVELEAD"); the store's migrations may take the same key around the same DDL.
-SCHEMA_LOCK_KEY = 0x484956454C454144
+# The advisory lock key taken (for the transaction) while creating the tables: the same
+# as the PostgreSQL store's migrations ("hive", store_pg.MIGRATION_LOCK), so this DDL and
+# theirs never run at the same time.
+SCHEMA_LOCK_KEY = 0x68697665
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS coordinator_lease (
@@ -182,6 +184,15 @@ async def ensure_schema(conn: psycopg.AsyncConnection[Any]) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
         await conn.execute(SCHEMA)
+
+
+def session_options(lease_seconds: float) -> str:
+    """libpq ``options`` for the connections a leader writes through (psycopg's
+    ``options=`` keyword; a pool's ``kwargs``): the server ends a transaction left idle
+    for half a lease. Without it a leader paused or cut off inside a write transaction
+    keeps its ``FOR SHARE`` lock on the lease row, and no standby can take over until
+    the leader resumes or TCP gives up on it (hours)."""
+    return f"-c idle_in_transaction_session_timeout={max(100, int(lease_seconds * 500))}"
 
 
 async def check_epoch(conn: psycopg.AsyncConnection[Any], epoch: int) -> None:

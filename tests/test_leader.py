@@ -33,6 +33,7 @@ from coordinator.leader import (
     check_epoch,
     display_url,
     members,
+    session_options,
 )
 
 LEASE, RENEW = 1.0, 0.2
@@ -431,11 +432,42 @@ async def test_sigstopped_leader_is_fenced_after_resume(
         assert await cursor.fetchall() == [("paused", elected["epoch"])]
 
 
+async def test_leader_paused_inside_a_write_transaction_is_cut_off(
+    postgres_db: str, children: list[Child]
+) -> None:
+    """The leader is paused while its write transaction holds the lease row FOR SHARE:
+    with session_options the server ends that transaction after half a lease, so the
+    standby still takes over within lease + renew; resumed, the old leader's commit
+    fails and its row never lands."""
+    async with await psycopg.AsyncConnection.connect(postgres_db, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE writes (holder text NOT NULL, epoch bigint NOT NULL)")
+        child = await Child.start(postgres_db, "paused")
+        children.append(child)
+        elected = await child.until("elected", 10)
+        assert (await child.command("begin"))["write"] == "ok"
+
+        standby = election(postgres_db, "standby")
+        async with running(standby):
+            await eventually(lambda: standby.leader_address == child.address, 2, "standby")
+            child.signal(signal.SIGSTOP)
+            stopped = now()
+            epoch = await asyncio.wait_for(standby.wait_elected(), LEASE + RENEW + SLACK)
+            assert epoch == elected["epoch"] + 1
+            assert now() - stopped <= LEASE + RENEW + SLACK
+            child.signal(signal.SIGCONT)
+            assert (await child.command("commit"))["outcome"] == "lost"
+
+        cursor = await conn.execute("SELECT count(*) FROM writes")
+        assert await cursor.fetchone() == (0,)
+
+
 async def child_main(holder: str, lease: float, renew: float) -> None:
     """The child's side: run one election; print ``elected``/``demoted`` as they happen;
     on stdin, ``write`` asks fence() and then writes a row with the epoch it last led
     under, through check_epoch (as the store will, minus the fence() gate, so that the
-    database's refusal is what is tested); ``state`` prints the election's state."""
+    database's refusal is what is tested); ``begin`` does the same write in a
+    transaction it leaves open (on a connection with session_options) until ``commit``;
+    ``state`` prints the election's state."""
     url = os.environ["HIVE_LEADER_URL"]
     e = LeaderElection(
         url, holder, f"{holder}.example:50051", lease_seconds=lease, renew_seconds=renew
@@ -456,6 +488,7 @@ async def child_main(holder: str, lease: float, renew: float) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with (
         await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
+        await psycopg.AsyncConnection.connect(url, options=session_options(lease)) as open_tx,
         asyncio.TaskGroup() as group,
     ):
         task = group.create_task(e.run())
@@ -475,6 +508,16 @@ async def child_main(holder: str, lease: float, renew: float) -> None:
                     emit("write", fence=fence, write="ok", current=led[0])
                 except Fenced as fenced:
                     emit("write", fence=fence, write="fenced", current=fenced.current)
+            elif line == "begin":
+                await check_epoch(open_tx, led[0])
+                await open_tx.execute("INSERT INTO writes VALUES (%s, %s)", (holder, led[0]))
+                emit("begin", write="ok")
+            elif line == "commit":
+                try:
+                    await open_tx.commit()
+                    emit("commit", outcome="committed")
+                except psycopg.Error as error:
+                    emit("commit", outcome="lost", error=str(error))
         task.cancel()
 
 
