@@ -66,6 +66,9 @@ class DevCluster:
     state_path: str | None = field(
         default_factory=lambda: os.environ.get("HIVE_DEV_STATE", DEV_STATE_PATH)
     )
+    # The coordinator's state store (coordinator.store: a postgresql:// URL, say; HIVE_DEV_STORE
+    # sets it); None keeps the cluster file's (by default the SQLite file above).
+    store: str | None = field(default_factory=lambda: os.environ.get("HIVE_DEV_STORE") or None)
 
     @property
     def coordinator_address(self) -> str:
@@ -76,6 +79,9 @@ class DevCluster:
     async def start(self) -> None:
         if self.state_path is not None:
             settings = dataclasses.replace(self.cluster.coordinator, state_path=self.state_path)
+            self.cluster = dataclasses.replace(self.cluster, coordinator=settings)
+        if self.store is not None:
+            settings = dataclasses.replace(self.cluster.coordinator, store=self.store)
             self.cluster = dataclasses.replace(self.cluster, coordinator=settings)
         self.coordinator = Coordinator(self.cluster, self.security("coordinator"))
         await self.coordinator.start(self.coordinator_listen)
@@ -179,7 +185,12 @@ class DevCluster:
             else "  security           INSECURE: plaintext gRPC, no certificates, no API tokens"
         )
         lines.append(f"  coordinator gRPC   {self.coordinator_address}")
-        lines.append(f"  workflow state     {self.cluster.coordinator.state_path}")
+        state = (
+            self.coordinator.workflow_store.describe()
+            if self.coordinator is not None
+            else self.cluster.coordinator.state_path
+        )
+        lines.append(f"  workflow state     {state}")
         if self.coordinator is not None and self.coordinator.metrics_server is not None:
             lines.append(f"  coordinator metrics {self.coordinator.metrics_server.url}")
         if self.gateway is not None:

@@ -31,3 +31,9 @@ else
 fi
 echo "== pytest"
 .venv/bin/pytest -q "$@"
+if [ $# -eq 0 ]; then
+  # The workflow and security suites once more with the coordinator's state in
+  # PostgreSQL (a fresh database per test; tests/conftest.py store_under_test).
+  echo "== pytest: workflow and security suites on the PostgreSQL store"
+  HIVE_TEST_STORE=postgresql .venv/bin/pytest -q tests/test_workflows.py tests/test_security.py
+fi

@@ -75,6 +75,17 @@ def private_dev_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HIVE_DEV_STATE", str(tmp_path / "dev-state.sqlite"))
 
 
+@pytest.fixture(autouse=True)
+def store_under_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HIVE_TEST_STORE=postgresql: every DevCluster of the test keeps its state in a fresh
+    PostgreSQL database (scripts/test.sh runs the workflow and security suites so too)."""
+    store = os.environ.get("HIVE_TEST_STORE", "sqlite")
+    if store not in ("sqlite", "postgresql"):
+        pytest.fail(f"HIVE_TEST_STORE={store!r}: use sqlite (the default) or postgresql")
+    if store == "postgresql":
+        monkeypatch.setenv("HIVE_DEV_STORE", request.getfixturevalue("postgres_db"))
+
+
 @contextlib.asynccontextmanager
 async def running_dev(**options: Any) -> AsyncIterator[DevCluster]:
     """The seed's five-node cluster on free ports with instant emulated Ollama and fast

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from coordinator.workflows.model import SUCCEEDED
-from hive.config import seed_cluster
+from hive.config import CoordinatorSettings, seed_cluster
 from hive.dev import DevCluster
 from hive.v1 import cluster_pb2, common_pb2, workflow_pb2, workflow_pb2_grpc
 from tests.conftest import eventually, fast_cluster
@@ -393,23 +393,31 @@ async def test_cancel_mid_run_cancels_the_task_on_its_agent(tmp_path: Path) -> N
         await cluster.stop()
 
 
-def completed_tasks(state: Path) -> dict[tuple[str, str], set[str]]:
-    """(workflow, stage) -> ids of succeeded tasks, read straight from the state file."""
-    import sqlite3
+def completed_tasks(settings: CoordinatorSettings) -> dict[tuple[str, str], set[str]]:
+    """(workflow, stage) -> ids of succeeded tasks, read straight from the state store
+    (the SQLite file, or PostgreSQL under HIVE_TEST_STORE=postgresql)."""
+    sql = (
+        "SELECT t.workflow_id, t.stage, t.task_id FROM tasks t JOIN stages s"
+        " ON s.workflow_id = t.workflow_id AND s.name = t.stage"
+        " WHERE s.state = {mark} AND t.state = {mark}"
+    )
+    out: dict[tuple[str, str], set[str]] = {}
+    if settings.postgres_url:
+        import psycopg
 
-    conn = sqlite3.connect(state)
-    try:
-        out: dict[tuple[str, str], set[str]] = {}
-        for wf, stage, task in conn.execute(
-            "SELECT t.workflow_id, t.stage, t.task_id FROM tasks t JOIN stages s"
-            " ON s.workflow_id = t.workflow_id AND s.name = t.stage"
-            " WHERE s.state = ? AND t.state = ?",
-            (SUCCEEDED, SUCCEEDED),
-        ):
-            out.setdefault((wf, stage), set()).add(task)
-        return out
-    finally:
-        conn.close()
+        with psycopg.connect(settings.postgres_url) as pg:
+            rows = pg.execute(sql.format(mark="%s"), (SUCCEEDED, SUCCEEDED)).fetchall()
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(settings.sqlite_path or settings.state_path)
+        try:
+            rows = conn.execute(sql.format(mark="?"), (SUCCEEDED, SUCCEEDED)).fetchall()
+        finally:
+            conn.close()
+    for wf, stage, task in rows:
+        out.setdefault((wf, stage), set()).add(task)
+    return out
 
 
 async def test_crash_and_restart_resumes_without_rerunning_finished_stages(
@@ -436,13 +444,13 @@ async def test_crash_and_restart_resumes_without_rerunning_finished_stages(
             ]
 
         def mid_run() -> bool:
-            done = completed_tasks(state)
+            done = completed_tasks(cluster.cluster.coordinator)
             return len({wf for wf, _ in done}) >= 3 and old.workflows.tasks_started < 12 * 6
 
         await eventually(mid_run, timeout=15, what="some stages finished, most not")
         # Crash: nothing more reaches the state file, no graceful anything.
         await old.workflows.abandon()
-        before = completed_tasks(state)
+        before = completed_tasks(cluster.cluster.coordinator)
         port = old.port
         await old.stop(grace=0)
         new = Coordinator(cluster.cluster)
@@ -456,7 +464,7 @@ async def test_crash_and_restart_resumes_without_rerunning_finished_stages(
             (w.id, w.error) for w in finals
         ]
         assert sorted(w.id for w in listed.workflows) == sorted(ids)  # none lost, none added
-        after = completed_tasks(state)
+        after = completed_tasks(cluster.cluster.coordinator)
         for key, tasks in before.items():
             assert after[key] == tasks, f"{key} ran again"
         assert len(before) < len(after)

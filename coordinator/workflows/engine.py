@@ -182,6 +182,8 @@ class WorkflowEngine:
         self.gate = PriorityGate(max_running_tasks)
         self._runs: dict[str, _Run] = {}
         self._request_ids: dict[str, asyncio.Future[WorkflowRec]] = {}
+        # Claims let go of so far: a request_id lookup that spans one reads again.
+        self._claims_settled = 0
         self._watchers: dict[str, set[asyncio.Queue[WorkflowEvent | None]]] = {}
         self._stopping = False
         self._dead = False
@@ -284,13 +286,18 @@ class WorkflowEngine:
         """
         pipeline = self.validate(sub)
         claim: asyncio.Future[WorkflowRec] | None = None
-        if sub.request_id:
+        while sub.request_id:
             pending = self._request_ids.get(sub.request_id)
             if pending is not None:
                 return (await asyncio.shield(pending)).summary(), False
+            settled = self._claims_settled
             existing = await self.store.find_request(sub.request_id)
             if existing is not None:
                 return self._current(existing).summary(), False
+            # The read awaited the store: a racing submission may have claimed the id
+            # meanwhile, or committed and let go of its claim after our read began.
+            if sub.request_id not in self._request_ids and settled == self._claims_settled:
+                break
         # A workflow is accepted once it is on disk: while the disk refuses writes a new
         # one is refused (UNAVAILABLE), while a resubmission above still finds its own.
         self.store.check_writable()
@@ -317,6 +324,7 @@ class WorkflowEngine:
         except BaseException as exc:
             if claim is not None:
                 self._request_ids.pop(sub.request_id, None)
+                self._claims_settled += 1
                 if not claim.done():
                     claim.set_exception(exc)
                     claim.exception()  # retrieved: no "never retrieved" warning
@@ -327,6 +335,7 @@ class WorkflowEngine:
             claim.set_result(wf)
             # Later duplicates find it in the store; the claim only covers the race.
             self._request_ids.pop(sub.request_id, None)
+            self._claims_settled += 1
         log.info("workflow %s accepted: %s (%s pipeline)", wf.id, wf.name, wf.pipeline)
         return wf.summary(), True
 
