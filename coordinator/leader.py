@@ -239,8 +239,9 @@ class LeaderElection:
 
     ``holder`` must be unique per process (a restarted coordinator with the same holder
     waits for its old lease to expire, like anyone else); ``address`` is the gRPC
-    address standbys hand to clients. ``clock`` is monotonic seconds (the event loop's
-    clock by default) and only measures the local lease.
+    address standbys hand to clients. ``clock`` is monotonic seconds (``time.monotonic``,
+    the event loop's clock, by default) and only measures the local lease; every
+    statement is cut at ``timeout_seconds`` (half the lease by default).
 
     Counters for metrics, plain attributes: ``takeovers`` (leases this instance won),
     ``failovers`` (of those, the ones that replaced an earlier lease: epoch > 1),

@@ -245,6 +245,9 @@ async def test_lost_connection_steps_down_then_reacquires(postgres_db: str) -> N
         await asyncio.wait_for(e.wait_demoted(), RENEW + SLACK)
         assert now() - cut < LEASE
         assert e.step_downs == 1 and e.renew_failures == 1
+        # Its own lease, not yet expired, is nobody to send clients to.
+        await eventually(lambda: e.epoch == epoch and e.expires_in is not None, 1, "a read")
+        assert e.leader_address is None and not e.is_leader
         assert await asyncio.wait_for(e.wait_elected(), LEASE + RENEW + SLACK) == epoch + 1
 
 
