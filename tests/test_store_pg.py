@@ -257,13 +257,17 @@ async def test_a_fenced_store_writes_nothing_more(postgres_db: str) -> None:
     """Another connection takes the lease (epoch 1 → 2): the old leader's next write
     raises Fenced, lands nothing, and the store refuses everything after it."""
     epoch = 1
-    async with opened(PostgresStore(postgres_db, fence=lambda: epoch)) as store:
+    told: list[Fenced] = []
+    async with opened(
+        PostgresStore(postgres_db, fence=lambda: epoch, on_fenced=told.append)
+    ) as store:
         set_lease(postgres_db, 1)
         await store.commit_or_withdraw(store.save_all(workflow(1)))
         set_lease(postgres_db, 2)  # a newer leader, from its own connection
         store.save_all(workflow(2))
         with pytest.raises(Fenced, match=r"epoch is 2.*is 1"):
             await store.flush()
+        assert [str(e) for e in told] == [str(store.fenced)]
         with pytest.raises(Fenced):
             store.check_writable()
         with pytest.raises(Fenced):

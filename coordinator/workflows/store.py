@@ -312,15 +312,18 @@ class StateStore(Protocol):
 
 
 def create_store(
-    settings: CoordinatorSettings, *, fence: Callable[[], int] | None = None
+    settings: CoordinatorSettings,
+    *,
+    fence: Callable[[], int] | None = None,
+    on_fenced: Callable[[Fenced], None] | None = None,
 ) -> StateStore:
     """The store the settings name: PostgreSQL for a ``postgresql://`` store, else the
-    SQLite file (``store``'s path, or ``state_path``). ``fence`` only applies to
-    PostgreSQL (one SQLite coordinator has no leader to fence)."""
+    SQLite file (``store``'s path, or ``state_path``). ``fence`` and ``on_fenced`` only
+    apply to PostgreSQL (one SQLite coordinator has no leader to fence)."""
     if settings.postgres_url:
         from coordinator.workflows.store_pg import PostgresStore
 
-        return PostgresStore(settings.postgres_url, fence=fence)
+        return PostgresStore(settings.postgres_url, fence=fence, on_fenced=on_fenced)
     return WorkflowStore(settings.sqlite_path or settings.state_path)
 
 
@@ -386,6 +389,8 @@ class GroupCommitStore(Generic[OpT]):
         self.unwritable_since: float | None = None
         # Set once a commit found a newer leader's epoch: nothing is written after it.
         self.fenced: Fenced | None = None
+        # Called (on the loop) when the store is fenced: the coordinator steps down.
+        self.on_fenced: Callable[[Fenced], None] | None = None
         self._fail_fast: set[asyncio.Future[None]] = set()
         self._held: list[OpT] | None = None
 
@@ -498,6 +503,8 @@ class GroupCommitStore(Generic[OpT]):
                 future.set_exception(error)
         self._waiters.clear()
         self._writer = None
+        if self.on_fenced is not None:
+            self.on_fenced(error)
 
     async def _hold(
         self, ops: list[OpT], waiters: list[asyncio.Future[None]], error: BaseException

@@ -259,7 +259,9 @@ class PostgresStore(GroupCommitStore[PgOp]):
     """PostgreSQL persistence of the coordinator's state (see the module docstring).
 
     ``fence``: returns this coordinator's leader epoch, or raises when it is not the
-    leader; None writes without fencing (one coordinator, or tests).
+    leader; None writes without fencing (one coordinator, or tests). ``on_fenced`` is
+    called once, on the loop, when a write found a newer leader (the store has stopped
+    writing; the coordinator steps down).
     """
 
     def __init__(
@@ -267,11 +269,13 @@ class PostgresStore(GroupCommitStore[PgOp]):
         url: str,
         *,
         fence: Callable[[], int] | None = None,
+        on_fenced: Callable[[Fenced], None] | None = None,
         pool_size: int = 4,
     ) -> None:
         super().__init__()
         self.url = url
         self.fence = fence
+        self.on_fenced = on_fenced
         self.pool_size = pool_size
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._password = _password(url)
