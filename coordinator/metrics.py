@@ -132,6 +132,22 @@ class CoordinatorMetrics:
             ["state"],
             registry=r,
         )
+        self.is_leader = Gauge(
+            "hive_coordinator_is_leader",
+            "1 while this coordinator is the leader (the only coordinator always is); 0 for "
+            "a standby.",
+            registry=r,
+        )
+        self.failovers = Counter(
+            "hive_coordinator_failovers",
+            "Times this coordinator took the lease over from another leader (epoch > 1).",
+            registry=r,
+        )
+        self.lease_renew_seconds = Gauge(
+            "hive_coordinator_lease_renew_seconds",
+            "How long the leader's last lease renewal took (PostgreSQL round trip).",
+            registry=r,
+        )
         self.state_writable = Gauge(
             "hive_state_writable",
             "1 while the coordinator's state disk takes writes; 0 while it refuses them "

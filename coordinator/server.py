@@ -9,11 +9,14 @@ import os
 import re
 import socket
 import time
+import uuid
 from pathlib import Path
 
 from coordinator.access import AccessBook, ApiGuard, RateLimiter
 from coordinator.access.servicer import AccessServicer, EnrollmentServicer
 from coordinator.dispatch import AgentChannels, Dispatcher
+from coordinator.ha import LeaderGate
+from coordinator.leader import LeaderElection, session_options
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.optimizer import OptimizerConfig
 from coordinator.optimizer.live import LiveOptimizer
@@ -27,7 +30,7 @@ from coordinator.service import (
 from coordinator.state_lock import StateLock
 from coordinator.workflows import PipelineCatalog, WorkflowEngine
 from coordinator.workflows.servicer import WorkflowServicer
-from coordinator.workflows.store import create_store
+from coordinator.workflows.store import Fenced, create_store
 from hive.config import ClusterConfig
 from hive.metrics import MetricsServer
 from hive.sdnotify import Notifier
@@ -85,9 +88,26 @@ class Coordinator:
         self._optimizing: asyncio.Task[None] | None = None
         self.metrics_server: MetricsServer | None = None
         # Durable workflows; extra pipeline templates from HIVE_PIPELINES (dirs, os.pathsep).
-        self.workflow_store = create_store(settings)
+        # Several coordinators share a PostgreSQL store; the lease (coordinator.leader)
+        # decides which one leads, and fences every write it makes. None: the only one.
+        self.election: LeaderElection | None = None
+        self.demoted = asyncio.Event()  # set when this coordinator stopped leading
+        self._leading_ready = False
+        self._leading: asyncio.Task[None] | None = None
+        self._electing: asyncio.Task[None] | None = None
+        self.advertise = ""
+        self.workflow_store = create_store(
+            settings,
+            fence=self._fence,
+            on_fenced=lambda exc: self._demote(f"fenced: {exc}"),
+            session_options=session_options(settings.lease_seconds),
+        )
         store = self.workflow_store
         self.metrics.state_writable.set_function(lambda: 0.0 if store.unwritable else 1.0)
+        self.metrics.is_leader.set_function(lambda: 1.0 if self.is_leader else 0.0)
+        self.metrics.lease_renew_seconds.set_function(
+            lambda: (self.election.last_renew_latency or 0.0) if self.election is not None else 0.0
+        )
         self.workflows = WorkflowEngine(
             self.workflow_store,
             self.dispatcher,
@@ -120,10 +140,12 @@ class Coordinator:
         inference = InferenceServicer(self.registry, self.dispatcher)
         cluster = ClusterServicer(self.registry, self.dispatcher, self.optimizer)
         access = AccessServicer(self.access, self.registry)
+        postgres = settings.postgres_url
+        # The store opens first, standby or not: an unreachable PostgreSQL, a wrong
+        # password or a newer schema stops the coordinator here with the reason.
         await self.workflow_store.open()
-        await self.access.load()
-        if self.api_auth and not self.access.has_live_admin():
-            await self._bootstrap_admin_token()
+        if not postgres:
+            await self._open_state()
         self._server = await start_server(
             address or settings.listen,
             [
@@ -146,20 +168,103 @@ class Coordinator:
             ],
             max_message_bytes=settings.max_message_bytes,
             security=self.security,
-            check=self.guard,
+            check=LeaderGate(self, self.guard) if postgres else self.guard,
         )
         self.port = self._server.port
         if not self.cluster_name:
             self.cluster_name = default_cluster_name(socket.gethostname(), self.port)
         self.dispatcher.cluster_name = self.cluster_name
+        self.advertise = settings.advertise or f"{socket.gethostname()}:{self.port}"
+        log.info("coordinator listening on %s (port %d)", address or settings.listen, self.port)
+        if not postgres:
+            await self._begin_leading()
+            return self.port
+        self.election = LeaderElection(
+            postgres,
+            f"{self.advertise}/{uuid.uuid4().hex[:8]}",
+            self.advertise,
+            lease_seconds=settings.lease_seconds,
+            renew_seconds=settings.renew_seconds,
+        )
+        self._electing = asyncio.create_task(self.election.run(), name="election")
+        self._leading = asyncio.create_task(self._lead(), name="leading")
+        log.info(
+            "coordinator %s: a standby until it holds the lease (lease %.1fs, renewed every %.1fs)",
+            self.advertise,
+            settings.lease_seconds,
+            settings.renew_seconds,
+        )
+        return self.port
+
+    # --- leading ------------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        """Serving as the leader: always for the only coordinator; with several, once
+        this one holds the lease and has loaded the state."""
+        if self.election is None:
+            return True
+        return self._leading_ready and self.election.is_leader
+
+    @property
+    def leader_address(self) -> str | None:
+        """The leader's address for a standby to name to clients (None: not known, or
+        this one was elected and is still loading the state)."""
+        if self.election is None:
+            return self.advertise
+        address = self.election.leader_address
+        return None if address == self.advertise else address
+
+    def _fence(self) -> int:
+        """The epoch every write carries (the PostgreSQL store checks it)."""
+        if self.election is None:
+            return 0
+        return self.election.fence()
+
+    def _demote(self, reason: str) -> None:
+        if not self.demoted.is_set():
+            log.warning("coordinator %s: stops leading: %s", self.advertise, reason)
+            self._leading_ready = False
+            self.demoted.set()
+
+    async def _open_state(self) -> None:
+        await self.access.load()
+        if self.api_auth and not self.access.has_live_admin():
+            await self._bootstrap_admin_token()
+
+    async def _begin_leading(self) -> None:
         await self._start_enrollment()
         self.dispatcher.start()
         await self.workflows.start()
         self._liveness = asyncio.create_task(self._check_liveness(), name="liveness")
         if self.optimizer is not None:
             self._optimizing = asyncio.create_task(self.optimizer.run(), name="optimizer")
-        log.info("coordinator listening on %s (port %d)", address or settings.listen, self.port)
-        return self.port
+
+    async def _lead(self) -> None:
+        """Wait for the lease; then load the state and serve as the leader until the lease
+        or the fence is lost. A coordinator that stopped leading does not lead again: its
+        owner (``serve``) starts a fresh one as a standby."""
+        election = self.election
+        assert election is not None
+        epoch = await election.wait_elected()
+        started = time.monotonic()
+        try:
+            await self._open_state()
+            await self._begin_leading()
+        except Exception as exc:
+            self._demote(f"could not load the state as the new leader: {exc}")
+            return
+        self._leading_ready = election.is_leader
+        if epoch > 1:
+            self.metrics.failovers.inc()
+        log.warning(
+            "coordinator %s: leader (epoch %d), state loaded in %.2fs",
+            self.advertise,
+            epoch,
+            time.monotonic() - started,
+        )
+        await election.wait_demoted()
+        self._demote("lost the lease")
 
     async def _bootstrap_admin_token(self) -> None:
         """A cluster with API tokens on and no admin token would lock its operators out:
@@ -213,7 +318,15 @@ class Coordinator:
             await asyncio.sleep(interval)
             self.registry.check_liveness()
 
-    async def stop(self, grace: float = 1.0) -> None:
+    async def stop(self, grace: float = 1.0, *, hand_over: bool = True) -> None:
+        """Stop everything. A leader among several hands the lease over at once
+        (``hand_over``; False leaves it to expire, as a crash does)."""
+        handing_over = hand_over and self.is_leader and self.election is not None
+        for task in (self._leading, self._electing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._optimizing is not None:
             self._optimizing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,7 +335,8 @@ class Coordinator:
             self._liveness.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._liveness
-        await self.workflows.stop()
+        with contextlib.suppress(Fenced):  # no longer the leader: nothing may be written
+            await self.workflows.stop()
         await self.dispatcher.stop()
         for record in self.registry:
             record.outbound.put_nowait(None)
@@ -231,7 +345,11 @@ class Coordinator:
         if self._enroll_server is not None:
             await self._enroll_server.stop(grace)
         await self.channels.close()
-        await self.workflow_store.close()
+        with contextlib.suppress(Fenced):
+            await self.workflow_store.close()
+        if handing_over and self.election is not None:
+            # A planned stop hands the lease over at once instead of letting it expire.
+            await self.election.release()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
 
@@ -253,18 +371,61 @@ async def serve(
     # One coordinator per SQLite file; PostgreSQL is shared (the leader lease decides).
     sqlite_path = settings.sqlite_path
     with StateLock(sqlite_path) if sqlite_path else contextlib.nullcontext():
-        coordinator = Coordinator(config, security)
+        supervisor = CoordinatorSupervisor(config, security, address)
         try:
-            await coordinator.start(address)
-            if settings.metrics_listen != "off":
-                await coordinator.start_metrics(settings.metrics_listen)
+            await supervisor.start()
+            coordinator = supervisor.current
             status = f"serving gRPC on port {coordinator.port}"
             if coordinator.metrics_server is not None:
                 status += f", metrics on port {coordinator.metrics_server.port}"
             async with notifier.serving(status):
                 await asyncio.Event().wait()
         finally:
-            await coordinator.stop()
+            await supervisor.stop()
+
+
+class CoordinatorSupervisor:
+    """Keeps a coordinator serving at one address: with several coordinators, one that
+    stopped leading (its lease or its fence lost) keeps nothing of its in-memory state, so
+    a fresh one takes its place, as a standby that campaigns again. The only coordinator
+    (SQLite) never stops leading, and this is just its owner."""
+
+    def __init__(
+        self, config: ClusterConfig, security: Security | None, address: str | None = None
+    ) -> None:
+        self.config = config
+        self.security = security
+        self.address = address
+        self.current = Coordinator(config, security)
+        self.restarts = 0
+        self._loop: asyncio.Task[None] | None = None
+
+    async def _start(self) -> None:
+        await self.current.start(self.address)
+        metrics = self.config.coordinator.metrics_listen
+        if metrics != "off":
+            await self.current.start_metrics(metrics)
+
+    async def start(self) -> int:
+        await self._start()
+        self._loop = asyncio.create_task(self._supervise(), name="coordinator-supervisor")
+        return self.current.port
+
+    async def _supervise(self) -> None:
+        while True:
+            await self.current.demoted.wait()
+            await self.current.stop(hand_over=False)
+            self.restarts += 1
+            log.warning("coordinator: starting again as a standby")
+            self.current = Coordinator(self.config, self.security)
+            await self._start()
+
+    async def stop(self, *, hand_over: bool = True) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        await self.current.stop(hand_over=hand_over)
 
 
 def default_cluster_name(host: str, port: int) -> str:

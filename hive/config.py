@@ -130,6 +130,14 @@ class CoordinatorSettings:
     # = PostgreSQL, shared by several coordinators. `hive coordinator --store` and
     # HIVE_STORE override it.
     store: str = ""
+    # Several coordinators on one PostgreSQL store: the leader's lease lasts this long
+    # unless renewed every renew_seconds; a standby takes over within about the lease
+    # after the leader dies (docs/operations.md, High availability).
+    lease_seconds: float = 2.5
+    renew_seconds: float = 0.5
+    # The address clients and agents should use for this coordinator (a standby names the
+    # leader's to them); "" = this host's name and the bound port.
+    advertise: str = ""
     # Prometheus /metrics (host:port, ":9101" = every interface; "off" disables).
     metrics_listen: str = "127.0.0.1:9101"
     # Mutual TLS on every connection; without it the coordinator refuses to start unless
@@ -523,6 +531,9 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
             "max_message_bytes",
             "state_path",
             "store",
+            "lease_seconds",
+            "renew_seconds",
+            "advertise",
             "metrics_listen",
         }
     )
@@ -540,6 +551,9 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
         ),
         state_path=_resolve(r.source, _nonempty(r, "state_path", d.state_path)),
         store=_store(r),
+        lease_seconds=r.number("lease_seconds", d.lease_seconds, minimum=0.5),
+        renew_seconds=r.number("renew_seconds", d.renew_seconds, minimum=0.05),
+        advertise=r.str_("advertise", d.advertise),
         metrics_listen=_metrics_listen(r, d.metrics_listen),
         tls=_parse_tls(r, "tls", coordinator=True),
         insecure=_parse_bool(r, "insecure", d.insecure),
@@ -550,6 +564,12 @@ def _parse_coordinator(r: _Reader) -> CoordinatorSettings:
         raise r.error("enroll_listen", "enrolment signs certificates: set tls.ca_key too")
     if settings.lost_after_seconds < settings.suspect_after_seconds:
         raise r.error("lost_after_seconds", "must not be shorter than suspect_after_seconds")
+    if settings.renew_seconds * 2 > settings.lease_seconds:
+        raise r.error(
+            "renew_seconds",
+            f"must be at most half of lease_seconds ({settings.lease_seconds}), so that one "
+            "late renewal does not lose the lease",
+        )
     return settings
 
 

@@ -316,6 +316,7 @@ def create_store(
     *,
     fence: Callable[[], int] | None = None,
     on_fenced: Callable[[Fenced], None] | None = None,
+    session_options: str = "",
 ) -> StateStore:
     """The store the settings name: PostgreSQL for a ``postgresql://`` store, else the
     SQLite file (``store``'s path, or ``state_path``). ``fence`` and ``on_fenced`` only
@@ -323,7 +324,12 @@ def create_store(
     if settings.postgres_url:
         from coordinator.workflows.store_pg import PostgresStore
 
-        return PostgresStore(settings.postgres_url, fence=fence, on_fenced=on_fenced)
+        return PostgresStore(
+            settings.postgres_url,
+            fence=fence,
+            on_fenced=on_fenced,
+            session_options=session_options,
+        )
     return WorkflowStore(settings.sqlite_path or settings.state_path)
 
 

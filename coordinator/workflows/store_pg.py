@@ -171,11 +171,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         4,
         "coordinators: the leader's lease with its fencing epoch, and the members",
         """
-        CREATE TABLE coordinator_lease (
+        CREATE TABLE IF NOT EXISTS coordinator_lease (
           id smallint PRIMARY KEY CHECK (id = 1),
           holder text NOT NULL, address text NOT NULL, epoch bigint NOT NULL,
           expires_at timestamptz NOT NULL, renewed_at timestamptz NOT NULL);
-        CREATE TABLE coordinator_members (
+        CREATE TABLE IF NOT EXISTS coordinator_members (
           holder text PRIMARY KEY, address text NOT NULL, role text NOT NULL,
           epoch bigint NOT NULL, seen_at timestamptz NOT NULL);
         """,
@@ -271,9 +271,13 @@ class PostgresStore(GroupCommitStore[PgOp]):
         fence: Callable[[], int] | None = None,
         on_fenced: Callable[[Fenced], None] | None = None,
         pool_size: int = 4,
+        session_options: str = "",
     ) -> None:
         super().__init__()
         self.url = url
+        # libpq options for the pool's connections (coordinator.leader.session_options:
+        # the server ends a write transaction a paused leader left open).
+        self.session_options = session_options
         self.fence = fence
         self.on_fenced = on_fenced
         self.pool_size = pool_size
@@ -320,7 +324,11 @@ class PostgresStore(GroupCommitStore[PgOp]):
             self.url,
             min_size=2,
             max_size=self.pool_size,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                **({"options": self.session_options} if self.session_options else {}),
+            },
             # A connection broken by a server restart is noticed at checkout, not by the
             # read that would have failed with it.
             check=AsyncConnectionPool.check_connection,
