@@ -137,6 +137,9 @@ class ProcessCluster:
         reconnect: tuple[float, float] = (0.2, 2.0),
         state_dir: Path | None = None,
         max_attempts: int = 3,
+        coordinators: int = 1,
+        store: str = "",
+        lease: tuple[float, float] = (2.5, 0.5),
     ) -> None:
         self.root = root
         self.nodes = list(nodes)
@@ -146,8 +149,14 @@ class ProcessCluster:
         self.max_attempts = max_attempts
         self.tls_dir = root / "tls"
         self.state_dir = state_dir or root / "state"
-        self.coordinator_port = free_port()
+        # Several coordinators share a PostgreSQL ``store``; the lease (lease, renew
+        # seconds) decides the leader.
+        self.store = store
+        self.lease = lease
+        self.coordinator_ports = [free_port() for _ in range(coordinators)]
+        self.coordinator_port = self.coordinator_ports[0]
         self.gateway_port = free_port()
+        self.coordinator_procs: list[Proc] = []
         self.coordinator: Proc | None = None
         self.gateway: Proc | None = None
         self.agents: dict[str, Proc] = {}
@@ -172,12 +181,26 @@ class ProcessCluster:
             "key": str(self.tls_dir / f"{name}-key.pem"),
         }
 
-    def _coordinator_yaml(self) -> Path:
+    def target(self, host: str = "127.0.0.1") -> str:
+        """Every coordinator's address, as agents, the gateway and the CLI take them."""
+        return ",".join(f"{host}:{port}" for port in self.coordinator_ports)
+
+    def _coordinator_yaml(self, index: int = 0) -> Path:
         heartbeat, suspect, lost = self.liveness
+        port = self.coordinator_ports[index]
+        ha: dict[str, object] = {}
+        if self.store:
+            ha = {
+                "store": self.store,
+                "advertise": f"127.0.0.1:{port}",
+                "lease_seconds": self.lease[0],
+                "renew_seconds": self.lease[1],
+            }
         config = {
             "coordinator": {
+                **ha,
                 "name": "faults",
-                "listen": f"0.0.0.0:{self.coordinator_port}",
+                "listen": f"0.0.0.0:{port}",
                 "heartbeat_interval_seconds": heartbeat,
                 "suspect_after_seconds": suspect,
                 "lost_after_seconds": lost,
@@ -193,7 +216,7 @@ class ProcessCluster:
             },
             "routing": {"scheduler": {"max_attempts": self.max_attempts}},
         }
-        path = self.root / "cluster.yaml"
+        path = self.root / ("cluster.yaml" if index == 0 else f"cluster-{index}.yaml")
         path.write_text(yaml.safe_dump(config))
         return path
 
@@ -221,12 +244,12 @@ class ProcessCluster:
 
     def _node_procs(self, index: int, spec: NodeSpec) -> tuple[Proc, Proc]:
         ns = None
-        coordinator = f"127.0.0.1:{self.coordinator_port}"
+        coordinator = self.target()
         listen_host = "127.0.0.1"
         if spec.netns:
             subnet = self._setup_netns(index, spec.name)
             ns = self.netns[spec.name]
-            coordinator = f"{subnet}.1:{self.coordinator_port}"
+            coordinator = self.target(f"{subnet}.1")
             listen_host = f"{subnet}.2"
         emulator_port, agent_port = free_port(), free_port()
         emulator = Proc(
@@ -290,23 +313,27 @@ class ProcessCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._write_pki()
-        self.coordinator = Proc(
-            "coordinator",
-            [
-                sys.executable,
-                "-m",
-                "hive.cli",
-                "coordinator",
-                "--config",
-                str(self._coordinator_yaml()),
-            ],
-            self.root / "coordinator.log",
-        )
+        self.coordinator_procs = [
+            Proc(
+                "coordinator" if i == 0 else f"coordinator-{i}",
+                [
+                    sys.executable,
+                    "-m",
+                    "hive.cli",
+                    "coordinator",
+                    "--config",
+                    str(self._coordinator_yaml(i)),
+                ],
+                self.root / ("coordinator.log" if i == 0 else f"coordinator-{i}.log"),
+            )
+            for i in range(len(self.coordinator_ports))
+        ]
+        self.coordinator = self.coordinator_procs[0]
         for i, spec in enumerate(self.nodes, start=1):
             emulator, agent = self._node_procs(i, spec)
             self.emulators[spec.name], self.agents[spec.name] = emulator, agent
         await asyncio.gather(*(e.start() for e in self.emulators.values()))
-        await self.coordinator.start()
+        await asyncio.gather(*(c.start() for c in self.coordinator_procs))
         await self.wait_coordinator()
         self.admin_token = (self.state_dir / "admin.token").read_text().strip()
         await asyncio.gather(*(a.start() for a in self.agents.values()))
@@ -320,7 +347,7 @@ class ProcessCluster:
                 "--listen",
                 f"127.0.0.1:{self.gateway_port}",
                 "--coordinator",
-                f"127.0.0.1:{self.coordinator_port}",
+                self.target(),
                 "--tls-dir",
                 str(self.tls_dir),
             ],
@@ -334,8 +361,7 @@ class ProcessCluster:
         procs = [*self.agents.values(), *self.emulators.values()]
         if self.gateway:
             procs.append(self.gateway)
-        if self.coordinator:
-            procs.append(self.coordinator)
+        procs += self.coordinator_procs
         await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
         for node, ns in self.netns.items():
             with contextlib.suppress(subprocess.CalledProcessError):
@@ -360,10 +386,19 @@ class ProcessCluster:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def channel(self) -> grpc.aio.Channel:
-        """An mTLS channel to the coordinator as the admin, with the admin token."""
+        """An mTLS channel to the coordinator (the leader, with several) as the admin,
+        with the admin token."""
+        from hive.coordinators import CoordinatorChannel
         from hive.tls import channel, token_interceptors
 
         assert self.admin is not None
+        if len(self.coordinator_ports) > 1:
+            return CoordinatorChannel(
+                self.target(),
+                security=self.admin,
+                interceptors=token_interceptors(lambda: self.admin_token),
+                patience=3.0,
+            )
         return channel(
             self.coordinator_address,
             self.admin,
@@ -386,6 +421,28 @@ class ProcessCluster:
                 cluster_pb2.GetClusterStatusRequest(), timeout=timeout
             )
 
+    async def leader_index(self, timeout: float = 2.0) -> int | None:
+        """Which coordinator leads now (the one that answers GetClusterStatus), if any."""
+        from hive.tls import channel, token_interceptors
+
+        assert self.admin is not None
+        for i, port in enumerate(self.coordinator_ports):
+            if not self.coordinator_procs[i].running:
+                continue
+            async with channel(
+                f"127.0.0.1:{port}",
+                self.admin,
+                interceptors=token_interceptors(lambda: self.admin_token),
+            ) as ch:
+                try:
+                    await cluster_pb2_grpc.ClusterServiceStub(ch).GetClusterStatus(
+                        cluster_pb2.GetClusterStatusRequest(), timeout=timeout
+                    )
+                except grpc.aio.AioRpcError:
+                    continue
+                return i
+        return None
+
     async def node_states(self) -> dict[str, int]:
         reply = await self.status()
         return {n.info.name: n.state for n in reply.nodes}
@@ -397,8 +454,7 @@ class ProcessCluster:
         return await poll(self._coordinator_up, timeout, "coordinator up", self)
 
     async def _coordinator_up(self) -> bool:
-        assert self.coordinator is not None
-        if not self.coordinator.running:
+        if not any(c.running for c in self.coordinator_procs):
             raise AssertionError(f"the coordinator exited\n{self.logs()}")
         if not (self.state_dir / "admin.token").exists():
             return False
