@@ -66,8 +66,15 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from hive import pgtemp
     from hive.dev import DevCluster
 
+    if args.coordinators > 1 and (reason := pgtemp.missing_reason()):
+        print(
+            f"hive dev --coordinators {args.coordinators}: needs PostgreSQL: {reason}",
+            file=sys.stderr,
+        )
+        return 2
     cluster = load_cluster_config(args.cluster) if args.cluster else seed_cluster()
     host, _, port = args.gateway.rpartition(":")
 
@@ -79,6 +86,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             gateway_port=None if args.no_gateway else int(port),
             time_scale=args.time_scale,
             metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen,
+            coordinators=args.coordinators,
         )
         try:
             print(
@@ -510,6 +518,16 @@ def cmd_emulator(args: argparse.Namespace, rest: list[str]) -> int:
     return result
 
 
+def _coordinator_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= count <= 9:
+        raise argparse.ArgumentTypeError(f"{count}: between 1 and 9 coordinators")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hive", description="Hive mesh: many Ollama hosts, one cluster."
@@ -520,7 +538,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dev", help="run a whole cluster on this machine (the seed's five nodes)")
     p.add_argument("--cluster", help="cluster YAML (default: the seed cluster)")
-    p.add_argument("--listen", default="127.0.0.1:50051", help="coordinator gRPC address")
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:50051",
+        help="coordinator gRPC address (several coordinators: this port and the next ones)",
+    )
+    p.add_argument(
+        "--coordinators",
+        type=_coordinator_count,
+        default=1,
+        metavar="N",
+        help="run N coordinators on a throwaway PostgreSQL, one leading (high availability; "
+        "needs Debian's postgresql package); default 1, on SQLite",
+    )
     p.add_argument("--gateway", default="127.0.0.1:8000", help="gateway HTTP address")
     p.add_argument("--no-gateway", action="store_true")
     p.add_argument(
