@@ -21,6 +21,7 @@ from coordinator.metrics import CoordinatorMetrics
 from coordinator.optimizer import OptimizerConfig
 from coordinator.optimizer.live import LiveOptimizer
 from coordinator.registry import Registry
+from coordinator.roster import Roster
 from coordinator.routing import RouterConfig
 from coordinator.service import (
     AgentSessionServicer,
@@ -138,7 +139,17 @@ class Coordinator:
             verify_names=self.security is not None,
         )
         inference = InferenceServicer(self.registry, self.dispatcher)
-        cluster = ClusterServicer(self.registry, self.dispatcher, self.optimizer)
+        cluster = ClusterServicer(
+            self.registry,
+            self.dispatcher,
+            self.optimizer,
+            Roster(
+                settings.postgres_url,
+                lambda: self.advertise,
+                asyncio.get_running_loop().time,
+                stale_after=settings.lease_seconds,
+            ),
+        )
         access = AccessServicer(self.access, self.registry)
         postgres = settings.postgres_url
         # The store opens first, standby or not: an unreachable PostgreSQL, a wrong

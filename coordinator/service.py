@@ -38,6 +38,7 @@ from coordinator.registry import (
     Registry,
     UnknownNode,
 )
+from coordinator.roster import CoordinatorView, Roster
 from coordinator.routing import Decision
 from hive import __version__, limits
 from hive.config import CLUSTER_NAME
@@ -676,16 +677,31 @@ def _task_id() -> str:
     return "t-" + uuid.uuid4().hex[:16]
 
 
+def coordinator_to_proto(view: CoordinatorView) -> cluster_pb2.CoordinatorStatus:
+    return cluster_pb2.CoordinatorStatus(
+        address=view.address,
+        role=view.role,
+        epoch=view.epoch,
+        lease_age_seconds=view.lease_age,
+        seen_age_seconds=view.seen_age,
+    )
+
+
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
+    """Cluster status, drain, explanations and the optimizer. ``roster`` lists the
+    coordinators in the status (None: none listed)."""
+
     def __init__(
         self,
         registry: Registry,
         dispatcher: Dispatcher,
         optimizer: LiveOptimizer | None = None,
+        roster: Roster | None = None,
     ) -> None:
         self.registry = registry
         self.dispatcher = dispatcher
         self.optimizer = optimizer
+        self.roster = roster
 
     async def GetClusterStatus(
         self,
@@ -694,10 +710,12 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             cluster_pb2.GetClusterStatusRequest, cluster_pb2.GetClusterStatusResponse
         ],
     ) -> cluster_pb2.GetClusterStatusResponse:
+        coordinators = await self.roster.current() if self.roster is not None else []
         return cluster_pb2.GetClusterStatusResponse(
             nodes=[self.registry.status(r) for r in self.registry],
             summary=self.registry.summary(),
             cluster_name=self.dispatcher.cluster_name,
+            coordinators=[coordinator_to_proto(c) for c in coordinators],
         )
 
     async def DrainNode(

@@ -362,13 +362,52 @@ class ClusterSummary(BaseModel):
     queued_tasks: int
 
 
+CoordinatorRole = Literal["leader", "standby", "gone"]
+COORDINATOR_ROLES: tuple[CoordinatorRole, ...] = ("leader", "standby", "gone")
+
+
+def coordinator_role(role: str) -> CoordinatorRole:
+    """A role this gateway knows; one it does not (a newer coordinator's) reads as standby."""
+    return next((known for known in COORDINATOR_ROLES if known == role), "standby")
+
+
+class Coordinator(BaseModel):
+    """One coordinator sharing the cluster's state, as the leader sees it."""
+
+    address: Annotated[str, Field(description="Its gRPC address as clients reach it.")]
+    role: Annotated[
+        CoordinatorRole,
+        Field(
+            description='"leader" holds the lease and serves; "standby" redirects to it and '
+            'takes over when the lease expires; "gone" has not been seen for a lease.'
+        ),
+    ]
+    epoch: Annotated[
+        int, Field(description="The fencing epoch it holds or last saw; 0 with SQLite.")
+    ]
+    lease_age_seconds: Annotated[
+        float, Field(description="The leader's: since it last renewed its lease; else 0.")
+    ]
+    seen_age_seconds: Annotated[
+        float, Field(description="Since it last wrote its row in the shared store.")
+    ]
+
+
 class ClusterStatus(BaseModel):
-    """Cluster health and capacity: every node with its GPUs, Ollama endpoints and models."""
+    """Cluster health and capacity: every node with its GPUs, Ollama endpoints and models,
+    and the coordinators (the leader first)."""
 
     # The cluster's name (coordinator.name, or the coordinator's host and port).
     cluster_name: str = ""
     summary: ClusterSummary
     nodes: list[Node]
+    coordinators: Annotated[
+        list[Coordinator],
+        Field(
+            description="The leader first, then the standbys; empty when the coordinator "
+            "could not read them from its store in time."
+        ),
+    ] = []
 
 
 def node_from_proto(n: cluster_pb2.NodeStatus) -> Node:
@@ -453,6 +492,16 @@ def cluster_status_from_proto(r: cluster_pb2.GetClusterStatusResponse) -> Cluste
             queued_tasks=s.queued_tasks,
         ),
         nodes=[node_from_proto(n) for n in r.nodes],
+        coordinators=[
+            Coordinator(
+                address=c.address,
+                role=coordinator_role(c.role),
+                epoch=c.epoch,
+                lease_age_seconds=c.lease_age_seconds,
+                seen_age_seconds=c.seen_age_seconds,
+            )
+            for c in r.coordinators
+        ],
     )
 
 

@@ -273,6 +273,42 @@ def render_status(response: cluster_pb2.GetClusterStatusResponse, console: Conso
         f"{s.endpoints} Ollama endpoints, {s.running_tasks} tasks running"
     )
     console.print(f"models: {', '.join(s.models) or 'none'}")
+    render_coordinators(response.coordinators, console)
+
+
+# A coordinator's role in `hive status`: the leader stands out, a gone one (no sign of
+# life for a lease) is red.
+ROLE_COLORS = {"leader": "green", "standby": "white", "gone": "red"}
+
+
+def render_coordinators(
+    coordinators: Sequence[cluster_pb2.CoordinatorStatus], console: Console
+) -> None:
+    """One line for the only coordinator; a table when several share a PostgreSQL store
+    (the leader first, with its epoch and lease age). Nothing from a coordinator that
+    did not list them (an older one, or its store did not answer in time)."""
+    if len(coordinators) == 1:
+        c = coordinators[0]
+        console.print(f"coordinator: {c.address} ({c.role}, epoch {c.epoch})")
+        return
+    if not coordinators:
+        return
+    table = Table(title="Coordinators", title_justify="left", expand=False)
+    table.add_column("address", no_wrap=True)
+    table.add_column("role", no_wrap=True)
+    table.add_column("epoch", no_wrap=True, justify="right")
+    table.add_column("lease age", no_wrap=True, justify="right")
+    table.add_column("seen", no_wrap=True, justify="right")
+    for c in coordinators:
+        color = ROLE_COLORS.get(c.role, "white")
+        table.add_row(
+            c.address,
+            f"[{color}]{c.role}[/{color}]",
+            str(c.epoch),
+            f"{c.lease_age_seconds:.1f}s" if c.role == "leader" else "-",
+            f"{c.seen_age_seconds:.1f}s ago",
+        )
+    console.print(table)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

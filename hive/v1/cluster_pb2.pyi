@@ -42,14 +42,30 @@ class GetClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetClusterStatusResponse(_message.Message):
-    __slots__ = ("nodes", "summary", "cluster_name")
+    __slots__ = ("nodes", "summary", "cluster_name", "coordinators")
     NODES_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
+    COORDINATORS_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeStatus]
     summary: ClusterSummary
     cluster_name: str
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., summary: _Optional[_Union[ClusterSummary, _Mapping]] = ..., cluster_name: _Optional[str] = ...) -> None: ...
+    coordinators: _containers.RepeatedCompositeFieldContainer[CoordinatorStatus]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., summary: _Optional[_Union[ClusterSummary, _Mapping]] = ..., cluster_name: _Optional[str] = ..., coordinators: _Optional[_Iterable[_Union[CoordinatorStatus, _Mapping]]] = ...) -> None: ...
+
+class CoordinatorStatus(_message.Message):
+    __slots__ = ("address", "role", "epoch", "lease_age_seconds", "seen_age_seconds")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEASE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SEEN_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    role: str
+    epoch: int
+    lease_age_seconds: float
+    seen_age_seconds: float
+    def __init__(self, address: _Optional[str] = ..., role: _Optional[str] = ..., epoch: _Optional[int] = ..., lease_age_seconds: _Optional[float] = ..., seen_age_seconds: _Optional[float] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("info", "state", "draining", "telemetry", "last_heartbeat", "connected_at", "session_id", "reconnects", "running_tasks")
