@@ -5,12 +5,12 @@ belongs to the loop that made it). It follows the leader among several coordinat
 (``hive.coordinators``: ``--coordinator a:50051,b:50051``): a unary call, or a stream that
 has sent nothing yet, is made again on the leader a standby names or on the next
 coordinator; a stream cut after its first message fails to the caller, whose API reports
-a retryable error (503 with Retry-After before the HTTP answer started). Reconnect
-backoff is capped low so the gateway recovers within seconds of the coordinator coming
-back, instead of gRPC's default of up to two minutes. With ``security`` the channel is
-mutual TLS; every call carries the token of the caller being served (``gateway.auth``),
-or ``token`` when there is none (``hive mcp`` over stdio, which acts for the person who
-started it).
+a retryable error (a 503 in that API's shape when the HTTP answer had not started, else
+the API's error event in the stream). Reconnect backoff is capped low so the gateway
+recovers within seconds of the coordinator coming back, instead of gRPC's default of up
+to two minutes. With ``security`` the channel is mutual TLS; every call carries the token
+of the caller being served (``gateway.auth``), or ``token`` when there is none (``hive
+mcp`` over stdio, which acts for the person who started it).
 """
 
 from __future__ import annotations

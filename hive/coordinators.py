@@ -339,7 +339,7 @@ class CoordinatorChannel(grpc.aio.Channel):
         self._address = address
         self.generation += 1
         if old is not None:
-            task = asyncio.create_task(old.close(RETIRE_GRACE_SECONDS))
+            task = asyncio.create_task(_retire(old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
@@ -696,6 +696,15 @@ class _StreamCall(_FollowingCall[Any, Any], grpc.aio.UnaryStreamCall[Any, Any]):
         if self._call is None:
             await self._attempt_call()
         return self._call
+
+
+async def _retire(channel: grpc.aio.Channel) -> None:
+    """Close ``channel`` once its calls end; at once if cancelled (the owner closes)."""
+    try:
+        await channel.close(RETIRE_GRACE_SECONDS)
+    except asyncio.CancelledError:
+        await channel.close(None)
+        raise
 
 
 def client_channel(target: str, **kwargs: Any) -> CoordinatorChannel:

@@ -5,6 +5,9 @@ bidirectional stream open: Register first, then a Heartbeat with telemetry
 every interval, while it answers the coordinator's control messages (welcome,
 drain, warm a model). When the coordinator goes away it reconnects forever,
 with exponential backoff and jitter, and registers again under the same name.
+With several coordinators (``coordinator: a:50051,b:50051``) the session goes to the
+leader: a standby's refusal names it and the agent registers there at once, reporting
+the tasks it is running; otherwise it tries the next coordinator (``hive.coordinators``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hive import __version__, tls
 from hive.config import AgentConfig, ConfigError, EndpointSpec, read_token_file
+from hive.coordinators import CoordinatorChannel, parse_target
 from hive.metrics import MetricsServer
 from hive.sdnotify import Notifier
 from hive.serving import SERVICE_NAMES, RunningServer, channel_options, host_port, start_server
@@ -70,6 +74,10 @@ class Agent:
         security: Security | None = None,
     ) -> None:
         self.config = config
+        try:
+            parse_target(config.coordinator)
+        except ValueError as exc:
+            raise ConfigError(config.source, "coordinator", str(exc)) from None
         self.security = security
         self.name = config.node.name
         self.endpoints: dict[str, LocalEndpoint] = {
@@ -92,6 +100,8 @@ class Agent:
         self.connected = asyncio.Event()
         self.address = ""
         self._server: RunningServer | None = None
+        # The coordinators, and the channel of the session under way (to the leader).
+        self.coordinators: CoordinatorChannel | None = None
         self._channel: grpc.aio.Channel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rng = random.Random()
@@ -135,7 +145,7 @@ class Agent:
             check=self._only_coordinator if self.security is not None else None,
         )
         self.address = self.config.advertise or _advertised(self.config.listen, self._server.port)
-        self._channel = self._new_channel()
+        self.coordinators = self._new_coordinators()
         self._spawn(self._session_loop(), "session")
         log.info(
             "agent %s serving on %s (telemetry %s, %d endpoints), coordinator %s",
@@ -147,18 +157,18 @@ class Agent:
         )
         return self._server.port
 
-    def _new_channel(self) -> grpc.aio.Channel:
-        """A channel to the coordinator whose own reconnect backoff never exceeds the
-        agent's: gRPC's default grows to 120 s, and added to the agent's backoff it kept
-        agents away for up to 15 s after a coordinator came back."""
+    def _new_coordinators(self) -> CoordinatorChannel:
+        """The coordinators, each channel to one with its own reconnect backoff never
+        above the agent's: gRPC's default grows to 120 s, and added to the agent's backoff
+        it kept agents away for up to 15 s after a coordinator came back."""
         initial_ms = max(1, int(self.config.reconnect_initial_seconds * 1000))
         max_ms = max(initial_ms, int(self.config.reconnect_max_seconds * 1000))
         # gRPC gives a connection attempt at least this long (its default is 20 s): an
         # attempt begun during a partition then retries soon after the link heals.
         connect_ms = max(1000, initial_ms)
-        return tls.channel(
+        return CoordinatorChannel(
             self.config.coordinator,
-            self.security,
+            security=self.security,
             options=[
                 *channel_options(16 * 1024 * 1024),
                 ("grpc.initial_reconnect_backoff_ms", initial_ms),
@@ -197,8 +207,8 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.stop(grace)
-        if self._channel is not None:
-            await self._channel.close()
+        if self.coordinators is not None:
+            await self.coordinators.close()
         for endpoint in self.endpoints.values():
             await endpoint.client.close()
         if self._provider is not None:
@@ -279,13 +289,21 @@ class Agent:
 
     # --- the session -------------------------------------------------------------
 
+    @property
+    def coordinator_address(self) -> str:
+        """The coordinator the session is with (or tries), else the configured target."""
+        address = self.coordinators.address if self.coordinators is not None else None
+        return address or self.config.coordinator
+
     async def _session_loop(self) -> None:
+        assert self.coordinators is not None
         failures = 0
         while True:
+            error: BaseException | None = None
             try:
                 welcomed = await self._session()
             except grpc.aio.AioRpcError as err:
-                welcomed = False
+                welcomed, error = False, err
                 level = (
                     logging.ERROR
                     if err.code()
@@ -314,14 +332,19 @@ class Agent:
             finally:
                 self.connected.clear()
                 self.metrics.connected.set(0)
-            failures = 0 if welcomed else failures + 1
-            if not welcomed:
-                # A fresh channel dials at once when the agent's backoff says so, instead
-                # of waiting out the old channel's own backoff (issue 17: 6.5-15.4 s after
-                # the coordinator listened again, with reconnect_max_seconds 10).
-                old, self._channel = self._channel, self._new_channel()
-                if old is not None:
-                    await old.close()
+            if welcomed:
+                failures = 0
+            # A fresh channel, to the leader a standby named or to the next coordinator,
+            # dials at once when the agent's backoff says so, instead of waiting out the old
+            # channel's own backoff (issue 17: 6.5-15.4 s after the coordinator listened
+            # again, with reconnect_max_seconds 10). A redirect, or a miss before every
+            # coordinator was tried, goes on at once: no backoff before the leader.
+            elif await self.coordinators.move(error):
+                failures += 1
+            else:
+                self.metrics.reconnects.inc()
+                log.info("agent %s: trying coordinator %s", self.name, self.coordinator_address)
+                continue
             self.metrics.reconnects.inc()
             delay = backoff_delay(
                 failures,
@@ -334,7 +357,8 @@ class Agent:
 
     async def _session(self) -> bool:
         """One session: register, heartbeat, obey control messages; True if it was welcomed."""
-        assert self._channel is not None
+        assert self.coordinators is not None
+        self._channel, _ = await self.coordinators.current()
         stub = agent_session_pb2_grpc.AgentSessionServiceStub(self._channel)
         call = stub.Connect()
         writer = _SessionWriter(call)
@@ -362,6 +386,7 @@ class Agent:
                 )
                 return False
             welcome = first.welcome
+            self.coordinators.succeeded()
             self.sessions += 1
             self.session_id = welcome.session_id
             self.draining = welcome.draining
@@ -389,13 +414,13 @@ class Agent:
                 if heartbeats.done():
                     heartbeats.result()  # surface a write failure
         finally:
-            for task in (heartbeats, watchdog):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(
-                        asyncio.CancelledError, grpc.aio.AioRpcError, CoordinatorSilent
-                    ):
-                        await task
+            helpers = [task for task in (heartbeats, watchdog) if task is not None]
+            for task in helpers:
+                task.cancel()
+            # gather, not a suppressed await: the helpers' endings are theirs, but a
+            # cancellation of this session (the agent stopping) must not be swallowed here,
+            # or the loop would open another session the agent never ends.
+            await asyncio.gather(*helpers, return_exceptions=True)
             call.cancel()
 
     async def _watch_coordinator(self, lost_after: float) -> None:
@@ -524,7 +549,7 @@ async def _report_session(agent: Agent, notifier: Notifier) -> None:
     """Keep systemd's STATUS line saying whether the session is up."""
     while True:
         await agent.connected.wait()
-        notifier.status(f"node {agent.name}: connected to {agent.config.coordinator}")
+        notifier.status(f"node {agent.name}: connected to {agent.coordinator_address}")
         while agent.connected.is_set():  # noqa: ASYNC110 - connected is a set/clear Event
             await asyncio.sleep(1.0)
         notifier.status(f"node {agent.name}: reconnecting to {agent.config.coordinator}")

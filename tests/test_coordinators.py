@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
+from coordinator.server import Coordinator
+from gateway.app import create_app
 from hive import cli
+from hive.asgi import AsgiServer
+from hive.config import AgentConfig
 from hive.coordinators import (
     LEADER_TRAILER,
     CoordinatorChannel,
@@ -27,8 +35,9 @@ from hive.coordinators import (
     resolve,
 )
 from hive.dev import DevCluster
-from hive.v1 import cluster_pb2, cluster_pb2_grpc
-from tests.conftest import running_dev
+from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2
+from node_agent.agent import Agent
+from tests.conftest import eventually, fast_cluster, running_dev
 
 # --- parsing and resolving ------------------------------------------------------------
 
@@ -108,6 +117,8 @@ class FakeCoordinator:
     def __init__(self, behaviour: Callable[[str, Any], Any]) -> None:
         self.behaviour = behaviour
         self.calls: list[str] = []
+        # For a standby: the leader it names (None: no trailer; "": an empty one).
+        self.leader: str | None = None
         self.server = grpc.aio.server()
         self.address = ""
 
@@ -136,14 +147,18 @@ class FakeCoordinator:
 
 
 def standby(leader: str | None) -> FakeCoordinator:
-    """A standby naming ``leader`` (None: the trailer absent; "": present and empty)."""
+    """A standby naming ``leader`` (None: the trailer absent; "": present and empty);
+    ``.leader`` may change, as after a failover."""
 
     async def refuse(method: str, context: Any) -> AsyncIterator[bytes]:
-        trailer = () if leader is None else ((LEADER_TRAILER, leader),)
+        named = fake.leader
+        trailer = () if named is None else ((LEADER_TRAILER, named),)
         await context.abort(grpc.StatusCode.UNAVAILABLE, "standby", trailing_metadata=trailer)
         yield b""  # pragma: no cover - abort raises
 
-    return FakeCoordinator(refuse)
+    fake = FakeCoordinator(refuse)
+    fake.leader = leader
+    return fake
 
 
 def dead_address() -> str:
@@ -240,8 +255,7 @@ async def test_every_coordinator_down_retries_with_backoff_until_patience() -> N
 
 async def test_two_standbys_naming_each_other_do_not_make_a_client_spin() -> None:
     async with standby(None) as a, standby(None) as b:
-        a.behaviour = standby(b.address).behaviour
-        b.behaviour = standby(a.address).behaviour
+        a.leader, b.leader = b.address, a.address
         async with CoordinatorChannel(a.address, patience=0.5, backoff_max=0.1) as channel:
             with pytest.raises(grpc.aio.AioRpcError):
                 await status(channel)
@@ -306,3 +320,137 @@ def test_hive_refuses_a_bad_coordinator_list(capsys: pytest.CaptureFixture[str])
         cli.main(["status", "--coordinator", "a:1,,b:2"])
     assert exit_.value.code == 2
     assert "coordinator 2 of 'a:1,,b:2' is empty" in capsys.readouterr().err
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+
+def follower(dev: DevCluster, target: str) -> Agent:
+    """A sixth node, FOLLOWER, with one of the dev cluster's emulated Ollamas."""
+    node = dev.cluster.nodes[0]
+    endpoint = dataclasses.replace(
+        node.endpoints[0], url=dev.emulators[f"{node.name}/{node.endpoints[0].id}"].url
+    )
+    return Agent(
+        AgentConfig(
+            source="test",
+            coordinator=target,
+            node=dataclasses.replace(node, name="FOLLOWER", endpoints=(endpoint,)),
+            listen="127.0.0.1:0",
+            telemetry="simulated",
+            heartbeat_interval_seconds=0.1,
+            reconnect_initial_seconds=0.05,
+            reconnect_max_seconds=0.5,
+        )
+    )
+
+
+async def test_an_agent_moves_to_the_new_leader_under_its_name(tmp_path: Path) -> None:
+    """Given dead,standby the agent registers with the leader the standby names; when that
+    leader dies and the standby names another, the session moves there, same node."""
+    async with leader_and_standby() as (dev, fake):
+        agent = follower(dev, f"{dead_address()},{fake.address}")
+        await agent.start()
+        try:
+            async with asyncio.timeout(5):
+                await agent.connected.wait()
+            old = dev.coordinator
+            assert old is not None and "FOLLOWER" in {r.name for r in old.registry}
+            assert "/hive.v1.AgentSessionService/Connect" in fake.calls
+
+            settings = dataclasses.replace(
+                dev.cluster.coordinator, state_path=str(tmp_path / "new-leader.sqlite")
+            )
+            new = Coordinator(dataclasses.replace(dev.cluster, coordinator=settings, nodes=()))
+            await new.start("127.0.0.1:0")
+            fake.leader = f"127.0.0.1:{new.port}"
+            loop = asyncio.get_running_loop()
+            killed = loop.time()
+            await old.stop(grace=0)
+            dev.coordinator = new  # the fixture stops it
+            await eventually(
+                lambda: "FOLLOWER" in {r.name for r in new.registry} and agent.connected.is_set(),
+                timeout=5,
+                what="FOLLOWER registered with the new leader",
+            )
+            moved_in = loop.time() - killed
+            assert agent.sessions == 2
+            assert agent.coordinator_address == fake.leader
+            assert moved_in < 2.0, moved_in
+        finally:
+            await agent.stop(grace=0)
+
+
+def test_an_agent_refuses_a_bad_coordinator_list() -> None:
+    from hive.config import ConfigError
+
+    dev = DevCluster(fast_cluster())
+    with pytest.raises(ConfigError, match="coordinator 2 of 'a:1,,b:2' is empty"):
+        follower_config = AgentConfig(
+            source="node.yaml", coordinator="a:1,,b:2", node=dev.cluster.nodes[0]
+        )
+        Agent(follower_config)
+
+
+# --- the gateway ------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def gateway(target: str) -> AsyncIterator[httpx.AsyncClient]:
+    server = AsgiServer(create_app(target), "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            yield http
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("order", ["dead,leader", "standby"])
+async def test_a_gateway_serves_through_any_coordinator(order: str) -> None:
+    async with leader_and_standby() as (dev, fake):
+        names = {"standby": fake.address, "leader": dev.coordinator_address}
+        target = ",".join(names.get(part) or dead_address() for part in order.split(","))
+        async with gateway(target) as http:
+            r = await http.get("/api/distributed/cluster/status")
+            assert r.status_code == 200, r.text
+            assert len(r.json()["nodes"]) == 5
+            chat = {"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}
+            r = await http.post("/api/chat", json={**chat, "stream": False})
+            assert r.status_code == 200, r.text
+            assert r.json()["done"] is True
+            r = await http.post("/v1/chat/completions", json={**chat, "stream": True})
+            assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]"), r.text
+            assert '"error"' not in r.text
+
+
+async def test_a_gateway_answer_cut_mid_stream_is_a_retryable_error_not_a_retry() -> None:
+    """The old leader sends the first chunk, then loses the lease: the gateway does not
+    make the request again (the client has part of an answer); it ends with a 503 in the
+    API's shape, or an error event in a stream whose status was already sent."""
+    async with running_dev() as dev:
+        chunk = inference_pb2.ChatResponse(chunk=common_pb2.OutputChunk(text="Hel"))
+
+        async def one_chunk_then_standby(method: str, context: Any) -> AsyncIterator[bytes]:
+            yield chunk.SerializeToString()
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "no longer the leader",
+                trailing_metadata=((LEADER_TRAILER, dev.coordinator_address),),
+            )
+
+        async with FakeCoordinator(one_chunk_then_standby) as old, gateway(old.address) as http:
+            chat = {"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}
+            r = await http.post("/v1/chat/completions", json=chat)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "UNAVAILABLE"
+            r = await http.post("/api/chat", json={**chat, "stream": False})
+            assert r.status_code == 503, r.text
+            assert r.json() == {"error": "no longer the leader"}
+            r = await http.post("/api/chat", json={**chat, "stream": True})
+            assert r.status_code == 200
+            lines = [json.loads(line) for line in r.text.splitlines()]
+            assert lines[0]["message"]["content"] == "Hel"
+            assert lines[-1] == {"error": "no longer the leader"}
+            chats = [c for c in old.calls if c.endswith("/Chat")]
+            assert len(chats) == 3  # one per request: none was made again
