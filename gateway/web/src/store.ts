@@ -1,6 +1,6 @@
 // Dashboard state that outlives a view: the cluster (from polls and live node events),
 // the node event log, and the performance history the charts draw. Pure reducers.
-import type { ClusterNode, ClusterSummary, NodeEvent, PerformanceMetrics } from "./types";
+import type { ClusterNode, ClusterSummary, Coordinator, NodeEvent, PerformanceMetrics } from "./types";
 
 export interface NodeLogEntry {
   at: number;
@@ -12,14 +12,16 @@ export interface ClusterState {
   summary: ClusterSummary | null;
   nodes: Record<string, ClusterNode>;
   log: NodeLogEntry[];
+  /** From the last poll: the leader first, then the standbys. */
+  coordinators: Coordinator[];
 }
 
 export const LOG_LIMIT = 50;
 
-export const emptyCluster: ClusterState = { summary: null, nodes: {}, log: [] };
+export const emptyCluster: ClusterState = { summary: null, nodes: {}, log: [], coordinators: [] };
 
 export type ClusterAction =
-  | { type: "status"; summary: ClusterSummary; nodes: ClusterNode[]; now: number }
+  | { type: "status"; summary: ClusterSummary; nodes: ClusterNode[]; coordinators?: Coordinator[]; now: number }
   | { type: "event"; event: NodeEvent; now: number };
 
 function logged(log: NodeLogEntry[], entry: NodeLogEntry): NodeLogEntry[] {
@@ -36,7 +38,7 @@ export function clusterReducer(state: ClusterState, action: ClusterAction): Clus
       // A poll can see a change the socket missed (e.g. while it reconnected).
       if (before && before.state !== node.state) log = logged(log, { at: action.now, node: node.name, what: node.state });
     }
-    return { summary: action.summary, nodes, log };
+    return { summary: action.summary, nodes, log, coordinators: action.coordinators ?? [] };
   }
   const { event, now } = action;
   const node = event.node;

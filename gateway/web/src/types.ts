@@ -148,9 +148,20 @@ export interface ClusterSummary {
   queued_tasks: number;
 }
 
+/** One coordinator sharing the cluster's state, as the leader sees it (issue 18). */
+export interface Coordinator {
+  address: string;
+  role: "leader" | "standby" | "gone";
+  epoch: number;
+  lease_age_seconds: number;
+  seen_age_seconds: number;
+}
+
 export interface ClusterStatus {
   summary: ClusterSummary;
   nodes: ClusterNode[];
+  /** The leader first; empty when the coordinator could not read them in time. */
+  coordinators: Coordinator[];
 }
 
 export interface Finding {

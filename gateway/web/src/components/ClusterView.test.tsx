@@ -97,4 +97,35 @@ describe("ClusterView", () => {
     expect(screen.queryByTestId("nodes-degraded")).not.toBeInTheDocument();
     expect(screen.getAllByTestId("node-event")[0]).toHaveTextContent("ROSEWOOD healthy");
   });
+
+  it("shows the leader, its epoch and lease age, and the standbys; nothing for a status without them", () => {
+    const summary = {
+      nodes_total: 1,
+      nodes_healthy: 1,
+      nodes_degraded: 0,
+      gpus: 1,
+      vram_total_bytes: 8 * 2 ** 30,
+      vram_used_bytes: 0,
+      endpoints: 1,
+      models: [],
+      running_tasks: 0,
+      queued_tasks: 0,
+    };
+    const coordinators = [
+      { address: "coord-b:50051", role: "leader" as const, epoch: 4, lease_age_seconds: 0.3, seen_age_seconds: 0.3 },
+      { address: "coord-a:50051", role: "standby" as const, epoch: 4, lease_age_seconds: 0, seen_age_seconds: 0.6 },
+      { address: "coord-c:50051", role: "gone" as const, epoch: 3, lease_age_seconds: 0, seen_age_seconds: 42 },
+    ];
+    const cluster = clusterReducer(emptyCluster, { type: "status", summary, nodes: [node()], coordinators, now: 1 });
+    const { unmount } = render(<ClusterView cluster={cluster} />);
+    const section = screen.getByRole("region", { name: "Coordinators" });
+    const leader = within(section).getByTestId("coordinator-coord-b:50051");
+    expect(leader).toHaveAttribute("data-role", "leader");
+    expect(leader).toHaveTextContent("epoch 4 · lease renewed 0.3 s ago");
+    expect(within(section).getByTestId("coordinator-coord-a:50051")).toHaveAttribute("data-role", "standby");
+    expect(within(section).getByTestId("coordinator-coord-c:50051")).toHaveTextContent("seen 42.0 s ago");
+    unmount();
+    render(<ClusterView cluster={clusterReducer(cluster, { type: "status", summary, nodes: [node()], now: 2 })} />);
+    expect(screen.queryByRole("region", { name: "Coordinators" })).not.toBeInTheDocument();
+  });
 });

@@ -2,9 +2,10 @@
 // VRAM bars, temperature), Ollama endpoints and the models they serve and have loaded;
 // joins, losses and degradations as they happen. A degraded node (heartbeating, but no
 // Ollama endpoint of it healthy) says so on its card: it gets no work until one recovers.
+// The coordinators (several on PostgreSQL: the leader and its standbys) head the view.
 import { bytes, clock, label, percent } from "../format";
 import type { ClusterState } from "../store";
-import type { ClusterNode, Gpu } from "../types";
+import type { ClusterNode, Coordinator, Gpu } from "../types";
 import { Meter, StateBadge } from "./Badge";
 
 function temperatureTone(c: number): string {
@@ -104,6 +105,27 @@ export function NodeCard({ node }: { node: ClusterNode }) {
   );
 }
 
+/** Which coordinator leads, its epoch and lease age; the standbys and the gone ones. */
+export function Coordinators({ coordinators }: { coordinators: Coordinator[] }) {
+  if (coordinators.length === 0) return null;
+  return (
+    <section className="card coordinators" aria-label="Coordinators">
+      <h3>Coordinators</h3>
+      <ul>
+        {coordinators.map((c) => (
+          <li key={c.address} data-testid={`coordinator-${c.address}`} data-role={c.role}>
+            <strong>{c.address}</strong> <StateBadge state={c.role} />{" "}
+            <span className="muted small">
+              epoch {c.epoch}
+              {c.role === "leader" ? ` · lease renewed ${c.lease_age_seconds.toFixed(1)} s ago` : ` · seen ${c.seen_age_seconds.toFixed(1)} s ago`}
+            </span>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
 export function ClusterView({ cluster }: { cluster: ClusterState }) {
   const nodes = Object.values(cluster.nodes).sort((a, b) => a.name.localeCompare(b.name));
   const s = cluster.summary;
@@ -139,6 +161,7 @@ export function ClusterView({ cluster }: { cluster: ClusterState }) {
           <span className="kpi-label">running / queued tasks</span>
         </div>
       </section>
+      <Coordinators coordinators={cluster.coordinators} />
       <div className="cluster-body">
         <div className="nodes">
           {nodes.length ? nodes.map((n) => <NodeCard key={n.name} node={n} />) : <p className="muted">No nodes have registered.</p>}
