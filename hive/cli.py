@@ -112,7 +112,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     from coordinator.server import serve
     from coordinator.state_lock import StateLocked
     from coordinator.workflows.store import StateFileError
-    from hive.config import check_store
+    from hive.config import check_store, store_with_password
 
     config = load_cluster_config(args.config)
     if args.store:  # --store, else $HIVE_STORE: overrides coordinator.store
@@ -122,6 +122,21 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
             print(f"hive coordinator: --store / HIVE_STORE: {exc}", file=sys.stderr)
             return 2
         settings = dataclasses.replace(config.coordinator, store=args.store)
+        config = dataclasses.replace(config, coordinator=settings)
+    if args.store_password_file:  # a Docker secret, or a file only the hive user reads
+        try:
+            password = Path(args.store_password_file).read_text().rstrip("\r\n")
+            store = store_with_password(config.coordinator.store, password)
+        except (OSError, ValueError) as exc:
+            print(
+                f"hive coordinator: --store-password-file / HIVE_STORE_PASSWORD_FILE: {exc}",
+                file=sys.stderr,
+            )
+            return 2
+        settings = dataclasses.replace(config.coordinator, store=store)
+        config = dataclasses.replace(config, coordinator=settings)
+    if args.advertise:  # --advertise, else $HIVE_ADVERTISE: overrides coordinator.advertise
+        settings = dataclasses.replace(config.coordinator, advertise=args.advertise)
         config = dataclasses.replace(config, coordinator=settings)
     try:
         config.coordinator.security(config.source, args.insecure)  # refuse before starting
@@ -611,6 +626,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("HIVE_STORE"),
         help="state store: postgresql://user:password@host/db, sqlite:///path or a path "
         "(default $HIVE_STORE, else coordinator.store, else coordinator.state_path)",
+    )
+    p.add_argument(
+        "--store-password-file",
+        default=os.environ.get("HIVE_STORE_PASSWORD_FILE"),
+        metavar="PATH",
+        help="read the PostgreSQL store's password from this file (the whole file, one "
+        "trailing newline ignored; e.g. a Docker secret), for a URL written without one "
+        "(default $HIVE_STORE_PASSWORD_FILE)",
+    )
+    p.add_argument(
+        "--advertise",
+        default=os.environ.get("HIVE_ADVERTISE"),
+        metavar="HOST:PORT",
+        help="the address clients and agents use for this coordinator, which standbys name "
+        "as the leader's (default $HIVE_ADVERTISE, else coordinator.advertise)",
     )
     p.add_argument("--insecure", action="store_true", help=insecure_help)
     p.set_defaults(func=cmd_coordinator)

@@ -13,6 +13,7 @@ same state, tokens and certificates. Loaded paths are absolute.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,6 +420,24 @@ def redact_url(url: str) -> str:
     logs and errors."""
     url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*):[^@/?#]*@", r"\1:***@", url)
     return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+
+
+def store_with_password(url: str, password: str) -> str:
+    """The PostgreSQL ``url`` with ``password`` added as its ``password`` parameter,
+    percent-encoded (so any character may appear in it): how `hive coordinator
+    --store-password-file` joins a Docker secret or a root-only file to a URL kept without
+    one. ValueError when ``url`` is not PostgreSQL's, already carries a password, or the
+    password is empty."""
+    if not url.startswith(POSTGRES_SCHEMES):
+        raise ValueError(
+            f"a password file needs a postgresql:// store, not {redact_url(url) or 'SQLite'!r}"
+        )
+    if redact_url(url) != url:
+        raise ValueError(f"{redact_url(url)!r} already has a password: give it one way only")
+    if not password:
+        raise ValueError("the password file is empty")
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}password={urllib.parse.quote(password, safe='')}"
 
 
 def check_store(value: str) -> str:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tomllib
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 import yaml
 
 from coordinator.state_lock import StateLock, StateLocked
-from hive.config import load_agent_config, load_cluster_config
+from hive.config import load_agent_config, load_cluster_config, store_with_password
 from hive.sdnotify import Notifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,6 +234,84 @@ async def test_each_daemon_notifies_ready_and_pings_the_watchdog(tmp_path: Path)
         assert any(m.startswith("STOPPING=1") for m in sock.messages)
 
 
+def test_the_store_password_joins_the_url_as_a_parameter() -> None:
+    url = "postgresql://hive@postgres:5432/hive"
+    assert store_with_password(url, "p@ss/w:rd&x") == url + "?password=p%40ss%2Fw%3Ard%26x"
+    assert store_with_password(url + "?sslmode=require", "pw").endswith(
+        "?sslmode=require&password=pw"
+    )
+    for bad_url, why in (
+        ("postgresql://hive:pw@postgres/hive", "already has a password"),
+        ("postgresql://hive@postgres/hive?password=pw", "already has a password"),
+        ("/var/lib/hive/state.sqlite", "needs a postgresql:// store"),
+        ("", "needs a postgresql:// store"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            store_with_password(bad_url, "pw")
+    with pytest.raises(ValueError, match="empty"):
+        store_with_password(url, "")
+
+
+async def test_a_coordinator_reads_its_store_password_from_a_file(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    """The swarm stack's coordinator: --store without the password, the password from the
+    Docker secret (--store-password-file), --advertise; it leads, and never prints the
+    password."""
+    parts = urllib.parse.urlsplit(postgres_db)
+    password = parts.password
+    assert password
+    secret = tmp_path / "hive-postgres-password"
+    secret.write_text(password + "\n")
+    store = postgres_db.replace(f":{password}@", "@")
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(
+        yaml.safe_dump(
+            {
+                "coordinator": {
+                    "listen": "127.0.0.1:0",
+                    "metrics_listen": "off",
+                    "lease_seconds": 2.0,
+                }
+            }
+        )
+    )
+    args = ["coordinator", "--insecure", "--config", str(cluster), "--store", store]
+    missing = await asyncio.create_subprocess_exec(
+        HIVE,
+        *args,
+        "--store-password-file",
+        str(tmp_path / "nope"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(missing.communicate(), 20)
+    assert missing.returncode == 2
+    assert out.decode().count("\n") == 1 and "HIVE_STORE_PASSWORD_FILE" in out.decode()
+
+    sock = NotifySocket(f"@hive-test-{uuid.uuid4().hex}")
+    lines: list[bytes] = []
+    proc = await _daemon(
+        [*args, "--store-password-file", str(secret), "--advertise", "coordinator-1:50051"],
+        sock,
+        tmp_path,
+    )
+    try:
+        await sock.until("READY=1")
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):  # READY=1 is serving (a standby); then it leads
+            while b"leader (epoch" not in (line := await proc.stdout.readline()):
+                assert line, b"".join(lines).decode()
+                lines.append(line)
+        lines.append(line)
+    finally:
+        output = b"".join(lines).decode() + await _stop(proc)
+        sock.close()
+    assert proc.returncode == 0, output
+    assert "coordinator coordinator-1:50051: leader (epoch 1)" in output, output
+    assert password not in output
+
+
 def test_state_lock_admits_one_coordinator(tmp_path: Path) -> None:
     state = tmp_path / "state.sqlite"
     with StateLock(state):
@@ -360,15 +439,41 @@ def test_compose_file_validates_against_the_compose_specification() -> None:
         jsonschema.Draft7Validator(schema).validate({"services": {"coordinator": {"replica": 3}}})
 
 
-def test_stack_has_one_coordinator_placed_agents_healthchecks_and_configs() -> None:
+def test_stack_has_three_coordinators_on_postgres_placed_agents_healthchecks_and_configs() -> None:
     compose = _compose()
     services: dict[str, dict[str, object]] = compose["services"]  # type: ignore[assignment]
     coordinator = services["coordinator"]
     deploy = coordinator["deploy"]
-    assert deploy["replicas"] == 1  # type: ignore[index]
+    assert deploy["replicas"] == 3  # type: ignore[index]
     assert deploy["update_config"]["order"] == "stop-first"  # type: ignore[index]
     assert deploy["placement"]["constraints"] == ["node.labels.hive.coordinator == true"]  # type: ignore[index]
+    assert deploy["placement"]["max_replicas_per_node"] == 1  # type: ignore[index]
     assert "hive-state:/var/lib/hive" in coordinator["volumes"]  # type: ignore[operator]
+    # Each replica published on its own node, advertising it; the store's password from the
+    # secret the postgres image reads too.
+    assert coordinator["ports"] == [  # type: ignore[comparison-overlap]
+        {"target": 50051, "published": 50051, "protocol": "tcp", "mode": "host"}
+    ]
+    assert coordinator["environment"]["HIVE_ADVERTISE"] == "{{.Node.Hostname}}:50051"  # type: ignore[index]
+    command: list[str] = coordinator["command"]  # type: ignore[assignment]
+    store = next(a.split("=", 1)[1] for a in command if a.startswith("--store="))
+    assert store == "postgresql://hive@postgres:5432/hive"  # no password in the stack
+    password_file = next(
+        a.split("=", 1)[1] for a in command if a.startswith("--store-password-file=")
+    )
+    postgres = services["postgres"]
+    assert str(postgres["image"]).startswith("postgres:")
+    env: dict[str, str] = postgres["environment"]  # type: ignore[assignment]
+    assert env["POSTGRES_PASSWORD_FILE"] == password_file
+    assert (env["POSTGRES_USER"], env["POSTGRES_DB"]) == ("hive", "hive")
+    for service in (coordinator, postgres):
+        assert {"source": "hive-postgres-password", "target": password_file} in service["secrets"]  # type: ignore[operator]
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]  # type: ignore[index]
+    assert postgres["deploy"]["replicas"] == 1  # type: ignore[index]
+    assert "postgres-data" in compose["volumes"]  # type: ignore[operator]
+    gateway_command: list[str] = services["gateway"]["command"]  # type: ignore[assignment]
+    assert "--coordinator=tasks.coordinator:50051" in gateway_command
     agents = {k: v for k, v in services.items() if k.startswith("agent-")}
     assert sorted(agents) == [
         "agent-acacia",
@@ -385,7 +490,9 @@ def test_stack_has_one_coordinator_placed_agents_healthchecks_and_configs() -> N
         ]
         source = service["configs"][0]["source"]  # type: ignore[index]
         config_file = DEPLOY / "swarm" / configs[source]["file"]
-        assert load_agent_config(config_file).node.name == node
+        agent_config = load_agent_config(config_file)
+        assert agent_config.node.name == node
+        assert len(agent_config.coordinator.split(",")) == 3, "the agent knows every coordinator"
         gpu_access = service.get("environment", {}).get("NVIDIA_VISIBLE_DEVICES") or service.get(  # type: ignore[attr-defined]
             "devices"
         )
