@@ -10,6 +10,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 
 from coordinator.access import AccessBook, ApiGuard, RateLimiter
@@ -333,11 +334,15 @@ class Coordinator:
         """Stop everything. A leader among several hands the lease over at once
         (``hand_over``; False leaves it to expire, as a crash does)."""
         handing_over = hand_over and self.is_leader and self.election is not None
+        # With PostgreSQL across a network, a step that needs the database (a query being
+        # cancelled, queued writes) can hang on a cut link for minutes: each gets a bound,
+        # and what outlives it is left behind (its writes fenced), so that a coordinator
+        # cut off from PostgreSQL still stops and comes back as a standby.
+        bound = self.config.coordinator.lease_seconds * 2 if self.election is not None else None
         for task in (self._leading, self._electing):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await _within(task, bound, "leader election")
         if self._optimizing is not None:
             self._optimizing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -347,7 +352,7 @@ class Coordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._liveness
         with contextlib.suppress(Fenced):  # no longer the leader: nothing may be written
-            await self.workflows.stop()
+            await _within(self.workflows.stop(), bound, "workflow engine")
         await self.dispatcher.stop()
         for record in self.registry:
             record.outbound.put_nowait(None)
@@ -357,12 +362,29 @@ class Coordinator:
             await self._enroll_server.stop(grace)
         await self.channels.close()
         with contextlib.suppress(Fenced):
-            await self.workflow_store.close()
+            await _within(self.workflow_store.close(), bound, "state store")
         if handing_over and self.election is not None:
             # A planned stop hands the lease over at once instead of letting it expire.
             await self.election.release()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
+
+
+async def _within(step: Awaitable[object], seconds: float | None, what: str) -> None:
+    """Await ``step``; with ``seconds``, at most that long, then leave it behind cancelled
+    (logged). A cancelled task's CancelledError is the expected end, not an error."""
+    task = asyncio.ensure_future(step)
+    if seconds is None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        log.warning("coordinator: stopping the %s took over %.1fs; left behind", what, seconds)
+        task.cancel()
+        return
+    with contextlib.suppress(asyncio.CancelledError):
+        task.result()
 
 
 async def serve(

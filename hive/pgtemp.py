@@ -82,11 +82,18 @@ class TempPostgres:
     port: int = 0
     password: str = ""
     process: subprocess.Popen[bytes] | None = None
+    # Addresses to listen on besides 127.0.0.1, and the networks whose clients may log in
+    # with the password (pg_hba.conf): the fault suite's network namespaces.
+    extra_listen: tuple[str, ...] = ()
+    allow_networks: tuple[str, ...] = ()
     _owned: bool = False
 
     @property
     def url(self) -> str:
-        return f"postgresql://hive:{self.password}@127.0.0.1:{self.port}/hive"
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, host: str, database: str = "hive") -> str:
+        return f"postgresql://hive:{self.password}@{host}:{self.port}/{database}"
 
     def start(self, timeout: float = 60.0) -> TempPostgres:
         binaries = find_binaries()
@@ -128,11 +135,16 @@ class TempPostgres:
                 group=gid,
                 extra_groups=groups,
             )
+        if fresh and self.allow_networks:
+            with (data / "pg_hba.conf").open("a") as hba:
+                for network in self.allow_networks:
+                    hba.write(f"host all all {network} scram-sha-256\n")
         with (self.directory / "postgres.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [
                     str(binaries / "postgres"),
-                    *("-D", str(data), "-p", str(self.port), "-h", "127.0.0.1"),
+                    *("-D", str(data), "-p", str(self.port)),
+                    *("-h", ",".join(("127.0.0.1", *self.extra_listen))),
                     *("-k", str(sockets)),
                     # A throwaway server: no fsync, few resources.
                     *("-c", "fsync=off", "-c", "synchronous_commit=off"),

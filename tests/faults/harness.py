@@ -140,6 +140,7 @@ class ProcessCluster:
         coordinators: int = 1,
         store: str = "",
         lease: tuple[float, float] = (2.5, 0.5),
+        coordinator_in_netns: bool = False,
     ) -> None:
         self.root = root
         self.nodes = list(nodes)
@@ -165,6 +166,12 @@ class ProcessCluster:
         self.links: dict[str, str] = {}  # node -> the root namespace's end of its veth
         self.admin_token = ""
         self.admin: Security | None = None
+        # The first coordinator in a network namespace of its own (link "coordinator"),
+        # so the link between it and everything else (PostgreSQL too) can be cut. Made
+        # now: PostgreSQL must listen on this link's host address before the start.
+        self.coordinator_subnet = (
+            self._setup_netns(200, "coordinator") if coordinator_in_netns else ""
+        )
 
     # --- setup -------------------------------------------------------------------------
 
@@ -181,18 +188,28 @@ class ProcessCluster:
             "key": str(self.tls_dir / f"{name}-key.pem"),
         }
 
+    def coordinator_address_of(self, index: int, host: str = "127.0.0.1") -> str:
+        if index == 0 and self.coordinator_subnet:
+            return f"{self.coordinator_subnet}.2:{self.coordinator_ports[0]}"
+        return f"{host}:{self.coordinator_ports[index]}"
+
     def target(self, host: str = "127.0.0.1") -> str:
         """Every coordinator's address, as agents, the gateway and the CLI take them."""
-        return ",".join(f"{host}:{port}" for port in self.coordinator_ports)
+        return ",".join(
+            self.coordinator_address_of(i, host) for i in range(len(self.coordinator_ports))
+        )
 
     def _coordinator_yaml(self, index: int = 0) -> Path:
         heartbeat, suspect, lost = self.liveness
         port = self.coordinator_ports[index]
         ha: dict[str, object] = {}
         if self.store:
+            store = self.store
+            if index == 0 and self.coordinator_subnet:
+                store = store.replace("@127.0.0.1:", f"@{self.coordinator_subnet}.1:")
             ha = {
-                "store": self.store,
-                "advertise": f"127.0.0.1:{port}",
+                "store": store,
+                "advertise": self.coordinator_address_of(index),
                 "lease_seconds": self.lease[0],
                 "renew_seconds": self.lease[1],
             }
@@ -245,7 +262,8 @@ class ProcessCluster:
     def _node_procs(self, index: int, spec: NodeSpec) -> tuple[Proc, Proc]:
         ns = None
         coordinator = self.target()
-        listen_host = "127.0.0.1"
+        # With a coordinator in a namespace, agents listen where it can reach them too.
+        listen_host = f"{self.coordinator_subnet}.1" if self.coordinator_subnet else "127.0.0.1"
         if spec.netns:
             subnet = self._setup_netns(index, spec.name)
             ns = self.netns[spec.name]
@@ -325,6 +343,7 @@ class ProcessCluster:
                     str(self._coordinator_yaml(i)),
                 ],
                 self.root / ("coordinator.log" if i == 0 else f"coordinator-{i}.log"),
+                netns=self.netns.get("coordinator") if i == 0 else None,
             )
             for i in range(len(self.coordinator_ports))
         ]
@@ -333,8 +352,11 @@ class ProcessCluster:
             emulator, agent = self._node_procs(i, spec)
             self.emulators[spec.name], self.agents[spec.name] = emulator, agent
         await asyncio.gather(*(e.start() for e in self.emulators.values()))
-        await asyncio.gather(*(c.start() for c in self.coordinator_procs))
+        # The first coordinator starts first, so that it leads (the partition case cuts
+        # the leader off).
+        await self.coordinator_procs[0].start()
         await self.wait_coordinator()
+        await asyncio.gather(*(c.start() for c in self.coordinator_procs[1:]))
         self.admin_token = (self.state_dir / "admin.token").read_text().strip()
         await asyncio.gather(*(a.start() for a in self.agents.values()))
         self.gateway = Proc(
@@ -426,11 +448,11 @@ class ProcessCluster:
         from hive.tls import channel, token_interceptors
 
         assert self.admin is not None
-        for i, port in enumerate(self.coordinator_ports):
+        for i in range(len(self.coordinator_ports)):
             if not self.coordinator_procs[i].running:
                 continue
             async with channel(
-                f"127.0.0.1:{port}",
+                self.coordinator_address_of(i),
                 self.admin,
                 interceptors=token_interceptors(lambda: self.admin_token),
             ) as ch:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hive import pgtemp
 from hive.v1 import workflow_pb2, workflow_pb2_grpc
 from tests.faults.conftest import Record
 from tests.faults.harness import NodeSpec, ProcessCluster, poll, process_cluster
@@ -127,3 +128,89 @@ async def _leader(
 
     await poll(elected, timeout, "a leader", cluster, 0.1)
     return found[-1]
+
+
+@pytest.fixture
+async def partitioned(tmp_path: Path) -> AsyncIterator[ProcessCluster]:
+    """Three coordinators, the first (the leader) in a network namespace of its own; a
+    PostgreSQL of the test's own that listens on that namespace's link too."""
+    cluster = ProcessCluster(
+        tmp_path / "cluster",
+        NODES[:3],
+        time_scale=0.05,
+        reconnect=(0.2, 2.0),
+        coordinators=3,
+        lease=LEASE,
+        coordinator_in_netns=True,
+    )
+    subnet = cluster.coordinator_subnet
+    server = pgtemp.TempPostgres(extra_listen=(f"{subnet}.1",), allow_networks=(f"{subnet}.0/30",))
+    try:
+        await asyncio.to_thread(server.start)
+        cluster.store = server.url
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.close()
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.timeout(300)
+async def test_leader_cut_off_steps_down_and_a_standby_takes_over(
+    partitioned: ProcessCluster, figures: Record
+) -> None:
+    cluster = partitioned
+    assert await cluster.leader_index() == 0
+    async with cluster.channel() as channel:
+        stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+        accepted = await asyncio.gather(
+            *(
+                stub.SubmitWorkflow(
+                    workflow_pb2.SubmitWorkflowRequest(
+                        requirements=f"a tool {i}", pipeline="quick", request_id=f"cut-{i}"
+                    ),
+                    timeout=30,
+                )
+                for i in range(60)
+            )
+        )
+    ids = {r.workflow.id for r in accepted}
+
+    async def some_done() -> bool:
+        return len(finished_tasks(await all_workflows(cluster))) >= 10
+
+    await poll(some_done, 60, "some stages finished", cluster, 0.2)
+    before = finished_tasks(await all_workflows(cluster))
+    cut = time.monotonic()
+    cluster.cut("coordinator")
+    new = await _leader(cluster, not_index=0, timeout=30)
+    takeover = time.monotonic() - cut
+    await poll(lambda: all_succeeded(cluster), 180, "every workflow succeeded", cluster, 1.0)
+    await asyncio.sleep(1.0)
+    cluster.heal("coordinator")
+    healed = time.monotonic()
+
+    async def standby_again() -> bool:
+        log = (cluster.root / "coordinator.log").read_text()
+        return "starting again as a standby" in log and await cluster.leader_index() == new
+
+    rejoined = await poll(standby_again, 60, "the old leader back as a standby", cluster, 0.5)
+    log = (cluster.root / "coordinator.log").read_text()
+    stepped = [line for line in log.splitlines() if "steps down" in line or "stops leading" in line]
+    assert stepped, "the cut-off leader never stepped down"
+    assert "leader (epoch 1)" in log and "leader (epoch 2)" not in log
+    workflows = await all_workflows(cluster)
+    assert {w.id for w in workflows} == ids
+    assert all(w.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED for w in workflows)
+    after = finished_tasks(workflows)
+    for key, tasks in before.items():
+        assert after[key] == tasks, f"stage {key} ran again after it had finished"
+    figures(
+        fault=f"the leader cut off (its veth link down: PostgreSQL, agents and clients) "
+        f"under 60 workflows; healed after they finished (lease {LEASE[0]} s)",
+        outcome="it stepped down within its lease, a standby took over and finished every "
+        "workflow once; healed, the old leader came back as a standby",
+        takeover_s=round(takeover, 2),
+        back_as_standby_s=round(rejoined, 2),
+        healed_after_s=round(healed - cut, 1),
+    )
