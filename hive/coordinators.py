@@ -34,6 +34,9 @@ log = logging.getLogger("hive.coordinators")
 # The trailing metadata by which a standby names the leader's client address (host:port).
 # Present with an empty value: "I am not the leader and know none" (try the next one).
 LEADER_TRAILER = "hive-leader"
+# How a standby's UNAVAILABLE begins (coordinator/ha.py): without a ``hive-leader`` (no
+# leader elected yet) it still means "try another coordinator", not the leader's refusal.
+STANDBY_DETAILS = "this coordinator is a standby"
 ENV_COORDINATOR = "HIVE_COORDINATOR"
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -179,6 +182,8 @@ def leader_named(err: BaseException, channel: grpc.aio.Channel | None = None) ->
                 return str(parse_entry(text.strip(), LEADER_TRAILER)) if text.strip() else ""
             except ValueError:
                 return ""
+    if (err.details() or "").startswith(STANDBY_DETAILS):
+        return ""
     # The leader refuses with UNAVAILABLE too (no capacity, a full state disk): retrying
     # that elsewhere would only come back to it. It answered over a connection that is
     # still up; when no coordinator answered (refused, reset, going away) the channel is

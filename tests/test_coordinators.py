@@ -207,6 +207,38 @@ async def test_only_a_standby_or_a_transport_failure_sends_a_client_elsewhere() 
     }
 
 
+async def test_the_coordinators_own_standby_gate_is_followed() -> None:
+    """coordinator/ha.py's LeaderGate, as a standby runs it: naming the leader, a client
+    goes there; with no leader elected yet, it tries the next coordinator (never treating
+    the standby's answer as the leader's refusal)."""
+    from coordinator.ha import LeaderGate
+
+    class Leadership:
+        is_leader = False
+        leader_address: str | None = None
+
+    leadership = Leadership()
+    gate = LeaderGate(leadership)
+
+    async def gated(method: str, context: Any) -> AsyncIterator[bytes]:
+        await gate(method, context)
+        yield b""  # pragma: no cover - a standby's gate aborts
+
+    async with running_dev() as dev, FakeCoordinator(gated) as real_standby:
+        async with grpc.aio.insecure_channel(real_standby.address) as plain:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await status(plain)
+            assert leader_named(caught.value, plain) == ""  # no leader yet: try another
+        leadership.leader_address = dev.coordinator_address
+        async with CoordinatorChannel(real_standby.address) as channel:
+            assert (await status(channel)).summary.nodes_total == 5
+        leadership.leader_address = None
+        target = f"{real_standby.address},{dev.coordinator_address}"
+        async with CoordinatorChannel(target) as channel:
+            assert (await status(channel)).summary.nodes_total == 5
+            assert channel.address == dev.coordinator_address
+
+
 # --- unary calls ----------------------------------------------------------------------------
 
 
