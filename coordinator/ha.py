@@ -6,8 +6,8 @@ are standbys. A standby answers health and reflection (probes and grpcurl work o
 every other call — clients' and agents' sessions alike — with UNAVAILABLE and the leader's
 client address in the ``hive-leader`` trailing metadata, so a client that follows it
 (``hive.coordinators``) reaches the leader in one more hop. A standby that does not know
-the leader yet (an election in progress) says so and sends no address: the client tries
-the next coordinator it knows.
+the leader yet (an election in progress) says so with an empty ``hive-leader``: the client
+tries the next coordinator it knows.
 
 ``LeaderGate`` is the check; the coordinator chains it before its access policy.
 """
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from hive.coordinators import LEADER_TRAILER
+from hive.coordinators import LEADER_TRAILER, STANDBY_DETAILS
 
 # Served by every coordinator, leader or not.
 OPEN_ON_STANDBY = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -39,8 +39,8 @@ class Leadership(Protocol):
 
 def standby_message(leader: str | None) -> str:
     if leader:
-        return f"this coordinator is a standby; the leader is {leader}"
-    return "this coordinator is a standby and no leader is elected yet; try another"
+        return f"{STANDBY_DETAILS}; the leader is {leader}"
+    return f"{STANDBY_DETAILS} and no leader is elected yet; try another"
 
 
 class LeaderGate:
@@ -57,7 +57,8 @@ class LeaderGate:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 standby_message(leader),
-                trailing_metadata=((LEADER_TRAILER, leader),) if leader else (),
+                # An empty value: "not the leader, and I know none" (try the next one).
+                trailing_metadata=((LEADER_TRAILER, leader or ""),),
             )
         if self.then is not None:
             await self.then(method, context)
