@@ -109,6 +109,28 @@ async def all_workflows(address: str) -> list[workflow_pb2.Workflow]:
         return await workflows_on(channel)
 
 
+async def submit_quick(channel: grpc.aio.Channel, n: int, prefix: str) -> set[str]:
+    """Submit ``n`` workflows of the quick pipeline at once (request ids PREFIX-i, so a
+    retried submission finds its first); their ids."""
+    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    accepted = await asyncio.gather(
+        *(
+            stub.SubmitWorkflow(
+                workflow_pb2.SubmitWorkflowRequest(
+                    name=f"{prefix} {i}",
+                    requirements=f"a tiny service number {i}",
+                    language="python",
+                    pipeline="quick",
+                    request_id=f"{prefix}-{i}",
+                ),
+                timeout=60,
+            )
+            for i in range(n)
+        )
+    )
+    return {r.workflow.id for r in accepted}
+
+
 def finished_tasks(workflows: list[workflow_pb2.Workflow]) -> dict[tuple[str, str], set[str]]:
     """(workflow, stage) -> ids of the tasks that succeeded there."""
     return {
@@ -124,22 +146,7 @@ async def test_sigkill_mid_run_then_restart_finishes_every_workflow_once(state: 
     await dev.start()
     try:
         async with grpc.aio.insecure_channel(dev.address) as channel:
-            stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
-            accepted = await asyncio.gather(
-                *(
-                    stub.SubmitWorkflow(
-                        workflow_pb2.SubmitWorkflowRequest(
-                            name=f"crash {i}",
-                            requirements=f"a tiny service number {i}",
-                            language="python",
-                            pipeline="quick",
-                            request_id=f"crash-{i}",
-                        )
-                    )
-                    for i in range(WORKFLOWS)
-                )
-            )
-        ids = {r.workflow.id for r in accepted}
+            ids = await submit_quick(channel, WORKFLOWS, "crash")
         assert len(ids) == WORKFLOWS
 
         async def some_stages_done() -> bool:

@@ -311,6 +311,68 @@ class StateStore(Protocol):
     async def count_tasks(self, workflow_id: str) -> dict[str, int]: ...
 
 
+# The rows both stores write, column for column (the tables are the same in both).
+
+
+def workflow_row(wf: WorkflowRec) -> tuple[Any, ...]:
+    return (
+        wf.id,
+        wf.request_id or None,
+        wf.name,
+        wf.requirements,
+        wf.language,
+        wf.priority,
+        wf.pipeline,
+        wf.pipeline_spec,
+        json.dumps(wf.labels, sort_keys=True),
+        wf.state,
+        wf.error,
+        wf.created_at,
+        wf.started_at,
+        wf.finished_at,
+    )
+
+
+def stage_row(workflow_id: str, position: int, stage: StageRec) -> tuple[Any, ...]:
+    return (
+        workflow_id,
+        position,
+        stage.name,
+        stage.type,
+        stage.model,
+        json.dumps(list(stage.depends_on)),
+        stage.state,
+        stage.iteration,
+        stage.output,
+        stage.error,
+        stage.verdict,
+        stage.feedback,
+        stage.started_at,
+        stage.finished_at,
+    )
+
+
+def task_row(workflow_id: str, task: TaskRec) -> tuple[Any, ...]:
+    return (
+        task.task_id,
+        workflow_id,
+        task.stage,
+        task.role,
+        task.iteration,
+        task.model,
+        task.state,
+        task.node,
+        task.endpoint_id,
+        task.attempt,
+        task.queued_at,
+        task.started_at,
+        task.finished_at,
+        json.dumps(task.stats),
+        task.output,
+        task.error,
+    )
+
+
 def create_store(
     settings: CoordinatorSettings,
     *,
@@ -711,22 +773,7 @@ class WorkflowStore(GroupCommitStore[Op]):
     # --- writes (enqueue; values are copied now, not when the writer runs) --------------
 
     def save_workflow(self, wf: WorkflowRec) -> Op:
-        row = (
-            wf.id,
-            wf.request_id or None,
-            wf.name,
-            wf.requirements,
-            wf.language,
-            wf.priority,
-            wf.pipeline,
-            wf.pipeline_spec,
-            json.dumps(wf.labels, sort_keys=True),
-            wf.state,
-            wf.error,
-            wf.created_at,
-            wf.started_at,
-            wf.finished_at,
-        )
+        row = workflow_row(wf)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -741,22 +788,7 @@ class WorkflowStore(GroupCommitStore[Op]):
         return self._enqueue(op)
 
     def save_stage(self, workflow_id: str, position: int, stage: StageRec) -> Op:
-        row = (
-            workflow_id,
-            position,
-            stage.name,
-            stage.type,
-            stage.model,
-            json.dumps(list(stage.depends_on)),
-            stage.state,
-            stage.iteration,
-            stage.output,
-            stage.error,
-            stage.verdict,
-            stage.feedback,
-            stage.started_at,
-            stage.finished_at,
-        )
+        row = stage_row(workflow_id, position, stage)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
@@ -764,24 +796,7 @@ class WorkflowStore(GroupCommitStore[Op]):
         return self._enqueue(op)
 
     def save_task(self, workflow_id: str, task: TaskRec) -> Op:
-        row = (
-            task.task_id,
-            workflow_id,
-            task.stage,
-            task.role,
-            task.iteration,
-            task.model,
-            task.state,
-            task.node,
-            task.endpoint_id,
-            task.attempt,
-            task.queued_at,
-            task.started_at,
-            task.finished_at,
-            json.dumps(task.stats),
-            task.output,
-            task.error,
-        )
+        row = task_row(workflow_id, task)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(

@@ -28,7 +28,6 @@ naming both versions. URLs in logs and errors never carry the password (``redact
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +37,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from coordinator.leader import SCHEMA as LEASE_SCHEMA
 from coordinator.workflows.model import WF_TERMINAL, Artifact, StageRec, TaskRec, WorkflowRec
 from coordinator.workflows.store import (
     Fenced,
@@ -47,8 +47,11 @@ from coordinator.workflows.store import (
     access_table,
     access_upsert,
     stage_from_row,
+    stage_row,
     task_from_row,
+    task_row,
     workflow_from_row,
+    workflow_row,
 )
 from hive.config import redact_url
 
@@ -170,15 +173,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (
         4,
         "coordinators: the leader's lease with its fencing epoch, and the members",
-        """
-        CREATE TABLE IF NOT EXISTS coordinator_lease (
-          id smallint PRIMARY KEY CHECK (id = 1),
-          holder text NOT NULL, address text NOT NULL, epoch bigint NOT NULL,
-          expires_at timestamptz NOT NULL, renewed_at timestamptz NOT NULL);
-        CREATE TABLE IF NOT EXISTS coordinator_members (
-          holder text PRIMARY KEY, address text NOT NULL, role text NOT NULL,
-          epoch bigint NOT NULL, seen_at timestamptz NOT NULL);
-        """,
+        LEASE_SCHEMA,
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -423,62 +418,15 @@ class PostgresStore(GroupCommitStore[PgOp]):
     # --- writes ---------------------------------------------------------------------------
 
     def save_workflow(self, wf: WorkflowRec) -> PgOp:
-        row = (
-            wf.id,
-            wf.request_id or None,
-            wf.name,
-            wf.requirements,
-            wf.language,
-            wf.priority,
-            wf.pipeline,
-            wf.pipeline_spec,
-            json.dumps(wf.labels, sort_keys=True),
-            wf.state,
-            wf.error,
-            wf.created_at,
-            wf.started_at,
-            wf.finished_at,
-        )
+        row = workflow_row(wf)
         return self._enqueue(PgOp([(WORKFLOW_UPSERT, row)]))
 
     def save_stage(self, workflow_id: str, position: int, stage: StageRec) -> PgOp:
-        row = (
-            workflow_id,
-            position,
-            stage.name,
-            stage.type,
-            stage.model,
-            json.dumps(list(stage.depends_on)),
-            stage.state,
-            stage.iteration,
-            stage.output,
-            stage.error,
-            stage.verdict,
-            stage.feedback,
-            stage.started_at,
-            stage.finished_at,
-        )
+        row = stage_row(workflow_id, position, stage)
         return self._enqueue(PgOp([(STAGE_UPSERT, row)]))
 
     def save_task(self, workflow_id: str, task: TaskRec) -> PgOp:
-        row = (
-            task.task_id,
-            workflow_id,
-            task.stage,
-            task.role,
-            task.iteration,
-            task.model,
-            task.state,
-            task.node,
-            task.endpoint_id,
-            task.attempt,
-            task.queued_at,
-            task.started_at,
-            task.finished_at,
-            json.dumps(task.stats),
-            task.output,
-            task.error,
-        )
+        row = task_row(workflow_id, task)
         return self._enqueue(PgOp([(TASK_UPSERT, row)]))
 
     def save_artifacts(self, workflow_id: str, artifacts: Sequence[Artifact]) -> PgOp:

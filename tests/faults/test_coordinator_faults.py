@@ -14,10 +14,10 @@ import grpc
 import httpx
 import pytest
 
-from hive.v1 import common_pb2, workflow_pb2, workflow_pb2_grpc
+from hive.v1 import common_pb2, workflow_pb2
 from tests.faults.conftest import Record
 from tests.faults.harness import NodeSpec, ProcessCluster, poll, process_cluster
-from tests.test_workflow_crash import finished_tasks, workflows_on
+from tests.test_workflow_crash import finished_tasks, submit_quick, workflows_on
 
 WORKFLOWS = 200
 OUTAGE_SECONDS = 20.0
@@ -114,23 +114,7 @@ async def test_coordinator_sigkill_under_load_loses_nothing_and_agents_rejoin_fa
     chats = ChatStream(cluster)
     chats.start()
     async with cluster.channel() as channel:
-        stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
-        accepted = await asyncio.gather(
-            *(
-                stub.SubmitWorkflow(
-                    workflow_pb2.SubmitWorkflowRequest(
-                        name=f"fault {i}",
-                        requirements=f"a tiny service number {i}",
-                        language="python",
-                        pipeline="quick",
-                        request_id=f"fault-{i}",
-                    ),
-                    timeout=30,
-                )
-                for i in range(WORKFLOWS)
-            )
-        )
-    ids = {r.workflow.id for r in accepted}
+        ids = await submit_quick(channel, WORKFLOWS, "fault")
     assert len(ids) == WORKFLOWS
 
     async def some_stages_done() -> bool:

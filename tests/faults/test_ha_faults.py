@@ -23,7 +23,7 @@ from tests.faults.test_coordinator_faults import (
     all_workflows,
     rejoin_times,
 )
-from tests.test_workflow_crash import finished_tasks
+from tests.test_workflow_crash import finished_tasks, submit_quick
 
 WORKFLOWS = 200
 KILLS = 3
@@ -52,23 +52,7 @@ async def test_leader_sigkilled_three_times_loses_nothing(
     chats = ChatStream(cluster)
     chats.start()
     async with cluster.channel() as channel:
-        stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
-        accepted = await asyncio.gather(
-            *(
-                stub.SubmitWorkflow(
-                    workflow_pb2.SubmitWorkflowRequest(
-                        name=f"ha {i}",
-                        requirements=f"a tiny service number {i}",
-                        language="python",
-                        pipeline="quick",
-                        request_id=f"ha-{i}",
-                    ),
-                    timeout=60,
-                )
-                for i in range(WORKFLOWS)
-            )
-        )
-    ids = {r.workflow.id for r in accepted}
+        ids = await submit_quick(channel, WORKFLOWS, "ha")
     assert len(ids) == WORKFLOWS
     takeovers: list[float] = []
     rejoins: list[float] = []
