@@ -42,6 +42,7 @@ from coordinator.roster import CoordinatorView, Roster
 from coordinator.routing import Decision
 from hive import __version__, limits
 from hive.config import CLUSTER_NAME
+from hive.coordinators import COORDINATOR_TRAILER
 from hive.limits import MAX_DIMENSIONS, MAX_TOP_LOGPROBS
 from hive.models import tagged
 from hive.tls import peer_name
@@ -221,6 +222,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             inference_pb2.GenerateRequest, inference_pb2.GenerateResponse
         ],
     ) -> AsyncIterator[inference_pb2.GenerateResponse]:
+        context.set_trailing_metadata(((COORDINATOR_TRAILER, "1"),))
         model = await _check_model(request.model, context)
         size = len(request.prompt) + len(request.system) + len(request.suffix)
         size += sum(map(len, request.images))
@@ -255,6 +257,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         request: inference_pb2.ChatRequest,
         context: grpc.aio.ServicerContext[inference_pb2.ChatRequest, inference_pb2.ChatResponse],
     ) -> AsyncIterator[inference_pb2.ChatResponse]:
+        context.set_trailing_metadata(((COORDINATOR_TRAILER, "1"),))
         model = await _check_model(request.model, context)
         if not request.messages:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages must not be empty")

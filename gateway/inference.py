@@ -10,8 +10,9 @@ cancels the RPC, which cancels the request at the node's Ollama.
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ import grpc
 
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import limits
+from hive.coordinators import COORDINATOR_TRAILER, LEADER_TRAILER, CoordinatorChannel
 from hive.models import tagged
 from hive.v1 import common_pb2, inference_pb2
 
@@ -26,6 +28,10 @@ Event = inference_pb2.GenerateResponse | inference_pb2.ChatResponse
 
 # The longest a single generation may run through the gateway.
 GENERATION_TIMEOUT_SECONDS = 3600.0
+# A whole answer cut by a coordinator failover is asked again this many times at most.
+WHOLE_ANSWER_RETRIES = 2
+
+log = logging.getLogger("hive.gateway.inference")
 
 
 @dataclass
@@ -44,6 +50,22 @@ class Generation:
     call: Any  # grpc.aio.UnaryStreamCall of GenerateResponse or ChatResponse
     assigned: inference_pb2.TaskAssignment | None = None
     _ahead: list[Piece] = field(default_factory=list)
+    # Makes the same call again (a whole answer cut by a coordinator failover), on the
+    # channel that follows the leader (moved first: the call's coordinator went away).
+    again: Callable[[], Any] | None = None
+    channel: CoordinatorChannel | None = None
+    moves: int = 0  # the channel's generation when the call was made
+
+    def retry(self) -> Generation:
+        assert self.again is not None
+        moves = self.channel.generation if self.channel is not None else 0
+        return Generation(self.again(), again=self.again, channel=self.channel, moves=moves)
+
+    async def leave(self, err: grpc.aio.AioRpcError) -> None:
+        """Move the channel off the coordinator that dropped this call (unless it moved
+        since), so that the call made again goes to the new leader."""
+        if self.channel is not None:
+            await self.channel.move(err, self.moves)
 
     async def _next(self) -> Piece | None:
         """The next chunk or result; assignments (and re-assignments) are recorded."""
@@ -89,15 +111,22 @@ class Generation:
 
 
 async def generate(upstream: Upstream, request: inference_pb2.GenerateRequest) -> Generation:
-    return await _started(
-        Generation(upstream.inference.Generate(request, timeout=GENERATION_TIMEOUT_SECONDS))
-    )
+    def call() -> Any:
+        return upstream.inference.Generate(request, timeout=GENERATION_TIMEOUT_SECONDS)
+
+    return await _started(_first(upstream, call))
 
 
 async def chat(upstream: Upstream, request: inference_pb2.ChatRequest) -> Generation:
-    return await _started(
-        Generation(upstream.inference.Chat(request, timeout=GENERATION_TIMEOUT_SECONDS))
-    )
+    def call() -> Any:
+        return upstream.inference.Chat(request, timeout=GENERATION_TIMEOUT_SECONDS)
+
+    return await _started(_first(upstream, call))
+
+
+def _first(upstream: Upstream, call: Callable[[], Any]) -> Generation:
+    channel = upstream.channel
+    return Generation(call(), again=call, channel=channel, moves=channel.generation)
 
 
 async def embed(
@@ -111,13 +140,31 @@ async def embed(
 
 
 async def _started(generation: Generation) -> Generation:
-    """``generation`` once its first event is in; closed (the call cancelled) if that fails."""
-    try:
-        await generation.prefetch()
-    except BaseException:
-        generation.close()
-        raise
-    return generation
+    """``generation`` once its first event is in; closed (the call cancelled) if that fails.
+    Until then the client has been sent nothing, so a call its coordinator dropped by going
+    away (``coordinator_went``) is made again, on the new leader, at most
+    ``WHOLE_ANSWER_RETRIES`` times."""
+    retries = 0
+    while True:
+        try:
+            await generation.prefetch()
+        except grpc.aio.AioRpcError as err:
+            generation.close()
+            again = generation.again
+            if again is None or retries >= WHOLE_ANSWER_RETRIES or not coordinator_went(err):
+                raise
+            retries += 1
+            log.warning(
+                "the coordinator went away before the first output (%s); asking the leader again",
+                err.details(),
+            )
+            await generation.leave(err)
+            generation = generation.retry()
+            continue
+        except BaseException:
+            generation.close()
+            raise
+        return generation
 
 
 @dataclass
@@ -132,7 +179,41 @@ class Collected:
 
 
 async def collect(generation: Generation) -> Collected:
-    """The whole text, tool calls and final result of a generation."""
+    """The whole text, tool calls and final result of a generation.
+
+    A whole answer has sent its client nothing yet, so when the coordinator running it
+    goes away mid-answer (a failover among several coordinators: the stream ends
+    UNAVAILABLE from a transport that broke, or a standby) it is asked again, of the new
+    leader, at most ``WHOLE_ANSWER_RETRIES`` times; the partial answer is dropped. The
+    leader's own refusals are the caller's, as before."""
+    retries = 0
+    while True:
+        try:
+            return await _collect_once(generation)
+        except grpc.aio.AioRpcError as err:
+            again = generation.again
+            if again is None or retries >= WHOLE_ANSWER_RETRIES or not coordinator_went(err):
+                raise
+            retries += 1
+            log.warning(
+                "task %s: the coordinator went away mid-answer (%s); asking the leader again",
+                generation.task_id or "?",
+                err.details(),
+            )
+            await generation.leave(err)
+            generation = await _started(generation.retry())
+
+
+def coordinator_went(err: grpc.aio.AioRpcError) -> bool:
+    """The call failed because its coordinator went away (or is a standby now), not by
+    its own refusal: UNAVAILABLE without the coordinator's own trailer."""
+    if err.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    keys = {key for key, _ in err.trailing_metadata() or ()}
+    return LEADER_TRAILER in keys or COORDINATOR_TRAILER not in keys
+
+
+async def _collect_once(generation: Generation) -> Collected:
     parts: list[str] = []
     thought: list[str] = []
     calls: list[common_pb2.ToolCall] = []

@@ -34,6 +34,10 @@ log = logging.getLogger("hive.coordinators")
 # The trailing metadata by which a standby names the leader's client address (host:port).
 # Present with an empty value: "I am not the leader and know none" (try the next one).
 LEADER_TRAILER = "hive-leader"
+# Trailing metadata a coordinator puts on every Generate and Chat status it ends itself:
+# an UNAVAILABLE without it came from a coordinator that went away (killed, cut off,
+# shutting down), not from its own refusal, and a whole answer may be asked again.
+COORDINATOR_TRAILER = "hive-coordinator"
 # How a standby's UNAVAILABLE begins (coordinator/ha.py): without a ``hive-leader`` (no
 # leader elected yet) it still means "try another coordinator", not the leader's refusal.
 STANDBY_DETAILS = "this coordinator is a standby"

@@ -184,3 +184,51 @@ def test_the_coordinator_count_is_checked(capsys: pytest.CaptureFixture[str]) ->
             cli.main(["dev", "--coordinators", bad])
         assert exited.value.code == 2
     assert "--coordinators" in capsys.readouterr().err
+
+
+async def test_a_whole_answer_cut_by_a_failover_is_asked_again_of_the_new_leader() -> None:
+    """A non-streamed generate has sent its client nothing when the leader running it
+    dies: the gateway asks the new leader, and the client gets its 200."""
+    reason = pgtemp.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    settings = dataclasses.replace(FAST, lease_seconds=LEASE, renew_seconds=RENEW)
+    dev = DevCluster(
+        dataclasses.replace(fast_cluster(), coordinator=settings),
+        coordinator_listen="127.0.0.1:0",
+        gateway_port=0,
+        time_scale=1.0,
+        coordinators=3,
+        store=None,
+    )
+    try:
+        await dev.start()
+        await dev.wait_registered(timeout=20)
+        leader = dev.leader()
+        assert leader is not None and dev.gateway is not None
+        async with httpx.AsyncClient(base_url=dev.gateway.url, timeout=60) as http:
+            # llama3.1:8b is loaded on no node yet: its load alone takes seconds.
+            answer = asyncio.create_task(
+                http.post(
+                    "/api/generate",
+                    json={
+                        "model": "llama3.1:8b",
+                        "prompt": "a long answer",
+                        "stream": False,
+                        "options": {"num_predict": 64},
+                    },
+                )
+            )
+
+            async def running() -> bool:
+                return sum(leader.registry.running.values()) > 0
+
+            await eventually(running, timeout=20, what="the generate running on the leader")
+            await dev.stop_coordinator(leader.advertise, hand_over=False)
+            r = await asyncio.wait_for(answer, 60)
+        assert r.status_code == 200, r.text
+        assert r.json()["done"] is True and r.json()["response"]
+        successor = dev.leader()
+        assert successor is not None and successor.advertise != leader.advertise
+    finally:
+        await dev.stop()
