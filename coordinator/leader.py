@@ -192,7 +192,11 @@ def session_options(lease_seconds: float) -> str:
     for half a lease. Without it a leader paused or cut off inside a write transaction
     keeps its ``FOR SHARE`` lock on the lease row, and no standby can take over until
     the leader resumes or TCP gives up on it (hours)."""
-    return f"-c idle_in_transaction_session_timeout={max(100, int(lease_seconds * 500))}"
+    half = max(100, int(lease_seconds * 500))
+    # tcp_user_timeout: a backend blocked sending to a leader across a cut link (its
+    # transaction active, not idle, still holding its FOR SHARE) gives the connection up
+    # after half a lease of unacknowledged data instead of TCP's quarter of an hour.
+    return f"-c idle_in_transaction_session_timeout={half} -c tcp_user_timeout={half}"
 
 
 async def check_epoch(conn: psycopg.AsyncConnection[Any], epoch: int) -> None:

@@ -417,6 +417,13 @@ async def serve(
             await supervisor.stop()
 
 
+# A coordinator that stopped leading starts again as a standby; while that fails (its
+# PostgreSQL out of reach) it retries, backing off to the max. Only the first start of a
+# process fails it (a wrong URL or password is the operator's to fix).
+RESTART_INITIAL_SECONDS = 0.5
+RESTART_MAX_SECONDS = 5.0
+
+
 class CoordinatorSupervisor:
     """Keeps a coordinator serving at one address: with several coordinators, one that
     stopped leading (its lease or its fence lost) keeps nothing of its in-memory state, so
@@ -450,8 +457,22 @@ class CoordinatorSupervisor:
             await self.current.stop(hand_over=False)
             self.restarts += 1
             log.warning("coordinator: starting again as a standby")
-            self.current = Coordinator(self.config, self.security)
-            await self._start()
+            delay = RESTART_INITIAL_SECONDS
+            while True:
+                self.current = Coordinator(self.config, self.security)
+                try:
+                    await self._start()
+                    break
+                except Exception as exc:  # PostgreSQL out of reach across a partition
+                    log.warning(
+                        "coordinator: cannot start again as a standby yet (%s); retrying in %.1fs",
+                        exc,
+                        delay,
+                    )
+                    with contextlib.suppress(Exception):
+                        await self.current.stop(hand_over=False)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RESTART_MAX_SECONDS)
 
     async def stop(self, *, hand_over: bool = True) -> None:
         if self._loop is not None:

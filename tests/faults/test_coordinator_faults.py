@@ -73,7 +73,8 @@ class ChatStream:
 
     def __init__(self, c: ProcessCluster) -> None:
         self.c = c
-        self.results: list[tuple[float, int]] = []
+        self.results: list[tuple[float, int]] = []  # (answered at, status)
+        self.waits: list[tuple[float, float]] = []  # (sent at, seconds to the answer)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -82,6 +83,7 @@ class ChatStream:
             i = 0
             while not self._stop.is_set():
                 i += 1
+                sent = time.monotonic()
                 try:
                     r = await http.post(
                         "/api/chat",
@@ -96,6 +98,7 @@ class ChatStream:
                 except httpx.HTTPError:
                     code = 0
                 self.results.append((time.monotonic(), code))
+                self.waits.append((sent, time.monotonic() - sent))
                 if code != 200:
                     await asyncio.sleep(0.1)
 
