@@ -27,6 +27,7 @@ that has the model but no capacity is waited for, up to ``capacity_timeout`` sec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -656,8 +657,13 @@ class WorkflowEngine:
             stage.output = merged.output
             if stage.verdict:
                 stage.output += f"\n\nVerdict: {stage.verdict.replace('_', ' ')}"
-        stage.state, stage.finished_at = SUCCEEDED, self.clock()
-        self._save_stage(wf, stage)
+        # A stage reads as succeeded (GetWorkflow, events) only once that is durable: a
+        # coordinator that dies (or hands over) before the commit runs it again, and no
+        # client saw a success that was then replaced by another run's.
+        finished = self.clock()
+        self._save_stage(wf, dataclasses.replace(stage, state=SUCCEEDED, finished_at=finished))
+        await self.store.flush()
+        stage.state, stage.finished_at = SUCCEEDED, finished
         self._emit(
             wf,
             workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_FINISHED,
