@@ -94,6 +94,7 @@ class Coordinator:
         # decides which one leads, and fences every write it makes. None: the only one.
         self.election: LeaderElection | None = None
         self.demoted = asyncio.Event()  # set when this coordinator stopped leading
+        self.leading = asyncio.Event()  # set once it leads (at once for the only one)
         self._leading_ready = False
         self._leading: asyncio.Task[None] | None = None
         self._electing: asyncio.Task[None] | None = None
@@ -190,6 +191,7 @@ class Coordinator:
         log.info("coordinator listening on %s (port %d)", address or settings.listen, self.port)
         if not postgres:
             await self._begin_leading()
+            self.leading.set()
             return self.port
         self.election = LeaderElection(
             postgres,
@@ -267,6 +269,8 @@ class Coordinator:
             self._demote(f"could not load the state as the new leader: {exc}")
             return
         self._leading_ready = election.is_leader
+        if self._leading_ready:
+            self.leading.set()
         if epoch > 1:
             self.metrics.failovers.inc()
         log.warning(

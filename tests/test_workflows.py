@@ -455,6 +455,8 @@ async def test_crash_and_restart_resumes_without_rerunning_finished_stages(
         await old.stop(grace=0)
         new = Coordinator(cluster.cluster)
         await new.start(f"127.0.0.1:{port}")
+        # On PostgreSQL (HIVE_TEST_STORE) it is a standby until it holds the lease.
+        await asyncio.wait_for(new.leading.wait(), 15)
         cluster.coordinator = new
         async with grpc.aio.insecure_channel(cluster.coordinator_address) as channel:
             s = stub(channel)
