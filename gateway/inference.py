@@ -142,29 +142,38 @@ async def embed(
 async def _started(generation: Generation) -> Generation:
     """``generation`` once its first event is in; closed (the call cancelled) if that fails.
     Until then the client has been sent nothing, so a call its coordinator dropped by going
-    away (``coordinator_went``) is made again, on the new leader, at most
-    ``WHOLE_ANSWER_RETRIES`` times."""
+    away (``coordinator_went``) is made again, on the new leader (``_ask_again``)."""
     retries = 0
     while True:
         try:
             await generation.prefetch()
         except grpc.aio.AioRpcError as err:
             generation.close()
-            again = generation.again
-            if again is None or retries >= WHOLE_ANSWER_RETRIES or not coordinator_went(err):
-                raise
+            generation = await _ask_again(generation, err, retries, "before the first output")
             retries += 1
-            log.warning(
-                "the coordinator went away before the first output (%s); asking the leader again",
-                err.details(),
-            )
-            await generation.leave(err)
-            generation = generation.retry()
             continue
         except BaseException:
             generation.close()
             raise
         return generation
+
+
+async def _ask_again(
+    generation: Generation, err: grpc.aio.AioRpcError, retries: int, when: str
+) -> Generation:
+    """The same call, made again on the new leader, when ``err`` says the coordinator went
+    away (``when`` in the answer) and fewer than ``WHOLE_ANSWER_RETRIES`` were made; else
+    ``err`` is the caller's and is raised."""
+    if generation.again is None or retries >= WHOLE_ANSWER_RETRIES or not coordinator_went(err):
+        raise err
+    log.warning(
+        "task %s: the coordinator went away %s (%s); asking the leader again",
+        generation.task_id or "?",
+        when,
+        err.details(),
+    )
+    await generation.leave(err)
+    return generation.retry()
 
 
 @dataclass
@@ -191,17 +200,8 @@ async def collect(generation: Generation) -> Collected:
         try:
             return await _collect_once(generation)
         except grpc.aio.AioRpcError as err:
-            again = generation.again
-            if again is None or retries >= WHOLE_ANSWER_RETRIES or not coordinator_went(err):
-                raise
+            generation = await _started(await _ask_again(generation, err, retries, "mid-answer"))
             retries += 1
-            log.warning(
-                "task %s: the coordinator went away mid-answer (%s); asking the leader again",
-                generation.task_id or "?",
-                err.details(),
-            )
-            await generation.leave(err)
-            generation = await _started(generation.retry())
 
 
 def coordinator_went(err: grpc.aio.AioRpcError) -> bool:
