@@ -506,6 +506,20 @@ class _Multi:
         self.serializer = serializer
         self.deserializer = deserializer
 
+    def _attempt(
+        self, kind: str, request: Any, options: dict[str, Any]
+    ) -> Callable[[grpc.aio.Channel, float | None], Any]:
+        """One attempt of the call on a channel, with the time left: ``kind`` is the
+        channel's multi-callable factory (``unary_unary``, ``unary_stream``)."""
+
+        def attempt(channel: grpc.aio.Channel, left: float | None) -> Any:
+            factory = getattr(channel, kind)
+            return factory(self.method, self.serializer, self.deserializer)(
+                request, timeout=left, **options
+            )
+
+        return attempt
+
 
 class _UnaryUnaryMulti(_Multi, grpc.aio.UnaryUnaryMultiCallable[Any, Any]):
     def __call__(
@@ -518,17 +532,13 @@ class _UnaryUnaryMulti(_Multi, grpc.aio.UnaryUnaryMultiCallable[Any, Any]):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> grpc.aio.UnaryUnaryCall[Any, Any]:
-        def attempt(channel: grpc.aio.Channel, left: float | None) -> Any:
-            return channel.unary_unary(self.method, self.serializer, self.deserializer)(
-                request,
-                timeout=left,
-                metadata=metadata,
-                credentials=credentials,
-                wait_for_ready=wait_for_ready,
-                compression=compression,
-            )
-
-        return _UnaryCall(self.owner, attempt, timeout)
+        options = {
+            "metadata": metadata,
+            "credentials": credentials,
+            "wait_for_ready": wait_for_ready,
+            "compression": compression,
+        }
+        return _UnaryCall(self.owner, self._attempt("unary_unary", request, options), timeout)
 
 
 class _UnaryStreamMulti(_Multi, grpc.aio.UnaryStreamMultiCallable[Any, Any]):
@@ -542,17 +552,13 @@ class _UnaryStreamMulti(_Multi, grpc.aio.UnaryStreamMultiCallable[Any, Any]):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> grpc.aio.UnaryStreamCall[Any, Any]:
-        def attempt(channel: grpc.aio.Channel, left: float | None) -> Any:
-            return channel.unary_stream(self.method, self.serializer, self.deserializer)(
-                request,
-                timeout=left,
-                metadata=metadata,
-                credentials=credentials,
-                wait_for_ready=wait_for_ready,
-                compression=compression,
-            )
-
-        return _StreamCall(self.owner, attempt, timeout)
+        options = {
+            "metadata": metadata,
+            "credentials": credentials,
+            "wait_for_ready": wait_for_ready,
+            "compression": compression,
+        }
+        return _StreamCall(self.owner, self._attempt("unary_stream", request, options), timeout)
 
 
 class _FollowingCall(Generic[Request, Response]):
