@@ -909,18 +909,8 @@ class WorkflowStore(GroupCommitStore[Op]):
         self, state: int | None, limit: int, before_seq: int | None
     ) -> list[WorkflowRec]:
         """Newest first; summaries (no outputs, no artifact contents)."""
-        where, args = [], []
-        if state:
-            where.append("state = ?")
-            args.append(state)
-        if before_seq is not None:
-            where.append("seq < ?")
-            args.append(before_seq)
-        sql = "SELECT * FROM workflows"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        rows = self._db.execute(sql, [*args, limit]).fetchall()
+        sql, args = list_page_query(state, limit, before_seq, "?")
+        rows = self._db.execute(sql, args).fetchall()
         return self._workflows(rows, full=False)
 
     async def unfinished(self) -> list[WorkflowRec]:
@@ -947,6 +937,23 @@ class WorkflowStore(GroupCommitStore[Op]):
                 (workflow_id,),
             )
         }
+
+
+def list_page_query(
+    state: int | None, limit: int, before_seq: int | None, placeholder: str
+) -> tuple[str, list[Any]]:
+    """A page of workflows, newest first, in either store's placeholder style."""
+    where, args = [], []
+    if state:
+        where.append(f"state = {placeholder}")
+        args.append(state)
+    if before_seq is not None:
+        where.append(f"seq < {placeholder}")
+        args.append(before_seq)
+    sql = "SELECT * FROM workflows"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return f"{sql} ORDER BY seq DESC LIMIT {placeholder}", [*args, limit]
 
 
 def workflow_from_row(r: Any) -> WorkflowRec:

@@ -46,6 +46,7 @@ from coordinator.workflows.store import (
     StateUnwritable,
     access_table,
     access_upsert,
+    list_page_query,
     stage_from_row,
     stage_row,
     task_from_row,
@@ -535,18 +536,8 @@ class PostgresStore(GroupCommitStore[PgOp]):
         self, state: int | None, limit: int, before_seq: int | None
     ) -> list[WorkflowRec]:
         """Newest first; summaries (no outputs, no artifact contents)."""
-        where, args = [], []
-        if state:
-            where.append("state = %s")
-            args.append(state)
-        if before_seq is not None:
-            where.append("seq < %s")
-            args.append(before_seq)
-        sql = "SELECT * FROM workflows"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT %s"
-        rows = await self._fetch(sql, [*args, limit])
+        sql, args = list_page_query(state, limit, before_seq, "%s")
+        rows = await self._fetch(sql, args)
         return await self._workflows(rows, full=False)
 
     async def unfinished(self) -> list[WorkflowRec]:
