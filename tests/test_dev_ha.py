@@ -6,6 +6,7 @@ and gateway in-process; without PostgreSQL `hive dev` says how to install it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -30,8 +31,9 @@ WORKFLOW = {
 }
 
 
-@pytest.fixture
-async def trio() -> AsyncIterator[DevCluster]:
+@contextlib.asynccontextmanager
+async def three_coordinators(time_scale: float) -> AsyncIterator[DevCluster]:
+    """The seed cluster with three coordinators on a throwaway PostgreSQL, registered."""
     reason = pgtemp.missing_reason()
     if reason:
         pytest.skip(reason)
@@ -40,7 +42,7 @@ async def trio() -> AsyncIterator[DevCluster]:
         dataclasses.replace(fast_cluster(), coordinator=settings),
         coordinator_listen="127.0.0.1:0",
         gateway_port=0,
-        time_scale=0.0,
+        time_scale=time_scale,
         coordinators=3,
         store=None,  # not HIVE_DEV_STORE: this cluster starts its own PostgreSQL
     )
@@ -50,6 +52,12 @@ async def trio() -> AsyncIterator[DevCluster]:
         yield dev
     finally:
         await dev.stop()
+
+
+@pytest.fixture
+async def trio() -> AsyncIterator[DevCluster]:
+    async with three_coordinators(0.0) as dev:
+        yield dev
     assert dev.postgres is None
 
 
@@ -189,21 +197,7 @@ def test_the_coordinator_count_is_checked(capsys: pytest.CaptureFixture[str]) ->
 async def test_a_whole_answer_cut_by_a_failover_is_asked_again_of_the_new_leader() -> None:
     """A non-streamed generate has sent its client nothing when the leader running it
     dies: the gateway asks the new leader, and the client gets its 200."""
-    reason = pgtemp.missing_reason()
-    if reason:
-        pytest.skip(reason)
-    settings = dataclasses.replace(FAST, lease_seconds=LEASE, renew_seconds=RENEW)
-    dev = DevCluster(
-        dataclasses.replace(fast_cluster(), coordinator=settings),
-        coordinator_listen="127.0.0.1:0",
-        gateway_port=0,
-        time_scale=1.0,
-        coordinators=3,
-        store=None,
-    )
-    try:
-        await dev.start()
-        await dev.wait_registered(timeout=20)
+    async with three_coordinators(1.0) as dev:
         leader = dev.leader()
         assert leader is not None and dev.gateway is not None
         async with httpx.AsyncClient(base_url=dev.gateway.url, timeout=60) as http:
@@ -230,5 +224,3 @@ async def test_a_whole_answer_cut_by_a_failover_is_asked_again_of_the_new_leader
         assert r.json()["done"] is True and r.json()["response"]
         successor = dev.leader()
         assert successor is not None and successor.advertise != leader.advertise
-    finally:
-        await dev.stop()
