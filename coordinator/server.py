@@ -95,7 +95,6 @@ class Coordinator:
         self.election: LeaderElection | None = None
         self.demoted = asyncio.Event()  # set when this coordinator stopped leading
         self.leading = asyncio.Event()  # set once it leads (at once for the only one)
-        self._leading_ready = False
         self._leading: asyncio.Task[None] | None = None
         self._electing: asyncio.Task[None] | None = None
         self.advertise = ""
@@ -218,7 +217,7 @@ class Coordinator:
         this one holds the lease and has loaded the state."""
         if self.election is None:
             return True
-        return self._leading_ready and self.election.is_leader
+        return self.leading.is_set() and not self.demoted.is_set() and self.election.is_leader
 
     @property
     def leader_address(self) -> str | None:
@@ -238,7 +237,6 @@ class Coordinator:
     def _demote(self, reason: str) -> None:
         if not self.demoted.is_set():
             log.warning("coordinator %s: stops leading: %s", self.advertise, reason)
-            self._leading_ready = False
             self.demoted.set()
 
     async def _open_state(self) -> None:
@@ -268,8 +266,7 @@ class Coordinator:
         except Exception as exc:
             self._demote(f"could not load the state as the new leader: {exc}")
             return
-        self._leading_ready = election.is_leader
-        if self._leading_ready:
+        if election.is_leader:
             self.leading.set()
         if epoch > 1:
             self.metrics.failovers.inc()
