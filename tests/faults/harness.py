@@ -33,7 +33,7 @@ import yaml
 
 from hive import pki
 from hive.tls import Security, bearer
-from hive.v1 import cluster_pb2, cluster_pb2_grpc
+from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 # A network namespace's link: the RFC 2544 benchmarking range, used only between this
@@ -493,7 +493,7 @@ class ProcessCluster:
                 states = await self.node_states()
             except grpc.aio.AioRpcError:
                 return False
-            return all(states.get(n) == cluster_pb2_node_healthy() for n in nodes)
+            return all(states.get(n) == common_pb2.NODE_STATE_HEALTHY for n in nodes)
 
         return await poll(up, timeout, f"nodes {sorted(nodes)} healthy", self)
 
@@ -574,12 +574,6 @@ class ProcessCluster:
             run(
                 "ip", "netns", "exec", self.netns[node], "tc", "qdisc", "del", "dev", "eth0", "root"
             )
-
-
-def cluster_pb2_node_healthy() -> int:
-    from hive.v1 import common_pb2
-
-    return int(common_pb2.NODE_STATE_HEALTHY)
 
 
 async def poll(
