@@ -49,7 +49,7 @@ from coordinator.scheduler import (
     Unroutable,
 )
 from hive import tls
-from hive.serving import AGENT_TRAILER, channel_options
+from hive.serving import AGENT_TRAILER, channel_options, trailer_keys
 from hive.tls import Security
 from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2, node_agent_pb2_grpc
 
@@ -99,7 +99,7 @@ def agent_gone(err: grpc.aio.AioRpcError) -> bool:
     endpoints are behind the same dead agent."""
     if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return False
-    return not any(key == AGENT_TRAILER for key, _ in err.trailing_metadata() or ())
+    return AGENT_TRAILER not in trailer_keys(err)
 
 
 class UnknownModel(LookupError):

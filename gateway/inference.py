@@ -22,6 +22,7 @@ from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import limits
 from hive.coordinators import COORDINATOR_TRAILER, LEADER_TRAILER, CoordinatorChannel
 from hive.models import tagged
+from hive.serving import trailer_keys
 from hive.v1 import common_pb2, inference_pb2
 
 Event = inference_pb2.GenerateResponse | inference_pb2.ChatResponse
@@ -209,7 +210,7 @@ def coordinator_went(err: grpc.aio.AioRpcError) -> bool:
     its own refusal: UNAVAILABLE without the coordinator's own trailer."""
     if err.code() != grpc.StatusCode.UNAVAILABLE:
         return False
-    keys = {key for key, _ in err.trailing_metadata() or ()}
+    keys = trailer_keys(err)
     return LEADER_TRAILER in keys or COORDINATOR_TRAILER not in keys
 
 

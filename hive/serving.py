@@ -40,6 +40,14 @@ Registrar = Callable[[grpc.aio.Server], None]
 # network between broke, so the coordinator retries the task away from that whole node.
 AGENT_TRAILER = "hive-agent"
 
+
+def trailer_keys(err: grpc.aio.AioRpcError) -> set[str]:
+    """The trailing metadata keys a failed call ended with: none when the transport broke
+    (the peer died, the network between), so a server's own marker there (AGENT_TRAILER,
+    hive.coordinators.COORDINATOR_TRAILER) tells its refusals from its going away."""
+    return {key for key, _ in err.trailing_metadata() or ()}
+
+
 # Full names of every service in the contract, keyed by the servicer registration
 # function's service so a server lists exactly what it serves in reflection.
 SERVICE_NAMES = {
