@@ -77,6 +77,11 @@ TICK_SECONDS = 0.25
 # A routing snapshot is rebuilt when the registry changes; measured speeds and error
 # rates, which change with every finished task, may be this stale.
 SPEEDS_STALENESS_SECONDS = 0.25
+# A coordinator that just started (or just took over as leader) knows no node until the
+# agents reconnect (their reconnect_max_seconds defaults to 10): for this long after the
+# dispatcher starts, a task arriving before any node registered waits for the first one
+# instead of being refused as "no node has the model".
+REJOIN_SECONDS = 10.0
 # Decisions kept for `hive explain`, most recent tasks.
 EXPLAIN_HISTORY = 10_000
 # Output tokens assumed when a request does not bound them (num_predict), per task type.
@@ -413,12 +418,24 @@ class Dispatcher:
         # The snapshot without draining or lost nodes, derived with it.
         self._usable: ClusterSnapshot | None = None
         self._loop: asyncio.Task[None] | None = None
+        self._started_at = clock()
         registry.on_state_change.append(self._node_changed)
 
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
+        self._started_at = self.clock()
         self._loop = asyncio.create_task(self._dispatch_loop(), name="dispatch")
+
+    async def _await_first_node(self) -> None:
+        """Before any node registered, and within REJOIN_SECONDS of the start, wait for
+        the first (bounded by what is left of that time)."""
+        left = REJOIN_SECONDS - (self.clock() - self._started_at)
+        if self.registry.first_join.is_set() or left <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(left):
+                await self.registry.first_join.wait()
 
     async def stop(self) -> None:
         if self._loop is not None:
@@ -524,6 +541,7 @@ class Dispatcher:
         type's specialization chain to them (workflow stages stay on their chain's nodes
         unless none of those can run the model).
         """
+        await self._await_first_node()
         now = self.clock()
         deadline = None if deadline_seconds is None else now + deadline_seconds
         if self.cluster_name and self.cluster_name not in request.via:

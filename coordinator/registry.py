@@ -184,6 +184,9 @@ class Registry:
         # Bumped on every change a routing snapshot reads (sessions, telemetry, state,
         # drain), so readers can cache what they derive from the registry.
         self.version = 0
+        # Set once the first node registers: a coordinator that just started (or was just
+        # elected) knows no node yet, and waits a little for them (Dispatcher.run).
+        self.first_join = asyncio.Event()
         self._watchers: set[asyncio.Queue[cluster_pb2.WatchClusterResponse]] = set()
         # Called with (node name, old state, new state) on every liveness change.
         self.on_state_change: list[Callable[[NodeRecord, NodeState], None]] = []
@@ -255,6 +258,7 @@ class Registry:
             )
         self._nodes[info.name] = record
         self.version += 1
+        self.first_join.set()
         self._publish(cluster_pb2.WatchClusterResponse(node_joined=self.status(record)))
         if existing is not None and existing.state is not NodeState.HEALTHY:
             for callback in self.on_state_change:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import grpc
@@ -24,7 +25,7 @@ from hive.v1 import (
     inference_pb2,
     inference_pb2_grpc,
 )
-from tests.conftest import eventually
+from tests.conftest import eventually, fast_cluster, running_dev
 
 GIB = 1 << 30
 
@@ -796,3 +797,18 @@ async def test_agent_statuses_carry_its_trailer_and_a_dead_agent_has_none(
             async for _ in node_agent_pb2_grpc.NodeAgentServiceStub(channel).RunTask(request):
                 pass
     assert agent_gone(unreachable.value)
+
+
+async def test_a_task_arriving_before_any_node_registered_waits_for_the_first() -> None:
+    """A coordinator that just started (or just took over as leader) knows no node until
+    the agents reconnect: a request in that window waits for the first node instead of
+    being refused as "no node has the model" (after a failover the gateway's retry lands
+    exactly there)."""
+    seed = fast_cluster()
+    async with running_dev(cluster=dataclasses.replace(seed, nodes=())) as dev:
+        answer = asyncio.create_task(generate(dev, "llama3.1:8b", "hi", num_predict=4))
+        await asyncio.sleep(0.5)
+        assert not answer.done(), "refused before any node could register"
+        await dev.start_node(next(n for n in seed.nodes if n.name == "WALNUT"))
+        _, text = await asyncio.wait_for(answer, 10)
+    assert text
