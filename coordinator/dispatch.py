@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from coordinator.metrics import CoordinatorMetrics
-from coordinator.registry import NodeRecord, NodeState, Registry
+from coordinator.registry import NodeRecord, NodeState, Registry, UnknownNode
 from coordinator.routing import (
     ClusterSnapshot,
     Decision,
@@ -82,6 +82,9 @@ SPEEDS_STALENESS_SECONDS = 0.25
 # dispatcher starts, a task arriving before any node registered waits for the first one
 # instead of being refused as "no node has the model".
 REJOIN_SECONDS = 10.0
+# How long after the dispatcher starts a task an earlier coordinator had running waits for
+# its node to register again and re-report it (then it is run again instead).
+ADOPT_WAIT_SECONDS = 15.0
 # Decisions kept for `hive explain`, most recent tasks.
 EXPLAIN_HISTORY = 10_000
 # Output tokens assumed when a request does not bound them (num_predict), per task type.
@@ -147,6 +150,17 @@ class Placement:
     node: str
     endpoint_id: str
     agent_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """Where an earlier coordinator (a dead leader, this one before a restart) had a task
+    running: the next ``Dispatcher.run`` of that task id takes the attempt on there, if
+    the node re-reports it, instead of running the task again."""
+
+    node: str
+    endpoint_id: str
+    attempt: int
 
 
 @dataclass
@@ -409,6 +423,11 @@ class Dispatcher:
         ] = []
         self.tasks: collections.OrderedDict[str, TaskRun] = collections.OrderedDict()
         self._inboxes: dict[str, _Inbox] = {}
+        # Tasks the store had running on agents when this coordinator started (Adoption).
+        self._adoptable: dict[str, Adoption] = {}
+        # Until the state's running tasks are known (``expect``), every re-reported task
+        # is kept: an agent may register before the workflow engine has read the store.
+        self.adoptions_known = False
         self._kicked = asyncio.Event()
         # The optimizer's placement (endpoint -> models not to evict), set by LiveOptimizer.
         self.protected: Mapping[EndpointKey, frozenset[str]] = {}
@@ -436,6 +455,30 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(left):
                 await self.registry.first_join.wait()
+
+    def expect(self, task_id: str, adoption: Adoption) -> None:
+        """The state says ``task_id`` was running as ``adoption`` says: adopt it when it
+        is run (``run``), and keep the agent from stopping it meanwhile (``keeps``)."""
+        self._adoptable[task_id] = adoption
+
+    def keeps(self, task_id: str) -> bool:
+        """Whether this coordinator runs ``task_id`` or will adopt it: an agent's orphan
+        it does not keep is abandoned (``Welcome.abandoned_task_ids``)."""
+        return not self.adoptions_known or task_id in self._inboxes or task_id in self._adoptable
+
+    async def _reported(self, task_id: str, adoption: Adoption) -> bool:
+        """Whether ``adoption``'s node re-reports ``task_id``: waits for the node to
+        register, within ADOPT_WAIT_SECONDS of the start."""
+        while True:
+            try:
+                record = self.registry.get(adoption.node)
+            except UnknownNode:
+                record = None
+            if record is not None and record.state is not NodeState.LOST:
+                return task_id in record.agent_running
+            if self.clock() - self._started_at >= ADOPT_WAIT_SECONDS:
+                return False
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         if self._loop is not None:
@@ -542,6 +585,9 @@ class Dispatcher:
         unless none of those can run the model).
         """
         await self._await_first_node()
+        adoption = self._adoptable.get(request.task_id)
+        adopt = adoption is not None and await self._reported(request.task_id, adoption)
+        self._adoptable.pop(request.task_id, None)
         now = self.clock()
         deadline = None if deadline_seconds is None else now + deadline_seconds
         if self.cluster_name and self.cluster_name not in request.via:
@@ -551,6 +597,7 @@ class Dispatcher:
         answer, answer_source = answer_estimate(request, task_type_name(request.type), self.lengths)
         spec = task_spec(request, priority, deadline, answer)
         snapshot = self.snapshot()
+        taken: Assignment | None = None
         try:
             chain = self.scheduler.config.chains.get(spec.type, ())
             outside = (
@@ -564,7 +611,15 @@ class Dispatcher:
                 if n.name in avoid_nodes or n.name in outside
                 for ep in n.endpoints
             ]
-            self.scheduler.submit(spec, snapshot, now, avoid)
+            if adopt:
+                assert adoption is not None
+                taken = self.scheduler.adopt(
+                    spec, adoption.node, adoption.endpoint_id, adoption.attempt, now
+                )
+            else:
+                self.scheduler.submit(
+                    spec, snapshot, now, avoid, adoption.attempt if adoption else 0
+                )
         except Unroutable:
             if spec.via and could_ever_run(spec.model, snapshot):
                 raise RoutingLoop(request.model, request.via) from None
@@ -572,7 +627,7 @@ class Dispatcher:
         except QueueFull as exc:
             raise Overloaded(exc.retry_after_seconds) from None
         usable = self.usable_snapshot()
-        if not could_ever_run(spec.model, usable, spec.via):
+        if not adopt and not could_ever_run(spec.model, usable, spec.via):
             self.scheduler.cancel(spec.id)
             where = "is on a draining or lost node"
             if spec.via and could_ever_run(spec.model, usable):
@@ -594,6 +649,10 @@ class Dispatcher:
         self._remember(run)
         inbox: _Inbox = asyncio.Queue()
         self._inboxes[request.task_id] = inbox
+        if taken is not None:
+            inbox.put_nowait(taken)
+        elif adoption is not None:
+            self.metrics.adoptions.labels("gone").inc()
         self.kick()
         pump: asyncio.Task[None] | None = None
         # The attempt whose events count; None once the scheduler ended it (node lost,
@@ -613,7 +672,17 @@ class Dispatcher:
                         run.assigned_at = self.clock()
                     run.state = cluster_pb2.TASK_STATE_RUNNING
                     assigned_at = self.clock()
-                    self.metrics.task_assigned(spec.type, item.queued_seconds, item.decision)
+                    if item.adopted:
+                        self.metrics.adoptions.labels("adopted").inc()
+                        log.info(
+                            "task %s: adopted attempt %d on %s/%s from the earlier coordinator",
+                            request.task_id,
+                            attempt,
+                            item.node,
+                            item.endpoint_id,
+                        )
+                    else:
+                        self.metrics.task_assigned(spec.type, item.queued_seconds, item.decision)
                     yield Assigned(request.task_id, placement, attempt)
                     pump = asyncio.create_task(self._pump(request, item, placement, inbox))
                 elif isinstance(item, _Event):
@@ -626,7 +695,9 @@ class Dispatcher:
                 elif isinstance(item, _Done):
                     if item.attempt != attempt:
                         continue  # an attempt the scheduler already ended (stale)
-                    if self._finish(run, item):
+                    if self._finish(
+                        run, item, adopted=taken is not None and item.attempt == taken.attempt
+                    ):
                         node = run.placements[-1].node
                         self.metrics.task_succeeded(
                             spec.type, node, run.model, self.clock() - assigned_at, tokens
@@ -672,9 +743,11 @@ class Dispatcher:
                 self.scheduler.cancel(request.task_id)
             self.kick()
 
-    def _finish(self, run: TaskRun, done: _Done) -> bool:
+    def _finish(self, run: TaskRun, done: _Done, adopted: bool = False) -> bool:
         """Report an attempt's end to the scheduler; True when the task succeeded,
-        False when it was requeued; raises when it failed for good."""
+        False when it was requeued; raises when it failed for good. An adopted attempt
+        the agent no longer has (NOT_FOUND: it ended unread, or the agent restarted) is
+        run again."""
         placement = run.placements[-1]
         now = self.clock()
         if done.error is None:
@@ -682,8 +755,11 @@ class Dispatcher:
             run.state = cluster_pb2.TASK_STATE_SUCCEEDED
             return True
         err = done.error
-        retryable = err.code() in RETRYABLE
-        if err.code() not in CALLER_ERRORS:
+        gone = adopted and err.code() is grpc.StatusCode.NOT_FOUND
+        if gone:
+            self.metrics.adoptions.labels("gone").inc()
+        retryable = gone or err.code() in RETRYABLE
+        if err.code() not in CALLER_ERRORS and not gone:
             self.speeds.observe(placement.node, placement.endpoint_id, run.model, ok=False)
         outcome = self.scheduler.finished(
             run.task_id,
@@ -740,6 +816,7 @@ class Dispatcher:
         call.CopyFrom(request)
         call.endpoint_id = placement.endpoint_id
         call.attempt = assignment.attempt
+        call.adopt = assignment.adopted
         self.registry.running[placement.node] += 1
         try:
             async for event in self.channels.stub(placement.agent_address, placement.node).RunTask(

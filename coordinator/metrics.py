@@ -100,6 +100,14 @@ class CoordinatorMetrics:
             buckets=LATENCY_BUCKETS_SECONDS,
             registry=r,
         )
+        self.adoptions = Counter(
+            "hive_task_adoptions",
+            "Attempts an earlier coordinator (a dead leader, this one before a restart) had "
+            "running, by what became of them: adopted from the agent that runs them, or "
+            "gone (run again).",
+            ["outcome"],
+            registry=r,
+        )
         self.requeues = Counter(
             "hive_task_requeues",
             "Attempts that failed and were put back in the queue, by node they failed on.",

@@ -155,6 +155,8 @@ class Assignment:
     decision: Decision
     # Seconds the task waited in the coordinator's queue before this attempt.
     queued_seconds: float
+    # An attempt an earlier coordinator started, taken on as it runs (``adopt``).
+    adopted: bool = False
 
     @property
     def candidate(self) -> Candidate | None:
@@ -264,22 +266,50 @@ class Scheduler:
         snapshot: ClusterSnapshot,
         now: float,
         avoid: Iterable[EndpointKey] = (),
+        attempts_before: int = 0,
     ) -> None:
         """Queue ``task``. Raises Unroutable if no endpoint in ``snapshot`` could ever run
         its model, QueueFull when ``max_queue`` tasks wait, DuplicateTask for a live id.
         ``avoid`` lists endpoints to steer away from as if an attempt had failed there
-        (the failover penalty: a preference, not a filter), e.g. distinct reviewers."""
+        (the failover penalty: a preference, not a filter), e.g. distinct reviewers.
+        ``attempts_before``: attempts an earlier coordinator made (its next is one more)."""
         if task.id in self._tasks:
             raise DuplicateTask(f"task {task.id!r} is already {self._tasks[task.id].state.value}")
         if not could_ever_run(task.model, snapshot, task.via):
             raise Unroutable(task.model)
         if self._queued >= self.settings.max_queue:
             raise QueueFull(self.retry_after(now))
-        rec = _Record(task, now, failed_on=list(avoid))
+        rec = _Record(task, now, failed_on=list(avoid), attempt=attempts_before)
         self._tasks[task.id] = rec
         self._enqueue(rec)
         if task.deadline is not None:
             heapq.heappush(self._deadlines, (task.deadline, task.id))
+
+    def adopt(
+        self, task: TaskSpec, node: str, endpoint_id: str, attempt: int, now: float
+    ) -> Assignment:
+        """Take on attempt ``attempt`` of ``task``, already running on ``node``/
+        ``endpoint_id`` for an earlier coordinator: RUNNING there from now, counted against
+        the endpoint's limit, finished (or requeued) like any attempt. Raises DuplicateTask
+        for a live id."""
+        if task.id in self._tasks:
+            raise DuplicateTask(f"task {task.id!r} is already {self._tasks[task.id].state.value}")
+        decision = Decision(task.id, task.model, (), (), policy="adopted")
+        rec = _Record(
+            task,
+            now,
+            state=TaskState.RUNNING,
+            attempt=attempt,
+            node=node,
+            endpoint_id=endpoint_id,
+            dispatched_at=now,
+            decision=decision,
+        )
+        self._tasks[task.id] = rec
+        self._running.setdefault((node, endpoint_id), {})[task.id] = rec
+        if task.deadline is not None:
+            heapq.heappush(self._deadlines, (task.deadline, task.id))
+        return Assignment(task, attempt, node, endpoint_id, decision, 0.0, adopted=True)
 
     def retry_after(self, now: float) -> float:
         """Seconds until the queue has likely drained by one tenth: queue depth over the

@@ -138,6 +138,7 @@ class Coordinator:
             settings.heartbeat_interval_seconds,
             access=self.access,
             verify_names=self.security is not None,
+            keeps=self.dispatcher.keeps,
         )
         inference = InferenceServicer(self.registry, self.dispatcher)
         cluster = ClusterServicer(

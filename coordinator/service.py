@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -70,7 +70,9 @@ MAX_VIA = 16
 
 class AgentSessionServicer(agent_session_pb2_grpc.AgentSessionServiceServicer):
     """Agent sessions. With ``verify_names`` (mTLS on) a node may register only under the
-    name its certificate carries; a node in ``access``'s revoked list may not register."""
+    name its certificate carries; a node in ``access``'s revoked list may not register.
+    Of the tasks a Register re-reports, those ``keeps`` says no to are named abandoned in
+    the Welcome (the agent stops them)."""
 
     def __init__(
         self,
@@ -79,11 +81,13 @@ class AgentSessionServicer(agent_session_pb2_grpc.AgentSessionServiceServicer):
         *,
         access: AccessBook | None = None,
         verify_names: bool = False,
+        keeps: Callable[[str], bool] = lambda task_id: False,
     ) -> None:
         self.registry = registry
         self.heartbeat_interval = heartbeat_interval
         self.access = access
         self.verify_names = verify_names
+        self.keeps = keeps
 
     async def Connect(
         self,
@@ -137,6 +141,9 @@ class AgentSessionServicer(agent_session_pb2_grpc.AgentSessionServiceServicer):
                 lost_after_seconds=self.registry.lost_after,
                 coordinator_version=__version__,
                 draining=record.draining,
+                abandoned_task_ids=[
+                    t for t in first.register.running_task_ids if not self.keeps(t)
+                ],
             )
         )
         reader = asyncio.create_task(self._read(record, request_iterator))

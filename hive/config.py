@@ -196,6 +196,9 @@ class AgentConfig:
     # Output chunks are sent when this many characters gathered or this long passed.
     chunk_max_chars: int = 256
     chunk_max_seconds: float = 0.02
+    # A task whose coordinator went away keeps running this long for the next leader to
+    # adopt (RunTaskRequest.adopt), then it is stopped.
+    orphan_seconds: float = 30.0
     # Mutual TLS with the coordinator (and for RunTask); see CoordinatorSettings.
     tls: TlsSettings | None = None
     insecure: bool = False
@@ -624,6 +627,7 @@ def parse_agent_config(data: Any, source: str) -> AgentConfig:
             "node",
             "reconnect_initial_seconds",
             "reconnect_max_seconds",
+            "orphan_seconds",
             "metrics_listen",
             "tls",
             "insecure",
@@ -647,6 +651,7 @@ def parse_agent_config(data: Any, source: str) -> AgentConfig:
             "reconnect_initial_seconds", d.reconnect_initial_seconds
         ),
         reconnect_max_seconds=r.number("reconnect_max_seconds", d.reconnect_max_seconds),
+        orphan_seconds=r.number("orphan_seconds", d.orphan_seconds),
         metrics_listen=_metrics_listen(r, d.metrics_listen),
         tls=_parse_tls(r, "tls", coordinator=False),
         insecure=_parse_bool(r, "insecure", d.insecure),

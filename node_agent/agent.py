@@ -31,6 +31,7 @@ from hive.sdnotify import Notifier
 from hive.serving import SERVICE_NAMES, RunningServer, channel_options, host_port, start_server
 from hive.tls import Security
 from hive.v1 import agent_session_pb2, agent_session_pb2_grpc, common_pb2, node_agent_pb2_grpc
+from node_agent.attempts import Attempts
 from node_agent.endpoints import LocalEndpoint, activity_from_endpoints
 from node_agent.metrics import AgentMetrics
 from node_agent.ollama import OllamaClient, OllamaError
@@ -92,8 +93,10 @@ class Agent:
             for e in config.node.endpoints
         }
         self._provider = provider
-        # task id -> attempt, for tasks this agent is running now.
-        self.running: dict[str, int] = {}
+        # The attempts this agent runs (and orphans for the next leader to adopt).
+        self.attempts = Attempts(self.name, config.orphan_seconds, lambda: self._session_over)
+        # Set when the session under way ends; None between sessions.
+        self._session_over: asyncio.Event | None = None
         self.draining = False
         self.session_id = ""
         self.sessions = 0
@@ -147,6 +150,7 @@ class Agent:
         self.address = self.config.advertise or _advertised(self.config.listen, self._server.port)
         self.coordinators = self._new_coordinators()
         self._spawn(self._session_loop(), "session")
+        self._spawn(self.attempts.reaper(), "reaper")
         log.info(
             "agent %s serving on %s (telemetry %s, %d endpoints), coordinator %s",
             self.name,
@@ -207,6 +211,7 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.stop(grace)
+        await self.attempts.close()
         if self.coordinators is not None:
             await self.coordinators.close()
         for endpoint in self.endpoints.values():
@@ -371,7 +376,7 @@ class Agent:
                 agent_session_pb2.ConnectRequest(
                     register=agent_session_pb2.Register(
                         node=node,
-                        running_task_ids=list(self.running),
+                        running_task_ids=self.attempts.adoptable_ids(),
                         reconnects=self.sessions,
                     )
                 )
@@ -386,6 +391,8 @@ class Agent:
                 )
                 return False
             welcome = first.welcome
+            self._session_over = asyncio.Event()
+            self.attempts.abandon(list(welcome.abandoned_task_ids))
             self.coordinators.succeeded()
             self.sessions += 1
             self.session_id = welcome.session_id
@@ -422,6 +429,9 @@ class Agent:
             # or the loop would open another session the agent never ends.
             await asyncio.gather(*helpers, return_exceptions=True)
             call.cancel()
+            if self._session_over is not None:
+                self._session_over.set()
+                self._session_over = None
 
     async def _watch_coordinator(self, lost_after: float) -> None:
         """Raise CoordinatorSilent when the coordinator stops answering on this channel.
@@ -456,7 +466,7 @@ class Agent:
             self._beats += 1
             self.metrics.heartbeats.inc()
             beat = agent_session_pb2.Heartbeat(
-                seq=self._beats, telemetry=telemetry, running_task_ids=list(self.running)
+                seq=self._beats, telemetry=telemetry, running_task_ids=self.attempts.running_ids()
             )
             now = [e.to_proto() for e in self.endpoints.values()]
             if now != announced:

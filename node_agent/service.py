@@ -3,14 +3,16 @@
 Output is batched: the first piece of text goes out at once (time to first
 token matters), later pieces are gathered until ``chunk_max_chars`` or
 ``chunk_max_seconds`` so a fast model does not cost a gRPC message per token.
-Cancelling the RPC (client gone, deadline) closes the HTTP stream, which
-aborts the request at Ollama.
+Each task runs apart from its RPC (node_agent/attempts.py): a coordinator that
+cancels it on purpose closes the HTTP stream, which aborts the request at Ollama; a
+coordinator that dies leaves it running for the next leader to adopt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -24,6 +26,7 @@ from hive.federation import via_headers
 from hive.serving import AGENT_TRAILER
 from hive.tool_calls import tool_call
 from hive.v1 import common_pb2, node_agent_pb2, node_agent_pb2_grpc
+from node_agent.attempts import Attempt, AttemptFailed
 from node_agent.ollama import OllamaError
 
 if TYPE_CHECKING:
@@ -40,13 +43,10 @@ _OLLAMA_STATUS = {
 }
 
 
-async def _abort_for(
-    context: grpc.aio.ServicerContext[Any, Any],
-    endpoint: LocalEndpoint,
-    exc: OllamaError | httpx.TransportError,
-    otherwise: grpc.StatusCode,
-) -> None:
-    """End the RPC for what went wrong with ``endpoint``'s Ollama: its refusal (HTTP
+def ollama_failure(
+    endpoint: LocalEndpoint, exc: OllamaError | httpx.TransportError, otherwise: grpc.StatusCode
+) -> AttemptFailed:
+    """What went wrong with ``endpoint``'s Ollama as a gRPC status: its refusal (HTTP
     status as a gRPC code, ``otherwise`` for the rest), or UNAVAILABLE when unreachable."""
     if isinstance(exc, OllamaError):
         code = _OLLAMA_STATUS.get(exc.status, otherwise)
@@ -54,11 +54,22 @@ async def _abort_for(
             # Another Hive cluster's 503 is "no endpoint can take it now", not Ollama's
             # "queue full": the caller should see 503 too, not 429.
             code = grpc.StatusCode.UNAVAILABLE
-        await context.abort(code, f"ollama {endpoint.id} ({exc.status}): {exc.message}")
-    await context.abort(
+        return AttemptFailed(code, f"ollama {endpoint.id} ({exc.status}): {exc.message}")
+    return AttemptFailed(
         grpc.StatusCode.UNAVAILABLE,
         f"ollama endpoint {endpoint.id} at {endpoint.client.url} unreachable: {exc!r}",
     )
+
+
+async def _abort_for(
+    context: grpc.aio.ServicerContext[Any, Any],
+    endpoint: LocalEndpoint,
+    exc: OllamaError | httpx.TransportError,
+    otherwise: grpc.StatusCode,
+) -> None:
+    """End the RPC for what went wrong with ``endpoint``'s Ollama (``ollama_failure``)."""
+    failure = ollama_failure(endpoint, exc, otherwise)
+    await context.abort(failure.code, failure.message)
 
 
 def token_logprobs(line: dict[str, Any]) -> list[common_pb2.TokenLogprob]:
@@ -182,47 +193,80 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             node_agent_pb2.RunTaskRequest, node_agent_pb2.RunTaskResponse
         ],
     ) -> AsyncIterator[node_agent_pb2.RunTaskResponse]:
+        """Start the attempt (or, with ``adopt``, find the one already running) and follow
+        it (node_agent/attempts.py): a caller that goes away with its coordinator leaves
+        it running for the next leader."""
         agent = self.agent
         # Sent with whatever status ends this call, aborts included: the coordinator tells
         # an answer of this agent's from a broken transport by it.
         context.set_trailing_metadata(((AGENT_TRAILER, agent.name),))
-        endpoint = await self._endpoint(
-            request.endpoint_id, context, grpc.StatusCode.INVALID_ARGUMENT
-        )
-        if request.WhichOneof("input") is None:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "task has no generate, chat or embed input"
+        if request.adopt:
+            attempt = agent.attempts.get(request.task_id, request.attempt)
+            if attempt is None:
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"node {agent.name} has no attempt {request.attempt} of task "
+                    f"{request.task_id} (it ended, was stopped or never ran here)",
+                )
+            assert attempt is not None
+            agent.attempts.adopt(attempt)
+        else:
+            endpoint = await self._endpoint(
+                request.endpoint_id, context, grpc.StatusCode.INVALID_ARGUMENT
+            )
+            if request.WhichOneof("input") is None:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "task has no generate, chat or embed input"
+                )
+            try:
+                path, payload = ollama_payload(request)
+            except ValueError as exc:  # tools or tool-call arguments that are not JSON
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"task input: {exc}")
+            attempt = agent.attempts.start(
+                request, functools.partial(self._produce, endpoint, path, payload)
             )
         try:
-            path, payload = ollama_payload(request)
-        except ValueError as exc:  # tools or tool-call arguments that are not JSON
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"task input: {exc}")
+            async for event in agent.attempts.follow(attempt):
+                yield event
+        except AttemptFailed as exc:
+            await context.abort(exc.code, exc.message)
+
+    async def _produce(
+        self, endpoint: LocalEndpoint, path: str, payload: dict[str, Any], attempt: Attempt
+    ) -> None:
+        """Run ``attempt`` on ``endpoint``'s Ollama, emitting its events; raise
+        AttemptFailed for how it failed."""
+        agent = self.agent
+        request = attempt.request
         chunk_chars = agent.config.chunk_max_chars
         chunk_seconds = agent.config.chunk_max_seconds
         loop = asyncio.get_running_loop()
         endpoint.in_flight += 1
-        agent.running[request.task_id] = request.attempt
         began = loop.time()
         outcome = "failed"
         stats = common_pb2.TaskStats()
         try:
             # The task is running here from now on: a model load, if one is needed, is
             # part of running it, not of assigning it.
-            yield node_agent_pb2.RunTaskResponse(
-                started=node_agent_pb2.TaskStarted(
-                    node=agent.name, endpoint_id=endpoint.id, model=request.model
+            attempt.emit(
+                node_agent_pb2.RunTaskResponse(
+                    started=node_agent_pb2.TaskStarted(
+                        node=agent.name, endpoint_id=endpoint.id, model=request.model
+                    )
                 )
             )
             if request.WhichOneof("input") == "embed":
                 answer = await endpoint.client.post(path, payload, headers=via_headers(request.via))
                 stats = task_stats(answer)
                 outcome = "succeeded"
-                yield node_agent_pb2.RunTaskResponse(
-                    result=common_pb2.TaskResult(
-                        stats=stats,
-                        embeddings=[
-                            common_pb2.Embedding(values=v) for v in answer.get("embeddings", [])
-                        ],
+                attempt.emit(
+                    node_agent_pb2.RunTaskResponse(
+                        result=common_pb2.TaskResult(
+                            stats=stats,
+                            embeddings=[
+                                common_pb2.Embedding(values=v) for v in answer.get("embeddings", [])
+                            ],
+                        )
                     )
                 )
                 return
@@ -236,7 +280,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 last_flush = loop.time()
                 async for line in stream:
                     if "error" in line:
-                        await context.abort(grpc.StatusCode.INTERNAL, f"ollama: {line['error']}")
+                        raise AttemptFailed(grpc.StatusCode.INTERNAL, f"ollama: {line['error']}")
                     message = line.get("message") or {}
                     text = line.get("response") or message.get("content") or ""
                     if text:
@@ -259,13 +303,15 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                             or now - last_flush >= chunk_seconds
                         )
                     ):
-                        yield node_agent_pb2.RunTaskResponse(
-                            chunk=common_pb2.OutputChunk(
-                                text="".join(buffer),
-                                seq=seq,
-                                tool_calls=calls,
-                                thinking="".join(thought),
-                                logprobs=probs,
+                        attempt.emit(
+                            node_agent_pb2.RunTaskResponse(
+                                chunk=common_pb2.OutputChunk(
+                                    text="".join(buffer),
+                                    seq=seq,
+                                    tool_calls=calls,
+                                    thinking="".join(thought),
+                                    logprobs=probs,
+                                )
                             )
                         )
                         thought.clear()
@@ -277,25 +323,25 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     if done:
                         stats = task_stats(line)
                         outcome = "succeeded"
-                        yield node_agent_pb2.RunTaskResponse(
-                            result=common_pb2.TaskResult(
-                                stats=stats, done_reason=str(line.get("done_reason", ""))
+                        attempt.emit(
+                            node_agent_pb2.RunTaskResponse(
+                                result=common_pb2.TaskResult(
+                                    stats=stats, done_reason=str(line.get("done_reason", ""))
+                                )
                             )
                         )
                         return
-                await context.abort(
+                raise AttemptFailed(
                     grpc.StatusCode.INTERNAL,
                     f"ollama at {endpoint.client.url} ended the stream early",
                 )
         except (OllamaError, httpx.TransportError) as exc:
-            await _abort_for(context, endpoint, exc, grpc.StatusCode.INTERNAL)
-        except (asyncio.CancelledError, GeneratorExit):
-            if outcome != "succeeded":
-                outcome = "cancelled"
+            raise ollama_failure(endpoint, exc, grpc.StatusCode.INTERNAL) from None
+        except asyncio.CancelledError:
+            outcome = "cancelled"
             raise
         finally:
             endpoint.in_flight -= 1
-            agent.running.pop(request.task_id, None)
             agent.metrics.task_ended(
                 endpoint.id,
                 request.model,
@@ -382,5 +428,5 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         return node_agent_pb2.GetNodeResponse(
             node=self.agent.node_info(),
             telemetry=await self.agent.telemetry(),
-            running_task_ids=list(self.agent.running),
+            running_task_ids=self.agent.attempts.running_ids(),
         )

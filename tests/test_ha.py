@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from coordinator.server import Coordinator, CoordinatorSupervisor
+from coordinator.workflows.model import SUCCEEDED, WF_SUCCEEDED
 from hive.config import AgentConfig, ClusterConfig, EndpointSpec, GpuSpec, NodeSpec
 from hive.coordinators import LEADER_TRAILER
 from hive.hardware import GPU_CATALOG
@@ -52,11 +53,11 @@ def ha_config(store: str, port: int) -> ClusterConfig:
 class Trio:
     """Two coordinators on one store, one emulated Ollama and one agent that knows both."""
 
-    def __init__(self, store: str) -> None:
+    def __init__(self, store: str, time_scale: float = 0.05) -> None:
         self.ports = [free_port(), free_port()]
         self.supervisors = [CoordinatorSupervisor(ha_config(store, p), None) for p in self.ports]
         self.emulator = OllamaEmulator(
-            EmulatorConfig(gpus=[GPU], models=["qwen2.5-coder:7b"], time_scale=0.05)
+            EmulatorConfig(gpus=[GPU], models=["qwen2.5-coder:7b"], time_scale=time_scale)
         )
         self.agent: Agent | None = None
 
@@ -105,8 +106,8 @@ class Trio:
 
 
 @pytest.fixture
-async def trio(postgres_db: str) -> AsyncIterator[Trio]:
-    t = Trio(postgres_db)
+async def trio(postgres_db: str, request: pytest.FixtureRequest) -> AsyncIterator[Trio]:
+    t = Trio(postgres_db, getattr(request, "param", 0.05))
     try:
         await t.start()
         await eventually(lambda: _true(t.leader() is not None), timeout=10, what="a leader")
@@ -198,3 +199,48 @@ async def test_a_standby_takes_over_and_finishes_the_workflows(trio: Trio) -> No
     await eventually(all_done, timeout=60, what="every workflow finished on the new leader")
     print(f"takeover {takeover:.2f}s")
     assert takeover < LEASE * 3 + 2
+
+
+@pytest.mark.parametrize("trio", [0.5], indirect=True)
+async def test_a_task_running_when_the_leader_goes_is_adopted_not_run_again(trio: Trio) -> None:
+    """The stage's attempt keeps running on the agent while the leader is gone; the new
+    leader adopts it (same task, same attempt) and accepts its result once."""
+    leader = trio.leader()
+    assert leader is not None and trio.agent is not None
+    agent = trio.agent
+    async with grpc.aio.insecure_channel(leader.advertise) as ch:
+        accepted = await workflow_pb2_grpc.WorkflowServiceStub(ch).SubmitWorkflow(
+            workflow_pb2.SubmitWorkflowRequest(requirements="a parser", pipeline="quick"),
+            timeout=10,
+        )
+    wf_id = accepted.workflow.id
+
+    async def generating() -> bool:
+        return any(t.startswith(f"{wf_id}.generate") for t in agent.attempts.running_ids())
+
+    await eventually(generating, timeout=20, what="the generate stage running on the agent")
+    (task_id,) = [t for t in agent.attempts.running_ids() if t.startswith(wf_id)]
+    asked = trio.emulator.stats.requests_total
+    gone = next(s for s in trio.supervisors if s.current is leader)
+    await gone.stop(hand_over=False)
+    trio.supervisors.remove(gone)
+    # Its caller went away with the session: the attempt runs on.
+    assert agent.attempts.running_ids() == [task_id]
+    await eventually(
+        lambda: _true(trio.leader() is not None), timeout=LEASE * 3 + 2, what="a leader"
+    )
+    standby = trio.leader()
+    assert standby is not None
+
+    async def finished() -> bool:
+        return (await standby.workflows.get(wf_id)).state == WF_SUCCEEDED
+
+    await eventually(finished, timeout=60, what="the workflow finished on the new leader")
+    generate = (await standby.workflows.get(wf_id)).stages["generate"]
+    assert [(t.task_id, t.attempt, t.state) for t in generate.tasks] == [(task_id, 1, SUCCEEDED)]
+    assert generate.output, "the adopted attempt's answer became the stage's output"
+    # Generate was asked of Ollama once (before the kill); only the review since.
+    assert trio.emulator.stats.requests_total == asked + 1
+    adopted = standby.metrics.adoptions.labels("adopted")._value.get()
+    assert adopted == 1
+    assert agent.attempts.adopted == 1 and agent.attempts.expired == 0

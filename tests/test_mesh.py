@@ -220,7 +220,7 @@ async def test_cancelling_the_client_call_cancels_the_request_at_the_emulator() 
         await eventually(lambda: emulator.stats.cancelled_total == 1, what="emulator cancelled")
         await eventually(lambda: emulator.stats.active == 0, what="slot freed")
         agent = dev.agents["IRONWOOD"]
-        await eventually(lambda: not agent.running, what="agent forgot the task")
+        await eventually(lambda: not len(agent.attempts), what="agent forgot the task")
     finally:
         await dev.stop()
 

@@ -369,7 +369,11 @@ async def test_cancel_mid_run_cancels_the_task_on_its_agent(tmp_path: Path) -> N
             wf_id = r.workflow.id
 
             def running_at_agent() -> bool:
-                return any(k.startswith(wf_id) for a in cluster.agents.values() for k in a.running)
+                return any(
+                    k.startswith(wf_id)
+                    for a in cluster.agents.values()
+                    for k in a.attempts.running_ids()
+                )
 
             await eventually(running_at_agent, timeout=10, what="generate task on an agent")
             cancelled = (

@@ -16,7 +16,9 @@ Invariants:
   stages not yet started are skipped (CANCELLED, "skipped").
 * ``stop()`` cancels every driver and leaves the stored state as it was: the next start
   resumes each unfinished workflow — succeeded stages are kept, stages that were running
-  are run again (their interrupted tasks are recorded as cancelled).
+  are run again: a task that was running is adopted where its agent still runs it (the
+  same task, its result accepted once), else run again under the same id; a task that
+  was only queued is recorded as cancelled.
 * Cancel is a request to the driver (an event), not a task cancellation, so a cancelled
   workflow is recorded as CANCELLED, while a coordinator shutdown is not.
 
@@ -39,7 +41,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from coordinator.dispatch import Assigned, Dispatcher, NoCapacity, Overloaded, UnknownModel
+from coordinator.dispatch import (
+    Adoption,
+    Assigned,
+    Dispatcher,
+    NoCapacity,
+    Overloaded,
+    UnknownModel,
+)
 from coordinator.workflows import artifacts as artifact_rules
 from coordinator.workflows.model import (
     APPROVE,
@@ -208,7 +217,13 @@ class WorkflowEngine:
             for position, stage in enumerate(wf.stages.values()):
                 changed = False
                 for task in stage.tasks:
-                    if task.state in (QUEUED, RUNNING):
+                    if task.state == RUNNING and task.node and task.attempt > 0:
+                        # Still running on its agent, maybe: the stage's next run of this
+                        # task adopts the attempt there instead of running it again.
+                        self.dispatcher.expect(
+                            task.task_id, Adoption(task.node, task.endpoint_id, task.attempt)
+                        )
+                    elif task.state in (QUEUED, RUNNING):
                         task.state, task.error = CANCELLED, "interrupted: coordinator restarted"
                         task.finished_at = self.clock()
                         self.store.save_task(wf.id, task)
@@ -221,6 +236,7 @@ class WorkflowEngine:
             self._launch(_Run(wf, pipeline))
             resumed += 1
         await self.store.flush()
+        self.dispatcher.adoptions_known = True
         if resumed:
             log.info("resumed %d unfinished workflows", resumed)
 
@@ -716,28 +732,31 @@ class WorkflowEngine:
         avoid: set[str] | None = None,
         on_assigned: Callable[[str], None] | None = None,
     ) -> TaskRec:
+        task: TaskRec | None = None
         for prior in stage.tasks:
+            if (prior.role, prior.iteration, prior.model) != (role, stage.iteration, model):
+                continue
             # Finished before a restart interrupted its stage: its inputs are unchanged
             # (upstream stages were committed), so the work is not done twice.
-            if (prior.role, prior.iteration, prior.model, prior.state) == (
-                role,
-                stage.iteration,
-                model,
-                SUCCEEDED,
-            ):
+            if prior.state == SUCCEEDED:
                 if on_assigned is not None:
                     on_assigned(prior.node)
                 return prior
-        task = TaskRec(
-            task_id=f"{wf.id}.{stage.name}.{uuid.uuid4().hex[:8]}",
-            stage=stage.name,
-            role=role,
-            iteration=stage.iteration,
-            model=model,
-            queued_at=self.clock(),
-        )
-        stage.tasks.append(task)
-        self.store.save_task(wf.id, task)
+            # Running when the earlier coordinator went away: the same task (same id, same
+            # input), which the dispatcher adopts where it runs, or runs again.
+            if prior.state == RUNNING:
+                task = prior
+        if task is None:
+            task = TaskRec(
+                task_id=f"{wf.id}.{stage.name}.{uuid.uuid4().hex[:8]}",
+                stage=stage.name,
+                role=role,
+                iteration=stage.iteration,
+                model=model,
+                queued_at=self.clock(),
+            )
+            stage.tasks.append(task)
+            self.store.save_task(wf.id, task)
         request = node_agent_pb2.RunTaskRequest(
             task_id=task.task_id,
             model=model,

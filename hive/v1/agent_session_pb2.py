@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from hive.v1 import common_pb2 as hive_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhive/v1/agent_session.proto\x12\x07hive.v1\x1a\x14hive/v1/common.proto\"\x8f\x01\n\x0e\x43onnectRequest\x12%\n\x08register\x18\x01 \x01(\x0b\x32\x11.hive.v1.RegisterH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.hive.v1.HeartbeatH\x00\x12\"\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x13.hive.v1.ControlAckH\x00\x42\t\n\x07message\"Y\n\x08Register\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.hive.v1.NodeInfo\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\x12\x12\n\nreconnects\x18\x03 \x01(\r\"\x89\x01\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12)\n\ttelemetry\x18\x02 \x01(\x0b\x32\x16.hive.v1.NodeTelemetry\x12\x18\n\x10running_task_ids\x18\x03 \x03(\t\x12*\n\tendpoints\x18\x04 \x03(\x0b\x32\x17.hive.v1.OllamaEndpoint\";\n\nControlAck\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x8c\x01\n\x0f\x43onnectResponse\x12#\n\x07welcome\x18\x01 \x01(\x0b\x32\x10.hive.v1.WelcomeH\x00\x12\x1f\n\x05\x64rain\x18\x02 \x01(\x0b\x32\x0e.hive.v1.DrainH\x00\x12(\n\nwarm_model\x18\x03 \x01(\x0b\x32\x12.hive.v1.WarmModelH\x00\x42\t\n\x07message\"\x8c\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x1a\n\x12lost_after_seconds\x18\x03 \x01(\x01\x12\x1b\n\x13\x63oordinator_version\x18\x04 \x01(\t\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\")\n\x05\x44rain\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"W\n\tWarmModel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\nkeep_alive\x18\x04 \x01(\t2W\n\x13\x41gentSessionService\x12@\n\x07\x43onnect\x12\x17.hive.v1.ConnectRequest\x1a\x18.hive.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhive/v1/agent_session.proto\x12\x07hive.v1\x1a\x14hive/v1/common.proto\"\x8f\x01\n\x0e\x43onnectRequest\x12%\n\x08register\x18\x01 \x01(\x0b\x32\x11.hive.v1.RegisterH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.hive.v1.HeartbeatH\x00\x12\"\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x13.hive.v1.ControlAckH\x00\x42\t\n\x07message\"Y\n\x08Register\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.hive.v1.NodeInfo\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\x12\x12\n\nreconnects\x18\x03 \x01(\r\"\x89\x01\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12)\n\ttelemetry\x18\x02 \x01(\x0b\x32\x16.hive.v1.NodeTelemetry\x12\x18\n\x10running_task_ids\x18\x03 \x03(\t\x12*\n\tendpoints\x18\x04 \x03(\x0b\x32\x17.hive.v1.OllamaEndpoint\";\n\nControlAck\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x8c\x01\n\x0f\x43onnectResponse\x12#\n\x07welcome\x18\x01 \x01(\x0b\x32\x10.hive.v1.WelcomeH\x00\x12\x1f\n\x05\x64rain\x18\x02 \x01(\x0b\x32\x0e.hive.v1.DrainH\x00\x12(\n\nwarm_model\x18\x03 \x01(\x0b\x32\x12.hive.v1.WarmModelH\x00\x42\t\n\x07message\"\xa8\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x1a\n\x12lost_after_seconds\x18\x03 \x01(\x01\x12\x1b\n\x13\x63oordinator_version\x18\x04 \x01(\t\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12\x1a\n\x12\x61\x62\x61ndoned_task_ids\x18\x06 \x03(\t\")\n\x05\x44rain\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"W\n\tWarmModel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\nkeep_alive\x18\x04 \x01(\t2W\n\x13\x41gentSessionService\x12@\n\x07\x43onnect\x12\x17.hive.v1.ConnectRequest\x1a\x18.hive.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,11 +43,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTRESPONSE']._serialized_start=501
   _globals['_CONNECTRESPONSE']._serialized_end=641
   _globals['_WELCOME']._serialized_start=644
-  _globals['_WELCOME']._serialized_end=784
-  _globals['_DRAIN']._serialized_start=786
-  _globals['_DRAIN']._serialized_end=827
-  _globals['_WARMMODEL']._serialized_start=829
-  _globals['_WARMMODEL']._serialized_end=916
-  _globals['_AGENTSESSIONSERVICE']._serialized_start=918
-  _globals['_AGENTSESSIONSERVICE']._serialized_end=1005
+  _globals['_WELCOME']._serialized_end=812
+  _globals['_DRAIN']._serialized_start=814
+  _globals['_DRAIN']._serialized_end=855
+  _globals['_WARMMODEL']._serialized_start=857
+  _globals['_WARMMODEL']._serialized_end=944
+  _globals['_AGENTSESSIONSERVICE']._serialized_start=946
+  _globals['_AGENTSESSIONSERVICE']._serialized_end=1033
 # @@protoc_insertion_point(module_scope)

@@ -60,18 +60,20 @@ class ConnectResponse(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., warm_model: _Optional[_Union[WarmModel, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("session_id", "heartbeat_interval_seconds", "lost_after_seconds", "coordinator_version", "draining")
+    __slots__ = ("session_id", "heartbeat_interval_seconds", "lost_after_seconds", "coordinator_version", "draining", "abandoned_task_ids")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LOST_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    ABANDONED_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     heartbeat_interval_seconds: float
     lost_after_seconds: float
     coordinator_version: str
     draining: bool
-    def __init__(self, session_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., lost_after_seconds: _Optional[float] = ..., coordinator_version: _Optional[str] = ..., draining: _Optional[bool] = ...) -> None: ...
+    abandoned_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., lost_after_seconds: _Optional[float] = ..., coordinator_version: _Optional[str] = ..., draining: _Optional[bool] = ..., abandoned_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Drain(_message.Message):
     __slots__ = ("draining", "reason")

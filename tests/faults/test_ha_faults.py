@@ -94,6 +94,11 @@ async def test_leader_sigkilled_three_times_loses_nothing(
         if not any(start - 1.0 <= t <= end + 5.0 for start, end in kill_windows)
     ]
     assert not outside, f"chats failed away from any kill: {outside[:5]}"
+    # Stages running at a kill went on on their agents and the new leader adopted them.
+    agent_logs = [p.read_text() for p in cluster.root.glob("agent-*.log")]
+    adopted = sum(text.count("adopted by the coordinator") for text in agent_logs)
+    expired = sum(text.count("was not adopted within") for text in agent_logs)
+    assert adopted >= 1, "no running task was adopted by a new leader"
     figures(
         fault=f"3 coordinators on PostgreSQL, the leader SIGKILLed {KILLS} times under "
         f"{WORKFLOWS} workflows and 2 chat clients (lease {LEASE[0]} s, renew {LEASE[1]} s)",
@@ -102,6 +107,8 @@ async def test_leader_sigkilled_three_times_loses_nothing(
         takeover_s=" / ".join(f"{t:.1f}" for t in takeovers),
         longest_chat_over_a_kill_s=" / ".join(f"{t:.1f}" for t in waits),
         agents_back_s=" / ".join(f"{t:.1f}" for t in rejoins),
+        running_tasks_adopted=adopted,
+        orphans_stopped_unadopted=expired,
     )
 
 
