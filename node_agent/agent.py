@@ -305,6 +305,7 @@ class Agent:
         failures = 0
         while True:
             error: BaseException | None = None
+            sessions = self.sessions
             try:
                 welcomed = await self._session()
             except grpc.aio.AioRpcError as err:
@@ -337,8 +338,12 @@ class Agent:
             finally:
                 self.connected.clear()
                 self.metrics.connected.set(0)
-            if welcomed:
+            # A session that was welcomed and then broke (the leader SIGKILLed) starts the
+            # backoff afresh: failures count only attempts since the last welcome.
+            if self.sessions > sessions:
                 failures = 0
+            if welcomed:
+                pass
             # A fresh channel, to the leader a standby named or to the next coordinator,
             # dials at once when the agent's backoff says so, instead of waiting out the old
             # channel's own backoff (issue 17: 6.5-15.4 s after the coordinator listened
@@ -351,11 +356,13 @@ class Agent:
                 log.info("agent %s: trying coordinator %s", self.name, self.coordinator_address)
                 continue
             self.metrics.reconnects.inc()
-            delay = backoff_delay(
-                failures,
-                self.config.reconnect_initial_seconds,
-                self.config.reconnect_max_seconds,
-                self._rng,
+            delay = self.coordinators.backoff(
+                backoff_delay(
+                    failures,
+                    self.config.reconnect_initial_seconds,
+                    self.config.reconnect_max_seconds,
+                    self._rng,
+                )
             )
             log.info("agent %s: reconnecting in %.2fs", self.name, delay)
             await asyncio.sleep(delay)

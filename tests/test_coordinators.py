@@ -27,6 +27,7 @@ from hive import cli
 from hive.asgi import AsgiServer
 from hive.config import AgentConfig
 from hive.coordinators import (
+    FAILOVER_POLL_SECONDS,
     LEADER_TRAILER,
     CoordinatorChannel,
     Entry,
@@ -293,6 +294,31 @@ async def test_two_standbys_naming_each_other_do_not_make_a_client_spin() -> Non
                 await status(channel)
     # Hops bounded by MAX_HOPS per miss and misses by backoff: tens, not thousands.
     assert 2 < len(a.calls) + len(b.calls) < 60
+
+
+async def test_during_a_failover_a_client_polls_instead_of_backing_off() -> None:
+    """A standby names a leader that is gone (its lease is running out): the client tries
+    again every FAILOVER_POLL_SECONDS at most, however long its backoff has grown, and so
+    reaches the new leader within that of its election."""
+
+    async def answer(method: str, context: Any) -> AsyncIterator[bytes]:
+        yield cluster_pb2.GetClusterStatusResponse().SerializeToString()
+
+    loop = asyncio.get_running_loop()
+    async with standby(dead_address()) as fake, FakeCoordinator(answer) as leader:
+        target = f"{fake.address},{dead_address()}"
+        async with CoordinatorChannel(
+            target, patience=10.0, backoff_initial=0.4, backoff_max=5.0
+        ) as channel:
+            call = asyncio.ensure_future(status(channel))
+            await asyncio.sleep(2.0)  # the failover under way: backoff would be at 1.6-3.2 s
+            assert not call.done()
+            elected = loop.time()
+            fake.leader = leader.address
+            await asyncio.wait_for(call, 5)
+            reached = loop.time() - elected
+    assert channel.failing_over is False  # answered: the failover is over
+    assert reached < FAILOVER_POLL_SECONDS + 0.2, reached
 
 
 # --- server streams -------------------------------------------------------------------------
