@@ -8,7 +8,8 @@
 as the engine does: committed rows/s, rows per commit (group commit at work) and commit
 latency. ``workflows``: the in-process seed cluster (instant emulated Ollama) runs N
 "quick" workflows on each store: workflows/s to the last one finished and submit latency
-(the commit before the answer).
+(the commit before the answer). ``takeover``: what a new leader reads before it leads,
+N unfinished workflows through a store opened afresh.
 
 PostgreSQL is a throwaway server (hive.pgtemp) on this machine, switched to durable
 settings (``fsync=on``, ``synchronous_commit=on``) so both stores fsync each commit.
@@ -87,6 +88,31 @@ async def writes(store: StateStore, n: int, concurrency: int) -> dict[str, Any]:
     }
 
 
+async def takeover(make: Any, n: int) -> dict[str, Any]:
+    """What a new leader reads before it leads: ``n`` unfinished workflows (each with two
+    stages, two tasks and an artifact), through a store opened afresh."""
+    store: StateStore = make()
+    await store.open()
+    for i in range(n):
+        wf = _workflow(1_000_000 + i)
+        wf.state = workflow_pb2.WORKFLOW_STATE_RUNNING
+        store.save_all(wf)
+    await store.flush()
+    await store.close()
+    fresh: StateStore = make()
+    t0 = time.perf_counter()
+    await fresh.open()
+    t1 = time.perf_counter()
+    loaded = await fresh.unfinished()
+    t2 = time.perf_counter()
+    await fresh.close()
+    return {
+        "unfinished_workflows": len(loaded),
+        "open_ms": round((t1 - t0) * 1e3, 1),
+        "load_ms": round((t2 - t1) * 1e3, 1),
+    }
+
+
 async def workflows(settings: CoordinatorSettings, n: int) -> dict[str, Any]:
     cluster = DevCluster(
         dataclasses.replace(seed_cluster(), coordinator=settings),
@@ -145,13 +171,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             conn.execute("SELECT pg_reload_conf()")
         out["postgres_fsync"] = "on"
         with psycopg.connect(server.url, autocommit=True) as conn:
-            for db in ("w", "f"):
+            for db in ("w", "f", "t"):
                 conn.execute(f"CREATE DATABASE {db}")
         base = server.url.rsplit("/", 1)[0]
         out["writes"] = {
             "sqlite": await writes(WorkflowStore(f"{tmp}/w.sqlite"), args.writes, args.concurrency),
             "postgresql": await writes(PostgresStore(f"{base}/w"), args.writes, args.concurrency),
             "concurrency": args.concurrency,
+        }
+        out["takeover"] = {
+            "sqlite": await takeover(lambda: WorkflowStore(f"{tmp}/t.sqlite"), args.unfinished),
+            "postgresql": await takeover(lambda: PostgresStore(f"{base}/t"), args.unfinished),
         }
         sqlite = CoordinatorSettings(listen="127.0.0.1:0", state_path=f"{tmp}/f.sqlite")
         out["workflows"] = {
@@ -175,6 +205,9 @@ if __name__ == "__main__":
     parser.add_argument("--writes", type=int, default=3000, help="submissions in the write test")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workflows", type=int, default=200)
+    parser.add_argument(
+        "--unfinished", type=int, default=2000, help="unfinished workflows a new leader loads"
+    )
     args = parser.parse_args()
     result = asyncio.run(main(args))
     print(json.dumps(result, indent=2))
