@@ -377,6 +377,10 @@ class Scheduler:
         if isinstance(self.policy, HivePolicy):
             self.policy.config = self.config
 
+    def limit_override(self, node: str, endpoint_id: str) -> int | None:
+        """The in-flight cap set for one endpoint (``set_limit``), None when it has none."""
+        return self._limit_overrides.get((node, endpoint_id))
+
     def set_limit(self, node: str, endpoint_id: str, limit: int | None) -> None:
         """Override (or with None, restore) one endpoint's in-flight cap."""
         if limit is None:

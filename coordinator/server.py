@@ -88,6 +88,8 @@ class Coordinator:
             else None
         )
         self._optimizing: asyncio.Task[None] | None = None
+        # Writes of the optimizer's applied state under way.
+        self._saving: set[asyncio.Task[None]] = set()
         self.metrics_server: MetricsServer | None = None
         # Durable workflows; extra pipeline templates from HIVE_PIPELINES (dirs, os.pathsep).
         # Several coordinators share a PostgreSQL store; the lease (coordinator.leader)
@@ -247,11 +249,35 @@ class Coordinator:
 
     async def _begin_leading(self) -> None:
         await self._start_enrollment()
+        await self._restore_optimizer()
         self.dispatcher.start()
         await self.workflows.start()
         self._liveness = asyncio.create_task(self._check_liveness(), name="liveness")
         if self.optimizer is not None:
             self._optimizing = asyncio.create_task(self.optimizer.run(), name="optimizer")
+
+    async def _restore_optimizer(self) -> None:
+        """Apply again what the optimizer applied before this start or failover, and from
+        now on store what it applies (the ``optimizer_state`` table)."""
+        optimizer = self.optimizer
+        if optimizer is None:
+            return
+        for row in await self.workflow_store.read_access("optimizer_state"):
+            if row["key"] == "applied":
+                optimizer.restore(str(row["value"]))
+        optimizer.on_applied = self._save_optimizer
+
+    def _save_optimizer(self, document: str) -> None:
+        row = {"key": "applied", "value": document, "updated_at": time.time()}
+        task = asyncio.create_task(self._put_optimizer(row), name="optimizer-state")
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
+
+    async def _put_optimizer(self, row: dict[str, object]) -> None:
+        try:
+            await self.workflow_store.put_access("optimizer_state", row)
+        except Exception as exc:  # a full disk, a lost fence: the next pass writes again
+            log.warning("optimizer: its applied state was not stored: %s", exc)
 
     async def _lead(self) -> None:
         """Wait for the lease; then load the state and serve as the leader until the lease
@@ -341,6 +367,9 @@ class Coordinator:
         # and what outlives it is left behind (its writes fenced), so that a coordinator
         # cut off from PostgreSQL still stops and comes back as a standby.
         bound = self.config.coordinator.lease_seconds * 2 if self.election is not None else None
+        if self._saving:  # while it still leads: a write after the election stops is fenced
+            saving = asyncio.gather(*self._saving, return_exceptions=True)
+            await _within(saving, bound, "optimizer state")
         for task in (self._leading, self._electing):
             if task is not None:
                 task.cancel()

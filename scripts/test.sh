@@ -33,7 +33,9 @@ echo "== pytest"
 .venv/bin/pytest -q "$@"
 if [ $# -eq 0 ]; then
   # The workflow and security suites once more with the coordinator's state in
-  # PostgreSQL (a fresh database per test; tests/conftest.py store_under_test).
+  # PostgreSQL (a fresh database per test; tests/conftest.py store_under_test), and the
+  # optimizer's applied state surviving a restart there.
   echo "== pytest: workflow and security suites on the PostgreSQL store"
-  HIVE_TEST_STORE=postgresql .venv/bin/pytest -q tests/test_workflows.py tests/test_security.py
+  HIVE_TEST_STORE=postgresql .venv/bin/pytest -q tests/test_workflows.py tests/test_security.py \
+    tests/test_optimizer_mesh.py
 fi

@@ -11,6 +11,7 @@ import grpc
 import httpx
 import pytest
 
+from coordinator.server import Coordinator
 from hive import cli
 from hive.dev import DevCluster
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2, inference_pb2_grpc
@@ -212,5 +213,25 @@ async def test_the_live_optimizer_records_predictions_and_calibrates_weights() -
         assert f"ratio {ratio:.2f}" in changes["service"].reason
         weights = coordinator.dispatcher.scheduler.config.weights
         assert weights.service == 0.5
+        # What it applied is in the state: a restarted coordinator (or, on PostgreSQL, the
+        # next leader) routes with the same weight from its first task.
+        live = coordinator.optimizer
+        live.optimizer.placement = {("ACACIA", "gpu0"): frozenset({"phi3:mini"})}
+        live.applied_limits[("WALNUT", "gpu0")] = 3
+        assert live.on_applied is not None  # what run_pass calls after applying
+        live.on_applied(live.state_document())
+        port = coordinator.port
+        await coordinator.stop(grace=0)
+        restarted = Coordinator(dev.cluster)
+        dev.coordinator = restarted  # the cluster stops it
+        await restarted.start(f"127.0.0.1:{port}")
+        async with asyncio.timeout(10):  # on PostgreSQL: once it holds the lease
+            await restarted.leading.wait()
+        assert restarted.dispatcher.scheduler.config.weights.service == 0.5
+        assert restarted.optimizer is not None
+        placement = {("ACACIA", "gpu0"): frozenset({"phi3:mini"})}
+        assert restarted.optimizer.optimizer.placement == placement
+        assert restarted.dispatcher.protected == placement
+        assert restarted.dispatcher.scheduler.limit_override("WALNUT", "gpu0") == 3
     finally:
         await dev.stop()

@@ -14,6 +14,7 @@ and cancels.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -46,6 +47,13 @@ from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2
 log = logging.getLogger("hive.coordinator.optimizer")
 
 
+def _endpoint_key(text: str) -> EndpointKey:
+    node, sep, endpoint = str(text).partition("/")
+    if not sep or not node or not endpoint:
+        raise ValueError(f"not node/endpoint: {text!r}")
+    return node, endpoint
+
+
 @dataclass(frozen=True, slots=True)
 class PassResult:
     plan: Plan
@@ -67,6 +75,11 @@ class LiveOptimizer:
         self.clock = clock
         self.optimizer = Optimizer(config)
         self.history = History(config.window_seconds)
+        # What the passes applied that a restarted or new leader must apply again (limits,
+        # weights; the placement is ``optimizer.placement``), and who persists it.
+        self.applied_limits: dict[EndpointKey, int] = {}
+        self.applied_weights: dict[str, float] = {}
+        self.on_applied: Callable[[str], None] | None = None
         self._loaded: dict[EndpointKey, set[str]] = {}
         # Tasks submitted up to this time are recorded as arrivals.
         self._seen_until = float("-inf")
@@ -181,8 +194,13 @@ class LiveOptimizer:
             if a.kind in (SET_LIMIT, PROTECT, SET_WEIGHT):
                 if a.kind == SET_LIMIT:
                     scheduler.set_limit(a.node, a.endpoint_id, a.limit)
+                    if a.limit is None:
+                        self.applied_limits.pop((a.node, a.endpoint_id), None)
+                    else:
+                        self.applied_limits[(a.node, a.endpoint_id)] = max(1, a.limit)
                 elif a.kind == SET_WEIGHT and a.value is not None:
                     scheduler.set_weight(a.weight, a.value)
+                    self.applied_weights[a.weight] = a.value
                 # A PROTECT takes effect below, through the dispatcher's snapshot.
                 applied.append(AppliedChange(now, a))
                 continue
@@ -196,7 +214,61 @@ class LiveOptimizer:
         self.dispatcher.protected = self.optimizer.placement
         if any(a.kind in (SET_LIMIT, PROTECT, SET_WEIGHT) for a in plan.actions):
             self.dispatcher.kick()
+            if self.on_applied is not None:
+                self.on_applied(self.state_document())
         return PassResult(plan, tuple(applied), False)
+
+    # ----- what survives a restart or a failover ------------------------------------------
+
+    def state_document(self) -> str:
+        """What the passes applied, as JSON: the placement, limits and weights."""
+        return json.dumps(
+            {
+                "placement": {
+                    f"{node}/{ep}": sorted(models)
+                    for (node, ep), models in sorted(self.optimizer.placement.items())
+                },
+                "limits": {f"{n}/{e}": v for (n, e), v in sorted(self.applied_limits.items())},
+                "weights": dict(sorted(self.applied_weights.items())),
+            },
+            sort_keys=True,
+        )
+
+    def restore(self, document: str) -> None:
+        """Apply again what an earlier leader's passes applied (``state_document``): the
+        router keeps its placement, limits and weights across a failover. Pinned limits
+        (``optimizer.pins.limits``) win over restored ones; an entry this version cannot
+        read is skipped with a warning."""
+        try:
+            doc = json.loads(document)
+            placement = {
+                _endpoint_key(k): frozenset(map(str, v)) for k, v in doc["placement"].items()
+            }
+            limits = {_endpoint_key(k): int(v) for k, v in doc["limits"].items()}
+            weights = {str(k): float(v) for k, v in doc["weights"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("optimizer: the stored state cannot be read (%s); starting afresh", exc)
+            return
+        scheduler = self.dispatcher.scheduler
+        for key, limit in limits.items():
+            if key not in self.config.pins.limits:
+                scheduler.set_limit(key[0], key[1], limit)
+                self.applied_limits[key] = limit
+        for name, value in weights.items():
+            try:
+                scheduler.set_weight(name, value)
+            except ValueError as exc:
+                log.warning("optimizer: stored weight skipped: %s", exc)
+                continue
+            self.applied_weights[name] = value
+        self.optimizer.placement = placement
+        self.dispatcher.protected = placement
+        log.info(
+            "optimizer: restored %d protected endpoints, %d limits, %d weights",
+            len(placement),
+            len(self.applied_limits),
+            len(self.applied_weights),
+        )
 
     def findings_now(self) -> Plan:
         """A fresh dry-run plan (findings as of now), without applying anything."""

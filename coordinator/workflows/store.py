@@ -153,6 +153,17 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        4,
+        "optimizer: what it applied (placement, limits, weights), for the next start",
+        """
+        CREATE TABLE optimizer_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Largest number of operations committed in one transaction.
@@ -161,7 +172,9 @@ MAX_BATCH = 2000
 Op = Callable[[sqlite3.Connection], None]
 OpT = TypeVar("OpT", bound=Hashable)
 
-# The access tables (coordinator.access owns their meaning): name → primary key, columns.
+# The small keyed tables besides the workflows: access (coordinator.access owns their
+# meaning) and the optimizer's applied state (coordinator.optimizer.live): name → primary
+# key, columns. Read whole, written a row at a time (``put_access``).
 ACCESS_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "api_tokens": (
         "id",
@@ -181,6 +194,7 @@ ACCESS_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "revoked_nodes": ("name", ("name", "reason", "revoked_at")),
+    "optimizer_state": ("key", ("key", "value", "updated_at")),
 }
 
 

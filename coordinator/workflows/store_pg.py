@@ -176,6 +176,17 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         "coordinators: the leader's lease with its fencing epoch, and the members",
         LEASE_SCHEMA,
     ),
+    (
+        5,
+        "optimizer: what it applied (placement, limits, weights), for the next leader",
+        """
+        CREATE TABLE optimizer_state (
+            key text PRIMARY KEY,
+            value text NOT NULL,
+            updated_at double precision NOT NULL
+        );
+        """,
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # pg_advisory_lock key for migrations: "hive" in ASCII, so other applications sharing the
