@@ -131,6 +131,12 @@ async def test_the_standby_names_the_leader_and_the_agent_registers_with_it(trio
     leader = trio.leader()
     assert leader is not None
     standby = next(c for c in trio.coordinators if c is not leader)
+    # A standby learns the leader when it next reads the lease (every renew_seconds).
+    await eventually(
+        lambda: _true(standby.leader_address == leader.advertise),
+        timeout=RENEW * 5,
+        what="the standby read the leader's lease",
+    )
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await status_via(f"127.0.0.1:{standby.port}")
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
