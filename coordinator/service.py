@@ -255,6 +255,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             logprobs=request.logprobs,
             top_logprobs=request.top_logprobs,
             via=await self._route(request.via, context),
+            whole=request.whole,
         )
         async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.GenerateResponse(assigned=assigned, chunk=chunk, result=result)
@@ -289,6 +290,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             logprobs=request.logprobs,
             top_logprobs=request.top_logprobs,
             via=await self._route(request.via, context),
+            whole=request.whole,
         )
         async for assigned, chunk, result in self._relay(run, request.priority, context):
             yield inference_pb2.ChatResponse(assigned=assigned, chunk=chunk, result=result)

@@ -360,6 +360,7 @@ def router(upstream: Upstream) -> APIRouter:
                 inference.function_tool(t.name, t.description, t.input_schema)
                 for t in body.tools or ()
             ],
+            whole=not body.stream,
         )
         think = body.think()
         # Claude Code asks every model to think; Ollama lets a model that cannot think

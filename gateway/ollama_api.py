@@ -377,6 +377,7 @@ def router(upstream: Upstream) -> APIRouter:
             logprobs=body.logprobs,
             top_logprobs=body.top_logprobs,
             via=parse_via(via),
+            whole=not body.stream,
         )
         _options(body, request)
         generation = await open_generation(body, request)
@@ -413,6 +414,7 @@ def router(upstream: Upstream) -> APIRouter:
             keep_alive=inference.keep_alive(body.keep_alive),
             format=_format(body.format),
             via=parse_via(via),
+            whole=not body.stream,
         )
         _options(body, request)
         generation = await open_generation(body, request)

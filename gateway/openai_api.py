@@ -334,6 +334,7 @@ def router(upstream: Upstream) -> APIRouter:
             think=REASONING.get(body.reasoning_effort or "", ""),
             logprobs=body.logprobs,
             top_logprobs=body.top_logprobs or 0,
+            whole=not body.stream,
         )
         if body.top_logprobs is not None and not body.logprobs:
             raise OpenAIError(400, "top_logprobs needs logprobs set to true", param="top_logprobs")
@@ -360,6 +361,7 @@ def router(upstream: Upstream) -> APIRouter:
             suffix=body.suffix or "",
             logprobs=body.logprobs is not None,
             top_logprobs=body.logprobs or 0,
+            whole=not body.stream,
         )
         if options := body.options():
             request.options.update(options)

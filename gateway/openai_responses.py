@@ -413,7 +413,10 @@ def router(upstream: Upstream) -> APIRouter:
                 param="previous_response_id" if body.previous_response_id else "conversation",
             )
         request = inference_pb2.ChatRequest(
-            model=body.model, messages=chat_messages(body), tools=_tools(body)
+            model=body.model,
+            messages=chat_messages(body),
+            tools=_tools(body),
+            whole=not body.stream,
         )
         if body.reasoning is not None and body.reasoning.effort is not None:
             request.think = REASONING[body.reasoning.effort]

@@ -270,6 +270,33 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     )
                 )
                 return
+            if request.whole:
+                answer = await endpoint.client.post(
+                    path, {**payload, "stream": False}, headers=via_headers(request.via)
+                )
+                if "error" in answer:
+                    raise AttemptFailed(grpc.StatusCode.INTERNAL, f"ollama: {answer['error']}")
+                message = answer.get("message") or {}
+                attempt.emit(
+                    node_agent_pb2.RunTaskResponse(
+                        chunk=common_pb2.OutputChunk(
+                            text=answer.get("response") or message.get("content") or "",
+                            tool_calls=tool_calls(answer),
+                            thinking=answer.get("thinking") or message.get("thinking") or "",
+                            logprobs=token_logprobs(answer),
+                        )
+                    )
+                )
+                stats = task_stats(answer)
+                outcome = "succeeded"
+                attempt.emit(
+                    node_agent_pb2.RunTaskResponse(
+                        result=common_pb2.TaskResult(
+                            stats=stats, done_reason=str(answer.get("done_reason", ""))
+                        )
+                    )
+                )
+                return
             answer_stream = endpoint.client.stream(path, payload, via_headers(request.via))
             async with contextlib.aclosing(answer_stream) as stream:
                 seq = 0

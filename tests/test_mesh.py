@@ -199,6 +199,43 @@ async def test_chunks_are_batched_not_one_message_per_token(dev: DevCluster) -> 
     assert len(text) > 400
 
 
+async def test_a_whole_answer_is_asked_whole_and_comes_as_one_chunk(dev: DevCluster) -> None:
+    """``whole``: the agent asks Ollama with "stream": false and sends one chunk, the same
+    text, tool calls and counts as the streamed answer."""
+    streamed, text = await generate(
+        dev, "llama3.1:8b", "Tell me a long story", num_predict=300, ignore_eos=True
+    )
+    request = inference_pb2.GenerateRequest(
+        model="llama3.1:8b", prompt="Tell me a long story", whole=True
+    )
+    request.options.update({"num_predict": 300, "ignore_eos": True})
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        events = [
+            e async for e in inference_pb2_grpc.InferenceServiceStub(channel).Generate(request)
+        ]
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds == ["assigned", "chunk", "result"]
+    assert len([e for e in streamed if e.HasField("chunk")]) > 1 and len(text) > 300
+    # The same text as the Ollama that ran it gives (each emulator has its own seed).
+    assigned = events[0].assigned
+    emulator = dev.emulators[f"{assigned.node}/{assigned.endpoint_id}"]
+    async with httpx.AsyncClient() as client:
+        direct = (
+            await client.post(
+                f"{emulator.url}/api/generate",
+                json={
+                    "model": "llama3.1:8b",
+                    "prompt": "Tell me a long story",
+                    "stream": False,
+                    "options": {"num_predict": 300, "ignore_eos": True},
+                },
+            )
+        ).json()
+    assert events[1].chunk.text == direct["response"]
+    assert events[2].result.stats.eval_count == 300 == direct["eval_count"]
+    assert events[2].result.done_reason == streamed[-1].result.done_reason
+
+
 async def test_cancelling_the_client_call_cancels_the_request_at_the_emulator() -> None:
     from tests.conftest import fast_cluster
 

@@ -762,6 +762,8 @@ class WorkflowEngine:
             model=model,
             type=cast(common_pb2.TaskType, template.type),
             generate=node_agent_pb2.GenerateInput(prompt=prompt, system=system),
+            # A stage's output is read whole: one message per hop instead of one per token.
+            whole=True,
         )
         if template.options:
             request.options.update(dict(template.options))

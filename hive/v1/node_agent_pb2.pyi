@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RunTaskRequest(_message.Message):
-    __slots__ = ("task_id", "attempt", "endpoint_id", "model", "type", "generate", "chat", "embed", "options", "keep_alive", "think", "logprobs", "top_logprobs", "via", "adopt")
+    __slots__ = ("task_id", "attempt", "endpoint_id", "model", "type", "generate", "chat", "embed", "options", "keep_alive", "think", "logprobs", "top_logprobs", "via", "adopt", "whole")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class RunTaskRequest(_message.Message):
     TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     VIA_FIELD_NUMBER: _ClassVar[int]
     ADOPT_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
     endpoint_id: str
@@ -40,7 +41,8 @@ class RunTaskRequest(_message.Message):
     top_logprobs: int
     via: _containers.RepeatedScalarFieldContainer[str]
     adopt: bool
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., generate: _Optional[_Union[GenerateInput, _Mapping]] = ..., chat: _Optional[_Union[ChatInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., via: _Optional[_Iterable[str]] = ..., adopt: _Optional[bool] = ...) -> None: ...
+    whole: bool
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., generate: _Optional[_Union[GenerateInput, _Mapping]] = ..., chat: _Optional[_Union[ChatInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., via: _Optional[_Iterable[str]] = ..., adopt: _Optional[bool] = ..., whole: _Optional[bool] = ...) -> None: ...
 
 class GenerateInput(_message.Message):
     __slots__ = ("prompt", "system", "format", "raw", "suffix", "images")
