@@ -86,15 +86,25 @@ class OllamaClient:
             if response.status_code != 200:
                 body = await response.aread()
                 raise OllamaError(response.status_code, _error_text(body.decode(errors="replace")))
-            lines = response.aiter_lines()
-            async for line in lines:
-                if not line:
+            # Lines split from the raw bytes (Ollama's NDJSON is UTF-8; json.loads takes
+            # bytes): httpx's aiter_lines decodes and re-splits text, a few µs a token more.
+            data = response.aiter_bytes()
+            pending = b""
+            async for piece in data:
+                pending += piece
+                if b"\n" not in pending:
                     continue
-                item = json.loads(line)
-                if item.get("done"):
-                    async for _ in lines:
-                        pass
-                yield item
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if item.get("done"):
+                        async for _ in data:
+                            pass
+                    yield item
+            if pending.strip():
+                yield json.loads(pending)
 
     async def post(
         self,
