@@ -211,6 +211,37 @@ class _Done:
 _Inbox = asyncio.Queue[Assignment | _Event | _Done | FinishOutcome]
 
 
+def merge_chunks(into: common_pb2.OutputChunk, more: common_pb2.OutputChunk) -> bool:
+    """Append ``more`` to ``into`` when the result reads the same as the two in order
+    (text after text, thinking before text, no tool calls in either); False, and nothing
+    changed, otherwise. ``into`` keeps its ``seq``."""
+    if into.tool_calls or more.tool_calls or (more.thinking and into.text):
+        return False
+    into.text += more.text
+    into.thinking += more.thinking
+    into.logprobs.extend(more.logprobs)
+    return True
+
+
+def gather_chunks(
+    chunk: common_pb2.OutputChunk, inbox: _Inbox, attempt: int
+) -> Assignment | _Event | _Done | FinishOutcome | None:
+    """Merge into ``chunk`` the chunks of ``attempt`` queued behind it in ``inbox`` (the
+    caller reads slower than the agent sends: a busy coordinator), so they go on as one
+    message, fewer messages exactly when they cost most. Returns the first item taken that
+    could not be merged (to be handled next), or None."""
+    while not inbox.empty():
+        following = inbox.get_nowait()
+        if not (
+            isinstance(following, _Event)
+            and following.attempt == attempt
+            and following.event.HasField("chunk")
+            and merge_chunks(chunk, following.event.chunk)
+        ):
+            return following
+    return None
+
+
 class AgentChannels:
     """One gRPC channel per agent, reused by every task sent there.
 
@@ -254,7 +285,12 @@ def snapshot_from_registry(
     rates = speeds.load_rates()
     for record in registry:
         nodes.append(_node_view(record, rates))
-    return ClusterSnapshot(tuple(nodes), speeds.speeds(), speeds.error_rates(), protected or {})
+    # ``protected`` itself, even empty: ``Dispatcher.snapshot`` tells a placement that
+    # changed by identity (``protected or {}`` made a new dict each time, so the snapshot
+    # was rebuilt on every call: 12 % of a busy coordinator's CPU).
+    return ClusterSnapshot(
+        tuple(nodes), speeds.speeds(), speeds.error_rates(), {} if protected is None else protected
+    )
 
 
 def _node_view(record: NodeRecord, load_rates: Mapping[EndpointKey, float]) -> NodeView:
@@ -660,9 +696,11 @@ class Dispatcher:
         attempt: int | None = None
         assigned_at = now
         tokens = 0
+        # An item taken from the inbox while gathering chunks, handled next.
+        held: Assignment | _Event | _Done | FinishOutcome | None = None
         try:
             while True:
-                item = await inbox.get()
+                item, held = (held, None) if held is not None else (await inbox.get(), None)
                 if isinstance(item, Assignment):
                     attempt = item.attempt
                     placement = Placement(item.node, item.endpoint_id, self._address(item.node))
@@ -691,6 +729,8 @@ class Dispatcher:
                             run.started_at = self.clock()
                         if item.event.HasField("result"):
                             tokens = item.event.result.stats.eval_count
+                        elif item.event.HasField("chunk"):
+                            held = gather_chunks(item.event.chunk, inbox, attempt)
                         yield item.event
                 elif isinstance(item, _Done):
                     if item.attempt != attempt:

@@ -1,0 +1,93 @@
+"""What the token path costs the coordinator (coordinator/dispatch.py, issue 19): chunks
+that queued up behind one another go on as one message, reading the same; the routing
+snapshot is built again only when something it reads changed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from coordinator.dispatch import (
+    AgentChannels,
+    Dispatcher,
+    _Done,
+    _Event,
+    _Inbox,
+    gather_chunks,
+    merge_chunks,
+)
+from coordinator.registry import Registry
+from coordinator.routing.config import RouterConfig
+from hive.v1 import common_pb2, node_agent_pb2
+
+
+def chunk(
+    text: str = "", thinking: str = "", seq: int = 0, **more: object
+) -> common_pb2.OutputChunk:
+    return common_pb2.OutputChunk(text=text, thinking=thinking, seq=seq, **more)  # type: ignore[arg-type]
+
+
+def event(attempt: int, c: common_pb2.OutputChunk) -> _Event:
+    return _Event(attempt, node_agent_pb2.RunTaskResponse(chunk=c))
+
+
+def test_text_after_text_and_thinking_before_text_merge_in_order() -> None:
+    into = chunk("Hel", seq=3)
+    assert merge_chunks(into, chunk("lo", logprobs=[common_pb2.TokenLogprob(token="lo")]))
+    assert (into.text, into.seq, [p.token for p in into.logprobs]) == ("Hello", 3, ["lo"])
+    thought = chunk(thinking="hmm")
+    assert merge_chunks(thought, chunk(thinking=", so", text="Yes"))
+    assert (thought.thinking, thought.text) == ("hmm, so", "Yes")
+
+
+def test_what_would_read_differently_is_not_merged() -> None:
+    call = common_pb2.ToolCall(name="get_weather", arguments_json="{}")
+    for into, more in [
+        (chunk("a"), chunk(tool_calls=[call])),  # a tool call stays its own message
+        (chunk(tool_calls=[call]), chunk("b")),
+        (chunk("answer"), chunk(thinking="more thought")),  # thinking after text
+    ]:
+        before = into.SerializeToString()
+        assert not merge_chunks(into, more)
+        assert into.SerializeToString() == before
+
+
+async def test_queued_chunks_of_the_attempt_are_gathered_up_to_anything_else() -> None:
+    inbox: _Inbox = asyncio.Queue()
+    for item in (
+        event(2, chunk("b")),
+        event(2, chunk("c")),
+        _Done(2, None),
+        event(2, chunk("never reached")),
+    ):
+        inbox.put_nowait(item)
+    first = chunk("a")
+    held = gather_chunks(first, inbox, 2)
+    assert first.text == "abc"
+    assert isinstance(held, _Done)  # handled next, in order
+    assert inbox.qsize() == 1
+
+
+async def test_another_attempts_chunk_is_held_not_merged() -> None:
+    inbox: _Inbox = asyncio.Queue()
+    stale = event(1, chunk("old"))
+    inbox.put_nowait(stale)
+    first = chunk("new")
+    assert gather_chunks(first, inbox, 2) is stale
+    assert first.text == "new"
+    assert gather_chunks(first, inbox, 2) is None  # nothing queued
+
+
+async def test_the_routing_snapshot_is_reused_until_something_it_reads_changes() -> None:
+    """Every submit and dispatch round reads the snapshot; without an optimizer placement
+    (``protected`` empty) it used to be rebuilt on every read."""
+    now = [100.0]
+    registry = Registry(lambda: now[0], lambda: now[0], suspect_after=3, lost_after=6)
+    dispatcher = Dispatcher(registry, AgentChannels(1 << 20), RouterConfig(), lambda: now[0])
+    first = dispatcher.snapshot()
+    assert dispatcher.snapshot() is first
+    dispatcher.protected = {("NODE", "gpu0"): frozenset({"llama3.1:8b"})}
+    placed = dispatcher.snapshot()
+    assert placed is not first and placed.protected is dispatcher.protected
+    assert dispatcher.snapshot() is placed
+    now[0] += 1.0  # measured speeds may have moved (SPEEDS_STALENESS_SECONDS)
+    assert dispatcher.snapshot() is not placed
