@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from coordinator.dispatch import (
     AgentChannels,
     Dispatcher,
@@ -91,3 +93,20 @@ async def test_the_routing_snapshot_is_reused_until_something_it_reads_changes()
     assert dispatcher.snapshot() is placed
     now[0] += 1.0  # measured speeds may have moved (SPEEDS_STALENESS_SECONDS)
     assert dispatcher.snapshot() is not placed
+
+
+def test_the_agents_chunking_and_orphan_time_are_settings_of_node_yaml() -> None:
+    from hive.config import ConfigError, parse_agent_config
+
+    node = {"node": {"name": "N", "gpus": []}}
+    default = parse_agent_config(node, "n.yaml")
+    assert (default.chunk_max_seconds, default.chunk_max_chars) == (0.1, 256)
+    assert default.orphan_seconds == 30.0
+    tuned = parse_agent_config(
+        {**node, "chunk_max_seconds": 0.02, "chunk_max_chars": 64, "orphan_seconds": 5},
+        "n.yaml",
+    )
+    assert (tuned.chunk_max_seconds, tuned.chunk_max_chars, tuned.orphan_seconds) == (0.02, 64, 5)
+    for key, value in (("chunk_max_seconds", 0), ("chunk_max_chars", 0.5), ("orphan_seconds", -1)):
+        with pytest.raises(ConfigError, match=f"n.yaml: {key}"):
+            parse_agent_config({**node, key: value}, "n.yaml")
