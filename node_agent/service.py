@@ -171,6 +171,15 @@ def ollama_format(value: str) -> str | Any:
     return value
 
 
+def final_result(
+    final: dict[str, Any], stats: common_pb2.TaskStats
+) -> node_agent_pb2.RunTaskResponse:
+    """The result event of Ollama's last (``done``) object: its counts and done_reason."""
+    return node_agent_pb2.RunTaskResponse(
+        result=common_pb2.TaskResult(stats=stats, done_reason=str(final.get("done_reason", "")))
+    )
+
+
 def task_stats(final: dict[str, Any]) -> common_pb2.TaskStats:
     return common_pb2.TaskStats(
         prompt_eval_count=int(final.get("prompt_eval_count", 0)),
@@ -289,13 +298,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 )
                 stats = task_stats(answer)
                 outcome = "succeeded"
-                attempt.emit(
-                    node_agent_pb2.RunTaskResponse(
-                        result=common_pb2.TaskResult(
-                            stats=stats, done_reason=str(answer.get("done_reason", ""))
-                        )
-                    )
-                )
+                attempt.emit(final_result(answer, stats))
                 return
             answer_stream = endpoint.client.stream(path, payload, via_headers(request.via))
             async with contextlib.aclosing(answer_stream) as stream:
@@ -350,13 +353,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     if done:
                         stats = task_stats(line)
                         outcome = "succeeded"
-                        attempt.emit(
-                            node_agent_pb2.RunTaskResponse(
-                                result=common_pb2.TaskResult(
-                                    stats=stats, done_reason=str(line.get("done_reason", ""))
-                                )
-                            )
-                        )
+                        attempt.emit(final_result(line, stats))
                         return
                 raise AttemptFailed(
                     grpc.StatusCode.INTERNAL,

@@ -109,9 +109,8 @@ async def test_a_caller_gone_with_its_session_leaves_an_orphan_that_is_adopted_f
     assert len(table) == 0 and table.expired == 0
 
 
-async def test_an_orphan_nobody_adopts_is_stopped_after_orphan_seconds(
-    table: Attempts, session: Session
-) -> None:
+async def orphaned(table: Attempts, session: Session) -> Producer:
+    """An attempt that sent its first chunk, whose caller then went away with the session."""
     producer = Producer()
     stream = table.follow(table.start(request(), producer))
     producer.release.release()
@@ -119,6 +118,13 @@ async def test_an_orphan_nobody_adopts_is_stopped_after_orphan_seconds(
     session.end()
     await stream.aclose()
     await asyncio.sleep(0.05)
+    return producer
+
+
+async def test_an_orphan_nobody_adopts_is_stopped_after_orphan_seconds(
+    table: Attempts, session: Session
+) -> None:
+    producer = await orphaned(table, session)
     table.reap(asyncio.get_running_loop().time())
     assert not producer.cancelled, "stopped before orphan_seconds"
     table.reap(asyncio.get_running_loop().time() + 0.31)
@@ -129,13 +135,7 @@ async def test_an_orphan_nobody_adopts_is_stopped_after_orphan_seconds(
 async def test_an_orphan_the_new_coordinator_abandons_stops_at_once(
     table: Attempts, session: Session
 ) -> None:
-    producer = Producer()
-    stream = table.follow(table.start(request(), producer))
-    producer.release.release()
-    await read_one(stream)
-    session.end()
-    await stream.aclose()
-    await asyncio.sleep(0.05)
+    producer = await orphaned(table, session)
     table.abandon(["t1", "not-here"])
     await eventually(lambda: producer.cancelled, timeout=2, what="the abandoned one stopped")
     assert len(table) == 0
