@@ -72,13 +72,13 @@ async def serve_coordinator() -> None:
     await asyncio.Event().wait()
 
 
-async def serve_gateway(coordinator: str) -> None:
+async def serve_gateway(coordinator: str, direct: bool) -> None:
     from gateway.app import create_app
     from hive.asgi import AsgiServer
     from hive.serving import tune_gc_for_serving
 
     tune_gc_for_serving()
-    server = AsgiServer(create_app(coordinator))
+    server = AsgiServer(create_app(coordinator, direct=direct))
     port = await server.start()
     print(json.dumps({"url": f"http://127.0.0.1:{port}", "pid": os.getpid()}), flush=True)
     await asyncio.Event().wait()
@@ -261,7 +261,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         coordinator, c = child("--serve-coordinator")
         children.append(coordinator)
-        gateway, g = child("--serve-gateway", c["address"])
+        gateway, g = child("--serve-gateway", c["address"], "direct" if args.direct else "relay")
         children.append(gateway)
         results: dict[str, Any] = {
             "agents": args.agents,
@@ -269,6 +269,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "model": MODEL,
             "gpu": GPU,
             "chunk_max_seconds": args.chunk_seconds,
+            "direct": args.direct,
             "machine_cores": os.cpu_count(),
         }
         for time_scale, phases in ((0.0, ("short",)), (args.time_scale, ("streamed", "whole"))):
@@ -372,7 +373,10 @@ def main() -> int:
         "--profile", type=Path, help="py-spy the long phases into this directory (raw stacks)"
     )
     parser.add_argument("--serve-coordinator", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-gateway", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--direct", action="store_true", help="the gateway reads streams from the agents"
+    )
+    parser.add_argument("--serve-gateway", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--serve-emulators", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument(
         "--chunk-seconds", type=float, default=0.1, help="the agents' chunk_max_seconds"
@@ -382,7 +386,8 @@ def main() -> int:
     if args.serve_coordinator:
         asyncio.run(serve_coordinator())
     elif args.serve_gateway:
-        asyncio.run(serve_gateway(args.serve_gateway))
+        coordinator, mode = args.serve_gateway
+        asyncio.run(serve_gateway(coordinator, mode == "direct"))
     elif args.serve_emulators:
         count, slots, scale = args.serve_emulators
         asyncio.run(serve_emulators(int(count), int(slots), float(scale)))

@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,10 +49,9 @@ from coordinator.scheduler import (
     Scheduler,
     Unroutable,
 )
-from hive import tls
-from hive.serving import AGENT_TRAILER, channel_options, trailer_keys
-from hive.tls import Security
-from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2, node_agent_pb2_grpc
+from hive.agent_channels import AgentChannels
+from hive.serving import AGENT_TRAILER, trailer_keys
+from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2
 
 log = logging.getLogger("hive.coordinator.dispatch")
 
@@ -170,6 +170,8 @@ class Assigned:
     task_id: str
     placement: Placement
     attempt: int
+    # A direct run's token for FollowTask on the attempt's agent ("" otherwise).
+    follow_token: str = ""
 
 
 @dataclass
@@ -240,34 +242,6 @@ def gather_chunks(
         ):
             return following
     return None
-
-
-class AgentChannels:
-    """One gRPC channel per agent, reused by every task sent there.
-
-    With ``security`` the channel is mutual TLS and expects the agent's certificate to
-    carry the node's name, so a task for IRONWOOD reaches IRONWOOD whatever address its
-    registration advertised.
-    """
-
-    def __init__(self, max_message_bytes: int, security: Security | None = None) -> None:
-        self._options = channel_options(max_message_bytes)
-        self._security = security
-        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
-
-    def stub(self, address: str, node: str = "") -> node_agent_pb2_grpc.NodeAgentServiceAsyncStub:
-        channel = self._channels.get((address, node))
-        if channel is None:
-            channel = tls.channel(
-                address, self._security, server_name=node or None, options=self._options
-            )
-            self._channels[(address, node)] = channel
-        return node_agent_pb2_grpc.NodeAgentServiceStub(channel)
-
-    async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
 
 
 def snapshot_from_registry(
@@ -610,8 +584,13 @@ class Dispatcher:
         deadline_seconds: float | None = None,
         avoid_nodes: Collection[str] = (),
         chain_only: bool = False,
+        direct: bool = False,
     ) -> AsyncIterator[Assigned | node_agent_pb2.RunTaskResponse]:
         """Run ``request``; yield assignments and the agent's events.
+
+        ``direct``: each attempt gets a follow token (in its ``Assigned``), and its output
+        goes only to whoever follows it on the agent with that token; the events yielded
+        here are the assignments, TaskStarted and the result.
 
         The caller sets ``task_id``; closing or cancelling the iteration withdraws the
         task (cancelling it on its agent). ``deadline_seconds`` bounds the whole task,
@@ -721,8 +700,9 @@ class Dispatcher:
                         )
                     else:
                         self.metrics.task_assigned(spec.type, item.queued_seconds, item.decision)
-                    yield Assigned(request.task_id, placement, attempt)
-                    pump = asyncio.create_task(self._pump(request, item, placement, inbox))
+                    token = secrets.token_urlsafe(18) if direct and not item.adopted else ""
+                    yield Assigned(request.task_id, placement, attempt, token)
+                    pump = asyncio.create_task(self._pump(request, item, placement, inbox, token))
                 elif isinstance(item, _Event):
                     if item.attempt == attempt:
                         if run.started_at is None and item.event.HasField("started"):
@@ -850,6 +830,7 @@ class Dispatcher:
         assignment: Assignment,
         placement: Placement,
         inbox: _Inbox,
+        follow_token: str = "",
     ) -> None:
         """Run one attempt on its agent, forwarding every event to the task's inbox."""
         call = node_agent_pb2.RunTaskRequest()
@@ -857,6 +838,7 @@ class Dispatcher:
         call.endpoint_id = placement.endpoint_id
         call.attempt = assignment.attempt
         call.adopt = assignment.adopted
+        call.follow_token = follow_token
         self.registry.running[placement.node] += 1
         try:
             async for event in self.channels.stub(placement.agent_address, placement.node).RunTask(

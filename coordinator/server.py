@@ -15,7 +15,7 @@ from pathlib import Path
 
 from coordinator.access import AccessBook, ApiGuard, RateLimiter
 from coordinator.access.servicer import AccessServicer, EnrollmentServicer
-from coordinator.dispatch import AgentChannels, Dispatcher
+from coordinator.dispatch import Dispatcher
 from coordinator.ha import LeaderGate
 from coordinator.leader import LeaderElection, session_options
 from coordinator.metrics import CoordinatorMetrics
@@ -33,6 +33,7 @@ from coordinator.state_lock import StateLock
 from coordinator.workflows import PipelineCatalog, WorkflowEngine
 from coordinator.workflows.servicer import WorkflowServicer
 from coordinator.workflows.store import Fenced, create_store
+from hive.agent_channels import AgentChannels
 from hive.config import ClusterConfig
 from hive.metrics import MetricsServer
 from hive.sdnotify import Notifier

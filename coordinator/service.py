@@ -257,7 +257,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             via=await self._route(request.via, context),
             whole=request.whole,
         )
-        async for assigned, chunk, result in self._relay(run, request.priority, context):
+        relay = self._relay(run, request.priority, context, request.direct)
+        async for assigned, chunk, result in relay:
             yield inference_pb2.GenerateResponse(assigned=assigned, chunk=chunk, result=result)
 
     async def Chat(
@@ -292,7 +293,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             via=await self._route(request.via, context),
             whole=request.whole,
         )
-        async for assigned, chunk, result in self._relay(run, request.priority, context):
+        relay = self._relay(run, request.priority, context, request.direct)
+        async for assigned, chunk, result in relay:
             yield inference_pb2.ChatResponse(assigned=assigned, chunk=chunk, result=result)
 
     async def Embed(
@@ -341,6 +343,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         run: node_agent_pb2.RunTaskRequest,
         priority: int,
         context: grpc.aio.ServicerContext[Any, Any],
+        direct: bool = False,
     ) -> AsyncIterator[
         tuple[
             inference_pb2.TaskAssignment | None,
@@ -348,10 +351,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             common_pb2.TaskResult | None,
         ]
     ]:
-        """Run the task; yield (assignment, chunk, result) with exactly one set per step."""
+        """Run the task; yield (assignment, chunk, result) with exactly one set per step.
+        ``direct``: the output is read from the agent (the assignment says where)."""
         try:
             remaining = context.time_remaining()
-            async for event in self.dispatcher.run(run, priority, remaining):
+            async for event in self.dispatcher.run(run, priority, remaining, direct=direct):
                 if isinstance(event, Assigned):
                     yield (
                         inference_pb2.TaskAssignment(
@@ -359,6 +363,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                             node=event.placement.node,
                             endpoint_id=event.placement.endpoint_id,
                             attempt=event.attempt,
+                            agent_address=event.placement.agent_address if direct else "",
+                            follow_token=event.follow_token,
                         ),
                         None,
                         None,

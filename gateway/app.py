@@ -52,14 +52,16 @@ def create_app(
     security: Security | None = None,
     service_token: str | None = None,
     protect_metrics: bool = False,
+    direct: bool = False,
 ) -> FastAPI:
     """The gateway for the coordinator at ``coordinator`` (host:port).
 
     ``security``: mutual TLS to the coordinator (None: plaintext). Callers' bearer tokens
     are forwarded (``gateway.auth``); ``service_token`` is the gateway's own, used for
-    the open health endpoints; ``protect_metrics`` asks for a readable token on /metrics.
+    the open health endpoints; ``protect_metrics`` asks for a readable token on /metrics;
+    ``direct``: streamed answers are read from the agents (``gateway.upstream``).
     """
-    upstream = Upstream(coordinator, security=security, service_token=service_token)
+    upstream = Upstream(coordinator, security=security, service_token=service_token, direct=direct)
     app = FastAPI(
         title="Hive mesh gateway",
         version=__version__,

@@ -9,6 +9,7 @@ cancels the RPC, which cancels the request at the node's Ollama.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -20,10 +21,11 @@ import grpc
 
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import limits
+from hive.agent_channels import AgentChannels
 from hive.coordinators import COORDINATOR_TRAILER, LEADER_TRAILER, CoordinatorChannel
 from hive.models import tagged
 from hive.serving import trailer_keys
-from hive.v1 import common_pb2, inference_pb2
+from hive.v1 import common_pb2, inference_pb2, node_agent_pb2
 
 Event = inference_pb2.GenerateResponse | inference_pb2.ChatResponse
 
@@ -48,6 +50,13 @@ class Piece:
 
 @dataclass
 class Generation:
+    """One call's events as pieces of output. A direct call (``agents`` set) reads its
+    output from the agent each assignment names (FollowTask) and only assignments from the
+    coordinator's stream: an assignment that moves (a retry elsewhere) before any output
+    was handed out is followed there; once the agent's stream has given the result the
+    coordinator's is drained in the background (its task's accounting), not cancelled, and
+    an answer whose agent keeps streaming outlives a coordinator that went away."""
+
     call: Any  # grpc.aio.UnaryStreamCall of GenerateResponse or ChatResponse
     assigned: inference_pb2.TaskAssignment | None = None
     _ahead: list[Piece] = field(default_factory=list)
@@ -56,11 +65,19 @@ class Generation:
     again: Callable[[], Any] | None = None
     channel: CoordinatorChannel | None = None
     moves: int = 0  # the channel's generation when the call was made
+    # Direct: the agents' channels, the FollowTask call under way, whether a piece was
+    # handed out (no other attempt may be followed after that) and whether the result was.
+    agents: AgentChannels | None = None
+    _follow: Any = None
+    _handed: bool = False
+    _finished: bool = False
 
     def retry(self) -> Generation:
         assert self.again is not None
         moves = self.channel.generation if self.channel is not None else 0
-        return Generation(self.again(), again=self.again, channel=self.channel, moves=moves)
+        return Generation(
+            self.again(), again=self.again, channel=self.channel, moves=moves, agents=self.agents
+        )
 
     async def leave(self, err: grpc.aio.AioRpcError) -> None:
         """Move the channel off the coordinator that dropped this call (unless it moved
@@ -70,23 +87,62 @@ class Generation:
 
     async def _next(self) -> Piece | None:
         """The next chunk or result; assignments (and re-assignments) are recorded."""
+        piece = await self._next_piece()
+        if piece is not None:
+            self._handed = True
+        return piece
+
+    async def _next_piece(self) -> Piece | None:
         while True:
+            if self._finished:
+                return None
+            if self._follow is not None:
+                try:
+                    followed: Any = await self._follow.read()
+                except grpc.aio.AioRpcError as err:
+                    self._follow = None
+                    if self._handed:
+                        raise
+                    log.info("task %s: lost its agent's stream (%s)", self.task_id, err.details())
+                    continue  # the coordinator's stream says what comes next
+                if followed is grpc.aio.EOF:
+                    self._follow, self._finished = None, True
+                    return None
+                if followed.HasField("chunk"):
+                    return _piece(followed.chunk)
+                if followed.HasField("result"):
+                    self._finished = True
+                    return Piece(result=followed.result)
+                continue  # TaskStarted
             event: Event | Any = await self.call.read()
             if event is grpc.aio.EOF:
                 return None
             if event.HasField("assigned"):
                 self.assigned = event.assigned
+                if self.agents is not None and event.assigned.follow_token:
+                    self._follow_agent(event.assigned)
             elif event.HasField("chunk"):
-                chunk = event.chunk
-                return Piece(
-                    chunk.text,
-                    None,
-                    list(chunk.tool_calls),
-                    chunk.thinking,
-                    list(chunk.logprobs),
-                )
+                return _piece(event.chunk)
             elif event.HasField("result"):
+                if self.agents is not None and not self._handed:
+                    # The answer went to an agent stream this gateway lost: say so, never
+                    # an empty answer.
+                    raise _unavailable("the answer's output stream from its node was lost")
                 return Piece(result=event.result)
+
+    def _follow_agent(self, assigned: inference_pb2.TaskAssignment) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
+        assert self.agents is not None
+        stub = self.agents.stub(assigned.agent_address, assigned.node)
+        self._follow = stub.FollowTask(
+            node_agent_pb2.FollowTaskRequest(
+                task_id=assigned.task_id,
+                attempt=assigned.attempt,
+                follow_token=assigned.follow_token,
+            ),
+            timeout=GENERATION_TIMEOUT_SECONDS,
+        )
 
     async def prefetch(self) -> None:
         """Read until the first output, raising the RPC's error if it fails before that."""
@@ -104,7 +160,18 @@ class Generation:
             self.close()
 
     def close(self) -> None:
-        self.call.cancel()
+        if self._follow is not None:
+            self._follow.cancel()
+            self._follow = None
+        if self._finished:
+            # The agent gave the whole answer; the coordinator's stream ends with the same
+            # result in a moment: read it out, so the task counts as succeeded, not as
+            # cancelled.
+            task = asyncio.create_task(_drain(self.call))
+            _DRAINING.add(task)
+            task.add_done_callback(_DRAINING.discard)
+        else:
+            self.call.cancel()
 
     @property
     def task_id(self) -> str:
@@ -112,22 +179,58 @@ class Generation:
 
 
 async def generate(upstream: Upstream, request: inference_pb2.GenerateRequest) -> Generation:
+    request.direct = upstream.direct and not request.whole
+
     def call() -> Any:
         return upstream.inference.Generate(request, timeout=GENERATION_TIMEOUT_SECONDS)
 
-    return await _started(_first(upstream, call))
+    return await _started(_first(upstream, call, request.direct))
 
 
 async def chat(upstream: Upstream, request: inference_pb2.ChatRequest) -> Generation:
+    request.direct = upstream.direct and not request.whole
+
     def call() -> Any:
         return upstream.inference.Chat(request, timeout=GENERATION_TIMEOUT_SECONDS)
 
-    return await _started(_first(upstream, call))
+    return await _started(_first(upstream, call, request.direct))
 
 
-def _first(upstream: Upstream, call: Callable[[], Any]) -> Generation:
+def _first(upstream: Upstream, call: Callable[[], Any], direct: bool) -> Generation:
     channel = upstream.channel
-    return Generation(call(), again=call, channel=channel, moves=channel.generation)
+    return Generation(
+        call(),
+        again=call,
+        channel=channel,
+        moves=channel.generation,
+        agents=upstream.agents if direct else None,
+    )
+
+
+def _piece(chunk: common_pb2.OutputChunk) -> Piece:
+    return Piece(chunk.text, None, list(chunk.tool_calls), chunk.thinking, list(chunk.logprobs))
+
+
+# Coordinator streams of direct answers, read out after the agent gave the result.
+_DRAINING: set[asyncio.Task[None]] = set()
+DRAIN_SECONDS = 30.0
+
+
+async def _drain(call: Any) -> None:
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while await call.read() is not grpc.aio.EOF:
+                pass
+    except (grpc.aio.AioRpcError, TimeoutError):
+        pass  # the coordinator went away, or never ended it: nothing to read out
+    finally:
+        call.cancel()
+
+
+def _unavailable(details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details
+    )
 
 
 async def embed(

@@ -11,11 +11,17 @@ recovers within seconds of the coordinator coming back, instead of gRPC's defaul
 to two minutes. With ``security`` the channel is mutual TLS; every call carries the token
 of the caller being served (``gateway.auth``), or ``token`` when there is none (``hive
 mcp`` over stdio, which acts for the person who started it).
+
+With ``direct`` a streamed answer is read from the agent that runs it (FollowTask, with the
+follow token its assignment carries), not through the coordinator: the tokens skip a hop
+and the coordinator's CPU. The gateway must then reach the agents' RunTask addresses, as
+the coordinator does, over the same mutual TLS.
 """
 
 from __future__ import annotations
 
 from gateway.auth import caller_token
+from hive.agent_channels import AgentChannels
 from hive.coordinators import CoordinatorChannel, parse_target
 from hive.tls import Security, token_interceptors
 from hive.v1 import cluster_pb2_grpc, inference_pb2_grpc, workflow_pb2_grpc
@@ -42,10 +48,13 @@ class Upstream:
         security: Security | None = None,
         token: str | None = None,
         service_token: str | None = None,
+        direct: bool = False,
     ) -> None:
         parse_target(target)  # a bad --coordinator fails at start, naming the entry
         self.target = target
         self.security = security
+        self.direct = direct
+        self._agents: AgentChannels | None = None
         self.default_token = token
         # The gateway's own token, for its health checks only (never a caller's calls).
         self.service_token = service_token
@@ -77,7 +86,17 @@ class Upstream:
     def inference(self) -> inference_pb2_grpc.InferenceServiceAsyncStub:
         return inference_pb2_grpc.InferenceServiceStub(self.channel)
 
+    @property
+    def agents(self) -> AgentChannels:
+        """Channels to the agents, for FollowTask (direct answers)."""
+        if self._agents is None:
+            self._agents = AgentChannels(64 * 1024 * 1024, self.security)
+        return self._agents
+
     async def close(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
             await channel.close()
+        agents, self._agents = self._agents, None
+        if agents is not None:
+            await agents.close()

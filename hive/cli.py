@@ -198,6 +198,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             security=security,
             service_token=service_token,
             protect_metrics=args.protect_metrics,
+            direct=args.direct,
         )
         server = AsgiServer(app, host, int(port), https=https)
         await server.start()
@@ -664,6 +665,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--protect-metrics", action="store_true", help="/metrics needs a read-scope token"
+    )
+    p.add_argument(
+        "--direct",
+        action="store_true",
+        default=os.environ.get("HIVE_GATEWAY_DIRECT", "") not in ("", "0"),
+        help="read streamed answers from the agents (FollowTask), not through the "
+        "coordinator; the gateway must reach the agents' RunTask addresses "
+        "(default $HIVE_GATEWAY_DIRECT)",
     )
     p.add_argument(
         "--https-cert",

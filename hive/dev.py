@@ -181,6 +181,8 @@ class DevCluster:
                     self.coordinator_target,
                     security=self.security("gateway"),
                     service_token=service_token,
+                    # Every agent is on this host: streamed answers skip the coordinator.
+                    direct=True,
                 ),
                 self.gateway_host,
                 self.gateway_port,

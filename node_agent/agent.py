@@ -185,8 +185,11 @@ class Agent:
         self, method: str, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         """RunTask and GetNode answer the coordinator only: any other holder of a cluster
-        certificate (another node, a client) is refused."""
+        certificate (another node, a client) is refused. FollowTask answers any holder of
+        one who also holds the attempt's follow token (a gateway, checked there)."""
         if not method.startswith("/hive.v1.NodeAgentService/") or self.security is None:
+            return
+        if method == "/hive.v1.NodeAgentService/FollowTask":
             return
         caller = tls.peer_name(context)
         if caller != self.security.coordinator_name:

@@ -19,6 +19,10 @@ Rules:
   ``LINGER_SECONDS`` more (in Register, not in heartbeats), so a leader that died between
   reading a result and committing it has a successor that adopts the result rather than
   running the task again.
+* A direct attempt (started with a ``follow_token``) sends its output only to callers of
+  FollowTask that hold the token (a gateway); its RunTask call carries TaskStarted and the
+  result. A follower counts as a caller: the attempt runs on while one reads it, even when
+  its coordinator went away, and a new coordinator does not abandon it.
 * Only the newest attempt of a task lives here: a RunTask for another attempt of the same
   task stops the older one; a second RunTask for the same attempt follows it.
 
@@ -119,6 +123,8 @@ class Attempts:
         # The event set when the current session ends; None when there is none.
         self._session_over = session_over
         self._table: dict[str, Attempt] = {}
+        # Set (and replaced) whenever an attempt starts: what ``find`` waits on.
+        self._arrivals = asyncio.Event()
         self._decisions: set[asyncio.Task[None]] = set()
         # Orphans adopted by a coordinator, and stopped unadopted (metrics and tests).
         self.adopted = 0
@@ -130,6 +136,21 @@ class Attempts:
     def get(self, task_id: str, number: int) -> Attempt | None:
         attempt = self._table.get(task_id)
         return attempt if attempt is not None and attempt.number == number else None
+
+    async def find(self, task_id: str, number: int, timeout: float) -> Attempt | None:
+        """``get``, waiting up to ``timeout`` seconds for the attempt to start: a follower
+        told of an assignment may ask before the coordinator's RunTask reaches the agent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (attempt := self.get(task_id, number)) is None:
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            arrivals = self._arrivals
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await arrivals.wait()
+        return attempt
 
     def running_ids(self) -> list[str]:
         """Tasks with an attempt not yet delivered (heartbeats, GetNode)."""
@@ -153,6 +174,8 @@ class Attempts:
             self.stop(old, f"superseded by attempt {request.attempt}")
         attempt = Attempt(request)
         self._table[attempt.task_id] = attempt
+        arrivals, self._arrivals = self._arrivals, asyncio.Event()
+        arrivals.set()
         attempt.producer = asyncio.create_task(
             self._produce(attempt, produce), name=f"attempt:{attempt.task_id}"
         )
@@ -174,15 +197,19 @@ class Attempts:
         else:
             attempt.finish(None)
 
-    async def follow(self, attempt: Attempt) -> AsyncIterator[node_agent_pb2.RunTaskResponse]:
-        """A caller's view of ``attempt`` (see ``Attempt.replay``). A caller that stops
-        reading before the end leaves the attempt to ``_after_caller_left``."""
+    async def follow(
+        self, attempt: Attempt, output: bool = True
+    ) -> AsyncIterator[node_agent_pb2.RunTaskResponse]:
+        """A caller's view of ``attempt`` (see ``Attempt.replay``); without ``output``, its
+        TaskStarted and result only (the output goes to a direct follower). A caller that
+        stops reading before the end leaves the attempt to ``_after_caller_left``."""
         attempt.followers += 1
         attempt.expires_at = None
         complete = False
         try:
             async for event in attempt.replay():
-                yield event
+                if output or not event.HasField("chunk"):
+                    yield event
             complete = True
         except AttemptFailed:
             complete = True

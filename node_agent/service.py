@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from node_agent.endpoints import LocalEndpoint
 
 log = logging.getLogger("hive.agent")
+
+# How long FollowTask waits for the attempt it names to start (the gateway is told of the
+# assignment as the coordinator calls RunTask, and may ask first).
+FOLLOW_WAIT_SECONDS = 5.0
 
 _OLLAMA_STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -234,9 +239,45 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             attempt = agent.attempts.start(
                 request, functools.partial(self._produce, endpoint, path, payload)
             )
+        # A direct attempt's output goes to its FollowTask caller, not on this call.
+        output = not attempt.request.follow_token
+        try:
+            async for event in agent.attempts.follow(attempt, output):
+                yield event
+        except AttemptFailed as exc:
+            await context.abort(exc.code, exc.message)
+
+    async def FollowTask(
+        self,
+        request: node_agent_pb2.FollowTaskRequest,
+        context: grpc.aio.ServicerContext[
+            node_agent_pb2.FollowTaskRequest, node_agent_pb2.FollowTaskResponse
+        ],
+    ) -> AsyncIterator[node_agent_pb2.FollowTaskResponse]:
+        """A direct attempt's events for the holder of its follow token (a gateway)."""
+        agent = self.agent
+        context.set_trailing_metadata(((AGENT_TRAILER, agent.name),))
+        attempt = await agent.attempts.find(request.task_id, request.attempt, FOLLOW_WAIT_SECONDS)
+        if attempt is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"node {agent.name} has no attempt {request.attempt} of task {request.task_id}",
+            )
+        assert attempt is not None
+        token = attempt.request.follow_token
+        if not token or not hmac.compare_digest(token, request.follow_token):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the follow token of task {request.task_id} attempt {request.attempt} "
+                "does not match",
+            )
         try:
             async for event in agent.attempts.follow(attempt):
-                yield event
+                yield node_agent_pb2.FollowTaskResponse(
+                    started=event.started if event.HasField("started") else None,
+                    chunk=event.chunk if event.HasField("chunk") else None,
+                    result=event.result if event.HasField("result") else None,
+                )
         except AttemptFailed as exc:
             await context.abort(exc.code, exc.message)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,21 @@ async def test_gateway_forwards_bearer_tokens_and_keeps_health_open(secured: Sec
             headers={"Authorization": f"Bearer {reader}"},
         )
         assert submit.status_code == 403, submit.text
+
+
+async def test_a_streamed_answer_comes_from_its_agent_over_mutual_tls(secured: Secured) -> None:
+    """``hive dev``'s gateway reads streamed answers from the agents (direct): over mutual
+    TLS, with the gateway's certificate, the agent checked to be the node assigned."""
+    gateway = secured.dev.gateway
+    assert gateway is not None
+    admin = {"Authorization": f"Bearer {secured.admin}"}
+    body = {"model": "llama3.1:8b", "prompt": "hi", "options": {"num_predict": 30}}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        async with http.stream("POST", "/api/generate", json=body, headers=admin) as reply:
+            assert reply.status_code == 200
+            lines = [json.loads(line) async for line in reply.aiter_lines() if line]
+    assert lines[-1]["done"] is True and lines[-1]["eval_count"] == 30
+    assert "".join(line.get("response", "") for line in lines[:-1])
 
 
 def test_the_gateway_says_which_token_file_it_cannot_read(

@@ -9,7 +9,6 @@ import asyncio
 import pytest
 
 from coordinator.dispatch import (
-    AgentChannels,
     Dispatcher,
     _Done,
     _Event,
@@ -19,6 +18,7 @@ from coordinator.dispatch import (
 )
 from coordinator.registry import Registry
 from coordinator.routing.config import RouterConfig
+from hive.agent_channels import AgentChannels
 from hive.v1 import common_pb2, node_agent_pb2
 
 
@@ -110,3 +110,72 @@ def test_the_agents_chunking_and_orphan_time_are_settings_of_node_yaml() -> None
     for key, value in (("chunk_max_seconds", 0), ("chunk_max_chars", 0.5), ("orphan_seconds", -1)):
         with pytest.raises(ConfigError, match=f"n.yaml: {key}"):
             parse_agent_config({**node, key: value}, "n.yaml")
+
+
+# --- direct answers: the agent streams to the gateway ------------------------------------
+
+
+async def test_a_direct_answer_skips_the_coordinator_and_needs_its_token() -> None:
+    """``direct``: the coordinator's stream carries the assignment (agent address, follow
+    token) and the result only; the output comes from FollowTask on the agent, for the
+    holder of the token alone."""
+    import grpc
+
+    from hive.v1 import inference_pb2, inference_pb2_grpc, node_agent_pb2, node_agent_pb2_grpc
+    from tests.conftest import running_dev
+
+    async with running_dev() as dev:
+        request = inference_pb2.GenerateRequest(model="llama3.1:8b", prompt="hi", direct=True)
+        request.options.update({"num_predict": 40, "ignore_eos": True})
+        async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+            events = [
+                e async for e in inference_pb2_grpc.InferenceServiceStub(channel).Generate(request)
+            ]
+        assert [e.WhichOneof("event") for e in events] == ["assigned", "result"]
+        assigned = events[0].assigned
+        assert assigned.agent_address and len(assigned.follow_token) >= 20
+        async with grpc.aio.insecure_channel(assigned.agent_address) as channel:
+            stub = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
+            follow = node_agent_pb2.FollowTaskRequest(
+                task_id=assigned.task_id, attempt=assigned.attempt, follow_token="guess"
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                [e async for e in stub.FollowTask(follow)]
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            follow.follow_token = assigned.follow_token
+            output = [e async for e in stub.FollowTask(follow)]
+        kinds = [e.WhichOneof("event") for e in output]
+        assert kinds[0] == "started" and kinds[-1] == "result" and "chunk" in kinds
+        assert output[-1].result.stats.eval_count == 40 == events[1].result.stats.eval_count
+
+
+async def test_a_streamed_answer_outlives_its_coordinator_when_direct() -> None:
+    """The gateway reads a streamed answer from the agent: the coordinator stops mid-answer
+    and the client still gets the whole answer (the agent keeps an attempt someone
+    follows; a coordinator that goes away takes nothing of it with it)."""
+    import json
+
+    import httpx
+
+    from tests.conftest import running_dev
+
+    async with running_dev(gateway_port=0, time_scale=0.2) as dev:
+        assert dev.gateway is not None and dev.coordinator is not None
+        body = {
+            "model": "llama3.1:8b",
+            "prompt": "Tell me a long story",
+            "options": {"num_predict": 120, "ignore_eos": True},
+        }
+        lines = []
+        async with httpx.AsyncClient(base_url=dev.gateway.url, timeout=60) as http:
+            async with http.stream("POST", "/api/generate", json=body) as reply:
+                assert reply.status_code == 200
+                async for line in reply.aiter_lines():
+                    if not line:
+                        continue
+                    lines.append(json.loads(line))
+                    if len(lines) == 2:  # mid-answer: the coordinator goes away
+                        await dev.coordinator.stop(grace=0)
+        assert lines[-1]["done"] is True, lines[-1]
+        assert lines[-1]["eval_count"] == 120
+        assert "error" not in lines[-1]

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from hive.v1 import common_pb2 as hive_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hive/v1/inference.proto\x12\x07hive.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14hive/v1/common.proto\"\xd9\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12(\n\x07options\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nkeep_alive\x18\x05 \x01(\t\x12#\n\x08priority\x18\x06 \x01(\x0e\x32\x11.hive.v1.Priority\x12$\n\ttask_type\x18\x07 \x01(\x0e\x32\x11.hive.v1.TaskType\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12\x0b\n\x03raw\x18\t \x01(\x08\x12\x0e\n\x06suffix\x18\n \x01(\t\x12\x0e\n\x06images\x18\x0b \x03(\t\x12\r\n\x05think\x18\x0c \x01(\t\x12\x10\n\x08logprobs\x18\r \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\x0e \x01(\r\x12\x0b\n\x03via\x18\x0f \x03(\t\x12\r\n\x05whole\x18\x10 \x01(\x08\"\x96\x01\n\x10GenerateResponse\x12+\n\x08\x61ssigned\x18\x01 \x01(\x0b\x32\x17.hive.v1.TaskAssignmentH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.hive.v1.OutputChunkH\x00\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x13.hive.v1.TaskResultH\x00\x42\x07\n\x05\x65vent\"\xbf\x02\n\x0b\x43hatRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\x08messages\x18\x02 \x03(\x0b\x32\x14.hive.v1.ChatMessage\x12(\n\x07options\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nkeep_alive\x18\x04 \x01(\t\x12#\n\x08priority\x18\x05 \x01(\x0e\x32\x11.hive.v1.Priority\x12$\n\ttask_type\x18\x06 \x01(\x0e\x32\x11.hive.v1.TaskType\x12\x0e\n\x06\x66ormat\x18\x07 \x01(\t\x12\r\n\x05tools\x18\x08 \x03(\t\x12\r\n\x05think\x18\t \x01(\t\x12\x10\n\x08logprobs\x18\n \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\x0b \x01(\r\x12\x0b\n\x03via\x18\x0c \x03(\t\x12\r\n\x05whole\x18\r \x01(\x08\"\x92\x01\n\x0c\x43hatResponse\x12+\n\x08\x61ssigned\x18\x01 \x01(\x0b\x32\x17.hive.v1.TaskAssignmentH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.hive.v1.OutputChunkH\x00\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x13.hive.v1.TaskResultH\x00\x42\x07\n\x05\x65vent\"\xd4\x01\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x03(\t\x12\x15\n\x08truncate\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12(\n\x07options\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nkeep_alive\x18\x05 \x01(\t\x12#\n\x08priority\x18\x06 \x01(\x0e\x32\x11.hive.v1.Priority\x12\x12\n\ndimensions\x18\x07 \x01(\r\x12\x0b\n\x03via\x18\x08 \x03(\tB\x0b\n\t_truncate\"_\n\rEmbedResponse\x12)\n\x08\x61ssigned\x18\x01 \x01(\x0b\x32\x17.hive.v1.TaskAssignment\x12#\n\x06result\x18\x02 \x01(\x0b\x32\x13.hive.v1.TaskResult\"U\n\x0eTaskAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\"\x1e\n\rUnloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\"7\n\x0eUnloadResponse\x12\x15\n\runloaded_from\x18\x01 \x03(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x03(\t\"A\n\x0bPullRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tendpoints\x18\x02 \x03(\t\x12\x10\n\x08insecure\x18\x03 \x01(\x08\"q\n\x0cPullResponse\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\r\n\x05total\x18\x04 \x01(\x04\x12\x11\n\tcompleted\x18\x05 \x01(\x04\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"1\n\rDeleteRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tendpoints\x18\x02 \x03(\t\"6\n\x0e\x44\x65leteResponse\x12\x14\n\x0c\x64\x65leted_from\x18\x01 \x03(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x03(\t\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.hive.v1.ClusterModel\"V\n\x0c\x43lusterModel\x12 \n\x04info\x18\x01 \x01(\x0b\x32\x12.hive.v1.ModelInfo\x12\x11\n\tendpoints\x18\x02 \x03(\t\x12\x11\n\tloaded_on\x18\x03 \x03(\t2\xb8\x03\n\x10InferenceService\x12\x41\n\x08Generate\x12\x18.hive.v1.GenerateRequest\x1a\x19.hive.v1.GenerateResponse0\x01\x12\x35\n\x04\x43hat\x12\x14.hive.v1.ChatRequest\x1a\x15.hive.v1.ChatResponse0\x01\x12\x36\n\x05\x45mbed\x12\x15.hive.v1.EmbedRequest\x1a\x16.hive.v1.EmbedResponse\x12\x45\n\nListModels\x12\x1a.hive.v1.ListModelsRequest\x1a\x1b.hive.v1.ListModelsResponse\x12\x39\n\x06Unload\x12\x16.hive.v1.UnloadRequest\x1a\x17.hive.v1.UnloadResponse\x12\x35\n\x04Pull\x12\x14.hive.v1.PullRequest\x1a\x15.hive.v1.PullResponse0\x01\x12\x39\n\x06\x44\x65lete\x12\x16.hive.v1.DeleteRequest\x1a\x17.hive.v1.DeleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hive/v1/inference.proto\x12\x07hive.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14hive/v1/common.proto\"\xe9\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12(\n\x07options\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nkeep_alive\x18\x05 \x01(\t\x12#\n\x08priority\x18\x06 \x01(\x0e\x32\x11.hive.v1.Priority\x12$\n\ttask_type\x18\x07 \x01(\x0e\x32\x11.hive.v1.TaskType\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12\x0b\n\x03raw\x18\t \x01(\x08\x12\x0e\n\x06suffix\x18\n \x01(\t\x12\x0e\n\x06images\x18\x0b \x03(\t\x12\r\n\x05think\x18\x0c \x01(\t\x12\x10\n\x08logprobs\x18\r \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\x0e \x01(\r\x12\x0b\n\x03via\x18\x0f \x03(\t\x12\r\n\x05whole\x18\x10 \x01(\x08\x12\x0e\n\x06\x64irect\x18\x11 \x01(\x08\"\x96\x01\n\x10GenerateResponse\x12+\n\x08\x61ssigned\x18\x01 \x01(\x0b\x32\x17.hive.v1.TaskAssignmentH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.hive.v1.OutputChunkH\x00\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x13.hive.v1.TaskResultH\x00\x42\x07\n\x05\x65vent\"\xcf\x02\n\x0b\x43hatRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\x08messages\x18\x02 \x03(\x0b\x32\x14.hive.v1.ChatMessage\x12(\n\x07options\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nkeep_alive\x18\x04 \x01(\t\x12#\n\x08priority\x18\x05 \x01(\x0e\x32\x11.hive.v1.Priority\x12$\n\ttask_type\x18\x06 \x01(\x0e\x32\x11.hive.v1.TaskType\x12\x0e\n\x06\x66ormat\x18\x07 \x01(\t\x12\r\n\x05tools\x18\x08 \x03(\t\x12\r\n\x05think\x18\t \x01(\t\x12\x10\n\x08logprobs\x18\n \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\x0b \x01(\r\x12\x0b\n\x03via\x18\x0c \x03(\t\x12\r\n\x05whole\x18\r \x01(\x08\x12\x0e\n\x06\x64irect\x18\x0e \x01(\x08\"\x92\x01\n\x0c\x43hatResponse\x12+\n\x08\x61ssigned\x18\x01 \x01(\x0b\x32\x17.hive.v1.TaskAssignmentH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.hive.v1.OutputChunkH\x00\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x13.hive.v1.TaskResultH\x00\x42\x07\n\x05\x65vent\"\xd4\x01\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x03(\t\x12\x15\n\x08truncate\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12(\n\x07options\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nkeep_alive\x18\x05 \x01(\t\x12#\n\x08priority\x18\x06 \x01(\x0e\x32\x11.hive.v1.Priority\x12\x12\n\ndimensions\x18\x07 \x01(\r\x12\x0b\n\x03via\x18\x08 \x03(\tB\x0b\n\t_truncate\"_\n\rEmbedResponse\x12)\n\x08\x61ssigned\x18\x01 \x01(\x0b\x32\x17.hive.v1.TaskAssignment\x12#\n\x06result\x18\x02 \x01(\x0b\x32\x13.hive.v1.TaskResult\"\x82\x01\n\x0eTaskAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\x15\n\ragent_address\x18\x05 \x01(\t\x12\x14\n\x0c\x66ollow_token\x18\x06 \x01(\t\"\x1e\n\rUnloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\"7\n\x0eUnloadResponse\x12\x15\n\runloaded_from\x18\x01 \x03(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x03(\t\"A\n\x0bPullRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tendpoints\x18\x02 \x03(\t\x12\x10\n\x08insecure\x18\x03 \x01(\x08\"q\n\x0cPullResponse\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\r\n\x05total\x18\x04 \x01(\x04\x12\x11\n\tcompleted\x18\x05 \x01(\x04\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"1\n\rDeleteRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tendpoints\x18\x02 \x03(\t\"6\n\x0e\x44\x65leteResponse\x12\x14\n\x0c\x64\x65leted_from\x18\x01 \x03(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x03(\t\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.hive.v1.ClusterModel\"V\n\x0c\x43lusterModel\x12 \n\x04info\x18\x01 \x01(\x0b\x32\x12.hive.v1.ModelInfo\x12\x11\n\tendpoints\x18\x02 \x03(\t\x12\x11\n\tloaded_on\x18\x03 \x03(\t2\xb8\x03\n\x10InferenceService\x12\x41\n\x08Generate\x12\x18.hive.v1.GenerateRequest\x1a\x19.hive.v1.GenerateResponse0\x01\x12\x35\n\x04\x43hat\x12\x14.hive.v1.ChatRequest\x1a\x15.hive.v1.ChatResponse0\x01\x12\x36\n\x05\x45mbed\x12\x15.hive.v1.EmbedRequest\x1a\x16.hive.v1.EmbedResponse\x12\x45\n\nListModels\x12\x1a.hive.v1.ListModelsRequest\x1a\x1b.hive.v1.ListModelsResponse\x12\x39\n\x06Unload\x12\x16.hive.v1.UnloadRequest\x1a\x17.hive.v1.UnloadResponse\x12\x35\n\x04Pull\x12\x14.hive.v1.PullRequest\x1a\x15.hive.v1.PullResponse0\x01\x12\x39\n\x06\x44\x65lete\x12\x16.hive.v1.DeleteRequest\x1a\x17.hive.v1.DeleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,37 +34,37 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hive.v1.inference_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=89
-  _globals['_GENERATEREQUEST']._serialized_end=434
-  _globals['_GENERATERESPONSE']._serialized_start=437
-  _globals['_GENERATERESPONSE']._serialized_end=587
-  _globals['_CHATREQUEST']._serialized_start=590
-  _globals['_CHATREQUEST']._serialized_end=909
-  _globals['_CHATRESPONSE']._serialized_start=912
-  _globals['_CHATRESPONSE']._serialized_end=1058
-  _globals['_EMBEDREQUEST']._serialized_start=1061
-  _globals['_EMBEDREQUEST']._serialized_end=1273
-  _globals['_EMBEDRESPONSE']._serialized_start=1275
-  _globals['_EMBEDRESPONSE']._serialized_end=1370
-  _globals['_TASKASSIGNMENT']._serialized_start=1372
-  _globals['_TASKASSIGNMENT']._serialized_end=1457
-  _globals['_UNLOADREQUEST']._serialized_start=1459
-  _globals['_UNLOADREQUEST']._serialized_end=1489
-  _globals['_UNLOADRESPONSE']._serialized_start=1491
-  _globals['_UNLOADRESPONSE']._serialized_end=1546
-  _globals['_PULLREQUEST']._serialized_start=1548
-  _globals['_PULLREQUEST']._serialized_end=1613
-  _globals['_PULLRESPONSE']._serialized_start=1615
-  _globals['_PULLRESPONSE']._serialized_end=1728
-  _globals['_DELETEREQUEST']._serialized_start=1730
-  _globals['_DELETEREQUEST']._serialized_end=1779
-  _globals['_DELETERESPONSE']._serialized_start=1781
-  _globals['_DELETERESPONSE']._serialized_end=1835
-  _globals['_LISTMODELSREQUEST']._serialized_start=1837
-  _globals['_LISTMODELSREQUEST']._serialized_end=1856
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1858
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1917
-  _globals['_CLUSTERMODEL']._serialized_start=1919
-  _globals['_CLUSTERMODEL']._serialized_end=2005
-  _globals['_INFERENCESERVICE']._serialized_start=2008
-  _globals['_INFERENCESERVICE']._serialized_end=2448
+  _globals['_GENERATEREQUEST']._serialized_end=450
+  _globals['_GENERATERESPONSE']._serialized_start=453
+  _globals['_GENERATERESPONSE']._serialized_end=603
+  _globals['_CHATREQUEST']._serialized_start=606
+  _globals['_CHATREQUEST']._serialized_end=941
+  _globals['_CHATRESPONSE']._serialized_start=944
+  _globals['_CHATRESPONSE']._serialized_end=1090
+  _globals['_EMBEDREQUEST']._serialized_start=1093
+  _globals['_EMBEDREQUEST']._serialized_end=1305
+  _globals['_EMBEDRESPONSE']._serialized_start=1307
+  _globals['_EMBEDRESPONSE']._serialized_end=1402
+  _globals['_TASKASSIGNMENT']._serialized_start=1405
+  _globals['_TASKASSIGNMENT']._serialized_end=1535
+  _globals['_UNLOADREQUEST']._serialized_start=1537
+  _globals['_UNLOADREQUEST']._serialized_end=1567
+  _globals['_UNLOADRESPONSE']._serialized_start=1569
+  _globals['_UNLOADRESPONSE']._serialized_end=1624
+  _globals['_PULLREQUEST']._serialized_start=1626
+  _globals['_PULLREQUEST']._serialized_end=1691
+  _globals['_PULLRESPONSE']._serialized_start=1693
+  _globals['_PULLRESPONSE']._serialized_end=1806
+  _globals['_DELETEREQUEST']._serialized_start=1808
+  _globals['_DELETEREQUEST']._serialized_end=1857
+  _globals['_DELETERESPONSE']._serialized_start=1859
+  _globals['_DELETERESPONSE']._serialized_end=1913
+  _globals['_LISTMODELSREQUEST']._serialized_start=1915
+  _globals['_LISTMODELSREQUEST']._serialized_end=1934
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1936
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1995
+  _globals['_CLUSTERMODEL']._serialized_start=1997
+  _globals['_CLUSTERMODEL']._serialized_end=2083
+  _globals['_INFERENCESERVICE']._serialized_start=2086
+  _globals['_INFERENCESERVICE']._serialized_end=2526
 # @@protoc_insertion_point(module_scope)

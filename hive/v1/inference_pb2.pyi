@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "prompt", "system", "options", "keep_alive", "priority", "task_type", "format", "raw", "suffix", "images", "think", "logprobs", "top_logprobs", "via", "whole")
+    __slots__ = ("model", "prompt", "system", "options", "keep_alive", "priority", "task_type", "format", "raw", "suffix", "images", "think", "logprobs", "top_logprobs", "via", "whole", "direct")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class GenerateRequest(_message.Message):
     TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     VIA_FIELD_NUMBER: _ClassVar[int]
     WHOLE_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_FIELD_NUMBER: _ClassVar[int]
     model: str
     prompt: str
     system: str
@@ -42,7 +43,8 @@ class GenerateRequest(_message.Message):
     top_logprobs: int
     via: _containers.RepeatedScalarFieldContainer[str]
     whole: bool
-    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., system: _Optional[str] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., task_type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., format: _Optional[str] = ..., raw: _Optional[bool] = ..., suffix: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., via: _Optional[_Iterable[str]] = ..., whole: _Optional[bool] = ...) -> None: ...
+    direct: bool
+    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., system: _Optional[str] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., task_type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., format: _Optional[str] = ..., raw: _Optional[bool] = ..., suffix: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., via: _Optional[_Iterable[str]] = ..., whole: _Optional[bool] = ..., direct: _Optional[bool] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("assigned", "chunk", "result")
@@ -55,7 +57,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, assigned: _Optional[_Union[TaskAssignment, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.OutputChunk, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.TaskResult, _Mapping]] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("model", "messages", "options", "keep_alive", "priority", "task_type", "format", "tools", "think", "logprobs", "top_logprobs", "via", "whole")
+    __slots__ = ("model", "messages", "options", "keep_alive", "priority", "task_type", "format", "tools", "think", "logprobs", "top_logprobs", "via", "whole", "direct")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +71,7 @@ class ChatRequest(_message.Message):
     TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     VIA_FIELD_NUMBER: _ClassVar[int]
     WHOLE_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     options: _struct_pb2.Struct
@@ -82,7 +85,8 @@ class ChatRequest(_message.Message):
     top_logprobs: int
     via: _containers.RepeatedScalarFieldContainer[str]
     whole: bool
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., task_type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., format: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., via: _Optional[_Iterable[str]] = ..., whole: _Optional[bool] = ...) -> None: ...
+    direct: bool
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., task_type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., format: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., via: _Optional[_Iterable[str]] = ..., whole: _Optional[bool] = ..., direct: _Optional[bool] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
     __slots__ = ("assigned", "chunk", "result")
@@ -123,16 +127,20 @@ class EmbedResponse(_message.Message):
     def __init__(self, assigned: _Optional[_Union[TaskAssignment, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.TaskResult, _Mapping]] = ...) -> None: ...
 
 class TaskAssignment(_message.Message):
-    __slots__ = ("task_id", "node", "endpoint_id", "attempt")
+    __slots__ = ("task_id", "node", "endpoint_id", "attempt", "agent_address", "follow_token")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_TOKEN_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     node: str
     endpoint_id: str
     attempt: int
-    def __init__(self, task_id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    agent_address: str
+    follow_token: str
+    def __init__(self, task_id: _Optional[str] = ..., node: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., attempt: _Optional[int] = ..., agent_address: _Optional[str] = ..., follow_token: _Optional[str] = ...) -> None: ...
 
 class UnloadRequest(_message.Message):
     __slots__ = ("model",)

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from hive.v1 import common_pb2 as hive_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hive/v1/node_agent.proto\x12\x07hive.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14hive/v1/common.proto\"\x96\x03\n\x0eRunTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x13\n\x0b\x65ndpoint_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x1f\n\x04type\x18\x05 \x01(\x0e\x32\x11.hive.v1.TaskType\x12*\n\x08generate\x18\x06 \x01(\x0b\x32\x16.hive.v1.GenerateInputH\x00\x12\"\n\x04\x63hat\x18\x07 \x01(\x0b\x32\x12.hive.v1.ChatInputH\x00\x12$\n\x05\x65mbed\x18\n \x01(\x0b\x32\x13.hive.v1.EmbedInputH\x00\x12(\n\x07options\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nkeep_alive\x18\t \x01(\t\x12\r\n\x05think\x18\x0b \x01(\t\x12\x10\n\x08logprobs\x18\x0c \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\r \x01(\r\x12\x0b\n\x03via\x18\x0e \x03(\t\x12\r\n\x05\x61\x64opt\x18\x0f \x01(\x08\x12\r\n\x05whole\x18\x10 \x01(\x08\x42\x07\n\x05input\"l\n\rGenerateInput\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x0e\n\x06system\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x0b\n\x03raw\x18\x04 \x01(\x08\x12\x0e\n\x06suffix\x18\x05 \x01(\t\x12\x0e\n\x06images\x18\x06 \x03(\t\"R\n\tChatInput\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.hive.v1.ChatMessage\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05tools\x18\x03 \x03(\t\"S\n\nEmbedInput\x12\r\n\x05input\x18\x01 \x03(\t\x12\x15\n\x08truncate\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ndimensions\x18\x03 \x01(\rB\x0b\n\t_truncate\"\x91\x01\n\x0fRunTaskResponse\x12\'\n\x07started\x18\x01 \x01(\x0b\x32\x14.hive.v1.TaskStartedH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.hive.v1.OutputChunkH\x00\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x13.hive.v1.TaskResultH\x00\x42\x07\n\x05\x65vent\"?\n\x0bTaskStarted\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"H\n\x10PullModelRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08insecure\x18\x03 \x01(\x08\"U\n\x11PullModelResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x04\x12\x11\n\tcompleted\x18\x04 \x01(\x04\"8\n\x12\x44\x65leteModelRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"\x10\n\x0eGetNodeRequest\"w\n\x0fGetNodeResponse\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.hive.v1.NodeInfo\x12)\n\ttelemetry\x18\x02 \x01(\x0b\x32\x16.hive.v1.NodeTelemetry\x12\x18\n\x10running_task_ids\x18\x03 \x03(\t2\xa0\x02\n\x10NodeAgentService\x12>\n\x07RunTask\x12\x17.hive.v1.RunTaskRequest\x1a\x18.hive.v1.RunTaskResponse0\x01\x12<\n\x07GetNode\x12\x17.hive.v1.GetNodeRequest\x1a\x18.hive.v1.GetNodeResponse\x12\x44\n\tPullModel\x12\x19.hive.v1.PullModelRequest\x1a\x1a.hive.v1.PullModelResponse0\x01\x12H\n\x0b\x44\x65leteModel\x12\x1b.hive.v1.DeleteModelRequest\x1a\x1c.hive.v1.DeleteModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hive/v1/node_agent.proto\x12\x07hive.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14hive/v1/common.proto\"\xac\x03\n\x0eRunTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x13\n\x0b\x65ndpoint_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x1f\n\x04type\x18\x05 \x01(\x0e\x32\x11.hive.v1.TaskType\x12*\n\x08generate\x18\x06 \x01(\x0b\x32\x16.hive.v1.GenerateInputH\x00\x12\"\n\x04\x63hat\x18\x07 \x01(\x0b\x32\x12.hive.v1.ChatInputH\x00\x12$\n\x05\x65mbed\x18\n \x01(\x0b\x32\x13.hive.v1.EmbedInputH\x00\x12(\n\x07options\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nkeep_alive\x18\t \x01(\t\x12\r\n\x05think\x18\x0b \x01(\t\x12\x10\n\x08logprobs\x18\x0c \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\r \x01(\r\x12\x0b\n\x03via\x18\x0e \x03(\t\x12\r\n\x05\x61\x64opt\x18\x0f \x01(\x08\x12\r\n\x05whole\x18\x10 \x01(\x08\x12\x14\n\x0c\x66ollow_token\x18\x11 \x01(\tB\x07\n\x05input\"K\n\x11\x46ollowTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x14\n\x0c\x66ollow_token\x18\x03 \x01(\t\"\x94\x01\n\x12\x46ollowTaskResponse\x12\'\n\x07started\x18\x01 \x01(\x0b\x32\x14.hive.v1.TaskStartedH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.hive.v1.OutputChunkH\x00\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x13.hive.v1.TaskResultH\x00\x42\x07\n\x05\x65vent\"l\n\rGenerateInput\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x0e\n\x06system\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x0b\n\x03raw\x18\x04 \x01(\x08\x12\x0e\n\x06suffix\x18\x05 \x01(\t\x12\x0e\n\x06images\x18\x06 \x03(\t\"R\n\tChatInput\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.hive.v1.ChatMessage\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05tools\x18\x03 \x03(\t\"S\n\nEmbedInput\x12\r\n\x05input\x18\x01 \x03(\t\x12\x15\n\x08truncate\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ndimensions\x18\x03 \x01(\rB\x0b\n\t_truncate\"\x91\x01\n\x0fRunTaskResponse\x12\'\n\x07started\x18\x01 \x01(\x0b\x32\x14.hive.v1.TaskStartedH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.hive.v1.OutputChunkH\x00\x12%\n\x06result\x18\x03 \x01(\x0b\x32\x13.hive.v1.TaskResultH\x00\x42\x07\n\x05\x65vent\"?\n\x0bTaskStarted\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"H\n\x10PullModelRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08insecure\x18\x03 \x01(\x08\"U\n\x11PullModelResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x04\x12\x11\n\tcompleted\x18\x04 \x01(\x04\"8\n\x12\x44\x65leteModelRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"\x10\n\x0eGetNodeRequest\"w\n\x0fGetNodeResponse\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.hive.v1.NodeInfo\x12)\n\ttelemetry\x18\x02 \x01(\x0b\x32\x16.hive.v1.NodeTelemetry\x12\x18\n\x10running_task_ids\x18\x03 \x03(\t2\xe9\x02\n\x10NodeAgentService\x12>\n\x07RunTask\x12\x17.hive.v1.RunTaskRequest\x1a\x18.hive.v1.RunTaskResponse0\x01\x12G\n\nFollowTask\x12\x1a.hive.v1.FollowTaskRequest\x1a\x1b.hive.v1.FollowTaskResponse0\x01\x12<\n\x07GetNode\x12\x17.hive.v1.GetNodeRequest\x1a\x18.hive.v1.GetNodeResponse\x12\x44\n\tPullModel\x12\x19.hive.v1.PullModelRequest\x1a\x1a.hive.v1.PullModelResponse0\x01\x12H\n\x0b\x44\x65leteModel\x12\x1b.hive.v1.DeleteModelRequest\x1a\x1c.hive.v1.DeleteModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,29 +34,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hive.v1.node_agent_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUNTASKREQUEST']._serialized_start=90
-  _globals['_RUNTASKREQUEST']._serialized_end=496
-  _globals['_GENERATEINPUT']._serialized_start=498
-  _globals['_GENERATEINPUT']._serialized_end=606
-  _globals['_CHATINPUT']._serialized_start=608
-  _globals['_CHATINPUT']._serialized_end=690
-  _globals['_EMBEDINPUT']._serialized_start=692
-  _globals['_EMBEDINPUT']._serialized_end=775
-  _globals['_RUNTASKRESPONSE']._serialized_start=778
-  _globals['_RUNTASKRESPONSE']._serialized_end=923
-  _globals['_TASKSTARTED']._serialized_start=925
-  _globals['_TASKSTARTED']._serialized_end=988
-  _globals['_PULLMODELREQUEST']._serialized_start=990
-  _globals['_PULLMODELREQUEST']._serialized_end=1062
-  _globals['_PULLMODELRESPONSE']._serialized_start=1064
-  _globals['_PULLMODELRESPONSE']._serialized_end=1149
-  _globals['_DELETEMODELREQUEST']._serialized_start=1151
-  _globals['_DELETEMODELREQUEST']._serialized_end=1207
-  _globals['_DELETEMODELRESPONSE']._serialized_start=1209
-  _globals['_DELETEMODELRESPONSE']._serialized_end=1230
-  _globals['_GETNODEREQUEST']._serialized_start=1232
-  _globals['_GETNODEREQUEST']._serialized_end=1248
-  _globals['_GETNODERESPONSE']._serialized_start=1250
-  _globals['_GETNODERESPONSE']._serialized_end=1369
-  _globals['_NODEAGENTSERVICE']._serialized_start=1372
-  _globals['_NODEAGENTSERVICE']._serialized_end=1660
+  _globals['_RUNTASKREQUEST']._serialized_end=518
+  _globals['_FOLLOWTASKREQUEST']._serialized_start=520
+  _globals['_FOLLOWTASKREQUEST']._serialized_end=595
+  _globals['_FOLLOWTASKRESPONSE']._serialized_start=598
+  _globals['_FOLLOWTASKRESPONSE']._serialized_end=746
+  _globals['_GENERATEINPUT']._serialized_start=748
+  _globals['_GENERATEINPUT']._serialized_end=856
+  _globals['_CHATINPUT']._serialized_start=858
+  _globals['_CHATINPUT']._serialized_end=940
+  _globals['_EMBEDINPUT']._serialized_start=942
+  _globals['_EMBEDINPUT']._serialized_end=1025
+  _globals['_RUNTASKRESPONSE']._serialized_start=1028
+  _globals['_RUNTASKRESPONSE']._serialized_end=1173
+  _globals['_TASKSTARTED']._serialized_start=1175
+  _globals['_TASKSTARTED']._serialized_end=1238
+  _globals['_PULLMODELREQUEST']._serialized_start=1240
+  _globals['_PULLMODELREQUEST']._serialized_end=1312
+  _globals['_PULLMODELRESPONSE']._serialized_start=1314
+  _globals['_PULLMODELRESPONSE']._serialized_end=1399
+  _globals['_DELETEMODELREQUEST']._serialized_start=1401
+  _globals['_DELETEMODELREQUEST']._serialized_end=1457
+  _globals['_DELETEMODELRESPONSE']._serialized_start=1459
+  _globals['_DELETEMODELRESPONSE']._serialized_end=1480
+  _globals['_GETNODEREQUEST']._serialized_start=1482
+  _globals['_GETNODEREQUEST']._serialized_end=1498
+  _globals['_GETNODERESPONSE']._serialized_start=1500
+  _globals['_GETNODERESPONSE']._serialized_end=1619
+  _globals['_NODEAGENTSERVICE']._serialized_start=1622
+  _globals['_NODEAGENTSERVICE']._serialized_end=1983
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RunTaskRequest(_message.Message):
-    __slots__ = ("task_id", "attempt", "endpoint_id", "model", "type", "generate", "chat", "embed", "options", "keep_alive", "think", "logprobs", "top_logprobs", "via", "adopt", "whole")
+    __slots__ = ("task_id", "attempt", "endpoint_id", "model", "type", "generate", "chat", "embed", "options", "keep_alive", "think", "logprobs", "top_logprobs", "via", "adopt", "whole", "follow_token")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class RunTaskRequest(_message.Message):
     VIA_FIELD_NUMBER: _ClassVar[int]
     ADOPT_FIELD_NUMBER: _ClassVar[int]
     WHOLE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_TOKEN_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
     endpoint_id: str
@@ -42,7 +43,28 @@ class RunTaskRequest(_message.Message):
     via: _containers.RepeatedScalarFieldContainer[str]
     adopt: bool
     whole: bool
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., generate: _Optional[_Union[GenerateInput, _Mapping]] = ..., chat: _Optional[_Union[ChatInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., via: _Optional[_Iterable[str]] = ..., adopt: _Optional[bool] = ..., whole: _Optional[bool] = ...) -> None: ...
+    follow_token: str
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.TaskType, str]] = ..., generate: _Optional[_Union[GenerateInput, _Mapping]] = ..., chat: _Optional[_Union[ChatInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keep_alive: _Optional[str] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., via: _Optional[_Iterable[str]] = ..., adopt: _Optional[bool] = ..., whole: _Optional[bool] = ..., follow_token: _Optional[str] = ...) -> None: ...
+
+class FollowTaskRequest(_message.Message):
+    __slots__ = ("task_id", "attempt", "follow_token")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    attempt: int
+    follow_token: str
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., follow_token: _Optional[str] = ...) -> None: ...
+
+class FollowTaskResponse(_message.Message):
+    __slots__ = ("started", "chunk", "result")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    started: TaskStarted
+    chunk: _common_pb2.OutputChunk
+    result: _common_pb2.TaskResult
+    def __init__(self, started: _Optional[_Union[TaskStarted, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.OutputChunk, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.TaskResult, _Mapping]] = ...) -> None: ...
 
 class GenerateInput(_message.Message):
     __slots__ = ("prompt", "system", "format", "raw", "suffix", "images")

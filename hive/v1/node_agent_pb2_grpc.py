@@ -42,6 +42,11 @@ class NodeAgentServiceStub:
                 request_serializer=hive_dot_v1_dot_node__agent__pb2.RunTaskRequest.SerializeToString,
                 response_deserializer=hive_dot_v1_dot_node__agent__pb2.RunTaskResponse.FromString,
                 _registered_method=True)
+        self.FollowTask = channel.unary_stream(
+                '/hive.v1.NodeAgentService/FollowTask',
+                request_serializer=hive_dot_v1_dot_node__agent__pb2.FollowTaskRequest.SerializeToString,
+                response_deserializer=hive_dot_v1_dot_node__agent__pb2.FollowTaskResponse.FromString,
+                _registered_method=True)
         self.GetNode = channel.unary_unary(
                 '/hive.v1.NodeAgentService/GetNode',
                 request_serializer=hive_dot_v1_dot_node__agent__pb2.GetNodeRequest.SerializeToString,
@@ -67,6 +72,17 @@ class NodeAgentServiceServicer:
 
     def RunTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowTask(self, request, context):
+        """The events of an attempt started with a follow_token, from the first, for the caller
+        that holds the token (a gateway reading a direct request's output); any holder of a
+        cluster certificate may ask, the token decides. NOT_FOUND when the attempt is not
+        here (it did not start within a few seconds, or it ended and was let go of);
+        PERMISSION_DENIED for a wrong token.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -98,6 +114,11 @@ def add_NodeAgentServiceServicer_to_server(servicer, server):
                     servicer.RunTask,
                     request_deserializer=hive_dot_v1_dot_node__agent__pb2.RunTaskRequest.FromString,
                     response_serializer=hive_dot_v1_dot_node__agent__pb2.RunTaskResponse.SerializeToString,
+            ),
+            'FollowTask': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowTask,
+                    request_deserializer=hive_dot_v1_dot_node__agent__pb2.FollowTaskRequest.FromString,
+                    response_serializer=hive_dot_v1_dot_node__agent__pb2.FollowTaskResponse.SerializeToString,
             ),
             'GetNode': grpc.unary_unary_rpc_method_handler(
                     servicer.GetNode,
@@ -145,6 +166,33 @@ class NodeAgentService:
             '/hive.v1.NodeAgentService/RunTask',
             hive_dot_v1_dot_node__agent__pb2.RunTaskRequest.SerializeToString,
             hive_dot_v1_dot_node__agent__pb2.RunTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hive.v1.NodeAgentService/FollowTask',
+            hive_dot_v1_dot_node__agent__pb2.FollowTaskRequest.SerializeToString,
+            hive_dot_v1_dot_node__agent__pb2.FollowTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,13 @@ class NodeAgentServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NodeAgentServiceAsyncStub: ...
     RunTask: _grpc.UnaryStreamMultiCallable[_node_agent_pb2.RunTaskRequest, _node_agent_pb2.RunTaskResponse]
+    FollowTask: _grpc.UnaryStreamMultiCallable[_node_agent_pb2.FollowTaskRequest, _node_agent_pb2.FollowTaskResponse]
+    """The events of an attempt started with a follow_token, from the first, for the caller
+    that holds the token (a gateway reading a direct request's output); any holder of a
+    cluster certificate may ask, the token decides. NOT_FOUND when the attempt is not
+    here (it did not start within a few seconds, or it ended and was let go of);
+    PERMISSION_DENIED for a wrong token.
+    """
     GetNode: _grpc.UnaryUnaryMultiCallable[_node_agent_pb2.GetNodeRequest, _node_agent_pb2.GetNodeResponse]
     PullModel: _grpc.UnaryStreamMultiCallable[_node_agent_pb2.PullModelRequest, _node_agent_pb2.PullModelResponse]
     """Pull a model onto one of the node's endpoints (Ollama's /api/pull), with its progress."""
@@ -52,6 +59,13 @@ class NodeAgentServiceAsyncStub(NodeAgentServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RunTask: _aio.UnaryStreamMultiCallable[_node_agent_pb2.RunTaskRequest, _node_agent_pb2.RunTaskResponse]  # type: ignore[assignment]
+    FollowTask: _aio.UnaryStreamMultiCallable[_node_agent_pb2.FollowTaskRequest, _node_agent_pb2.FollowTaskResponse]  # type: ignore[assignment]
+    """The events of an attempt started with a follow_token, from the first, for the caller
+    that holds the token (a gateway reading a direct request's output); any holder of a
+    cluster certificate may ask, the token decides. NOT_FOUND when the attempt is not
+    here (it did not start within a few seconds, or it ended and was let go of);
+    PERMISSION_DENIED for a wrong token.
+    """
     GetNode: _aio.UnaryUnaryMultiCallable[_node_agent_pb2.GetNodeRequest, _node_agent_pb2.GetNodeResponse]  # type: ignore[assignment]
     PullModel: _aio.UnaryStreamMultiCallable[_node_agent_pb2.PullModelRequest, _node_agent_pb2.PullModelResponse]  # type: ignore[assignment]
     """Pull a model onto one of the node's endpoints (Ollama's /api/pull), with its progress."""
@@ -70,6 +84,19 @@ class NodeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _node_agent_pb2.RunTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_node_agent_pb2.RunTaskResponse], _abc.AsyncIterator[_node_agent_pb2.RunTaskResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def FollowTask(
+        self,
+        request: _node_agent_pb2.FollowTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_node_agent_pb2.FollowTaskResponse], _abc.AsyncIterator[_node_agent_pb2.FollowTaskResponse]]:
+        """The events of an attempt started with a follow_token, from the first, for the caller
+        that holds the token (a gateway reading a direct request's output); any holder of a
+        cluster certificate may ask, the token decides. NOT_FOUND when the attempt is not
+        here (it did not start within a few seconds, or it ended and was let go of);
+        PERMISSION_DENIED for a wrong token.
+        """
 
     @_abc_1.abstractmethod
     def GetNode(
