@@ -60,6 +60,8 @@ class NodeSpec:
     # Put the agent and its emulator in their own network namespace (a veth link to the
     # coordinator), so the link can be cut or slowed.
     netns: bool = False
+    # The agent's chunk_max_seconds (None: its default).
+    chunk_max_seconds: float | None = None
 
 
 @dataclass
@@ -303,6 +305,11 @@ class ProcessCluster:
             "heartbeat_interval_seconds": heartbeat,
             "reconnect_initial_seconds": self.reconnect[0],
             "reconnect_max_seconds": self.reconnect[1],
+            **(
+                {"chunk_max_seconds": spec.chunk_max_seconds}
+                if spec.chunk_max_seconds is not None
+                else {}
+            ),
             "tls": self._tls(spec.name),
             "node": {
                 "name": spec.name,
