@@ -43,6 +43,12 @@ SMALL_WORKLOAD = {
     "model_shifts": [{"at_seconds": 60, "models": {"default": {"llama3.1:8b": 1}}}],
     "tokens": {"default": {"output": {"dist": "lognormal", "median": 100, "sigma": 1.0}}},
     "priorities": {"high": 1, "low": 1},
+    # Numbers for what hive/hardware.py does not know: the cluster's Mystery Card and
+    # the inference model.
+    "catalog": {
+        "gpus": {"Mystery Card": {"memory_gb": 12, "bandwidth_gbs": 300}},
+        "models": {"my-model:1b": {"size_gb": 0.8, "parameters": "1B"}},
+    },
 }
 
 

@@ -10,6 +10,11 @@ request holds a slot. A request evaluates its prompt at the prompt speed, then d
 number of requests decoding that model and ``models_decoding`` the number of models
 decoding on the endpoint. Models stay loaded until evicted (no keep-alive expiry).
 
+Endpoints on the same GPUs (two Ollama instances on one card) share them: each sees the
+memory its peers' runners take as used, and ``models_decoding`` counts the models
+decoding on all of them, so they split the bandwidth as one endpoint's models do. An
+endpoint evicts only its own idle runners, as an Ollama instance does.
+
 Time advances only through ``advance(now)``; ``next_event()`` says when something
 happens next on its own (a load or prompt ends, a request finishes).
 """
@@ -19,37 +24,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from coordinator.routing.snapshot import FALLBACK_BANDWIDTH_BYTES_PER_SECOND
+from coordinator.sim.catalog import Catalog, check_cluster
 from hive import hardware
-from hive.config import NodeSpec
+from hive.config import ClusterConfig, NodeSpec
 
 BATCH_SLOWDOWN = 0.25
-DEFAULT_MODEL_BYTES = 4 * hardware.GB
 _EPS = 1e-9
-
-
-def model_kind(name: str) -> hardware.ModelKind:
-    try:
-        return hardware.model_kind(name)
-    except KeyError:
-        return hardware.ModelKind(name, "?", "?", "?", DEFAULT_MODEL_BYTES)
-
-
-def gpu_kinds(node: NodeSpec, indexes: tuple[int, ...]) -> list[hardware.GpuKind]:
-    out = []
-    for i in indexes:
-        spec = node.gpus[i]
-        kind = hardware.GPU_CATALOG.get(spec.name)
-        if kind is None:
-            kind = hardware.GpuKind(
-                spec.name, spec.vendor, spec.memory_bytes, FALLBACK_BANDWIDTH_BYTES_PER_SECOND, 0
-            )
-        out.append(kind)
-    if not out:
-        out.append(
-            hardware.GpuKind("?", "other", 8 * hardware.GIB, FALLBACK_BANDWIDTH_BYTES_PER_SECOND, 0)
-        )
-    return out
 
 
 @dataclass(eq=False, slots=True)
@@ -80,20 +60,38 @@ class Runner:
     slots: list[Request] = field(default_factory=list)
 
 
+def build_endpoints(cluster: ClusterConfig, catalog: Catalog) -> list[SimEndpoint]:
+    """The cluster's endpoints in file order, their hardware from ``catalog`` and GPU
+    sharers linked; a ConfigError for what cannot be modelled (``check_cluster``)."""
+    hw = check_cluster(cluster, catalog)
+    places = [(node, i) for node in cluster.nodes for i in range(len(node.endpoints))]
+    eps = [
+        SimEndpoint(node, i, list(h.gpus), catalog) for (node, i), h in zip(places, hw, strict=True)
+    ]
+    for e, h in zip(eps, hw, strict=True):
+        e.peers = [eps[j] for j in h.peers]
+    return eps
+
+
 class SimEndpoint:
-    def __init__(self, node: NodeSpec, index: int) -> None:
+    def __init__(
+        self, node: NodeSpec, index: int, gpus: list[hardware.GpuKind], catalog: Catalog
+    ) -> None:
         spec = node.endpoints[index]
         self.node = node.name
         self.id = spec.id
         self.key = (node.name, spec.id)
-        self.gpus = gpu_kinds(node, spec.gpus)
+        self.catalog = catalog
+        self.gpus = gpus
         self.gpu_count = max(1, len(spec.gpus))
         self.gpu_names = tuple(g.name for g in self.gpus)
         self.num_parallel = spec.num_parallel
         self.max_queue = spec.max_queue
         self.vram_total = sum(g.memory_bytes for g in self.gpus)
         self.load_bytes_per_second = node.model_load_gbps * hardware.GB
-        self.models = {m: model_kind(m).size_bytes for m in spec.models}
+        self.models = {m: self.kind(m).size_bytes for m in spec.models}
+        # Endpoints on the same GPUs (set by ``build_endpoints``).
+        self.peers: list[SimEndpoint] = []
         self._speed: dict[str, tuple[float, float]] = {}
         self.runners: dict[str, Runner] = {}
         self.lines: dict[str, deque[Request]] = {}
@@ -108,11 +106,24 @@ class SimEndpoint:
         # (time, model, "loaded" | "evicted"), for whoever records history; None: off.
         self.load_log: list[tuple[float, str, str]] | None = None
 
+    def kind(self, model: str) -> hardware.ModelKind:
+        kind = self.catalog.model(model)
+        if kind is None:  # the workload and the cluster were checked against the catalog
+            raise KeyError(f"model {model!r} is not in the catalog")
+        return kind
+
+    def vram_used(self) -> int:
+        """Bytes resident on this endpoint's GPUs: its runners' and its GPU sharers'."""
+        used = sum(r.kind.size_bytes for r in self.runners.values())
+        for p in self.peers:
+            used += sum(r.kind.size_bytes for r in p.runners.values())
+        return used
+
     def speed(self, model: str) -> tuple[float, float]:
         """(decode, prompt) single-stream tokens/s."""
         s = self._speed.get(model)
         if s is None:
-            kind = model_kind(model)
+            kind = self.kind(model)
             dec = hardware.decode_tokens_per_second(self.gpus, kind)
             s = (dec, dec * hardware.PROMPT_SPEEDUP)
             self._speed[model] = s
@@ -130,9 +141,21 @@ class SimEndpoint:
             if n:
                 batch[name] = n
         d = len(batch)
+        if batch and self.peers:
+            d += sum(p._models_decoding() for p in self.peers)
         return {m: 1.0 / ((1.0 + BATCH_SLOWDOWN * (n - 1)) * d) for m, n in batch.items()}, active
 
+    def _models_decoding(self) -> int:
+        return sum(1 for r in self.runners.values() if any(q.decoding for q in r.slots))
+
     def advance(self, now: float) -> None:
+        """Move this endpoint and its GPU sharers to ``now`` (at their current rates: call
+        before changing any of them)."""
+        self._advance(now)
+        for p in self.peers:
+            p._advance(now)
+
+    def _advance(self, now: float) -> None:
         dt = now - self.now
         if dt <= 0:
             return
@@ -221,9 +244,9 @@ class SimEndpoint:
                 q = line[0]
                 r = self.runners.get(model)
                 if r is None:
-                    if not self._make_room(self.models.get(model, DEFAULT_MODEL_BYTES)):
+                    if not self._make_room(self.models.get(model, self.kind(model).size_bytes)):
                         break
-                    kind = model_kind(model)
+                    kind = self.kind(model)
                     load = hardware.load_seconds(kind, self.load_bytes_per_second)
                     r = Runner(kind, now + load, last_used=now)
                     self.runners[model] = r
@@ -254,7 +277,7 @@ class SimEndpoint:
         r.last_used = now
 
     def _make_room(self, need: int) -> bool:
-        free = self.vram_total - sum(r.kind.size_bytes for r in self.runners.values())
+        free = self.vram_total - self.vram_used()
         if free >= need:
             return True
         idle = sorted(
@@ -286,10 +309,10 @@ class SimEndpoint:
             r = self.runners.get(name)
             if r is not None and r.ready and not r.slots and name not in self.lines:
                 self._evict(name)
-        free = self.vram_total - sum(r.kind.size_bytes for r in self.runners.values())
+        free = self.vram_total - self.vram_used()
         if free < self.models[model]:
             return False
-        kind = model_kind(model)
+        kind = self.kind(model)
         self.runners[model] = Runner(
             kind,
             self.now + hardware.load_seconds(kind, self.load_bytes_per_second),

@@ -39,10 +39,11 @@ from coordinator.routing.snapshot import ClusterSnapshot, EndpointView, LoadedMo
 from coordinator.routing.speed import SpeedTracker
 from coordinator.routing.task import Priority
 from coordinator.scheduler import Assignment, FinishKind, QueueFull, Scheduler, Unroutable
-from coordinator.sim.cluster import BATCH_SLOWDOWN, Request, SimEndpoint
+from coordinator.sim.catalog import homeless
+from coordinator.sim.cluster import BATCH_SLOWDOWN, Request, SimEndpoint, build_endpoints
 from coordinator.sim.policies import make_policy
 from coordinator.sim.workload import Workload
-from hive.config import ClusterConfig
+from hive.config import ClusterConfig, ConfigError
 
 # Event-heap marker of an optimizer pass (arrivals are -1, endpoints >= 0).
 _OPTIMIZE = -2
@@ -58,7 +59,9 @@ def capacity(cluster: ClusterConfig, workload: Workload) -> float:
     Each endpoint offers ``P / (1 + 0.25 (P - 1))`` single-stream seconds per second
     (one model's batch full); a task of model m costs its mean prompt and decode seconds
     there. Models are placed greedily, scarcest first, fastest endpoint first; binary
-    search finds the largest arrival rate that fits. Model loads are ignored, so real
+    search finds the largest arrival rate that fits. Endpoints that share their GPUs
+    share one endpoint's worth of capacity (the largest of theirs). Model loads are
+    ignored, so real
     capacity is a little lower: an offered load of 1.0 is at or beyond saturation.
 
     A workload whose model mix shifts is only sustainable at the rate its hardest mix
@@ -80,15 +83,20 @@ def _mix_capacity(cluster: ClusterConfig, workload: Workload, weights: dict[str,
         toks = workload.tokens_for(tt)
         mean_prompt += wt / types_total * toks.prompt.mean()
         mean_output += wt / types_total * toks.output.mean()
-    eps = [SimEndpoint(n, i) for n in cluster.nodes for i in range(len(n.endpoints))]
-    cap = [e.num_parallel / (1 + BATCH_SLOWDOWN * (e.num_parallel - 1)) for e in eps]
+    eps = build_endpoints(cluster, workload.catalog)
+    # One pool of capacity per set of endpoints on the same GPUs (its first endpoint's index).
+    pool = [min([i, *(eps.index(p) for p in e.peers)]) for i, e in enumerate(eps)]
+    cap = [0.0] * len(eps)
+    for i, e in enumerate(eps):
+        own = e.num_parallel / (1 + BATCH_SLOWDOWN * (e.num_parallel - 1))
+        cap[pool[i]] = max(cap[pool[i]], own)
     cost: dict[str, list[tuple[float, int]]] = {}
     for m in weights:
         options = []
         for i, e in enumerate(eps):
             if m in e.models and e.models[m] <= e.vram_total:
                 dec, pro = e.speed(m)
-                options.append((mean_prompt / pro + mean_output / dec, i))
+                options.append((mean_prompt / pro + mean_output / dec, pool[i]))
         if options:
             cost[m] = sorted(options)
     routable = {m: w for m, w in weights.items() if m in cost}
@@ -154,6 +162,8 @@ class SimResult:
     cold_loads: int
     evictions: int
     mean_decision_us: float
+    # Tasks (over the whole run) that no endpoint could ever run, by model.
+    unroutable: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,7 +206,10 @@ class Simulation:
         self.policy_name = policy
         self.policy = make_policy(policy, self.router, self.seed)
         self.scheduler = Scheduler(self.router, self.policy)
-        self.endpoints = [SimEndpoint(n, i) for n in cluster.nodes for i in range(len(n.endpoints))]
+        self.endpoints = build_endpoints(cluster, self.workload.catalog)
+        position = {id(e): i for i, e in enumerate(self.endpoints)}
+        # Each endpoint's GPU sharers, by index: a change on one changes their speed too.
+        self._peers = [[position[id(p)] for p in e.peers] for e in self.endpoints]
         self.by_key = {e.key: e for e in self.endpoints}
         self.speeds = SpeedTracker()
         self._events: list[tuple[float, int, int, int]] = []  # (time, seq, endpoint or -1, version)
@@ -241,7 +254,7 @@ class Simulation:
                         num_parallel=e.num_parallel,
                         max_queue=e.max_queue,
                         vram_total_bytes=e.vram_total,
-                        vram_used_bytes=sum(r.kind.size_bytes for r in e.runners.values()),
+                        vram_used_bytes=e.vram_used(),
                         models=e.models,
                         loaded=loaded,
                         in_flight=e.assigned,
@@ -271,9 +284,12 @@ class Simulation:
 
         wl = self.workload
         cap = capacity(self.cluster, wl)
-        rate = wl.rate if wl.rate is not None else (wl.offered_load or 0.85) * cap
+        if wl.rate is not None:
+            rate = wl.rate
+        else:
+            rate = (wl.offered_load if wl.offered_load is not None else 0.85) * cap
         if rate <= 0:
-            raise ValueError("the workload's models run nowhere in this cluster (capacity 0)")
+            raise self._nowhere()
         arrivals = wl.generate(rate)
         end_arrivals = arrivals[-1][0] if arrivals else 0.0
         if wl.duration_seconds is not None and wl.tasks is None:
@@ -289,7 +305,9 @@ class Simulation:
             self._seq += 1
             tick = self.optimizer.config.interval_seconds
             heapq.heappush(self._events, (tick, self._seq, _OPTIMIZE, 0))
-        rejected = unroutable = 0
+        rejected = 0
+        # Tasks refused because no endpoint could ever run their model, by model.
+        unroutable: dict[str, int] = {}
         now = 0.0
         index = {e.key: i for i, e in enumerate(self.endpoints)}
         observe = getattr(self.policy, "observe", None)
@@ -336,7 +354,7 @@ class Simulation:
                     rejected += 1
                     stats[spec.id].failed = True
                 except Unroutable:
-                    unroutable += 1
+                    unroutable[spec.model] = unroutable.get(spec.model, 0) + 1
                     stats[spec.id].failed = True
             else:
                 if ver != self._versions[idx]:
@@ -380,6 +398,8 @@ class Simulation:
                     )
                     e.step()
                     touched.add(j)
+            for j in list(touched):
+                touched.update(self._peers[j])
             for j in touched:
                 e = self.endpoints[j]
                 e.advance(now)
@@ -415,8 +435,25 @@ class Simulation:
             end,
             busy_window,
             busy_at_close,
-            rejected + unroutable,
+            rejected + sum(unroutable.values()),
+            unroutable,
         )
+
+    def _nowhere(self) -> ConfigError:
+        """Why the cluster's capacity for the workload is 0: the first phase's models that
+        no endpoint can run, located in the workload file."""
+        wl = self.workload
+        for at in wl.phase_starts():
+            models = sorted(wl.model_weights(at))
+            lost = homeless(self.cluster, wl.catalog, models)
+            if len(lost) == len(models):
+                m = models[0]
+                reason = f"model {m!r} runs nowhere: {lost[m]}"
+                if len(models) > 1:
+                    others = "; ".join(f"{o!r}: {lost[o]}" for o in models[1:])
+                    reason += f"; nor do the others in use from {at:g} s ({others})"
+                return ConfigError(wl.source, wl.model_key(m), reason)
+        return ConfigError(wl.source, "models", "the cluster's capacity for this workload is 0")
 
     def _load_counts(self) -> tuple[int, int, int]:
         return (
@@ -533,6 +570,7 @@ class Simulation:
         busy_open: list[float],
         busy_close: list[float],
         rejected: int,
+        unroutable: dict[str, int],
     ) -> SimResult:
         window = max(1e-9, end_arrivals - warmup)
         measured = {k: s for k, s in stats.items() if warmup <= s.arrival <= end_arrivals}
@@ -586,6 +624,7 @@ class Simulation:
             cold_loads=self._window_counts[0],
             evictions=self._window_counts[1],
             mean_decision_us=1e6 * self._decision_seconds / max(1, self._decisions),
+            unroutable=dict(sorted(unroutable.items())),
             extra=self._extra(),
         )
 

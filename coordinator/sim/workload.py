@@ -23,10 +23,15 @@ output_estimate: mean         # what the router is told: `mean` of the type's
                               # distribution, or `exact` (an oracle, for comparison)
 priorities: {high: 1, normal: 6, low: 3}
 deadline_seconds: null        # relative deadline given to every task, or null
+catalog:                      # optional: numbers for GPUs and models that
+  gpus: {}                    # hive/hardware.py lacks (see coordinator/sim/catalog.py)
+  models: {my-model:1b: {size_gb: 0.8, parameters: 1B}}
 ```
 
-Every error is a ``hive.config.ConfigError`` naming the file and key. Sampling is
-deterministic for a seed: one ``random.Random(seed)`` draws everything in arrival order.
+Every model the workload names must be in ``hive/hardware.py``'s catalog or in its own
+``catalog.models``. Every error is a ``hive.config.ConfigError`` naming the file and
+key. Sampling is deterministic for a seed: one ``random.Random(seed)`` draws everything
+in arrival order.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any
 import yaml
 
 from coordinator.routing.task import TASK_TYPES, Priority, TaskSpec
+from coordinator.sim.catalog import Catalog, parse_catalog
 from hive.config import ConfigError
 
 DISTRIBUTIONS = ("lognormal", "pareto", "fixed", "uniform")
@@ -123,11 +129,20 @@ class Workload:
         default_factory=lambda: {Priority.HIGH: 1.0, Priority.NORMAL: 6.0, Priority.LOW: 3.0}
     )
     deadline_seconds: float | None = None
+    catalog: Catalog = field(default_factory=Catalog)
+    # Each model's first key in the file (e.g. ``models.inference.my-model:1b``), for errors.
+    model_keys: Mapping[str, str] = field(default_factory=dict)
 
     def with_load(self, offered_load: float) -> Workload:
+        """This workload at ``offered_load`` times the cluster's capacity (> 0)."""
         from dataclasses import replace
 
+        if not offered_load > 0:
+            raise ValueError(f"the offered load must be > 0, got {offered_load!r}")
         return replace(self, offered_load=offered_load, rate=None)
+
+    def model_key(self, model: str) -> str:
+        return self.model_keys.get(model, "models")
 
     def models_for(self, task_type: str, at: float) -> Mapping[str, float]:
         mixes = self.models
@@ -317,8 +332,10 @@ def parse_workload(data: Any, source: str) -> Workload:
             "output_estimate",
             "priorities",
             "deadline_seconds",
+            "catalog",
         },
     )
+    catalog = parse_catalog(source, top.get("catalog"))
     d = Workload(source)
     arrival = _mapping(source, "arrival", top.get("arrival", {}))
     _reject_unknown(source, "arrival", arrival, {"process", "rate", "offered_load"})
@@ -363,6 +380,22 @@ def parse_workload(data: Any, source: str) -> Workload:
                 _model_mixes(source, f"{k}.models", sm.get("models")),
             )
         )
+    model_keys: dict[str, str] = {}
+    for prefix, mixes in (
+        ("models", models),
+        *((f"model_shifts[{i}].models", s.models) for i, s in enumerate(shifts)),
+    ):
+        for tt, mix in mixes.items():
+            for model in mix:
+                model_keys.setdefault(model, f"{prefix}.{tt}.{model}")
+                if catalog.model(model) is None:
+                    raise ConfigError(
+                        source,
+                        f"{prefix}.{tt}.{model}",
+                        f"model {model!r} is not in the catalog (hive/hardware.py) and this file "
+                        "does not give its numbers: add it under catalog.models with size_gb "
+                        "and parameters",
+                    )
     shifts.sort(key=lambda s: s.at_seconds)
     tokens: dict[str, TokenMix] = {}
     for tt, mix in _mapping(source, "tokens", top.get("tokens", {})).items():
@@ -411,6 +444,8 @@ def parse_workload(data: Any, source: str) -> Workload:
         output_estimate=str(estimate),
         priorities=prios,
         deadline_seconds=None if deadline is None else _num(source, "deadline_seconds", deadline),
+        catalog=catalog,
+        model_keys=model_keys,
     )
 
 
