@@ -164,6 +164,27 @@ def test_endpoints_sharing_some_but_not_all_gpus_are_refused() -> None:
     assert "shares GPU 1 with endpoint 'b' but not all its GPUs" in err.value.reason
 
 
+# ----- 3. models with no home -----------------------------------------------------------
+
+
+def test_tasks_whose_model_runs_nowhere_fail_visibly_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the table's every column, unabridged
+    cluster = one_node([RTX_4090], [endpoint("e", [0], [QWEN])])
+    workload = {**WORKLOAD, "models": {"default": {QWEN: 1, "phi3:mini": 1}}}
+    args = write(tmp_path, cluster, workload)
+    assert main([*args, "--policy", "hive"]) == 1
+    out, err = capsys.readouterr()
+    header = next(line for line in out.splitlines() if "policy" in line)
+    assert "│ failed │ unfinished" in header or "┃ failed ┃ unfinished" in header
+    assert "w.yaml: models.default.phi3:mini: " in err
+    assert "of model 'phi3:mini' could not run anywhere: no endpoint of" in err
+    assert main([*args, "--policy", "hive", "--json"]) == 1
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["failed"] > 0 and set(result["unroutable"]) == {"phi3:mini"}
+
+
 # ----- 4. every "capacity 0" case says which -------------------------------------------
 
 
@@ -188,3 +209,16 @@ def test_a_model_too_big_for_every_gpu_is_named(
     err = capsys.readouterr().err
     assert "w.yaml: models.default.starcoder2:15b: model 'starcoder2:15b' runs nowhere" in err
     assert "needs 9.1 GB" in err and "nodes[0].endpoints[0] (solo/e), has 8.6 GB" in err
+
+
+@pytest.mark.parametrize("load", ["-1", "0"])
+def test_a_load_that_is_no_load_is_refused(
+    load: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = write(tmp_path, one_node([RTX_4090], [endpoint("e", [0], [QWEN])]), WORKLOAD)
+    assert main([*args, "--policy", "hive", "--load", load]) == 2
+    assert f"hive sim: --load: must be > 0 (a fraction of the cluster's capacity), got {load}" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(ValueError, match="must be > 0"):
+        parse_workload(WORKLOAD, "w.yaml").with_load(float(load))

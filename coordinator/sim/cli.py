@@ -2,8 +2,11 @@
 
     hive sim --workload W.yaml [--cluster C.yaml] [--policy hive|...|all] [--seed N] [--json]
 
-The cluster defaults to the seed's (``hive/seed_cluster.yaml``). Exit status: 0 on
-success, 2 on a bad file or argument (the message names the file and key).
+The cluster defaults to the seed's (``hive/seed_cluster.yaml``). GPUs and models that
+``hive/hardware.py`` lacks need their numbers in the workload's ``catalog`` section
+(``coordinator/sim/catalog.py``). Exit status: 0 on success, 1 when tasks could not run
+anywhere (their models are named; the table's ``failed`` column counts them), 2 on a
+bad file or argument (the message names the file and key).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from coordinator.sim.catalog import homeless
 from coordinator.sim.engine import SimResult, simulate
 from coordinator.sim.policies import POLICY_NAMES
 from coordinator.sim.workload import load_workload
@@ -44,12 +48,35 @@ def _clean(value: Any) -> Any:
 
 def run(argv: list[str] | None = None) -> list[SimResult]:
     args = build_parser().parse_args(argv)
+    if args.load is not None and not args.load > 0:
+        raise ValueError(
+            f"--load: must be > 0 (a fraction of the cluster's capacity), got {args.load:g}"
+        )
     cluster = load_cluster_config(args.cluster)
     workload = load_workload(args.workload)
     if args.load is not None:
         workload = workload.with_load(args.load)
     policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
     return [simulate(cluster, workload, p, args.seed) for p in policies]
+
+
+def nowhere(results: list[SimResult], argv: list[str] | None = None) -> list[str]:
+    """One line per model whose tasks could not run anywhere, with the reason; empty
+    when every task found an endpoint."""
+    counts: dict[str, int] = {}
+    for r in results:
+        for m, n in r.unroutable.items():
+            counts[m] = max(counts.get(m, 0), n)
+    if not counts:
+        return []
+    args = build_parser().parse_args(argv)
+    workload = load_workload(args.workload)
+    why = homeless(load_cluster_config(args.cluster), workload.catalog, sorted(counts))
+    return [
+        f"{workload.source}: {workload.model_key(m)}: {n} tasks of model {m!r} could not run "
+        f"anywhere: {why.get(m, 'no endpoint could run it')}"
+        for m, n in sorted(counts.items())
+    ]
 
 
 def render(results: list[SimResult], console: Console) -> None:
@@ -70,6 +97,7 @@ def render(results: list[SimResult], console: Console) -> None:
         "queue p95 s",
         "cold loads",
         "p95 low/normal/high",
+        "failed",
         "unfinished",
     ):
         t.add_column(col, justify="left" if col == "policy" else "right")
@@ -86,6 +114,7 @@ def render(results: list[SimResult], console: Console) -> None:
             f"{r.queueing['p95']:.1f}",
             str(r.cold_loads),
             f"{pp['low']:.0f}/{pp['normal']:.0f}/{pp['high']:.0f}",
+            str(r.failed),
             str(r.unfinished),
         )
     console.print(t)
@@ -113,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([_clean(r.to_dict()) for r in results], indent=2))
     else:
         render(results, Console())
-    return 0
+    lost = nowhere(results, argv)
+    for line in lost:
+        print(f"hive sim: {line}", file=sys.stderr)
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":
