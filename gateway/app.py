@@ -212,7 +212,10 @@ class JsonBodies:
             media = declared.split(b";", 1)[0].strip().lower()
             if media != b"application/json" and not media.endswith(b"+json"):
                 kept = [(k, v) for k, v in headers if k != b"content-type"]
-                scope = {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
+                # In place, not a copy: the router records the matched route in this scope,
+                # where the metrics middleware outside reads it (a copy left every such
+                # request labelled route="unmatched").
+                scope["headers"] = [*kept, (b"content-type", b"application/json")]
         await self.app(scope, receive, send)
 
 
@@ -236,7 +239,12 @@ class HeadAsGet:
                 return
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, headers_only)
+        finally:
+            if "route" in as_get:  # what the router matched, for the metrics outside
+                scope["route"] = as_get["route"]
 
 
 class BodyLimit:

@@ -219,6 +219,27 @@ def test_metrics_listen_is_validated_like_other_keys() -> None:
         parse_agent_config({**node, "metrics_listen": "host:99999"}, "n.yaml")
 
 
+async def test_the_gateway_labels_curl_bodies_and_head_requests_by_their_route() -> None:
+    """Requests whose body is not declared JSON (curl's default form type, as Ollama's own
+    docs send) and HEAD requests (Ollama's clients probe with them) are counted under the
+    route they matched, not ``unmatched``: the gateway's middlewares used to hand the router
+    a copy of the request's scope, so the metrics never saw the route."""
+    from gateway.app import create_app
+
+    app = create_app("127.0.0.1:1")  # no coordinator: these answers come before one
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        bad = await client.post("/api/generate", content=b'{"model": 5}', headers=form)
+        assert bad.status_code == 400
+        assert (await client.head("/api/version")).status_code == 200
+        text = (await client.get("/metrics")).text
+    samples = parse(text)
+    assert total(samples, "hive_http_requests_total", route="/api/generate", code="400") == 1
+    assert total(samples, "hive_http_requests_total", route="/api/version", method="HEAD") == 1
+    assert total(samples, "hive_http_requests_total", route="unmatched") == 0
+
+
 async def test_http_metrics_label_requests_by_route_template() -> None:
     """The middleware the gateway can wrap itself in: route templates, never raw paths."""
     registry = CollectorRegistry()
