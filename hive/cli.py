@@ -768,7 +768,19 @@ PASSTHROUGH: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """``hive``: its exit status. Output to a pipe that closed early (``hive status --json
+    | head -1``) ends it quietly with 141, as a command killed by SIGPIPE (git does)."""
+    try:
+        result = _main(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return result
+    except BrokenPipeError:
+        # Whatever is still buffered must not be written again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     if argv and argv[0] in PASSTHROUGH:
         return PASSTHROUGH[argv[0]](argparse.Namespace(), argv[1:])
