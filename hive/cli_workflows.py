@@ -291,6 +291,17 @@ def _guard(func: Any) -> Any:
     return run
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count, a limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def register(sub: Any) -> None:
     """Add the workflow commands to `hive`'s subcommand parser."""
     p = sub.add_parser("submit", help="submit a workflow and follow it live")
@@ -308,7 +319,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("workflows", help="list workflows, newest first")
     p.add_argument("--state", help=", ".join(STATES))
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument(
+        "--limit", type=positive_int, default=50, help="at most this many (default 50)"
+    )
     p.add_argument("--json", action="store_true")
     coordinators.add_argument(p)
     p.set_defaults(func=_guard(cmd_workflows))

@@ -1,5 +1,6 @@
 """``hive`` as a tool in scripts (issue 21): output into a pipe that closed early ends the
-command quietly, as git does, instead of with a BrokenPipeError traceback."""
+command quietly, as git does, instead of with a BrokenPipeError traceback; a count that
+cannot be one is refused before anything is asked of the coordinator."""
 
 from __future__ import annotations
 
@@ -40,3 +41,17 @@ async def test_a_pipe_closed_early_ends_hive_status_quietly_with_sigpipes_status
     stderr = done.stderr.decode()
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
     assert done.returncode == 141  # 128 + SIGPIPE: what a shell shows for git
+
+
+def test_hive_workflows_refuses_a_limit_below_one() -> None:
+    for limit, says in (("-1", "must be at least 1, got -1"), ("0", "got 0"), ("x", "'x'")):
+        done = subprocess.run(
+            [sys.executable, "-m", "hive.cli", "workflows", "--limit", limit],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and "argument --limit: " in done.stderr, done.stderr
+        assert says in done.stderr
