@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -182,6 +182,19 @@ def _images(blocks: list[Block], where: str) -> list[str]:
             raise AnthropicError(400, f"{where}: only base64 images are supported (not image URLs)")
         images.append(b.source.data)
     return images
+
+
+class CountTokensRequest(MessagesRequest):
+    """Anthropic's /v1/messages/count_tokens body: a Messages request without max_tokens."""
+
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_CONTEXT_TOKENS)] = 1
+
+
+def estimate_tokens(messages: Sequence[common_pb2.ChatMessage], tools: Sequence[str]) -> int:
+    """An estimate of a prompt's tokens: a token for every 4 characters of its messages and
+    tools' JSON (what BPE tokenizers of Llama, Qwen and Mistral average on English and code;
+    Ollama has no tokenize endpoint to ask). At least 1."""
+    return max(1, (sum(len(m.content) for m in messages) + sum(map(len, tools))) // 4)
 
 
 def chat_messages(body: MessagesRequest) -> list[common_pb2.ChatMessage]:
@@ -348,6 +361,20 @@ def router(upstream: Upstream) -> APIRouter:
             status = http_status(err.code())
             yield inference.sse_event(error_body(status, err.details() or err.code().name))
 
+    @api.post(PATH + "/count_tokens")
+    async def count_tokens(body: Annotated[CountTokensRequest, Body()]) -> dict[str, int]:
+        """An estimate of the request's input tokens (Anthropic's count_tokens): 4
+        characters a token (``estimate_tokens``), for a model the cluster has."""
+        try:
+            if await inference.model_is_unknown_now(upstream, body.model):
+                raise AnthropicError(404, f"model '{body.model}' not found")
+        except grpc.aio.AioRpcError as err:
+            raise await refusal(err, body.model) from err
+        tools = [
+            inference.function_tool(t.name, t.description, t.input_schema) for t in body.tools or ()
+        ]
+        return {"input_tokens": estimate_tokens(chat_messages(body), tools)}
+
     @api.post(PATH, response_model=None)
     async def messages(
         body: Annotated[MessagesRequest, Body()],
@@ -375,7 +402,7 @@ def router(upstream: Upstream) -> APIRouter:
             raise await refusal(err, body.model) from err
         ident = "msg_" + (generation.task_id or uuid.uuid4().hex).replace("-", "")
         if body.stream:
-            estimate = sum(len(m.content) for m in request.messages) // 4
+            estimate = estimate_tokens(request.messages, request.tools)
             return StreamingResponse(
                 events(body.model, generation, ident, estimate), media_type="text/event-stream"
             )

@@ -397,6 +397,11 @@ async def _cluster_model(upstream: Upstream, model: str) -> inference_pb2.Cluste
     return next((m for m in reply.models if m.info.name == wanted), None)
 
 
+async def model_is_unknown_now(upstream: Upstream, model: str) -> bool:
+    """No node reports ``model``; AioRpcError if the coordinator cannot be asked."""
+    return await _cluster_model(upstream, model) is None
+
+
 async def thinks(upstream: Upstream, model: str) -> bool:
     """Whether the nodes report ``model`` as a thinking model (Ollama's "thinking"
     capability); False when they do not say, or cannot be asked."""

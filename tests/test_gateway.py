@@ -890,6 +890,34 @@ def _claude(gw: DevCluster) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(base_url=gw.gateway.url, api_key="x", max_retries=0)
 
 
+async def test_anthropic_count_tokens_estimates_and_knows_the_models(gw: DevCluster) -> None:
+    """``client.messages.count_tokens`` (Claude Code asks it) was a 404: it answers an
+    estimate, 4 characters a token of the messages and tools, and a 404 in Anthropic's
+    shape for a model no node has (issue 21)."""
+    client = _claude(gw)
+    short = await client.messages.count_tokens(
+        model="llama3.1:8b", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert short.input_tokens == 1
+    tool: Any = {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    longer = await client.messages.count_tokens(
+        model="llama3.1:8b",
+        system="Be brief.",
+        messages=[{"role": "user", "content": "Write a binary search in Python " * 10}],
+        tools=[tool],
+    )
+    assert 80 < longer.input_tokens < 200
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        await client.messages.count_tokens(
+            model="no-such-model:1b", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert "no-such-model:1b" in str(missing.value)
+
+
 async def test_anthropic_messages_whole_and_streamed(gw: DevCluster) -> None:
     """The official Anthropic client (what Claude Code is built on) gets the answer the
     node's Ollama gives, whole or as Anthropic's events; system, max_tokens and a
