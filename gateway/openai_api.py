@@ -120,10 +120,22 @@ class ToolCall(BaseModel):
     function: FunctionCall
 
 
+# The roles OpenAI's Chat Completions take, as Ollama's: "developer" is OpenAI's newer name
+# for the system prompt, "function" its older name for a tool's result.
+ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Annotated[str, Field(min_length=1, max_length=64)]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     tool_calls: list[ToolCall] | None = None
     # A "tool" message: the call it answers (its tool's name is looked up from it).
@@ -291,7 +303,7 @@ def _messages(messages: list[ChatMessage]) -> list[common_pb2.ChatMessage]:
     names = {c.id: c.function.name for m in messages for c in m.tool_calls or () if c.id}
     return [
         common_pb2.ChatMessage(
-            role=m.role,
+            role=ROLES[m.role],
             content=m.text(),
             tool_calls=[
                 tool_call(c.function.name, c.function.arguments) for c in m.tool_calls or ()

@@ -461,6 +461,37 @@ async def test_embeddings_through_the_official_clients(gw: DevCluster) -> None:
     assert err.value.status_code == 400 and "does not support generate" in err.value.error
 
 
+async def test_openai_roles_are_checked_and_developer_is_the_system_prompt(
+    gw: DevCluster,
+) -> None:
+    """A role OpenAI does not have (``wizard``) is a 400 in OpenAI's shape naming the field,
+    not passed on to Ollama; ``developer`` (OpenAI's newer system role) reaches Ollama as
+    the system prompt (issue 21)."""
+    assert gw.gateway is not None
+    oa = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await oa.chat.completions.create(
+            model="llama3.1:8b",
+            messages=[{"role": "wizard", "content": "hi"}],  # type: ignore[misc,list-item]
+        )
+    assert refused.value.status_code == 400
+    assert "messages.0.role: Input should be 'system', 'developer'" in str(refused.value)
+    as_developer = await oa.chat.completions.create(
+        model="llama3.1:8b",
+        messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        max_tokens=8,
+        seed=3,
+    )
+    as_system = await oa.chat.completions.create(
+        model="llama3.1:8b",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        max_tokens=8,
+        seed=3,
+    )
+    assert as_developer.usage is not None and as_system.usage is not None
+    assert as_developer.usage.prompt_tokens == as_system.usage.prompt_tokens
+
+
 async def test_structured_outputs_reach_ollama_as_a_schema(gw: DevCluster) -> None:
     """A JSON Schema ``format`` crosses the mesh as text and reaches the node's Ollama as an
     object again (Ollama refuses a schema sent as a string); the answer follows it."""
