@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 from rich.table import Table
 
@@ -118,10 +120,32 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stamp(value: Timestamp) -> str | None:
+    """A protobuf timestamp as the REST API writes one: ISO 8601 UTC, or null when unset."""
+    if not value.seconds and not value.nanos:
+        return None
+    return value.ToDatetime(tzinfo=datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
 def cmd_tokens_list(args: argparse.Namespace) -> int:
     reply = _access(
         args, lambda s: s.ListApiTokens(enrollment_pb2.ListApiTokensRequest(), timeout=10)
     )
+    if args.json:
+        tokens = [
+            {
+                "id": t.id,
+                "name": t.name,
+                "scope": t.scope,
+                "created_at": _stamp(t.created_at),
+                "expires_at": _stamp(t.expires_at),
+                "revoked_at": _stamp(t.revoked_at),
+                "state": "revoked" if t.revoked else "live",
+            }
+            for t in reply.tokens
+        ]
+        print(json.dumps({"tokens": tokens}, indent=2))
+        return 0
     table = Table(title="API tokens", title_justify="left")
     for column in ("id", "name", "scope", "created", "expires", "state"):
         table.add_column(column)
@@ -139,9 +163,23 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    """Revoke the token whose id is, or uniquely starts with, ``args.id`` (a table cut to
+    the terminal's width shows ids cut short)."""
+    listed = _access(
+        args, lambda s: s.ListApiTokens(enrollment_pb2.ListApiTokensRequest(), timeout=10)
+    )
+    ids = [t.id for t in listed.tokens]
+    matches = [args.id] if args.id in ids else [i for i in ids if i.startswith(args.id)]
+    if len(matches) != 1:
+        found = f"{len(matches)} do: {', '.join(matches)}" if matches else "none does"
+        print(
+            f"hive tokens revoke: no single token id starts with {args.id!r} ({found})",
+            file=sys.stderr,
+        )
+        return 2
     reply = _access(
         args,
-        lambda s: s.RevokeApiToken(enrollment_pb2.RevokeApiTokenRequest(id=args.id), timeout=10),
+        lambda s: s.RevokeApiToken(enrollment_pb2.RevokeApiTokenRequest(id=matches[0]), timeout=10),
     )
     print(f"token {reply.token.id} revoked")
     return 0
@@ -266,10 +304,11 @@ def register(sub: Any) -> None:
     _coordinator(p)
     p.set_defaults(func=cmd_tokens_create)
     p = tokens.add_parser("list", help="list API tokens (never their secrets)")
+    p.add_argument("--json", action="store_true", help="as JSON, as the REST API writes it")
     _coordinator(p)
     p.set_defaults(func=cmd_tokens_list)
     p = tokens.add_parser("revoke", help="revoke an API token by id")
-    p.add_argument("id")
+    p.add_argument("id", help="the token's id, or any prefix of it that only it has")
     _coordinator(p)
     p.set_defaults(func=cmd_tokens_revoke)
     join = tokens.add_parser("join", help="join tokens for enrolling nodes").add_subparsers(
