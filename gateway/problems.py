@@ -154,8 +154,16 @@ def problem_response(problem: ProblemError, request: Request | None = None) -> J
 def field_errors(exc: RequestValidationError) -> list[FieldError]:
     out = []
     for error in exc.errors():
-        loc = ".".join(str(part) for part in error.get("loc", ()))
-        out.append(FieldError(field=loc, reason=str(error.get("msg", "")), type=error["type"]))
+        parts = tuple(error.get("loc", ()))
+        reason = str(error.get("msg", ""))
+        if error["type"] == "json_invalid":
+            # FastAPI puts the character position where a field would be ("body.30").
+            at = parts[1] if len(parts) > 1 else "?"
+            why = (error.get("ctx") or {}).get("error", "")
+            parts = ("body",)
+            reason = f"malformed JSON at character {at}" + (f": {why}" if why else "")
+        loc = ".".join(str(part) for part in parts)
+        out.append(FieldError(field=loc, reason=reason, type=error["type"]))
     return out
 
 

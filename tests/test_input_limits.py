@@ -378,3 +378,26 @@ async def test_keep_alive_becomes_a_duration_every_ollama_takes(value: object, s
 async def test_keep_alive_past_ollamas_bounds_is_refused(value: object) -> None:
     with pytest.raises(limits.OutOfRange, match="keep_alive"):
         limits.keep_alive(value)
+
+
+async def test_malformed_json_is_named_as_such_in_each_apis_shape() -> None:
+    """A body that is not JSON was reported as the field ``body.30`` (FastAPI puts the
+    character position where a field name goes); it is the body, malformed at a position,
+    with the parser's reason (issue 21)."""
+    from gateway.app import create_app
+
+    app = create_app("127.0.0.1:1")  # refused before any coordinator is asked
+    bad = b'{"model": "x", "prompt": "hi",,}'
+    json_type = {"content-type": "application/json"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        ollama = await client.post("/api/generate", content=bad, headers=json_type)
+        openai = await client.post("/v1/chat/completions", content=bad, headers=json_type)
+        anthropic = await client.post("/v1/messages", content=bad, headers=json_type)
+    said = "body: malformed JSON at character 30: Expecting property name"
+    assert ollama.status_code == 400 and ollama.json()["error"].startswith(said)
+    assert openai.status_code == 400 and openai.json()["error"]["param"] == "body"
+    assert openai.json()["error"]["message"].startswith(said)
+    assert anthropic.status_code == 400
+    assert anthropic.json()["error"]["message"].startswith(said)
