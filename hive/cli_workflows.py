@@ -319,9 +319,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("workflows", help="list workflows, newest first")
     p.add_argument("--state", help=", ".join(STATES))
-    p.add_argument(
-        "--limit", type=positive_int, default=50, help="at most this many (default 50)"
-    )
+    p.add_argument("--limit", type=positive_int, default=50, help="at most this many (default 50)")
     p.add_argument("--json", action="store_true")
     coordinators.add_argument(p)
     p.set_defaults(func=_guard(cmd_workflows))
