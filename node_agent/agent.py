@@ -341,23 +341,23 @@ class Agent:
             finally:
                 self.connected.clear()
                 self.metrics.connected.set(0)
-            # A session that was welcomed and then broke (the leader SIGKILLed) starts the
-            # backoff afresh: failures count only attempts since the last welcome.
+            # A session that was welcomed (and ended, cleanly or broken: the leader
+            # SIGKILLed) starts the backoff afresh: failures count only attempts since the
+            # last welcome.
             if self.sessions > sessions:
                 failures = 0
-            if welcomed:
-                pass
             # A fresh channel, to the leader a standby named or to the next coordinator,
             # dials at once when the agent's backoff says so, instead of waiting out the old
             # channel's own backoff (issue 17: 6.5-15.4 s after the coordinator listened
             # again, with reconnect_max_seconds 10). A redirect, or a miss before every
             # coordinator was tried, goes on at once: no backoff before the leader.
-            elif await self.coordinators.move(error):
-                failures += 1
-            else:
-                self.metrics.reconnects.inc()
-                log.info("agent %s: trying coordinator %s", self.name, self.coordinator_address)
-                continue
+            if not welcomed:
+                if await self.coordinators.move(error):
+                    failures += 1
+                else:
+                    self.metrics.reconnects.inc()
+                    log.info("agent %s: trying coordinator %s", self.name, self.coordinator_address)
+                    continue
             self.metrics.reconnects.inc()
             delay = self.coordinators.backoff(
                 backoff_delay(

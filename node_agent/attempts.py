@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -199,7 +199,7 @@ class Attempts:
 
     async def follow(
         self, attempt: Attempt, output: bool = True
-    ) -> AsyncIterator[node_agent_pb2.RunTaskResponse]:
+    ) -> AsyncGenerator[node_agent_pb2.RunTaskResponse, None]:
         """A caller's view of ``attempt`` (see ``Attempt.replay``); without ``output``, its
         TaskStarted and result only (the output goes to a direct follower). A caller that
         stops reading before the end leaves the attempt to ``_after_caller_left``."""

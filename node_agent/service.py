@@ -240,12 +240,8 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 request, functools.partial(self._produce, endpoint, path, payload)
             )
         # A direct attempt's output goes to its FollowTask caller, not on this call.
-        output = not attempt.request.follow_token
-        try:
-            async for event in agent.attempts.follow(attempt, output):
-                yield event
-        except AttemptFailed as exc:
-            await context.abort(exc.code, exc.message)
+        async for event in self._follow(attempt, context, not attempt.request.follow_token):
+            yield event
 
     async def FollowTask(
         self,
@@ -271,13 +267,25 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 f"the follow token of task {request.task_id} attempt {request.attempt} "
                 "does not match",
             )
+        async for event in self._follow(attempt, context):
+            yield node_agent_pb2.FollowTaskResponse(
+                started=event.started if event.HasField("started") else None,
+                chunk=event.chunk if event.HasField("chunk") else None,
+                result=event.result if event.HasField("result") else None,
+            )
+
+    async def _follow(
+        self,
+        attempt: Attempt,
+        context: grpc.aio.ServicerContext[Any, Any],
+        output: bool = True,
+    ) -> AsyncIterator[node_agent_pb2.RunTaskResponse]:
+        """``attempt``'s events for one call (``Attempts.follow``); the call ends with the
+        attempt's own status when it failed."""
         try:
-            async for event in agent.attempts.follow(attempt):
-                yield node_agent_pb2.FollowTaskResponse(
-                    started=event.started if event.HasField("started") else None,
-                    chunk=event.chunk if event.HasField("chunk") else None,
-                    result=event.result if event.HasField("result") else None,
-                )
+            async with contextlib.aclosing(self.agent.attempts.follow(attempt, output)) as events:
+                async for event in events:
+                    yield event
         except AttemptFailed as exc:
             await context.abort(exc.code, exc.message)
 
