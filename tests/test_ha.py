@@ -5,7 +5,6 @@ real coordinators, agents and emulators in-process."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import socket
 import time
@@ -24,6 +23,7 @@ from node_agent.agent import Agent
 from ollama_emulator.config import EmulatorConfig
 from ollama_emulator.server import OllamaEmulator
 from tests.conftest import FAST, eventually, fast_cluster
+from tests.test_workflow_crash import submit_quick
 
 # Short enough for quick tests, long enough that a renewal on a loaded 2-core machine
 # does not miss it.
@@ -110,14 +110,10 @@ async def trio(postgres_db: str, request: pytest.FixtureRequest) -> AsyncIterato
     t = Trio(postgres_db, getattr(request, "param", 0.05))
     try:
         await t.start()
-        await eventually(lambda: _true(t.leader() is not None), timeout=10, what="a leader")
+        await eventually(lambda: t.leader() is not None, timeout=10, what="a leader")
         yield t
     finally:
         await t.stop()
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def status_via(address: str) -> cluster_pb2.GetClusterStatusResponse:
@@ -133,7 +129,7 @@ async def test_the_standby_names_the_leader_and_the_agent_registers_with_it(trio
     standby = next(c for c in trio.coordinators if c is not leader)
     # A standby learns the leader when it next reads the lease (every renew_seconds).
     await eventually(
-        lambda: _true(standby.leader_address == leader.advertise),
+        lambda: standby.leader_address == leader.advertise,
         timeout=RENEW * 5,
         what="the standby read the leader's lease",
     )
@@ -161,19 +157,7 @@ async def test_a_standby_takes_over_and_finishes_the_workflows(trio: Trio) -> No
     leader = trio.leader()
     assert leader is not None
     async with grpc.aio.insecure_channel(leader.advertise) as ch:
-        stub = workflow_pb2_grpc.WorkflowServiceStub(ch)
-        accepted = await asyncio.gather(
-            *(
-                stub.SubmitWorkflow(
-                    workflow_pb2.SubmitWorkflowRequest(
-                        requirements=f"tool {i}", pipeline="quick", request_id=f"ha-{i}"
-                    ),
-                    timeout=10,
-                )
-                for i in range(10)
-            )
-        )
-    ids = {a.workflow.id for a in accepted}
+        ids = await submit_quick(ch, 10, "ha", timeout=10)
     states = [(await leader.workflows.get(i)).state for i in ids]
     assert any(st != workflow_pb2.WORKFLOW_STATE_SUCCEEDED for st in states), (
         "every workflow finished before the leader went: the takeover was not tested"
@@ -232,9 +216,7 @@ async def test_a_task_running_when_the_leader_goes_is_adopted_not_run_again(trio
     trio.supervisors.remove(gone)
     # Its caller went away with the session: the attempt runs on.
     assert agent.attempts.running_ids() == [task_id]
-    await eventually(
-        lambda: _true(trio.leader() is not None), timeout=LEASE * 3 + 2, what="a leader"
-    )
+    await eventually(lambda: trio.leader() is not None, timeout=LEASE * 3 + 2, what="a leader")
     standby = trio.leader()
     assert standby is not None
 

@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import httpx
 import pytest
 
@@ -23,9 +22,8 @@ from coordinator.server import Coordinator, CoordinatorSupervisor
 from gateway.app import create_app
 from hive import cli
 from hive.asgi import AsgiServer
-from hive.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.conftest import FAST, eventually, fast_cluster
-from tests.test_ha import LEASE, free_port, ha_config
+from tests.test_ha import LEASE, free_port, ha_config, status_via
 
 API = "/api/distributed"
 
@@ -67,18 +65,11 @@ async def pair(postgres_db: str) -> AsyncIterator[Pair]:
             await supervisor.stop()
 
 
-async def status_of(address: str) -> cluster_pb2.GetClusterStatusResponse:
-    async with grpc.aio.insecure_channel(address) as channel:
-        return await cluster_pb2_grpc.ClusterServiceStub(channel).GetClusterStatus(
-            cluster_pb2.GetClusterStatusRequest(), timeout=5
-        )
-
-
 async def _both_listed(p: Pair) -> bool:
     leader = p.leader()
     if leader is None:
         return False
-    status = await status_of(f"127.0.0.1:{leader.port}")
+    status = await status_via(f"127.0.0.1:{leader.port}")
     return [c.role for c in status.coordinators] == ["leader", "standby"]
 
 
@@ -86,7 +77,7 @@ async def test_the_leader_lists_itself_first_and_the_standby(pair: Pair) -> None
     leader = pair.leader()
     assert leader is not None and leader.election is not None
     standby = pair.standby()
-    status = await status_of(f"127.0.0.1:{leader.port}")
+    status = await status_via(f"127.0.0.1:{leader.port}")
     first, second = status.coordinators
     assert (first.address, first.role) == (leader.advertise, "leader")
     assert first.epoch == leader.election.epoch >= 1
@@ -154,7 +145,7 @@ async def test_a_single_sqlite_coordinator_lists_itself(
     coordinator = Coordinator(dataclasses.replace(fast_cluster(), coordinator=settings))
     await coordinator.start()
     try:
-        status = await status_of(f"127.0.0.1:{coordinator.port}")
+        status = await status_via(f"127.0.0.1:{coordinator.port}")
         assert [(c.address, c.role, c.epoch) for c in status.coordinators] == [
             (coordinator.advertise, "leader", 0)
         ]

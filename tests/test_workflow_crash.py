@@ -109,9 +109,11 @@ async def all_workflows(address: str) -> list[workflow_pb2.Workflow]:
         return await workflows_on(channel)
 
 
-async def submit_quick(channel: grpc.aio.Channel, n: int, prefix: str) -> set[str]:
+async def submit_quick(
+    channel: grpc.aio.Channel, n: int, prefix: str, timeout: float = 60
+) -> set[str]:
     """Submit ``n`` workflows of the quick pipeline at once (request ids PREFIX-i, so a
-    retried submission finds its first); their ids."""
+    retried submission finds its first), each within ``timeout`` seconds; their ids."""
     stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
     accepted = await asyncio.gather(
         *(
@@ -123,7 +125,7 @@ async def submit_quick(channel: grpc.aio.Channel, n: int, prefix: str) -> set[st
                     pipeline="quick",
                     request_id=f"{prefix}-{i}",
                 ),
-                timeout=60,
+                timeout=timeout,
             )
             for i in range(n)
         )

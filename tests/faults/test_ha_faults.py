@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hive import pgtemp
-from hive.v1 import workflow_pb2, workflow_pb2_grpc
+from hive.v1 import workflow_pb2
 from tests.faults.conftest import Record
 from tests.faults.harness import NodeSpec, ProcessCluster, poll, process_cluster
 from tests.faults.test_coordinator_faults import (
@@ -160,19 +160,7 @@ async def test_leader_cut_off_steps_down_and_a_standby_takes_over(
     cluster = partitioned
     assert await cluster.leader_index() == 0
     async with cluster.channel() as channel:
-        stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
-        accepted = await asyncio.gather(
-            *(
-                stub.SubmitWorkflow(
-                    workflow_pb2.SubmitWorkflowRequest(
-                        requirements=f"a tool {i}", pipeline="quick", request_id=f"cut-{i}"
-                    ),
-                    timeout=30,
-                )
-                for i in range(60)
-            )
-        )
-    ids = {r.workflow.id for r in accepted}
+        ids = await submit_quick(channel, 60, "cut", timeout=30)
 
     async def some_done() -> bool:
         return len(finished_tasks(await all_workflows(cluster))) >= 10
