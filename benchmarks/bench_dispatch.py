@@ -26,10 +26,11 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import nodeless_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,19 +47,8 @@ async def serve_coordinator() -> None:
     import grpc
 
     from coordinator.server import Coordinator
-    from hive.config import ClusterConfig, CoordinatorSettings
 
-    coordinator = Coordinator(
-        ClusterConfig(
-            "bench",
-            CoordinatorSettings(
-                listen="127.0.0.1:0",
-                state_path=str(Path(tempfile.mkdtemp(prefix="hive-bench-")) / "state.sqlite"),
-            ),
-            nodes=(),
-            routing={"scheduler": {"max_queue": 20_000}},
-        )
-    )
+    coordinator = Coordinator(nodeless_cluster(routing={"scheduler": {"max_queue": 20_000}}))
     port = await coordinator.start()
 
     async def bare_stream(request: bytes, context: Any) -> Any:

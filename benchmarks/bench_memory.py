@@ -29,12 +29,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 import types
 from pathlib import Path
 from typing import Any
+
+from harness import nodeless_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -82,22 +83,11 @@ def per_record(items: Any) -> int:
 async def serve_coordinator(explain_history: int, window: float, trace: bool) -> None:
     import coordinator.dispatch
     from coordinator.server import Coordinator
-    from hive.config import ClusterConfig, CoordinatorSettings
 
     coordinator.dispatch.EXPLAIN_HISTORY = explain_history
     if trace:
         tracemalloc.start(1)
-    server = Coordinator(
-        ClusterConfig(
-            "bench",
-            CoordinatorSettings(
-                listen="127.0.0.1:0",
-                state_path=str(Path(tempfile.mkdtemp(prefix="hive-bench-")) / "state.sqlite"),
-            ),
-            nodes=(),
-            optimizer={"window_seconds": window},
-        )
-    )
+    server = Coordinator(nodeless_cluster(optimizer={"window_seconds": window}))
     port = await server.start()
     print(json.dumps({"coordinator": f"127.0.0.1:{port}"}), flush=True)
     dispatcher = server.dispatcher

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from harness import nodeless_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,21 +52,11 @@ def cpu_seconds(pid: int) -> float:
 
 async def serve_coordinator() -> None:
     from coordinator.server import Coordinator
-    from hive.config import ClusterConfig, CoordinatorSettings
     from hive.serving import tune_gc_for_serving
 
     tune_gc_for_serving()
     coordinator = Coordinator(
-        ClusterConfig(
-            "bench",
-            CoordinatorSettings(
-                listen="127.0.0.1:0",
-                state_path=str(Path(tempfile.mkdtemp(prefix="hive-bench-")) / "state.sqlite"),
-                metrics_listen="off",
-            ),
-            nodes=(),
-            routing={"scheduler": {"max_queue": 20_000}},
-        )
+        nodeless_cluster(routing={"scheduler": {"max_queue": 20_000}}, metrics_listen="off")
     )
     port = await coordinator.start()
     print(json.dumps({"address": f"127.0.0.1:{port}", "pid": os.getpid()}), flush=True)

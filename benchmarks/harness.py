@@ -24,6 +24,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def nodeless_cluster(
+    routing: dict[str, Any] | None = None,
+    optimizer: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Any:
+    """A benchmark coordinator's cluster file (a ``hive.config.ClusterConfig``): no nodes
+    declared (agents register as they come), listening on a free port, its state in a
+    fresh temporary directory; ``settings`` over CoordinatorSettings' defaults."""
+    from hive.config import ClusterConfig, CoordinatorSettings
+
+    state = Path(tempfile.mkdtemp(prefix="hive-bench-")) / "state.sqlite"
+    return ClusterConfig(
+        "bench",
+        CoordinatorSettings(listen="127.0.0.1:0", state_path=str(state), **settings),
+        nodes=(),
+        routing=routing or {},
+        optimizer=optimizer or {},
+    )
+
+
 async def serve_one_node(
     model: str, state_path: str, gateway: bool = False, also: tuple[str, ...] = ()
 ) -> None:
