@@ -840,10 +840,13 @@ class Dispatcher:
         call.adopt = assignment.adopted
         call.follow_token = follow_token
         self.registry.running[placement.node] += 1
+        record = self.registry.find(placement.node)
         try:
             async for event in self.channels.stub(placement.agent_address, placement.node).RunTask(
                 call
             ):
+                if record is not None:
+                    self.registry.heard(record)
                 if event.HasField("result"):
                     stats = event.result.stats
                     self.speeds.observe(

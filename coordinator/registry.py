@@ -2,9 +2,11 @@
 
 It is the single owner of node state and runs on the coordinator's event loop.
 Sessions attach on Register and detach when their stream ends; heartbeats
-refresh telemetry and liveness. Liveness is a function of heartbeat age:
-older than ``suspect_after`` → SUSPECT (no new work), older than
-``lost_after`` → LOST (running work is re-dispatched). A node is keyed by its
+refresh telemetry and liveness. Liveness is a function of how long ago the node
+was last heard from — a heartbeat, or an event of a task it is running (on a slow,
+congested link heartbeats queue behind the task's own traffic, which proves the
+agent alive just as well): older than ``suspect_after`` → SUSPECT (no new work),
+older than ``lost_after`` → LOST (running work is re-dispatched). A node is keyed by its
 name, so an agent that restarts or reconnects replaces its own earlier
 session instead of appearing twice.
 
@@ -78,6 +80,8 @@ class NodeRecord:
     connected_at_wall: float
     last_heartbeat: float
     last_heartbeat_wall: float
+    # When anything last came from the node (its heartbeat or a task event): liveness.
+    last_heard: float
     telemetry: common_pb2.NodeTelemetry = field(default_factory=common_pb2.NodeTelemetry)
     draining: bool = False
     sessions: int = 1
@@ -207,6 +211,9 @@ class Registry:
         except KeyError:
             raise UnknownNode(name) from None
 
+    def find(self, name: str) -> NodeRecord | None:
+        return self._nodes.get(name)
+
     def status(self, record: NodeRecord) -> cluster_pb2.NodeStatus:
         return record.to_status(self.running[record.name])
 
@@ -234,6 +241,7 @@ class Registry:
             connected_at_wall=wall,
             last_heartbeat=now,
             last_heartbeat_wall=wall,
+            last_heard=now,
             agent_running=tuple(register.running_task_ids),
         )
         if existing is not None:
@@ -269,7 +277,7 @@ class Registry:
         if self._nodes.get(record.name) is not record:
             return  # a superseded session; its stream is ending
         was_degraded = record.degraded
-        record.last_heartbeat = self._clock()
+        record.last_heartbeat = record.last_heard = self._clock()
         record.last_heartbeat_wall = self._wall()
         record.heartbeats += 1
         record.telemetry = beat.telemetry
@@ -332,19 +340,27 @@ class Registry:
             log.warning("node %s session %s ended: %s", record.name, record.session_id, reason)
             self._transition(record, NodeState.LOST)
 
+    def heard(self, record: NodeRecord) -> None:
+        """Something of the node's arrived (a task event): it is alive, and a SUSPECT
+        node whose heartbeats are only late is HEALTHY again."""
+        record.last_heard = self._clock()
+        if record.state is NodeState.SUSPECT and self._nodes.get(record.name) is record:
+            self._transition(record, NodeState.HEALTHY)
+
     def check_liveness(self) -> None:
-        """Move nodes to SUSPECT or LOST by heartbeat age; called periodically."""
+        """Move nodes to SUSPECT or LOST by how long nothing came from them; called
+        periodically."""
         now = self._clock()
         for record in list(self._nodes.values()):
-            age = now - record.last_heartbeat
+            age = now - record.last_heard
             if record.state is NodeState.LOST:
                 continue
             if age > self.lost_after:
-                log.warning("node %s lost: no heartbeat for %.1fs", record.name, age)
+                log.warning("node %s lost: nothing heard from it for %.1fs", record.name, age)
                 self._transition(record, NodeState.LOST)
                 record.outbound.put_nowait(None)
             elif age > self.suspect_after and record.state is NodeState.HEALTHY:
-                log.warning("node %s suspect: no heartbeat for %.1fs", record.name, age)
+                log.warning("node %s suspect: nothing heard from it for %.1fs", record.name, age)
                 self._transition(record, NodeState.SUSPECT)
 
     def disconnect(self, name: str, reason: str) -> bool:

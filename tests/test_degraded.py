@@ -269,6 +269,31 @@ async def test_degraded_is_every_endpoint_unhealthy_and_yields_to_liveness() -> 
     assert registry.status(record).state == common_pb2.NODE_STATE_HEALTHY
 
 
+def test_a_task_event_counts_as_hearing_from_the_node_when_heartbeats_are_late() -> None:
+    # On a congested link the heartbeats queue behind a task's stream: the stream's events
+    # prove the agent alive (a fault test once saw a streaming node called LOST). Silence
+    # of both still loses it.
+    registry, now = _registry()
+    record = _register(registry, "A", ("e1",))
+    now[0] = 1.5
+    registry.check_liveness()
+    assert record.state is NodeState.SUSPECT
+    registry.heard(record)  # a chunk of a running task arrived
+    assert record.state is NodeState.HEALTHY
+    now[0] = 3.0  # 3 s without a heartbeat, 1.5 s after the chunk
+    registry.check_liveness()
+    assert record.state is NodeState.SUSPECT
+    registry.heard(record)
+    now[0] = 4.9
+    registry.check_liveness()
+    assert record.state is NodeState.SUSPECT
+    now[0] = 5.1  # 2.1 s of silence
+    registry.check_liveness()
+    assert record.state is NodeState.LOST
+    registry.heard(record)  # a straggler of a lost node's stream changes nothing
+    assert record.state is NodeState.LOST
+
+
 def _endpoint(node: str, id: str, healthy: bool) -> EndpointView:
     return EndpointView(node, id, ("GPU",), 1, 1, 8 << 30, 0, {"m": 1 << 30}, healthy=healthy)
 
