@@ -456,6 +456,14 @@ class Dispatcher:
         self._started_at = self.clock()
         self._loop = asyncio.create_task(self._dispatch_loop(), name="dispatch")
 
+    def rejoining(self) -> bool:
+        """Whether no node has registered yet within REJOIN_SECONDS of the start: the
+        agents may still be reconnecting, so an empty cluster says nothing yet."""
+        return (
+            not self.registry.first_join.is_set()
+            and self.clock() - self._started_at < REJOIN_SECONDS
+        )
+
     async def _await_first_node(self) -> None:
         """Before any node registered, and within REJOIN_SECONDS of the start, wait for
         the first (bounded by what is left of that time)."""

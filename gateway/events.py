@@ -171,7 +171,17 @@ class WorkflowTracker:
         if update.message:
             for event in started + finished:
                 event["message"] = update.message
-        if update.HasField("task"):
+        if update.type == workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING:
+            out.append(
+                {
+                    "type": "stage_waiting",
+                    **base,
+                    "stage": update.stage,
+                    "model": update.task.model,
+                    "message": update.message,
+                }
+            )
+        elif update.HasField("task"):
             out.append({"type": "task", **base, "stage": update.stage, **_task(update.task)})
         out.extend(finished)
         state = schemas.workflow_state_name(w.state)

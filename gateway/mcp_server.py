@@ -78,6 +78,13 @@ def build(upstream: Upstream) -> MCPServer:
         request_id: Annotated[
             str, Field(max_length=schemas.MAX_ID_CHARS, description="Makes retries idempotent.")
         ] = "",
+        wait_for_models: Annotated[
+            bool,
+            Field(
+                description="Accept it even when a stage's model is on no node (that stage "
+                "waits for one); otherwise such a workflow is refused, naming stage and model."
+            ),
+        ] = False,
     ) -> schemas.Workflow:
         """Create a distributed development workflow; returns it with its id and stages."""
         body = schemas.WorkflowCreate(
@@ -86,6 +93,7 @@ def build(upstream: Upstream) -> MCPServer:
             language=language,
             priority=priority,
             pipeline=pipeline,
+            wait_for_models=wait_for_models,
         )
         reply = await _call(
             upstream.workflows.SubmitWorkflow(

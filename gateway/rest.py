@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import grpc
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 
 from gateway import schemas
@@ -102,7 +103,7 @@ def router(upstream: Upstream) -> APIRouter:
         f"{PREFIX}/workflows",
         status_code=201,
         tags=["workflows"],
-        responses=_responses(409, 429),
+        responses=_responses(409, 422, 429),
     )
     async def submit_workflow(
         body: Annotated[schemas.WorkflowCreate, Body()],
@@ -135,9 +136,27 @@ def router(upstream: Upstream) -> APIRouter:
                     ],
                 )
             request_id = idempotency_key
-        reply = await upstream.workflows.SubmitWorkflow(
-            schemas.submit_request(body, request_id), timeout=UNARY_TIMEOUT_SECONDS
-        )
+        try:
+            reply = await upstream.workflows.SubmitWorkflow(
+                schemas.submit_request(body, request_id), timeout=UNARY_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            # On submit it means only that a stage's model is on no node: the request is
+            # well formed, the cluster cannot run it (not a conflict with a resource).
+            raise ProblemError(
+                422,
+                err.details() or "",
+                grpc_status=err.code().name,
+                errors=[
+                    FieldError(
+                        field="body.pipeline",
+                        reason=err.details() or "",
+                        type="model_unavailable",
+                    )
+                ],
+            ) from None
         response.headers["Location"] = f"{PREFIX}/workflows/{reply.workflow.id}"
         if not reply.created:
             response.status_code = 200

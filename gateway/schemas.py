@@ -124,6 +124,12 @@ class WorkflowCreate(BaseModel):
         Annotated[str, Field(max_length=MAX_NAME_CHARS)],
         Annotated[str, Field(max_length=MAX_NAME_CHARS)],
     ] = Field(default_factory=dict, max_length=64)
+    wait_for_models: bool = Field(
+        default=False,
+        description="Accept the workflow even when a stage's model is on no node: that stage "
+        "waits until a node with the model joins. Without it such a workflow is refused "
+        "(422 naming the stage and the model).",
+    )
 
 
 class TaskStats(BaseModel):
@@ -181,6 +187,9 @@ class WorkflowSummary(BaseModel):
     labels: dict[str, str]
     stages_total: int
     stages_finished: int
+    wait_for_models: bool = Field(
+        description="A stage whose model no node has waits for one (as submitted)."
+    )
 
 
 class Workflow(WorkflowSummary):
@@ -255,6 +264,7 @@ def _summary_fields(w: workflow_pb2.Workflow) -> dict[str, object]:
         "finished_at": timestamp(w.finished_at),
         "error": w.error,
         "labels": dict(w.labels),
+        "wait_for_models": w.wait_for_models,
         "stages_total": len(w.stages),
         "stages_finished": sum(
             1 for s in w.stages if task_state_name(s.state) in TERMINAL_TASK_STATES
@@ -289,6 +299,7 @@ def submit_request(body: WorkflowCreate, request_id: str) -> workflow_pb2.Submit
         pipeline=body.pipeline,
         request_id=request_id,
         labels=body.labels,
+        wait_for_models=body.wait_for_models,
     )
 
 

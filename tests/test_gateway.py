@@ -215,6 +215,53 @@ async def test_idempotency_key_returns_the_same_workflow(http: httpx.AsyncClient
     assert assert_problem(clash, 400)["errors"][0]["field"] == "body.request_id"
 
 
+async def test_a_workflow_needing_a_model_no_node_has_is_a_422_unless_it_may_wait(
+    http: httpx.AsyncClient, gw: DevCluster
+) -> None:
+    import yaml
+
+    from coordinator.workflows.templates import parse_pipeline
+
+    assert gw.coordinator is not None
+    gw.coordinator.workflows.pipelines.add(
+        parse_pipeline(
+            yaml.safe_load(
+                "name: wants_gemma\nstages:\n"
+                "  - {name: draft, type: code_generation, model: gemma2:27b, prompt: x}\n"
+            ),
+            "test",
+        )
+    )
+    body = {"name": "x", "requirements": "a parser", "pipeline": "wants_gemma"}
+    refused = assert_problem(await http.post(f"{API}/workflows", json=body), 422)
+    assert "'draft'" in refused["detail"] and "'gemma2:27b'" in refused["detail"]
+    assert refused["errors"][0]["field"] == "body.pipeline"
+    r = await http.post(f"{API}/workflows", json={**body, "wait_for_models": True})
+    assert r.status_code == 201, r.text
+    assert r.json()["wait_for_models"] is True
+    got = (await http.get(f"{API}/workflows/{r.json()['id']}")).json()
+    assert got["wait_for_models"] is True and got["state"] in ("pending", "running")
+    cancelled = await http.post(f"{API}/workflows/{got['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+
+
+def test_the_event_stream_says_when_a_stage_waits_for_a_model() -> None:
+    from gateway.events import WorkflowTracker
+    from hive.v1 import cluster_pb2, workflow_pb2
+
+    update = workflow_pb2.WatchWorkflowResponse(
+        workflow=workflow_pb2.Workflow(id="wf-1", state=workflow_pb2.WORKFLOW_STATE_RUNNING),
+        stage="draft",
+        task=cluster_pb2.TaskEvent(task_id="wf-1.draft.1", model="gemma2:27b"),
+        type=workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING,
+        message="draft waits for a node with model 'gemma2:27b'",
+    )
+    (waiting,) = [e for e in WorkflowTracker().events(update) if e["type"] != "workflow"]
+    assert waiting["type"] == "stage_waiting"
+    assert (waiting["stage"], waiting["model"]) == ("draft", "gemma2:27b")
+    assert "waits" in waiting["message"]
+
+
 async def test_cancel_and_unknown_ids(http: httpx.AsyncClient, gw: DevCluster) -> None:
     assert_problem(await http.get(f"{API}/workflows/wf-nope"), 404, "NOT_FOUND")
     assert_problem(await http.post(f"{API}/workflows/wf-nope/cancel"), 404, "NOT_FOUND")

@@ -18,6 +18,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from websockets.asyncio.client import ClientConnection, connect
 
+from coordinator.workflows.templates import parse_pipeline
 from gateway.app import create_app
 from gateway.events import CLOSE_TOO_SLOW
 from hive.dev import DevCluster
@@ -226,6 +227,28 @@ async def test_mcp_over_streamable_http(gw: DevCluster) -> None:
 
         bad = await client.call_tool("submit_workflow", {"name": "x"})
         assert bad.is_error  # requirements missing: refused by the input schema
+        # A pipeline whose model is on no node: refused, naming it; or accepted to wait.
+        assert schema["properties"]["wait_for_models"]["type"] == "boolean"
+        assert gw.coordinator is not None
+        gw.coordinator.workflows.pipelines.add(
+            parse_pipeline(
+                {
+                    "name": "needs_phi4",
+                    "stages": [
+                        {"name": "draft", "type": "code_generation", "model": "phi4:14b"}
+                        | {"prompt": "x"}
+                    ],
+                },
+                "test",
+            )
+        )
+        unservable = {**WORKFLOW, "pipeline": "needs_phi4"}
+        refused = await client.call_tool("submit_workflow", unservable)
+        text = refused.content[0].text  # type: ignore[union-attr]
+        assert refused.is_error and "'draft'" in text and "'phi4:14b'" in text, text
+        queued = await client.call_tool("submit_workflow", unservable | {"wait_for_models": True})
+        assert not queued.is_error and queued.structured_content["wait_for_models"] is True
+        await client.call_tool("cancel_workflow", {"workflow_id": queued.structured_content["id"]})
 
         resource = await client.read_resource("hive://cluster/status")
         assert (

@@ -64,6 +64,7 @@ def workflow(i: int, state: int = WF_RUNNING) -> WorkflowRec:
         1000.0 + i,
         request_id=f"req-{i}" if i % 2 else "",
         labels={"team": "a", "n": str(i)},
+        wait_for_models=i == 3,
         state=state,
     )
     gen = StageRec("generate", 1, "llama3.1:8b", (), state=3, output="print('hi')")

@@ -13,7 +13,14 @@ import pytest
 from coordinator.workflows.model import SUCCEEDED
 from hive.config import CoordinatorSettings, seed_cluster
 from hive.dev import DevCluster
-from hive.v1 import cluster_pb2, common_pb2, workflow_pb2, workflow_pb2_grpc
+from hive.v1 import (
+    cluster_pb2,
+    common_pb2,
+    inference_pb2,
+    inference_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 from tests.conftest import eventually, fast_cluster
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "workflows"
@@ -223,8 +230,8 @@ async def test_failing_stage_fails_workflow_and_skips_dependents(wdev: DevCluste
 name: broken
 stages:
   - {name: generate, type: code_generation, model: qwen2.5-coder:7b, prompt: "write code"}
-  - {name: review, type: code_review, model: no-such-model:70b, depends_on: [generate],
-     prompt: "review {{generate}}"}
+  - {name: review, type: code_review, model: qwen2.5-coder:7b, depends_on: [generate],
+     prompt: "review {{generate}}", options: {num_predict: "lots"}}
   - {name: testing, type: testing, model: qwen2.5-coder:7b, depends_on: [review],
      prompt: "write tests"}
 """,
@@ -236,12 +243,94 @@ stages:
         )
         wf = await wait_done(s, r.workflow.id)
     assert wf.state == workflow_pb2.WORKFLOW_STATE_FAILED
-    assert "review" in wf.error and "no-such-model:70b" in wf.error, wf.error
+    # The node refused the stage's options (Ollama: an integer option given as a string).
+    assert "review" in wf.error and "num_predict" in wf.error, wf.error
     st = {x.name: x for x in wf.stages}
     assert st["generate"].state == SUCCEEDED
     assert st["review"].state == cluster_pb2.TASK_STATE_FAILED
     assert st["testing"].state == cluster_pb2.TASK_STATE_CANCELLED
     assert st["testing"].error.startswith("skipped") and not st["testing"].tasks
+
+
+MISSING = """
+name: needs_gemma
+stages:
+  - {name: generate, type: code_generation, model: qwen2.5-coder:7b, prompt: "write code"}
+  - {name: review, type: code_review, model: gemma2:9b, depends_on: [generate],
+     prompt: "review {{generate}}"}
+"""
+
+
+async def test_a_pipeline_whose_model_no_node_has_is_refused_at_submission(
+    wdev: DevCluster,
+) -> None:
+    add_pipeline(wdev, MISSING)
+    async with grpc.aio.insecure_channel(wdev.coordinator_address) as channel:
+        s = stub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await s.SubmitWorkflow(
+                workflow_pb2.SubmitWorkflowRequest(
+                    requirements="a parser", pipeline="needs_gemma", request_id="r-1"
+                )
+            )
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        details = refused.value.details() or ""
+        assert "'review'" in details and "'gemma2:9b'" in details, details
+        assert "wait_for_models" in details  # says how to queue it instead
+        # Nothing was created, and the request id is free for a later try.
+        listed = await s.ListWorkflows(workflow_pb2.ListWorkflowsRequest())
+        assert list(listed.workflows) == []
+        assert wdev.coordinator is not None and wdev.coordinator.workflows.tasks_started == 0
+
+
+async def test_wait_for_models_queues_the_stage_until_a_node_has_the_model(
+    wdev: DevCluster,
+) -> None:
+    add_pipeline(wdev, MISSING)
+    async with grpc.aio.insecure_channel(wdev.coordinator_address) as channel:
+        s = stub(channel)
+        r = await s.SubmitWorkflow(
+            workflow_pb2.SubmitWorkflowRequest(
+                requirements="a parser", pipeline="needs_gemma", wait_for_models=True
+            )
+        )
+        assert r.created and r.workflow.wait_for_models
+        events: list[workflow_pb2.WatchWorkflowResponse] = []
+        waiting = asyncio.Event()
+
+        async def watch() -> None:
+            async for event in s.WatchWorkflow(workflow_pb2.WatchWorkflowRequest(id=r.workflow.id)):
+                events.append(event)
+                if event.type == workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING:
+                    waiting.set()
+
+        watcher = asyncio.create_task(watch())
+        async with asyncio.timeout(20):
+            await waiting.wait()
+        # It waits, and keeps waiting (the stage neither fails nor runs).
+        await asyncio.sleep(1.5)
+        wf = (await s.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=r.workflow.id))).workflow
+        assert wf.state == workflow_pb2.WORKFLOW_STATE_RUNNING and wf.wait_for_models
+        review = next(x for x in wf.stages if x.name == "review")
+        assert review.state != cluster_pb2.TASK_STATE_FAILED
+        said = [e for e in events if e.type == workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING]
+        assert len(said) == 1, "the wait is announced once"
+        assert said[0].stage == "review" and "gemma2:9b" in said[0].message
+        # A node gets the model: the stage runs and the workflow finishes.
+        inference = inference_pb2_grpc.InferenceServiceStub(channel)
+        pulled = [
+            line
+            async for line in inference.Pull(
+                inference_pb2.PullRequest(model="gemma2:9b", endpoints=["WALNUT/rx9060"])
+            )
+        ]
+        assert pulled[-1].status == "success", pulled[-1]
+        async with asyncio.timeout(30):
+            await watcher
+        wf = (await s.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=r.workflow.id))).workflow
+    assert wf.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED, wf.error
+    review = next(x for x in wf.stages if x.name == "review")
+    assert [t.node for t in review.tasks] == ["WALNUT"]
 
 
 async def test_fan_out_review_merges_verdicts_and_loops_back_once(wdev: DevCluster) -> None:

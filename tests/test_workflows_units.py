@@ -168,6 +168,7 @@ async def test_store_group_commits_and_reads_back(tmp_path: Path) -> None:
     try:
         for i in range(300):
             wf = WorkflowRec(f"wf-{i}", "n", "r", "python", 2, "quick", "{}", float(i))
+            wf.wait_for_models = i == 7
             wf.stages["a"] = StageRec("a", 2, "m", ())
             store.save_all(wf)
         await store.flush()
@@ -177,7 +178,9 @@ async def test_store_group_commits_and_reads_back(tmp_path: Path) -> None:
         page = await store.list_page(None, 10, None)
         assert [w.id for w in page] == [f"wf-{i}" for i in range(299, 289, -1)]
         got = await store.get("wf-7")
-        assert got is not None and list(got.stages) == ["a"]
+        assert got is not None and list(got.stages) == ["a"] and got.wait_for_models
+        other = await store.get("wf-8")
+        assert other is not None and not other.wait_for_models
         assert len(await store.unfinished()) == 300
     finally:
         await store.close()

@@ -22,8 +22,11 @@ Invariants:
 * Cancel is a request to the driver (an event), not a task cancellation, so a cancelled
   workflow is recorded as CANCELLED, while a coordinator shutdown is not.
 
-How it fails: a model that no node has fails its stage at once (UnknownModel); a cluster
-that has the model but no capacity is waited for, up to ``capacity_timeout`` seconds.
+How it fails: a pipeline that needs a model no node has is refused at submission
+(MissingModel), unless it was submitted with ``wait_for_models``: then a stage waits for
+a node with its model as long as it takes (saying so once, STAGE_WAITING). A model that
+has gone by the time its stage runs fails the stage (UnknownModel); a cluster that has
+the model but no capacity is waited for, up to ``capacity_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from coordinator.dispatch import (
     Overloaded,
     UnknownModel,
 )
+from coordinator.routing.filters import could_ever_run
 from coordinator.workflows import artifacts as artifact_rules
 from coordinator.workflows.model import (
     APPROVE,
@@ -66,6 +70,7 @@ from coordinator.workflows.model import (
     WF_RUNNING,
     WF_SUCCEEDED,
     InvalidWorkflow,
+    MissingModel,
     StageFailed,
     StageRec,
     Submission,
@@ -295,6 +300,18 @@ class WorkflowEngine:
             )
         return pipeline
 
+    def _check_models(self, pipeline: Pipeline) -> None:
+        """Refuse (MissingModel) a pipeline with a stage whose model no node could ever
+        run. Not while the coordinator has just started and no agent has reconnected
+        yet: an empty cluster then says nothing (the stage waits for the first node)."""
+        if self.dispatcher.rejoining():
+            return
+        snapshot = self.dispatcher.snapshot()
+        for t in pipeline.stages:
+            for model in (t.model, t.merge.model) if t.merge else (t.model,):
+                if not could_ever_run(model, snapshot):
+                    raise MissingModel(t.name, model)
+
     async def submit(self, sub: Submission) -> tuple[WorkflowRec, bool]:
         """Accept a workflow; return it (committed to the store) and whether it is new.
 
@@ -315,6 +332,8 @@ class WorkflowEngine:
             # meanwhile, or committed and let go of its claim after our read began.
             if sub.request_id not in self._request_ids and settled == self._claims_settled:
                 break
+        if not sub.wait_for_models:
+            self._check_models(pipeline)
         # A workflow is accepted once it is on disk: while the disk refuses writes a new
         # one is refused (UNAVAILABLE), while a resubmission above still finds its own.
         self.store.check_writable()
@@ -333,6 +352,7 @@ class WorkflowEngine:
             created_at=now,
             request_id=sub.request_id,
             labels=dict(sub.labels),
+            wait_for_models=sub.wait_for_models,
         )
         for t in pipeline.stages:
             wf.stages[t.name] = StageRec(t.name, t.type, t.model, t.depends_on)
@@ -805,6 +825,7 @@ class WorkflowEngine:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.capacity_timeout
         delay = 0.05
+        waiting = False
         while True:
             chunks: list[str] = []
             try:
@@ -834,6 +855,26 @@ class WorkflowEngine:
                 task.output = "".join(chunks)
                 return
             except UnknownModel:
+                if wf.wait_for_models:
+                    if not waiting:
+                        waiting = True
+                        self._emit(
+                            wf,
+                            workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING,
+                            task.stage,
+                            task,
+                            f"{task.stage} waits for a node with model {request.model!r}",
+                        )
+                        log.info(
+                            "workflow %s: stage %s waits for a node with model %r",
+                            wf.id,
+                            task.stage,
+                            request.model,
+                        )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    deadline = loop.time() + self.capacity_timeout
+                    continue
                 if wf.id not in self._resumed or (
                     loop.time() + delay > self._started_at + self.resume_grace
                 ):

@@ -73,6 +73,20 @@ class InvalidWorkflow(WorkflowError):
         self.reason = reason
 
 
+class MissingModel(WorkflowError):
+    """A stage of the submitted pipeline needs a model no node has (maps to
+    FAILED_PRECONDITION; the REST API answers 422)."""
+
+    def __init__(self, stage: str, model: str) -> None:
+        super().__init__(
+            f"stage {stage!r} needs model {model!r}, which no node in the cluster has; "
+            "pull it onto a node, or submit with wait_for_models to queue the workflow "
+            "until a node with it joins"
+        )
+        self.stage = stage
+        self.model = model
+
+
 class UnknownWorkflow(WorkflowError, LookupError):
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"no workflow {workflow_id!r}")
@@ -98,6 +112,8 @@ class Submission:
     pipeline: str = ""
     request_id: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # Accept a pipeline whose models no node has yet: its stages wait for one.
+    wait_for_models: bool = False
 
 
 @dataclass(slots=True)
@@ -167,6 +183,8 @@ class WorkflowRec:
     artifacts: list[Artifact] = field(default_factory=list)
     # Insertion order in the store; the paging key.
     seq: int = 0
+    # A stage whose model no node has waits for one (else the submission was refused).
+    wait_for_models: bool = False
 
     @property
     def finished(self) -> bool:

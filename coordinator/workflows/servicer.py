@@ -10,6 +10,7 @@ import grpc
 from coordinator.workflows.engine import WatchOverflow, WorkflowEngine
 from coordinator.workflows.model import (
     InvalidWorkflow,
+    MissingModel,
     StageRec,
     Submission,
     TaskRec,
@@ -77,6 +78,7 @@ def workflow_to_proto(wf: WorkflowRec) -> workflow_pb2.Workflow:
             for a in wf.artifacts
         ],
         labels=wf.labels,
+        wait_for_models=wf.wait_for_models,
     )
 
 
@@ -111,6 +113,8 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: WorkflowError
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     if isinstance(exc, UnknownWorkflow):
         await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    if isinstance(exc, MissingModel):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     if isinstance(exc, WorkflowFinished):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     await context.abort(grpc.StatusCode.INTERNAL, str(exc))
@@ -136,6 +140,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
             pipeline=request.pipeline,
             request_id=request.request_id,
             labels=dict(request.labels),
+            wait_for_models=request.wait_for_models,
         )
         try:
             wf, created = await self.engine.submit(submission)

@@ -164,6 +164,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        5,
+        "workflows: wait_for_models (a stage waits for a node with its model)",
+        "ALTER TABLE workflows ADD COLUMN wait_for_models INTEGER NOT NULL DEFAULT 0;",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Largest number of operations committed in one transaction.
@@ -344,6 +349,7 @@ def workflow_row(wf: WorkflowRec) -> tuple[Any, ...]:
         wf.created_at,
         wf.started_at,
         wf.finished_at,
+        wf.wait_for_models,
     )
 
 
@@ -793,7 +799,7 @@ class WorkflowStore(GroupCommitStore[Op]):
             conn.execute(
                 "INSERT INTO workflows (id, request_id, name, requirements, language, priority,"
                 " pipeline, pipeline_spec, labels, state, error, created_at, started_at,"
-                " finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " finished_at, wait_for_models) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(id) DO UPDATE SET state=excluded.state, error=excluded.error,"
                 " started_at=excluded.started_at, finished_at=excluded.finished_at",
                 row,
@@ -987,6 +993,7 @@ def workflow_from_row(r: Any) -> WorkflowRec:
         started_at=r["started_at"],
         finished_at=r["finished_at"],
         seq=r["seq"],
+        wait_for_models=bool(r["wait_for_models"]),
     )
 
 

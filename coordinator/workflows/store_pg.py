@@ -187,6 +187,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        6,
+        "workflows: wait_for_models (a stage waits for a node with its model)",
+        "ALTER TABLE workflows ADD COLUMN wait_for_models boolean NOT NULL DEFAULT false;",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # pg_advisory_lock key for migrations: "hive" in ASCII, so other applications sharing the
@@ -205,8 +210,8 @@ FENCE_SQL = "SELECT epoch FROM coordinator_lease WHERE id = 1 FOR SHARE"
 
 WORKFLOW_UPSERT = (
     "INSERT INTO workflows (id, request_id, name, requirements, language, priority,"
-    " pipeline, pipeline_spec, labels, state, error, created_at, started_at, finished_at)"
-    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    " pipeline, pipeline_spec, labels, state, error, created_at, started_at, finished_at,"
+    " wait_for_models) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
     " ON CONFLICT (id) DO UPDATE SET state = excluded.state, error = excluded.error,"
     " started_at = excluded.started_at, finished_at = excluded.finished_at"
 )

@@ -30,6 +30,7 @@ class WorkflowEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKFLOW_EVENT_TYPE_STAGE_FINISHED: _ClassVar[WorkflowEventType]
     WORKFLOW_EVENT_TYPE_TASK_ASSIGNED: _ClassVar[WorkflowEventType]
     WORKFLOW_EVENT_TYPE_TASK_FINISHED: _ClassVar[WorkflowEventType]
+    WORKFLOW_EVENT_TYPE_STAGE_WAITING: _ClassVar[WorkflowEventType]
 WORKFLOW_STATE_UNSPECIFIED: WorkflowState
 WORKFLOW_STATE_PENDING: WorkflowState
 WORKFLOW_STATE_RUNNING: WorkflowState
@@ -43,9 +44,10 @@ WORKFLOW_EVENT_TYPE_STAGE_STARTED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_STAGE_FINISHED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_TASK_ASSIGNED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_TASK_FINISHED: WorkflowEventType
+WORKFLOW_EVENT_TYPE_STAGE_WAITING: WorkflowEventType
 
 class SubmitWorkflowRequest(_message.Message):
-    __slots__ = ("name", "requirements", "language", "priority", "pipeline", "request_id", "labels")
+    __slots__ = ("name", "requirements", "language", "priority", "pipeline", "request_id", "labels", "wait_for_models")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +62,7 @@ class SubmitWorkflowRequest(_message.Message):
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_MODELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     requirements: str
     language: str
@@ -67,7 +70,8 @@ class SubmitWorkflowRequest(_message.Message):
     pipeline: str
     request_id: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., requirements: _Optional[str] = ..., language: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., pipeline: _Optional[str] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    wait_for_models: bool
+    def __init__(self, name: _Optional[str] = ..., requirements: _Optional[str] = ..., language: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., pipeline: _Optional[str] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., wait_for_models: _Optional[bool] = ...) -> None: ...
 
 class SubmitWorkflowResponse(_message.Message):
     __slots__ = ("workflow", "created")
@@ -78,7 +82,7 @@ class SubmitWorkflowResponse(_message.Message):
     def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("id", "name", "requirements", "language", "priority", "pipeline", "state", "stages", "created_at", "started_at", "finished_at", "error", "artifacts", "labels")
+    __slots__ = ("id", "name", "requirements", "language", "priority", "pipeline", "state", "stages", "created_at", "started_at", "finished_at", "error", "artifacts", "labels", "wait_for_models")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +104,7 @@ class Workflow(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_MODELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     requirements: str
@@ -114,7 +119,8 @@ class Workflow(_message.Message):
     error: str
     artifacts: _containers.RepeatedCompositeFieldContainer[Artifact]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., requirements: _Optional[str] = ..., language: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., pipeline: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    wait_for_models: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., requirements: _Optional[str] = ..., language: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., pipeline: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., wait_for_models: _Optional[bool] = ...) -> None: ...
 
 class Stage(_message.Message):
     __slots__ = ("name", "type", "model", "depends_on", "state", "tasks", "output", "error", "iteration", "started_at", "finished_at", "verdict")
