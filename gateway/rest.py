@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import grpc
-from fastapi import APIRouter, Body, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from gateway import schemas
 from gateway.auth import acting_as
@@ -48,8 +51,41 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     return out
 
 
+def known_query_only(request: Request) -> None:
+    """Refuse (422) a query parameter the route does not take, e.g. ``?limit=-5`` where
+    the list takes ``page_size``: ignoring it would answer something the caller did not
+    ask for. ``/health`` takes anything (probes add cache-busters)."""
+    if not request.url.path.startswith(PREFIX) or not request.query_params:
+        return
+    route = request.scope.get("route")
+    known = _query_names(route) if isinstance(route, APIRoute) else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "no query parameters"
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter; this route takes {takes}",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ]
+        )
+
+
+def _query_names(route: APIRoute) -> set[str]:
+    names: set[str] = set()
+    stack: list[Dependant] = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        names.update(p.alias for p in dependant.query_params)
+        stack.extend(dependant.dependencies)
+    return names
+
+
 def router(upstream: Upstream) -> APIRouter:
-    api = APIRouter()
+    api = APIRouter(dependencies=[Depends(known_query_only)])
 
     async def cluster_status() -> cluster_pb2.GetClusterStatusResponse:
         return await upstream.cluster.GetClusterStatus(

@@ -199,6 +199,11 @@ async def test_workflow_list_pages(http: httpx.AsyncClient) -> None:
     assert ids <= set(seen) and len(seen) == len(set(seen))
     assert_problem(await http.get(f"{API}/workflows", params={"page_size": 0}), 422)
     assert_problem(await http.get(f"{API}/workflows", params={"state": "sleeping"}), 422)
+    # A parameter the route does not take is refused, not ignored (issue 21: ?limit=-5).
+    unknown = assert_problem(await http.get(f"{API}/workflows", params={"limit": -5}), 422)
+    (error,) = unknown["errors"]
+    assert error["field"] == "query.limit" and "page_size" in error["reason"], error
+    assert (await http.get("/health", params={"probe": 1})).status_code == 200
 
 
 async def test_idempotency_key_returns_the_same_workflow(http: httpx.AsyncClient) -> None:

@@ -22,7 +22,7 @@ import pytest_asyncio
 
 from hive import hardware, limits
 from hive.dev import DevCluster
-from hive.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2, inference_pb2_grpc
 from ollama_emulator import EmulatorConfig, OllamaEmulator
 from ollama_emulator.api import parse_keep_alive
 from tests.conftest import running_dev
@@ -206,6 +206,17 @@ OUT_OF_RANGE: list[tuple[str, str, str]] = [
     ("/v1/messages", f'"max_tokens": {1 << 30}', "max_tokens"),
     ("/v1/messages", '"top_k": -1', "top_k"),
     ("/v1/messages", f'"top_k": {1 << 40}', "top_k"),
+    # 1e309 is past any double: JSON decoders read it as infinity (issue 21).
+    ("/api/generate", '"options": {"temperature": 1e309}', "temperature"),
+    ("/api/chat", '"messages": [], "options": {"top_p": -1e309}', "top_p"),
+    ("/api/embed", '"options": {"mirostat_tau": 1e309}', "mirostat_tau"),
+    ("/v1/chat/completions", '"temperature": 1e309', "temperature"),
+    ("/v1/chat/completions", '"top_p": 1e309', "top_p"),
+    ("/v1/chat/completions", '"presence_penalty": 1e309', "presence_penalty"),
+    ("/v1/completions", '"temperature": 1e309', "temperature"),
+    ("/v1/responses", '"temperature": 1e309', "temperature"),
+    ("/v1/messages", '"temperature": 1e309', "temperature"),
+    ("/v1/messages", '"top_p": 1e309', "top_p"),
 ]
 
 
@@ -223,6 +234,70 @@ async def test_out_of_range_values_are_a_400_naming_the_field(
     for emulator in gw.emulators.values():
         async with httpx.AsyncClient(base_url=emulator.url) as ollama:
             assert (await ollama.get("/api/ps")).status_code == 200
+
+
+# Free-form JSON a node receives as it is: the gateway checks no field in it, so a number
+# no double holds reached a node, whose encoder refused it three attempts running (a 502
+# and a failed task) until the body check looked at every number (issue 21).
+HUGE_SCHEMA = '{"type": "object", "properties": {"x": {"type": "number", "maximum": 1e309}}}'
+OLLAMA_TOOL = (
+    f'"tools": [{{"type": "function", "function": {{"name": "f", "parameters": {HUGE_SCHEMA}}}}}]'
+)
+FREE_FORM: list[tuple[str, str, str]] = [
+    # (path, JSON added to its good body, the path the message must name)
+    (
+        "/api/chat",
+        OLLAMA_TOOL,
+        "tools.0.function.parameters.properties.x.maximum",
+    ),
+    ("/api/generate", f'"format": {HUGE_SCHEMA}', "format.properties.x.maximum"),
+    ("/api/generate", '"format": {"type": "object", "minimum": NaN}', "format.minimum"),
+    ("/api/generate", f'"format": {{"maximum": {10**400}}}', "format.maximum"),
+    (
+        "/v1/chat/completions",
+        OLLAMA_TOOL,
+        "parameters.properties.x.maximum",
+    ),
+    (
+        "/v1/chat/completions",
+        '"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": '
+        + HUGE_SCHEMA
+        + "}}",
+        "schema.properties.x.maximum",
+    ),
+    (
+        "/v1/messages",
+        f'"tools": [{{"name": "f", "input_schema": {HUGE_SCHEMA}}}]',
+        "input_schema.properties.x.maximum",
+    ),
+    (
+        "/v1/responses",
+        f'"tools": [{{"type": "function", "name": "f", "parameters": {HUGE_SCHEMA}}}]',
+        "parameters.properties.x.maximum",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "added", "where"), FREE_FORM)
+async def test_a_number_no_double_holds_anywhere_in_a_body_is_a_400_naming_it(
+    http: httpx.AsyncClient, gw: DevCluster, path: str, added: str, where: str
+) -> None:
+    body, shape = next((body, shape) for p, body, shape in ENDPOINTS if p == path)
+    raw = json.dumps(with_text(body, "x"))[:-1] + ", " + added + "}"
+    before = await _failed_tasks(gw)
+    r = await http.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    message = shape(r)
+    assert where in message and "finite" in message, message
+    assert await _failed_tasks(gw) == before, "nothing reached a node"
+
+
+async def _failed_tasks(dev: DevCluster) -> int:
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        reply = await cluster_pb2_grpc.ClusterServiceStub(channel).GetPerformanceMetrics(
+            cluster_pb2.GetPerformanceMetricsRequest(), timeout=10
+        )
+    return int(reply.tasks_failed)
 
 
 @pytest.mark.parametrize(
