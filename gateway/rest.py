@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 
 from gateway import schemas
 from gateway.auth import acting_as
+from gateway.bodies import CHECKED_BODY
 from gateway.problems import (
     PROBLEM_MEDIA_TYPE,
     PROBLEM_RESPONSES,
@@ -85,7 +86,7 @@ def _query_names(route: APIRoute) -> set[str]:
 
 
 def router(upstream: Upstream) -> APIRouter:
-    api = APIRouter(dependencies=[Depends(known_query_only)])
+    api = APIRouter(dependencies=[Depends(known_query_only), CHECKED_BODY])
 
     async def cluster_status() -> cluster_pb2.GetClusterStatusResponse:
         return await upstream.cluster.GetClusterStatus(

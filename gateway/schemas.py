@@ -8,8 +8,9 @@ timestamps as RFC 3339 strings (``null`` when unset), byte counts as integers. E
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from google.protobuf import timestamp_pb2
 from pydantic import BaseModel, ConfigDict, Field
@@ -129,6 +130,34 @@ class WorkflowCreate(BaseModel):
         description="Accept the workflow even when a stage's model is on no node: that stage "
         "waits until a node with the model joins. Without it such a workflow is refused "
         "(422 naming the stage and the model).",
+    )
+    pipeline_definition: dict[str, Any] | None = Field(
+        default=None,
+        description="A pipeline of your own instead of a named one: an object with the keys "
+        "of the YAML templates (name, description, stages: name, type, model, prompt, "
+        "depends_on, ...). Refused, naming the key, when it is not a valid template.",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "draft_and_review",
+                    "stages": [
+                        {
+                            "name": "draft",
+                            "type": "code_generation",
+                            "model": "qwen2.5-coder:7b",
+                            "prompt": "Write {{language}} code for: {{requirements}}",
+                        },
+                        {
+                            "name": "review",
+                            "type": "code_review",
+                            "model": "llama3.1:8b",
+                            "depends_on": ["draft"],
+                            "prompt": "Review this code: {{draft}}",
+                        },
+                    ],
+                }
+            ]
+        },
     )
 
 
@@ -300,6 +329,9 @@ def submit_request(body: WorkflowCreate, request_id: str) -> workflow_pb2.Submit
         request_id=request_id,
         labels=body.labels,
         wait_for_models=body.wait_for_models,
+        pipeline_definition=json.dumps(body.pipeline_definition)
+        if body.pipeline_definition is not None
+        else "",
     )
 
 

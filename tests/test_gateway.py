@@ -250,6 +250,19 @@ async def test_a_workflow_needing_a_model_no_node_has_is_a_422_unless_it_may_wai
     assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
 
 
+async def test_a_pipeline_definition_is_submitted_through_rest(http: httpx.AsyncClient) -> None:
+    stage = {"name": "draft", "type": "code_generation", "model": "qwen2.5-coder:7b"}
+    own = {"name": "one_stage", "stages": [{**stage, "prompt": "Write {{requirements}}"}]}
+    body = {"name": "mine", "requirements": "a parser", "pipeline_definition": own}
+    r = await http.post(f"{API}/workflows", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["pipeline"] == "one_stage"
+    assert [x["name"] for x in r.json()["stages"]] == ["draft"]
+    bad = {**body, "pipeline_definition": {"stages": [{**stage, "prompt": 3}]}}
+    refused = assert_problem(await http.post(f"{API}/workflows", json=bad), 400)
+    assert "pipeline_definition: stages[0].prompt" in refused["detail"], refused
+
+
 def test_the_event_stream_says_when_a_stage_waits_for_a_model() -> None:
     from gateway.events import WorkflowTracker
     from hive.v1 import cluster_pb2, workflow_pb2

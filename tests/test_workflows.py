@@ -252,6 +252,62 @@ stages:
     assert st["testing"].error.startswith("skipped") and not st["testing"].tasks
 
 
+async def test_a_pipeline_of_ones_own_is_sent_with_the_submission(wdev: DevCluster) -> None:
+    own = {
+        "name": "draft_and_review",
+        "stages": [
+            {
+                "name": "draft",
+                "type": "code_generation",
+                "model": "qwen2.5-coder:7b",
+                "prompt": "Write {{language}} code for: {{requirements}}",
+            },
+            {
+                "name": "critique",
+                "type": "code_review",
+                "model": "llama3.1:8b",
+                "depends_on": ["draft"],
+                "prompt": "Review: {{draft}}",
+            },
+        ],
+    }
+    async with grpc.aio.insecure_channel(wdev.coordinator_address) as channel:
+        s = stub(channel)
+        r = await s.SubmitWorkflow(
+            workflow_pb2.SubmitWorkflowRequest(
+                requirements="a parser", pipeline_definition=json.dumps(own)
+            )
+        )
+        wf = await wait_done(s, r.workflow.id)
+        assert wf.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED, wf.error
+        assert wf.pipeline == "draft_and_review"
+        assert [(x.name, x.model) for x in wf.stages] == [
+            ("draft", "qwen2.5-coder:7b"),
+            ("critique", "llama3.1:8b"),
+        ]
+        assert wf.stages[0].tasks[-1].output and wf.stages[1].tasks[-1].output
+        cycle = {
+            **own,
+            "stages": [{**own["stages"][0], "depends_on": ["critique"]}, own["stages"][1]],
+        }
+        refusals = [
+            (json.dumps(cycle), "", "pipeline_definition: stages[0].depends_on: dependency cycle"),
+            ("{not json", "", "pipeline_definition: is not JSON"),
+            ('{"stages": [{"name": "x", "model": "m", "prompt": NaN}]}', "", "NaN"),
+            (json.dumps(own), "quick", "not both"),
+            (json.dumps({"stages": []}), "", "pipeline_definition: stages: expected a non-empty"),
+        ]
+        for definition, pipeline, says in refusals:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await s.SubmitWorkflow(
+                    workflow_pb2.SubmitWorkflowRequest(
+                        requirements="x", pipeline=pipeline, pipeline_definition=definition
+                    )
+                )
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert says in (refused.value.details() or ""), refused.value.details()
+
+
 MISSING = """
 name: needs_gemma
 stages:
@@ -588,10 +644,10 @@ async def test_cli_submit_follows_live_then_lists_shows_and_exports(
     out = capsys.readouterr().out
     assert rc == 0
     wf = json.loads(out)
-    assert wf["state"] == "WORKFLOW_STATE_SUCCEEDED" and wf["name"] == "REST API with Microservices"
+    assert wf["state"] == "succeeded" and wf["name"] == "REST API with Microservices"
     rc = await asyncio.to_thread(main, ["workflows", "--json", "--coordinator", address])
     listed = json.loads(capsys.readouterr().out)
-    assert rc == 0 and [w["id"] for w in listed] == [wf["id"]]
+    assert rc == 0 and [w["id"] for w in listed["workflows"]] == [wf["id"]]
     rc = await asyncio.to_thread(main, ["workflow", wf["id"], "--coordinator", address])
     assert rc == 0 and "generate" in capsys.readouterr().out
     target = tmp_path / "out"

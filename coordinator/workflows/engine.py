@@ -36,6 +36,7 @@ import dataclasses
 import functools
 import heapq
 import itertools
+import json
 import logging
 import re
 import time
@@ -85,9 +86,11 @@ from coordinator.workflows.templates import (
     Pipeline,
     PipelineCatalog,
     StageTemplate,
+    parse_pipeline,
     pipeline_from_json,
     render,
 )
+from hive.config import ConfigError
 from hive.v1 import common_pb2, node_agent_pb2, workflow_pb2
 
 log = logging.getLogger("hive.coordinator.workflows")
@@ -96,6 +99,8 @@ DEFAULT_PIPELINE = "full"
 MAX_REQUIREMENTS_CHARS = 200_000
 MAX_NAME_CHARS = 200
 MAX_REQUEST_ID_CHARS = 128
+# A submitted pipeline definition (JSON); the template files have no such bound.
+MAX_DEFINITION_CHARS = 256_000
 # An upstream output fed to a prompt is cut to this many characters.
 MAX_INPUT_CHARS = 24_000
 MAX_PAGE_SIZE = 500
@@ -292,6 +297,8 @@ class WorkflowEngine:
             )
         if len(sub.request_id) > MAX_REQUEST_ID_CHARS:
             raise InvalidWorkflow("request_id", f"is longer than {MAX_REQUEST_ID_CHARS} characters")
+        if sub.pipeline_definition:
+            return _own_pipeline(sub)
         name = sub.pipeline or DEFAULT_PIPELINE
         pipeline = self.pipelines.get(name)
         if pipeline is None:
@@ -889,6 +896,33 @@ class WorkflowEngine:
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def _own_pipeline(sub: Submission) -> Pipeline:
+    """The submitter's own template (``pipeline_definition``), validated as the template
+    files are; refused (InvalidWorkflow) naming the key at fault."""
+    field_name = "pipeline_definition"
+    if sub.pipeline:
+        raise InvalidWorkflow(field_name, "send a pipeline's name or a definition, not both")
+    if len(sub.pipeline_definition) > MAX_DEFINITION_CHARS:
+        raise InvalidWorkflow(
+            field_name,
+            f"is {len(sub.pipeline_definition)} characters; the limit is {MAX_DEFINITION_CHARS}",
+        )
+    try:
+        data = json.loads(sub.pipeline_definition, parse_constant=_not_json)
+    except ValueError as exc:
+        raise InvalidWorkflow(field_name, f"is not JSON: {exc}") from None
+    if isinstance(data, dict):
+        data.setdefault("name", "custom")
+    try:
+        return parse_pipeline(data, field_name)
+    except ConfigError as exc:
+        raise InvalidWorkflow(field_name, f"{exc.key}: {exc.reason}") from None
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 async def _wait(event: asyncio.Event) -> None:

@@ -114,6 +114,8 @@ class Submission:
     labels: dict[str, str] = field(default_factory=dict)
     # Accept a pipeline whose models no node has yet: its stages wait for one.
     wait_for_models: bool = False
+    # A template of the submitter's own (JSON text), instead of a named ``pipeline``.
+    pipeline_definition: str = ""
 
 
 @dataclass(slots=True)

@@ -141,6 +141,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
             request_id=request.request_id,
             labels=dict(request.labels),
             wait_for_models=request.wait_for_models,
+            pipeline_definition=request.pipeline_definition,
         )
         try:
             wf, created = await self.engine.submit(submission)

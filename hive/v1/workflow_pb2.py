@@ -27,7 +27,7 @@ from hive.v1 import cluster_pb2 as hive_dot_v1_dot_cluster__pb2
 from hive.v1 import common_pb2 as hive_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hive/v1/workflow.proto\x12\x07hive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15hive/v1/cluster.proto\x1a\x14hive/v1/common.proto\"\x9c\x02\n\x15SubmitWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0crequirements\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12#\n\x08priority\x18\x04 \x01(\x0e\x32\x11.hive.v1.Priority\x12\x10\n\x08pipeline\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12:\n\x06labels\x18\x07 \x03(\x0b\x32*.hive.v1.SubmitWorkflowRequest.LabelsEntry\x12\x17\n\x0fwait_for_models\x18\x08 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"N\n\x16SubmitWorkflowResponse\x12#\n\x08workflow\x18\x01 \x01(\x0b\x32\x11.hive.v1.Workflow\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x87\x04\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0crequirements\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12#\n\x08priority\x18\x05 \x01(\x0e\x32\x11.hive.v1.Priority\x12\x10\n\x08pipeline\x18\x06 \x01(\t\x12%\n\x05state\x18\x07 \x01(\x0e\x32\x16.hive.v1.WorkflowState\x12\x1e\n\x06stages\x18\x08 \x03(\x0b\x32\x0e.hive.v1.Stage\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12$\n\tartifacts\x18\r \x03(\x0b\x32\x11.hive.v1.Artifact\x12-\n\x06labels\x18\x0e \x03(\x0b\x32\x1d.hive.v1.Workflow.LabelsEntry\x12\x17\n\x0fwait_for_models\x18\x0f \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x02\n\x05Stage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x04type\x18\x02 \x01(\x0e\x32\x11.hive.v1.TaskType\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12!\n\x05state\x18\x05 \x01(\x0e\x32\x12.hive.v1.TaskState\x12\"\n\x05tasks\x18\x06 \x03(\x0b\x32\x13.hive.v1.TaskRecord\x12\x0e\n\x06output\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x11\n\titeration\x18\t \x01(\r\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07verdict\x18\x0c \x01(\t\"\xe7\x02\n\nTaskRecord\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12!\n\x05state\x18\x05 \x01(\x0e\x32\x12.hive.v1.TaskState\x12-\n\tqueued_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05stats\x18\t \x01(\x0b\x32\x12.hive.v1.TaskStats\x12\x0e\n\x06output\x18\n \x01(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x0c\n\x04role\x18\x0c \x01(\t\x12\x11\n\titeration\x18\r \x01(\r\"F\n\x08\x41rtifact\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\" \n\x12GetWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x13GetWorkflowResponse\x12#\n\x08workflow\x18\x01 \x01(\x0b\x32\x11.hive.v1.Workflow\"d\n\x14ListWorkflowsRequest\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.hive.v1.WorkflowState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x15ListWorkflowsResponse\x12$\n\tworkflows\x18\x01 \x03(\x0b\x32\x11.hive.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x15\x43\x61ncelWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x16\x43\x61ncelWorkflowResponse\x12#\n\x08workflow\x18\x01 \x01(\x0b\x32\x11.hive.v1.Workflow\"\"\n\x14WatchWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xd0\x01\n\x15WatchWorkflowResponse\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x08workflow\x18\x02 \x01(\x0b\x32\x11.hive.v1.Workflow\x12\r\n\x05stage\x18\x03 \x01(\t\x12 \n\x04task\x18\x04 \x01(\x0b\x32\x12.hive.v1.TaskEvent\x12(\n\x04type\x18\x05 \x01(\x0e\x32\x1a.hive.v1.WorkflowEventType\x12\x0f\n\x07message\x18\x06 \x01(\t*\xbe\x01\n\rWorkflowState\x12\x1e\n\x1aWORKFLOW_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKFLOW_STATE_PENDING\x10\x01\x12\x1a\n\x16WORKFLOW_STATE_RUNNING\x10\x02\x12\x1c\n\x18WORKFLOW_STATE_SUCCEEDED\x10\x03\x12\x19\n\x15WORKFLOW_STATE_FAILED\x10\x04\x12\x1c\n\x18WORKFLOW_STATE_CANCELLED\x10\x05*\xc6\x02\n\x11WorkflowEventType\x12#\n\x1fWORKFLOW_EVENT_TYPE_UNSPECIFIED\x10\x00\x12 \n\x1cWORKFLOW_EVENT_TYPE_SNAPSHOT\x10\x01\x12&\n\"WORKFLOW_EVENT_TYPE_WORKFLOW_STATE\x10\x02\x12%\n!WORKFLOW_EVENT_TYPE_STAGE_STARTED\x10\x03\x12&\n\"WORKFLOW_EVENT_TYPE_STAGE_FINISHED\x10\x04\x12%\n!WORKFLOW_EVENT_TYPE_TASK_ASSIGNED\x10\x05\x12%\n!WORKFLOW_EVENT_TYPE_TASK_FINISHED\x10\x06\x12%\n!WORKFLOW_EVENT_TYPE_STAGE_WAITING\x10\x07\x32\xa3\x03\n\x0fWorkflowService\x12Q\n\x0eSubmitWorkflow\x12\x1e.hive.v1.SubmitWorkflowRequest\x1a\x1f.hive.v1.SubmitWorkflowResponse\x12H\n\x0bGetWorkflow\x12\x1b.hive.v1.GetWorkflowRequest\x1a\x1c.hive.v1.GetWorkflowResponse\x12N\n\rListWorkflows\x12\x1d.hive.v1.ListWorkflowsRequest\x1a\x1e.hive.v1.ListWorkflowsResponse\x12Q\n\x0e\x43\x61ncelWorkflow\x12\x1e.hive.v1.CancelWorkflowRequest\x1a\x1f.hive.v1.CancelWorkflowResponse\x12P\n\rWatchWorkflow\x12\x1d.hive.v1.WatchWorkflowRequest\x1a\x1e.hive.v1.WatchWorkflowResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hive/v1/workflow.proto\x12\x07hive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15hive/v1/cluster.proto\x1a\x14hive/v1/common.proto\"\xb9\x02\n\x15SubmitWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0crequirements\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12#\n\x08priority\x18\x04 \x01(\x0e\x32\x11.hive.v1.Priority\x12\x10\n\x08pipeline\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12:\n\x06labels\x18\x07 \x03(\x0b\x32*.hive.v1.SubmitWorkflowRequest.LabelsEntry\x12\x17\n\x0fwait_for_models\x18\x08 \x01(\x08\x12\x1b\n\x13pipeline_definition\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"N\n\x16SubmitWorkflowResponse\x12#\n\x08workflow\x18\x01 \x01(\x0b\x32\x11.hive.v1.Workflow\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x87\x04\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0crequirements\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12#\n\x08priority\x18\x05 \x01(\x0e\x32\x11.hive.v1.Priority\x12\x10\n\x08pipeline\x18\x06 \x01(\t\x12%\n\x05state\x18\x07 \x01(\x0e\x32\x16.hive.v1.WorkflowState\x12\x1e\n\x06stages\x18\x08 \x03(\x0b\x32\x0e.hive.v1.Stage\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12$\n\tartifacts\x18\r \x03(\x0b\x32\x11.hive.v1.Artifact\x12-\n\x06labels\x18\x0e \x03(\x0b\x32\x1d.hive.v1.Workflow.LabelsEntry\x12\x17\n\x0fwait_for_models\x18\x0f \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x02\n\x05Stage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x04type\x18\x02 \x01(\x0e\x32\x11.hive.v1.TaskType\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12!\n\x05state\x18\x05 \x01(\x0e\x32\x12.hive.v1.TaskState\x12\"\n\x05tasks\x18\x06 \x03(\x0b\x32\x13.hive.v1.TaskRecord\x12\x0e\n\x06output\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x11\n\titeration\x18\t \x01(\r\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07verdict\x18\x0c \x01(\t\"\xe7\x02\n\nTaskRecord\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12!\n\x05state\x18\x05 \x01(\x0e\x32\x12.hive.v1.TaskState\x12-\n\tqueued_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05stats\x18\t \x01(\x0b\x32\x12.hive.v1.TaskStats\x12\x0e\n\x06output\x18\n \x01(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x0c\n\x04role\x18\x0c \x01(\t\x12\x11\n\titeration\x18\r \x01(\r\"F\n\x08\x41rtifact\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\" \n\x12GetWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x13GetWorkflowResponse\x12#\n\x08workflow\x18\x01 \x01(\x0b\x32\x11.hive.v1.Workflow\"d\n\x14ListWorkflowsRequest\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.hive.v1.WorkflowState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x15ListWorkflowsResponse\x12$\n\tworkflows\x18\x01 \x03(\x0b\x32\x11.hive.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x15\x43\x61ncelWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x16\x43\x61ncelWorkflowResponse\x12#\n\x08workflow\x18\x01 \x01(\x0b\x32\x11.hive.v1.Workflow\"\"\n\x14WatchWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xd0\x01\n\x15WatchWorkflowResponse\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x08workflow\x18\x02 \x01(\x0b\x32\x11.hive.v1.Workflow\x12\r\n\x05stage\x18\x03 \x01(\t\x12 \n\x04task\x18\x04 \x01(\x0b\x32\x12.hive.v1.TaskEvent\x12(\n\x04type\x18\x05 \x01(\x0e\x32\x1a.hive.v1.WorkflowEventType\x12\x0f\n\x07message\x18\x06 \x01(\t*\xbe\x01\n\rWorkflowState\x12\x1e\n\x1aWORKFLOW_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKFLOW_STATE_PENDING\x10\x01\x12\x1a\n\x16WORKFLOW_STATE_RUNNING\x10\x02\x12\x1c\n\x18WORKFLOW_STATE_SUCCEEDED\x10\x03\x12\x19\n\x15WORKFLOW_STATE_FAILED\x10\x04\x12\x1c\n\x18WORKFLOW_STATE_CANCELLED\x10\x05*\xc6\x02\n\x11WorkflowEventType\x12#\n\x1fWORKFLOW_EVENT_TYPE_UNSPECIFIED\x10\x00\x12 \n\x1cWORKFLOW_EVENT_TYPE_SNAPSHOT\x10\x01\x12&\n\"WORKFLOW_EVENT_TYPE_WORKFLOW_STATE\x10\x02\x12%\n!WORKFLOW_EVENT_TYPE_STAGE_STARTED\x10\x03\x12&\n\"WORKFLOW_EVENT_TYPE_STAGE_FINISHED\x10\x04\x12%\n!WORKFLOW_EVENT_TYPE_TASK_ASSIGNED\x10\x05\x12%\n!WORKFLOW_EVENT_TYPE_TASK_FINISHED\x10\x06\x12%\n!WORKFLOW_EVENT_TYPE_STAGE_WAITING\x10\x07\x32\xa3\x03\n\x0fWorkflowService\x12Q\n\x0eSubmitWorkflow\x12\x1e.hive.v1.SubmitWorkflowRequest\x1a\x1f.hive.v1.SubmitWorkflowResponse\x12H\n\x0bGetWorkflow\x12\x1b.hive.v1.GetWorkflowRequest\x1a\x1c.hive.v1.GetWorkflowResponse\x12N\n\rListWorkflows\x12\x1d.hive.v1.ListWorkflowsRequest\x1a\x1e.hive.v1.ListWorkflowsResponse\x12Q\n\x0e\x43\x61ncelWorkflow\x12\x1e.hive.v1.CancelWorkflowRequest\x1a\x1f.hive.v1.CancelWorkflowResponse\x12P\n\rWatchWorkflow\x12\x1d.hive.v1.WatchWorkflowRequest\x1a\x1e.hive.v1.WatchWorkflowResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,42 +38,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITWORKFLOWREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_WORKFLOW_LABELSENTRY']._loaded_options = None
   _globals['_WORKFLOW_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_WORKFLOWSTATE']._serialized_start=2411
-  _globals['_WORKFLOWSTATE']._serialized_end=2601
-  _globals['_WORKFLOWEVENTTYPE']._serialized_start=2604
-  _globals['_WORKFLOWEVENTTYPE']._serialized_end=2930
+  _globals['_WORKFLOWSTATE']._serialized_start=2440
+  _globals['_WORKFLOWSTATE']._serialized_end=2630
+  _globals['_WORKFLOWEVENTTYPE']._serialized_start=2633
+  _globals['_WORKFLOWEVENTTYPE']._serialized_end=2959
   _globals['_SUBMITWORKFLOWREQUEST']._serialized_start=114
-  _globals['_SUBMITWORKFLOWREQUEST']._serialized_end=398
-  _globals['_SUBMITWORKFLOWREQUEST_LABELSENTRY']._serialized_start=353
-  _globals['_SUBMITWORKFLOWREQUEST_LABELSENTRY']._serialized_end=398
-  _globals['_SUBMITWORKFLOWRESPONSE']._serialized_start=400
-  _globals['_SUBMITWORKFLOWRESPONSE']._serialized_end=478
-  _globals['_WORKFLOW']._serialized_start=481
-  _globals['_WORKFLOW']._serialized_end=1000
-  _globals['_WORKFLOW_LABELSENTRY']._serialized_start=353
-  _globals['_WORKFLOW_LABELSENTRY']._serialized_end=398
-  _globals['_STAGE']._serialized_start=1003
-  _globals['_STAGE']._serialized_end=1327
-  _globals['_TASKRECORD']._serialized_start=1330
-  _globals['_TASKRECORD']._serialized_end=1689
-  _globals['_ARTIFACT']._serialized_start=1691
-  _globals['_ARTIFACT']._serialized_end=1761
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=1763
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=1795
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1797
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1855
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1857
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1957
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1959
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=2045
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=2047
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=2098
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=2100
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=2161
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=2163
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=2197
-  _globals['_WATCHWORKFLOWRESPONSE']._serialized_start=2200
-  _globals['_WATCHWORKFLOWRESPONSE']._serialized_end=2408
-  _globals['_WORKFLOWSERVICE']._serialized_start=2933
-  _globals['_WORKFLOWSERVICE']._serialized_end=3352
+  _globals['_SUBMITWORKFLOWREQUEST']._serialized_end=427
+  _globals['_SUBMITWORKFLOWREQUEST_LABELSENTRY']._serialized_start=382
+  _globals['_SUBMITWORKFLOWREQUEST_LABELSENTRY']._serialized_end=427
+  _globals['_SUBMITWORKFLOWRESPONSE']._serialized_start=429
+  _globals['_SUBMITWORKFLOWRESPONSE']._serialized_end=507
+  _globals['_WORKFLOW']._serialized_start=510
+  _globals['_WORKFLOW']._serialized_end=1029
+  _globals['_WORKFLOW_LABELSENTRY']._serialized_start=382
+  _globals['_WORKFLOW_LABELSENTRY']._serialized_end=427
+  _globals['_STAGE']._serialized_start=1032
+  _globals['_STAGE']._serialized_end=1356
+  _globals['_TASKRECORD']._serialized_start=1359
+  _globals['_TASKRECORD']._serialized_end=1718
+  _globals['_ARTIFACT']._serialized_start=1720
+  _globals['_ARTIFACT']._serialized_end=1790
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1792
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1824
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1826
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1884
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1886
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1986
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1988
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=2074
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=2076
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=2127
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=2129
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=2190
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=2192
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=2226
+  _globals['_WATCHWORKFLOWRESPONSE']._serialized_start=2229
+  _globals['_WATCHWORKFLOWRESPONSE']._serialized_end=2437
+  _globals['_WORKFLOWSERVICE']._serialized_start=2962
+  _globals['_WORKFLOWSERVICE']._serialized_end=3381
 # @@protoc_insertion_point(module_scope)

@@ -47,7 +47,7 @@ WORKFLOW_EVENT_TYPE_TASK_FINISHED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_STAGE_WAITING: WorkflowEventType
 
 class SubmitWorkflowRequest(_message.Message):
-    __slots__ = ("name", "requirements", "language", "priority", "pipeline", "request_id", "labels", "wait_for_models")
+    __slots__ = ("name", "requirements", "language", "priority", "pipeline", "request_id", "labels", "wait_for_models", "pipeline_definition")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class SubmitWorkflowRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     WAIT_FOR_MODELS_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_DEFINITION_FIELD_NUMBER: _ClassVar[int]
     name: str
     requirements: str
     language: str
@@ -71,7 +72,8 @@ class SubmitWorkflowRequest(_message.Message):
     request_id: str
     labels: _containers.ScalarMap[str, str]
     wait_for_models: bool
-    def __init__(self, name: _Optional[str] = ..., requirements: _Optional[str] = ..., language: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., pipeline: _Optional[str] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., wait_for_models: _Optional[bool] = ...) -> None: ...
+    pipeline_definition: str
+    def __init__(self, name: _Optional[str] = ..., requirements: _Optional[str] = ..., language: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., pipeline: _Optional[str] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., wait_for_models: _Optional[bool] = ..., pipeline_definition: _Optional[str] = ...) -> None: ...
 
 class SubmitWorkflowResponse(_message.Message):
     __slots__ = ("workflow", "created")
