@@ -696,6 +696,7 @@ class Dispatcher:
                     if run.assigned_at is None:
                         run.assigned_at = self.clock()
                     run.state = cluster_pb2.TASK_STATE_RUNNING
+                    self._announce(run, request.type, attempt)
                     assigned_at = self.clock()
                     if item.adopted:
                         self.metrics.adoptions.labels("adopted").inc()
@@ -726,6 +727,7 @@ class Dispatcher:
                     if self._finish(
                         run, item, adopted=taken is not None and item.attempt == taken.attempt
                     ):
+                        self._announce(run, request.type, item.attempt)
                         node = run.placements[-1].node
                         self.metrics.task_succeeded(
                             spec.type, node, run.model, self.clock() - assigned_at, tokens
@@ -760,6 +762,7 @@ class Dispatcher:
                     "cancelled" if cancelled else "failed",
                     run.placements[-1].node if run.placements else "",
                 )
+                self._announce(run, request.type, attempt or 0)
             raise
         finally:
             if pump is not None and not pump.done():
@@ -770,6 +773,23 @@ class Dispatcher:
             if self.scheduler.task(request.task_id) is not None:
                 self.scheduler.cancel(request.task_id)
             self.kick()
+
+    def _announce(self, run: TaskRun, task_type: common_pb2.TaskType, attempt: int) -> None:
+        """Tell the cluster's watchers the task's state now: running (each attempt, where
+        it was placed), then how it ended."""
+        where = run.placements[-1] if run.placements else None
+        self.registry.task_changed(
+            cluster_pb2.TaskEvent(
+                task_id=run.task_id,
+                state=run.state,
+                node=where.node if where else "",
+                endpoint_id=where.endpoint_id if where else "",
+                model=run.model,
+                type=task_type,
+                attempt=attempt,
+                error=run.error,
+            )
+        )
 
     def _finish(self, run: TaskRun, done: _Done, adopted: bool = False) -> bool:
         """Report an attempt's end to the scheduler; True when the task succeeded,

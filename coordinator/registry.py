@@ -447,6 +447,10 @@ class Registry:
     def is_watching(self, queue: asyncio.Queue[cluster_pb2.WatchClusterResponse]) -> bool:
         return queue in self._watchers
 
+    def task_changed(self, event: cluster_pb2.TaskEvent) -> None:
+        """Tell the cluster's watchers (WatchCluster) that a task changed state."""
+        self._publish(cluster_pb2.WatchClusterResponse(task=event))
+
     def _publish(self, event: cluster_pb2.WatchClusterResponse) -> None:
         if not self._watchers:
             return

@@ -12,6 +12,9 @@ import time
 import uuid
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
+
+import grpc
 
 from coordinator.access import AccessBook, ApiGuard, RateLimiter
 from coordinator.access.servicer import AccessServicer, EnrollmentServicer
@@ -35,12 +38,13 @@ from coordinator.workflows.servicer import WorkflowServicer
 from coordinator.workflows.store import Fenced, create_store
 from hive.agent_channels import AgentChannels
 from hive.config import ClusterConfig
-from hive.metrics import MetricsServer
+from hive.metrics import MetricsServer, split_listen
 from hive.sdnotify import Notifier
 from hive.serving import SERVICE_NAMES, RunningServer, start_server
 from hive.tls import Security
 from hive.v1 import (
     agent_session_pb2_grpc,
+    cluster_pb2,
     cluster_pb2_grpc,
     enrollment_pb2_grpc,
     inference_pb2_grpc,
@@ -92,6 +96,9 @@ class Coordinator:
         # Writes of the optimizer's applied state under way.
         self._saving: set[asyncio.Task[None]] = set()
         self.metrics_server: MetricsServer | None = None
+        # host:port as bound, real ports (GetClusterStatus tells clients); "" when off.
+        self.metrics_address = ""
+        self.enroll_address = ""
         # Durable workflows; extra pipeline templates from HIVE_PIPELINES (dirs, os.pathsep).
         # Several coordinators share a PostgreSQL store; the lease (coordinator.leader)
         # decides which one leads, and fences every write it makes. None: the only one.
@@ -144,7 +151,8 @@ class Coordinator:
             keeps=self.dispatcher.keeps,
         )
         inference = InferenceServicer(self.registry, self.dispatcher)
-        cluster = ClusterServicer(
+        cluster = _AddressedClusterServicer(
+            self,
             self.registry,
             self.dispatcher,
             self.optimizer,
@@ -344,12 +352,14 @@ class Coordinator:
             require_client_auth=False,
         )
         self.enroll_port = self._enroll_server.port
+        self.enroll_address = _bound(settings.enroll_listen, self.enroll_port)
         log.info("enrolment on %s (port %d)", settings.enroll_listen, self.enroll_port)
 
     async def start_metrics(self, address: str) -> int:
         """Serve ``/metrics`` on ``address`` (port 0: any free port); return the port."""
         self.metrics_server = MetricsServer(self.metrics.registry, address)
         port = await self.metrics_server.start()
+        self.metrics_address = _bound(address, port)
         log.info("coordinator metrics on %s", self.metrics_server.url)
         return port
 
@@ -400,6 +410,34 @@ class Coordinator:
             await self.election.release()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
+
+
+class _AddressedClusterServicer(ClusterServicer):
+    """GetClusterStatus with the coordinator's own /metrics and enrolment addresses, which
+    only the process that bound them knows (a port 0 made real, a host as configured), so
+    `hive check` and `hive tokens join create` need not guess them."""
+
+    def __init__(self, coordinator: Coordinator, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.coordinator = coordinator
+
+    async def GetClusterStatus(
+        self,
+        request: cluster_pb2.GetClusterStatusRequest,
+        context: grpc.aio.ServicerContext[
+            cluster_pb2.GetClusterStatusRequest, cluster_pb2.GetClusterStatusResponse
+        ],
+    ) -> cluster_pb2.GetClusterStatusResponse:
+        response = await super().GetClusterStatus(request, context)
+        response.metrics_address = self.coordinator.metrics_address
+        response.enroll_address = self.coordinator.enroll_address
+        return response
+
+
+def _bound(listen: str, port: int) -> str:
+    """``listen`` (``host:port``, ``:port`` = every interface) with its real ``port``."""
+    host, _ = split_listen(listen)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _within(step: Awaitable[object], seconds: float | None, what: str) -> None:

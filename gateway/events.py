@@ -138,7 +138,9 @@ def cluster_events(event: cluster_pb2.WatchClusterResponse) -> list[Event]:
 class WorkflowTracker:
     """Turns WatchWorkflow snapshots into transitions: each stage's start and finish once
     and in that order (a start is reported even if a snapshot skipped the running state),
-    task events, and workflow state changes."""
+    task events, and workflow state changes. Each transition carries its own time (the
+    stage's started_at / finished_at) and they come in the order they happened, also when
+    one snapshot holds several (a watch begun after some stages ran replays them)."""
 
     def __init__(self) -> None:
         self.state = ""
@@ -147,9 +149,11 @@ class WorkflowTracker:
     def events(self, update: workflow_pb2.WatchWorkflowResponse) -> list[Event]:
         w = update.workflow
         at = _at(update.at)
+        now = update.at.ToNanoseconds()
         base = {"at": at, "workflow_id": w.id}
-        started: list[Event] = []
-        finished: list[Event] = []
+        # (when it happened in ns, event): a stage's transitions at the stage's own times.
+        started: list[tuple[int, Event]] = []
+        finished: list[tuple[int, Event]] = []
         for stage in w.stages:
             new = schemas.task_state_name(stage.state)
             old = self.stages.get(stage.name, "queued")
@@ -164,31 +168,42 @@ class WorkflowTracker:
                 "node": stage.tasks[-1].node if stage.tasks else "",
             }
             if old in ("queued", "unspecified") and new != "queued":
-                started.append({"type": "stage_started", **info})
+                started.append(_timed({"type": "stage_started", **info}, stage.started_at, now))
             if new in schemas.TERMINAL_TASK_STATES:
-                finished.append({"type": "stage_finished", **info, "state": new})
-        out = started
+                finished.append(
+                    _timed({"type": "stage_finished", **info, "state": new}, stage.finished_at, now)
+                )
         if update.message:
-            for event in started + finished:
+            for _, event in started + finished:
                 event["message"] = update.message
+        own: Event | None = None
         if update.type == workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING:
-            out.append(
-                {
-                    "type": "stage_waiting",
-                    **base,
-                    "stage": update.stage,
-                    "model": update.task.model,
-                    "message": update.message,
-                }
-            )
+            own = {
+                "type": "stage_waiting",
+                **base,
+                "stage": update.stage,
+                "model": update.task.model,
+                "message": update.message,
+            }
         elif update.HasField("task"):
-            out.append({"type": "task", **base, "stage": update.stage, **_task(update.task)})
-        out.extend(finished)
+            own = {"type": "task", **base, "stage": update.stage, **_task(update.task)}
+        # In the order they happened; sorted() is stable, so of one instant a start comes
+        # before the update's own event, and that before a finish.
+        timed = started + ([(now, own)] if own is not None else []) + finished
+        out = [event for _, event in sorted(timed, key=lambda pair: pair[0])]
         state = schemas.workflow_state_name(w.state)
         if state != self.state:
             self.state = state
             out.append({"type": "workflow", **base, "state": state, "error": w.error})
         return out
+
+
+def _timed(event: Event, ts: Any, default: int) -> tuple[int, Event]:
+    """``event`` at ``ts`` (its "at" set to it), or at ``default`` ns when ``ts`` is unset."""
+    if not ts.seconds and not ts.nanos:
+        return default, event
+    event["at"] = _at(ts)
+    return ts.ToNanoseconds(), event
 
 
 class SlowConsumer(Exception):

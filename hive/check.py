@@ -8,6 +8,9 @@ coordinator's gRPC API, the gateway's HTTP API, ``/metrics``) and returns a
 ``CheckResult`` whose ``reason`` says what a person should look at. The exit status is 1
 when any check fails, so it can gate a deployment.
 
+The coordinator's ``/metrics`` is where the coordinator says it is (GetClusterStatus's
+``metrics_address``), not a guessed port; ``--metrics-url`` overrides it.
+
 Also `hive health`: one gRPC health (or HTTP) probe, for container health checks.
 """
 
@@ -16,8 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import dataclasses
+import json
 import os
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,6 +49,10 @@ from hive.v1 import (
 
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+ENV_COORDINATOR = "HIVE_COORDINATOR"
+ENV_GATEWAY = "HIVE_GATEWAY"
+# Hosts a server binds to listen on every interface; a client reaches it at any of them.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 # The seed's promise: "<500ms task assignment with optimized agent selection".
 MAX_ASSIGNMENT_SECONDS = 0.5
 TASK_TYPES = (
@@ -88,6 +99,8 @@ class Target:
     coordinator: str = DEFAULT_COORDINATOR
     gateway: str | None = DEFAULT_GATEWAY
     metrics_url: str | None = None
+    # No metrics_url given: ask the coordinator where its /metrics is (run_checks).
+    metrics_from_coordinator: bool = False
     model: str | None = None
     timeout: float = 120.0
     max_assignment_seconds: float = MAX_ASSIGNMENT_SECONDS
@@ -538,13 +551,43 @@ async def _run_one(name: str, s: Session) -> CheckResult:
     return result
 
 
+def reachable(bound: str, dialled: str) -> str:
+    """The address a client uses for a server the coordinator bound at ``bound``
+    (``host:port``): ``bound`` itself, but a wildcard host (every interface: ``0.0.0.0``,
+    ``[::]``) becomes the host the client reached the coordinator at (``dialled``, the
+    first of a list)."""
+    host, _, port = bound.rpartition(":")
+    if host.strip("[]") not in WILDCARD_HOSTS:
+        return bound
+    dialled_host = dialled.split(",")[0].strip().rpartition(":")[0]
+    return f"{dialled_host or '127.0.0.1'}:{port}"
+
+
+async def metrics_url_of(channel: grpc.aio.Channel, dialled: str) -> str | None:
+    """The coordinator's /metrics URL as it reports it (GetClusterStatus's
+    metrics_address); None when it serves none (metrics_listen: off) or does not say."""
+    status = await cluster_pb2_grpc.ClusterServiceStub(channel).GetClusterStatus(
+        cluster_pb2.GetClusterStatusRequest(), timeout=10
+    )
+    if not status.metrics_address:
+        return None
+    return f"http://{reachable(status.metrics_address, dialled)}/metrics"
+
+
 async def run_checks(target: Target, names: list[str] | None = None) -> list[CheckResult]:
-    """Run the named checks (all, in order, by default) against ``target``."""
+    """Run the named checks (all, in order, by default) against ``target``; with
+    ``metrics_from_coordinator``, first ask the coordinator where its /metrics is (the
+    resolved URL is left in ``target.metrics_url``)."""
     names = names or list(CHECK_FUNCTIONS)
     async with (
         client_channel(target.coordinator) as channel,
         httpx.AsyncClient() as http,
     ):
+        if target.metrics_from_coordinator:
+            # An unreachable coordinator leaves it None: the health check says why.
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                target.metrics_url = await metrics_url_of(channel, target.coordinator)
+            target.metrics_from_coordinator = False
         session = Session(target, channel, http)
         return [await _run_one(name, session) for name in names]
 
@@ -582,75 +625,123 @@ def _cell(text: str) -> str:
 # --- CLI ----------------------------------------------------------------------------
 
 
-def _metrics_default(coordinator: str) -> str:
-    host = coordinator.rsplit(":", 1)[0] or "127.0.0.1"
-    return f"http://{host}:9101/metrics"
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     target = Target(
         coordinator=args.coordinator,
         gateway=None if args.gateway in ("", "none", "off") else args.gateway,
-        metrics_url=(
-            None
-            if args.metrics_url in ("none", "off")
-            else args.metrics_url or _metrics_default(args.coordinator)
-        ),
+        metrics_url=None if args.metrics_url in ("", "none", "off") else args.metrics_url,
+        metrics_from_coordinator=not args.metrics_url,
         model=args.model,
         timeout=args.timeout,
         max_assignment_seconds=args.max_assignment_ms / 1000,
     )
     names = [args.single_test] if args.single_test else None
     results = asyncio.run(run_checks(target, names))
-    for r in results:
-        mark = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}[r.status]
-        print(f"{mark:<5} {r.name:<15} {r.reason}  ({r.seconds:.2f}s)", flush=True)
+    # With --json, stdout holds the JSON alone; the report's line goes to stderr.
+    out = sys.stderr if args.json else sys.stdout
+    if args.json:
+        print(json.dumps(check_json(target, results), indent=2))
+    else:
+        for r in results:
+            mark = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}[r.status]
+            print(f"{mark:<5} {r.name:<15} {r.reason}  ({r.seconds:.2f}s)", flush=True)
     if args.output:
         Path(args.output).write_text(render_report(target, results))
-        print(f"report written to {args.output}")
+        print(f"report written to {args.output}", file=out)
     return 1 if any(r.failed for r in results) else 0
 
 
+def check_json(target: Target, results: list[CheckResult]) -> dict[str, object]:
+    """``hive check --json``: what was checked and each check's verdict."""
+    return {
+        "coordinator": target.coordinator,
+        "gateway": target.gateway,
+        "metrics_url": target.metrics_url,
+        "passed": not any(r.failed for r in results),
+        "checks": [dataclasses.asdict(r) for r in results],
+    }
+
+
 def cmd_health(args: argparse.Namespace) -> int:
-    """Exit 0 when the gRPC server at ADDRESS (or --http URL) says it is serving."""
+    """Exit 0 when the gRPC server at --coordinator (or the deprecated positional address)
+    says it is serving, or when --http URL answers 200."""
+    if args.address and args.coordinator and args.address != args.coordinator:
+        print(
+            f"hive health: two addresses, {args.address} and --coordinator {args.coordinator}: "
+            "give one (--coordinator; the positional address is deprecated)",
+            file=sys.stderr,
+        )
+        return 2
+    address = args.coordinator or args.address or coordinator_default()
+
+    def report(target: str, healthy: bool, shown: str, **answer: object) -> int:
+        if args.json:
+            print(json.dumps({"target": target, "healthy": healthy, **answer}, indent=2))
+        else:
+            print(f"{target}: {shown}")
+        return 0 if healthy else 1
 
     async def grpc_probe() -> int:
-        async with client_channel(args.address) as channel:
+        async with client_channel(address) as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
         name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-        print(f"{args.address}: {name}")
-        return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+        serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        return report(address, serving, name, status=name.lower(), detail="")
 
     if args.http:
         try:
             r = httpx.get(args.http, timeout=args.timeout)
         except httpx.HTTPError as exc:
-            print(f"{args.http}: {exc!r}")
-            return 1
-        print(f"{args.http}: {r.status_code}")
-        return 0 if r.status_code == 200 else 1
+            return report(args.http, False, repr(exc), status_code=None, detail=repr(exc))
+        return report(
+            args.http,
+            r.status_code == 200,
+            str(r.status_code),
+            status_code=r.status_code,
+            detail="",
+        )
     try:
         return asyncio.run(grpc_probe())
     except grpc.aio.AioRpcError as err:
-        print(f"{args.address}: {err.code().name} {err.details()}")
-        return 1
+        name = err.code().name
+        shown = f"{name} {err.details()}"
+        return report(address, False, shown, status=name.lower(), detail=err.details() or "")
+
+
+def coordinator_default() -> str:
+    return os.environ.get(ENV_COORDINATOR) or DEFAULT_COORDINATOR
+
+
+def gateway_default() -> str:
+    return os.environ.get(ENV_GATEWAY) or DEFAULT_GATEWAY
+
+
+COORDINATOR_HELP = (
+    f"coordinator gRPC host:port (default ${ENV_COORDINATOR} or {DEFAULT_COORDINATOR})"
+)
+GATEWAY_HELP = f"gateway base URL (default ${ENV_GATEWAY} or {DEFAULT_GATEWAY})"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    coordinator = os.environ.get("HIVE_COORDINATOR", DEFAULT_COORDINATOR)
     p = sub.add_parser(
         "check",
         help="check a running cluster end to end (the seed's test script)",
         description="Checks: " + ", ".join(CHECK_FUNCTIONS) + ". Exit status 1 if any fails.",
     )
-    p.add_argument("--coordinator", default=coordinator, help="coordinator gRPC host:port")
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="gateway base URL; 'none' to skip it")
+    p.add_argument("--coordinator", default=coordinator_default(), help=COORDINATOR_HELP)
+    p.add_argument(
+        "--gateway", default=gateway_default(), help=GATEWAY_HELP + "; 'none' to skip it"
+    )
     p.add_argument(
         "--metrics-url",
         default="",
-        help="coordinator /metrics URL (default http://<coordinator host>:9101/metrics); 'none'",
+        help="coordinator /metrics URL (default: where the coordinator says it serves it, "
+        "GetClusterStatus's metrics_address); 'none' to skip it",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="the verdicts as JSON (passed, and each check's)"
     )
     p.add_argument("--single-test", choices=list(CHECK_FUNCTIONS), help="run one check only")
     p.add_argument("--output", help="write a Markdown report here")
@@ -665,7 +756,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("health", help="probe one server's health (for container health checks)")
-    p.add_argument("address", nargs="?", default=coordinator, help="gRPC host:port")
+    p.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="the gRPC server to probe (a coordinator's, an agent's); "
+        f"default ${ENV_COORDINATOR} or {DEFAULT_COORDINATOR}",
+    )
+    p.add_argument(
+        "address",
+        nargs="?",
+        default="",
+        help="deprecated: the same as --coordinator (kept for existing health checks)",
+    )
+    p.add_argument("--json", action="store_true", help="the answer as JSON")
     p.add_argument("--service", default="", help="gRPC service name ('' = the whole server)")
     p.add_argument("--http", help="probe this HTTP URL instead (200 = healthy)")
     p.add_argument("--timeout", type=float, default=5.0)

@@ -335,7 +335,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     response = asyncio.run(main())
     if args.json:
-        print_json(response)
+        from gateway.schemas import cluster_status_from_proto
+
+        print_json(cluster_status_from_proto(response))  # GET /api/distributed/cluster/status
     else:
         console = wide_console()
         render_status(response, console)
@@ -580,9 +582,27 @@ def _coordinator_count(text: str) -> int:
     return count
 
 
+ENVIRONMENT_HELP = """\
+environment (the commands that talk to a running cluster):
+  HIVE_COORDINATOR       the coordinator(s), host:port[,host:port...], for --coordinator
+                         (default 127.0.0.1:50051)
+  HIVE_GATEWAY           the gateway's URL, for --gateway (default http://127.0.0.1:8000)
+  HIVE_TOKEN             the API token sent to the coordinator (a secured cluster)
+  HIVE_TLS_DIR           ca.pem, NAME.pem and NAME-key.pem for TLS to the coordinator
+  HIVE_TLS_NAME          NAME of that certificate (default admin)
+  HIVE_COORDINATOR_NAME  the name the coordinator's certificate is checked for
+
+--json writes what the REST API writes: states as words ("succeeded"), numbers as
+numbers, every field present, times in RFC 3339 UTC. Output into a pipe or a file is
+never cut to a width: one complete line per event, tables as wide as their cells."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hive", description="Hive mesh: many Ollama hosts, one cluster."
+        prog="hive",
+        description="Hive mesh: many Ollama hosts, one cluster.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hive {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -690,7 +710,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="show the cluster")
     coordinators.add_argument(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="as JSON, as the REST API writes it (GET /api/distributed/cluster/status)",
+    )
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("drain", help="stop placing new work on a node (or --undo)")
@@ -702,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="why a task went where it went")
     p.add_argument("task_id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON, in the REST API's conventions")
     coordinators.add_argument(p)
     p.set_defaults(func=cmd_explain)
 

@@ -13,8 +13,10 @@ from typing import Any
 from rich.console import Console
 
 from hive import coordinators
+from hive.console import table_console
 
-DEFAULT_GATEWAY = os.environ.get("HIVE_GATEWAY", "http://127.0.0.1:8000")
+ENV_GATEWAY = "HIVE_GATEWAY"
+DEFAULT_GATEWAY = os.environ.get(ENV_GATEWAY) or "http://127.0.0.1:8000"
 
 STATE_COLORS = {
     "healthy": "green",
@@ -72,6 +74,10 @@ def describe(event: dict[str, Any]) -> str:
             f"{at} stage {event['workflow_id']}:{event['stage']:<13} {_color(state)} "
             f"({event.get('task_type', '')} on {event.get('node') or '-'})"
         )
+    if kind == "stage_waiting":
+        return (
+            f"{at} stage {event['workflow_id']}:{event['stage']:<13} waiting for {event['model']}"
+        )
     if kind == "workflow":
         error = f"  {event['error']}" if event.get("error") else ""
         return f"{at} flow  {event['workflow_id']} {_color(event['state'])}{error}"
@@ -117,7 +123,7 @@ async def watch(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    console = Console(highlight=False)
+    console = table_console()  # off a terminal: one whole line per event, never wrapped
     try:
         return asyncio.run(watch(args, console))
     except KeyboardInterrupt:
@@ -147,9 +153,15 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the gateway commands to the `hive` parser."""
-    p = sub.add_parser("watch", help="live cluster and workflow events, through the gateway")
+    p = sub.add_parser(
+        "watch", help="live cluster events (nodes, tasks) and workflows' stages, via the gateway"
+    )
     p.add_argument("workflow", nargs="*", help="also follow these workflows' stages")
-    p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="gateway URL")
+    p.add_argument(
+        "--gateway",
+        default=DEFAULT_GATEWAY,
+        help=f"gateway URL (default ${ENV_GATEWAY} or http://127.0.0.1:8000)",
+    )
     p.add_argument("--telemetry", action="store_true", help="a line per node heartbeat too")
     p.add_argument("--no-cluster", action="store_true", help="only the given workflows")
     p.add_argument(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 import grpc
 from rich.console import Console
@@ -88,6 +89,25 @@ def print_status_findings(address: str, console: Console) -> None:
         render_findings(findings, console)
 
 
+def optimize_json(response: cluster_pb2.OptimizeClusterResponse) -> dict[str, Any]:
+    """What POST /api/distributed/cluster/optimize answers, and the actions held back
+    (``deferred``: each in the same shape, with why it was held back), which only the
+    command shows."""
+    from gateway.schemas import optimization_from_proto
+
+    out: dict[str, Any] = optimization_from_proto(response).model_dump(mode="json")
+    held = cluster_pb2.OptimizeClusterResponse(actions=response.deferred)
+    out["deferred"] = [
+        {**action, "deferred": a.deferred}
+        for action, a in zip(
+            optimization_from_proto(held).model_dump(mode="json")["actions"],
+            response.deferred,
+            strict=True,
+        )
+    ]
+    return out
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     async def main() -> cluster_pb2.OptimizeClusterResponse:
         async with client_channel(args.coordinator) as channel:
@@ -98,7 +118,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     response = asyncio.run(main())
     if args.json:
-        print_json(response)
+        print_json(optimize_json(response))
     else:
         render_optimize(response, wide_console(120))
     return 0
@@ -108,6 +128,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `hive optimize` to the `hive` parser."""
     p = sub.add_parser("optimize", help="run an optimizer pass now (--dry-run: plan only)")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON, as the REST API writes it")
     coordinators.add_argument(p)
     p.set_defaults(func=cmd_optimize)

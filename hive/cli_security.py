@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,16 +19,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
-from rich.console import Console
 from rich.table import Table
 
 from hive import coordinators, pki
+from hive.check import reachable
+from hive.console import print_json, rest_dict, rest_time, table_console
 from hive.coordinators import client_channel
 from hive.tls import COORDINATOR_NAME
-from hive.v1 import enrollment_pb2, enrollment_pb2_grpc
+from hive.v1 import cluster_pb2, cluster_pb2_grpc, enrollment_pb2, enrollment_pb2_grpc
 
 DEFAULT_TLS_DIR = os.environ.get("HIVE_TLS_DIR", "hive-tls")
+JSON_HELP = "as JSON, in the REST API's conventions"
+DIR_HELP = "certificate directory (default $HIVE_TLS_DIR or hive-tls)"
 T = TypeVar("T")
 
 
@@ -120,13 +121,6 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stamp(value: Timestamp) -> str | None:
-    """A protobuf timestamp as the REST API writes one: ISO 8601 UTC, or null when unset."""
-    if not value.seconds and not value.nanos:
-        return None
-    return value.ToDatetime(tzinfo=datetime.UTC).isoformat().replace("+00:00", "Z")
-
-
 def cmd_tokens_list(args: argparse.Namespace) -> int:
     reply = _access(
         args, lambda s: s.ListApiTokens(enrollment_pb2.ListApiTokensRequest(), timeout=10)
@@ -137,14 +131,14 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
                 "id": t.id,
                 "name": t.name,
                 "scope": t.scope,
-                "created_at": _stamp(t.created_at),
-                "expires_at": _stamp(t.expires_at),
-                "revoked_at": _stamp(t.revoked_at),
+                "created_at": rest_time(t.created_at),
+                "expires_at": rest_time(t.expires_at),
+                "revoked_at": rest_time(t.revoked_at),
                 "state": "revoked" if t.revoked else "live",
             }
             for t in reply.tokens
         ]
-        print(json.dumps({"tokens": tokens}, indent=2))
+        print_json({"tokens": tokens})
         return 0
     table = Table(title="API tokens", title_justify="left")
     for column in ("id", "name", "scope", "created", "expires", "state"):
@@ -158,7 +152,7 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
             _when(t.expires_at),
             "revoked" if t.revoked else "live",
         )
-    Console().print(table)
+    table_console().print(table)
     return 0
 
 
@@ -186,19 +180,38 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_join_create(args: argparse.Namespace) -> int:
-    reply = _access(
-        args,
-        lambda s: s.CreateJoinToken(
-            enrollment_pb2.CreateJoinTokenRequest(
-                node_name=args.node, ttl_seconds=args.ttl, uses=args.uses
-            ),
-            timeout=10,
-        ),
-    )
+    """Create a join token; say the enrolment address to use with it as the coordinator
+    reports it (GetClusterStatus's enroll_address, from coordinator.enroll_listen)."""
+
+    async def main() -> tuple[enrollment_pb2.CreateJoinTokenResponse, str | None]:
+        async with client_channel(args.coordinator) as channel:
+            reply = await enrollment_pb2_grpc.AccessServiceStub(channel).CreateJoinToken(
+                enrollment_pb2.CreateJoinTokenRequest(
+                    node_name=args.node, ttl_seconds=args.ttl, uses=args.uses
+                ),
+                timeout=10,
+            )
+            try:
+                status = await cluster_pb2_grpc.ClusterServiceStub(channel).GetClusterStatus(
+                    cluster_pb2.GetClusterStatusRequest(), timeout=10
+                )
+            except grpc.aio.AioRpcError:
+                return reply, None  # the token stands; only the address is not known
+            bound = status.enroll_address
+            return reply, reachable(bound, channel.address or args.coordinator) if bound else ""
+
+    reply, enroll = asyncio.run(main())
+    if enroll == "":
+        print(
+            "hive: note: this coordinator serves no enrolment (coordinator.enroll_listen is "
+            "off, or TLS or tls.ca_key is not set): the token cannot be used until it does",
+            file=sys.stderr,
+        )
     print(
         f"join token {reply.token.id} for {reply.token.node_name or 'any node'}, "
         f"expires {_when(reply.token.expires_at)} UTC; on the new host run:\n"
-        f"  hive certs enroll {reply.token.node_name or 'NAME'} --coordinator HOST:50052 "
+        f"  hive certs enroll {reply.token.node_name or 'NAME'} "
+        f"--coordinator {enroll or 'HOST:PORT (coordinator.enroll_listen)'} "
         "--ca ca.pem --join-token <the token below>",
         file=sys.stderr,
     )
@@ -210,6 +223,14 @@ def cmd_join_list(args: argparse.Namespace) -> int:
     reply = _access(
         args, lambda s: s.ListJoinTokens(enrollment_pb2.ListJoinTokensRequest(), timeout=10)
     )
+    if args.json:  # as `hive tokens list --json`: a state in words instead of revoked
+        tokens = []
+        for t in reply.tokens:
+            token = rest_dict(t)
+            del token["revoked"]
+            tokens.append({**token, "state": "revoked" if t.revoked else "live"})
+        print_json({"tokens": tokens})
+        return 0
     table = Table(title="join tokens", title_justify="left")
     for column in ("id", "node", "expires", "uses left", "enrolled", "state"):
         table.add_column(column)
@@ -222,7 +243,7 @@ def cmd_join_list(args: argparse.Namespace) -> int:
             ", ".join(t.enrolled) or "-",
             "revoked" if t.revoked else "live",
         )
-    Console().print(table)
+    table_console().print(table)
     return 0
 
 
@@ -258,6 +279,9 @@ def cmd_nodes_revoked(args: argparse.Namespace) -> int:
     reply = _access(
         args, lambda s: s.ListRevokedNodes(enrollment_pb2.ListRevokedNodesRequest(), timeout=10)
     )
+    if args.json:
+        print_json(reply)
+        return 0
     for n in reply.nodes:
         print(f"{n.name}\t{_when(n.revoked_at)}\t{n.reason or '-'}")
     return 0
@@ -272,22 +296,27 @@ def register(sub: Any) -> None:
         dest="certs_command", required=True
     )
     p = certs.add_parser("init", help="create the cluster CA")
-    p.add_argument("--dir", default=DEFAULT_TLS_DIR, help="certificate directory")
+    p.add_argument("--dir", default=DEFAULT_TLS_DIR, help=DIR_HELP)
     p.add_argument("--force", action="store_true", help="replace an existing CA")
     p.set_defaults(func=cmd_certs_init)
     p = certs.add_parser("issue", help="issue NAME.pem/NAME-key.pem with the CA")
     p.add_argument("name", help="node name, or coordinator / gateway / admin")
-    p.add_argument("--dir", default=DEFAULT_TLS_DIR)
+    p.add_argument("--dir", default=DEFAULT_TLS_DIR, help=DIR_HELP)
     p.add_argument("--dns", action="append", default=[], help="extra DNS name (repeatable)")
     p.add_argument("--ip", action="append", default=[], help="IP address (repeatable)")
     p.add_argument("--days", type=int, default=pki.CERT_DAYS)
     p.set_defaults(func=cmd_certs_issue)
     p = certs.add_parser("enroll", help="get this node's certificate with a join token")
     p.add_argument("name", help="this node's name")
-    p.add_argument("--coordinator", required=True, help="the enrolment address, host:port")
+    p.add_argument(
+        "--coordinator",
+        required=True,
+        help="the enrolment address, host:port (coordinator.enroll_listen; `hive tokens join "
+        "create` prints it)",
+    )
     p.add_argument("--ca", required=True, help="the cluster's ca.pem")
-    p.add_argument("--join-token", help="default $HIVE_JOIN_TOKEN")
-    p.add_argument("--dir", default=DEFAULT_TLS_DIR)
+    p.add_argument("--join-token", help="the join token (default $HIVE_JOIN_TOKEN)")
+    p.add_argument("--dir", default=DEFAULT_TLS_DIR, help=DIR_HELP)
     p.add_argument("--coordinator-name", default=COORDINATOR_NAME)
     p.set_defaults(func=cmd_certs_enroll)
     p = certs.add_parser("show", help="describe a certificate")
@@ -304,7 +333,7 @@ def register(sub: Any) -> None:
     _coordinator(p)
     p.set_defaults(func=cmd_tokens_create)
     p = tokens.add_parser("list", help="list API tokens (never their secrets)")
-    p.add_argument("--json", action="store_true", help="as JSON, as the REST API writes it")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _coordinator(p)
     p.set_defaults(func=cmd_tokens_list)
     p = tokens.add_parser("revoke", help="revoke an API token by id")
@@ -321,6 +350,7 @@ def register(sub: Any) -> None:
     _coordinator(p)
     p.set_defaults(func=cmd_join_create)
     p = join.add_parser("list", help="list join tokens")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _coordinator(p)
     p.set_defaults(func=cmd_join_list)
     p = join.add_parser("revoke", help="revoke a join token by id")
@@ -338,5 +368,6 @@ def register(sub: Any) -> None:
     _coordinator(p)
     p.set_defaults(func=cmd_nodes_revoke)
     p = nodes.add_parser("revoked", help="list revoked nodes")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _coordinator(p)
     p.set_defaults(func=cmd_nodes_revoked)

@@ -1,7 +1,9 @@
 """`hive submit`, `hive workflows`, `hive workflow`, `hive cancel`: workflows from the shell.
 
 Each command talks gRPC to the coordinator's WorkflowService. `hive submit` follows the
-workflow live (WatchWorkflow) with a table of its stages unless told `--no-wait`.
+workflow live (WatchWorkflow) unless told `--no-wait`: on a terminal a table of its stages
+redrawn in place, elsewhere (a pipe, a log file) one line per event. ``--json`` writes
+what the REST API answers for the same request (gateway/schemas.py).
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from gateway import schemas
 from hive import coordinators
+from hive.console import on_terminal, print_json, rest_time, table_console
 from hive.coordinators import client_channel
 from hive.v1 import cluster_pb2, common_pb2, workflow_pb2, workflow_pb2_grpc
 
@@ -29,6 +33,9 @@ STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 
 STATE_STYLE = {"queued": "dim", "running": "yellow", "succeeded": "green", "failed": "red",
                "cancelled": "magenta", "pending": "dim"}  # fmt: skip
 SUBMIT_FIELDS = ("name", "requirements", "language", "priority", "pipeline", "request_id", "labels")
+
+
+JSON_HELP = "as JSON, as the REST API writes it"
 
 
 class UsageError(ValueError):
@@ -47,9 +54,9 @@ def _styled(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
-def _as_dict(message: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
-    return result
+def _cut(text: str, chars: int) -> str:
+    """``text`` cut to ``chars`` on a terminal, where a table must fit; whole elsewhere."""
+    return text[:chars] if on_terminal() else text
 
 
 def build_request(args: argparse.Namespace) -> workflow_pb2.SubmitWorkflowRequest:
@@ -93,7 +100,8 @@ def build_request(args: argparse.Namespace) -> workflow_pb2.SubmitWorkflowReques
 
 
 def stage_table(wf: workflow_pb2.Workflow) -> Table:
-    table = Table(title=f"{wf.id}  {wf.name}  [{_wf_state(wf.state)}]", title_justify="left")
+    title = escape(f"{wf.id}  {wf.name}  [{_wf_state(wf.state)}]")
+    table = Table(title=title, title_justify="left")
     for column in ("stage", "type", "model", "state", "nodes", "tokens", "seconds", "note"):
         table.add_column(column)
     for stage in wf.stages:
@@ -114,30 +122,73 @@ def stage_table(wf: workflow_pb2.Workflow) -> Table:
             ", ".join(nodes),
             str(tokens or ""),
             seconds,
-            note[:60],
+            _cut(note, 60),
         )
     return table
+
+
+def progress_line(event: workflow_pb2.WatchWorkflowResponse) -> str:
+    """One WatchWorkflow event as one line for a log: its time, the workflow, what
+    happened (``2025-01-05T10:00:01.250000Z wf-1a2b stage review succeeded``)."""
+    wf = event.workflow
+    kind = event.type
+    if kind in (
+        workflow_pb2.WORKFLOW_EVENT_TYPE_TASK_ASSIGNED,
+        workflow_pb2.WORKFLOW_EVENT_TYPE_TASK_FINISHED,
+    ):
+        t = event.task
+        where = f" on {t.node}/{t.endpoint_id}" if t.node else ""
+        error = f": {t.error}" if t.error else ""
+        what = f"task {t.task_id} {_task_state(t.state)}{where} ({t.model}){error}"
+    elif kind in (
+        workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_STARTED,
+        workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_FINISHED,
+    ):
+        stage = next((s for s in wf.stages if s.name == event.stage), None)
+        if kind == workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_STARTED:
+            what = f"stage {event.stage} started"
+        else:
+            what = f"stage {event.stage} {_task_state(stage.state) if stage else 'finished'}"
+        # The engine's own line says more ("stage review started (3 reviewers)").
+        if event.message.startswith(what):
+            what = event.message
+        elif event.message:
+            what += f": {event.message}"
+    else:  # the snapshot, the workflow's state, and whatever a newer coordinator sends
+        what = _wf_state(wf.state)
+        if event.stage:
+            what = f"stage {event.stage}"
+        if event.message:
+            what += f": {event.message}"
+    return f"{rest_time(event.at) or '-'} {wf.id} {' '.join(what.splitlines())}"
 
 
 async def _follow(
     stub: workflow_pb2_grpc.WorkflowServiceAsyncStub, wf_id: str, console: Console
 ) -> workflow_pb2.Workflow:
-    """Show the stages live until the workflow ends; return it in full."""
-    log: list[str] = []
-    current: workflow_pb2.Workflow | None = None
-    with Live(console=console, refresh_per_second=8, transient=False) as live:
-        async for event in stub.WatchWorkflow(workflow_pb2.WatchWorkflowRequest(id=wf_id)):
-            current = event.workflow
-            if event.message:
-                log.append(event.message)
-            live.update(Group(stage_table(current), Text("\n".join(log[-6:]), style="dim")))
+    """Follow the workflow until it ends; return it in full. On a terminal the stage table
+    is redrawn in place; elsewhere each event is one line of its own, as it comes."""
+    watch = stub.WatchWorkflow(workflow_pb2.WatchWorkflowRequest(id=wf_id))
+    if not console.is_terminal:
+        async for event in watch:
+            console.print(progress_line(event), markup=False, highlight=False, soft_wrap=True)
+            console.file.flush()
+    else:
+        log: list[str] = []
+        with Live(console=console, refresh_per_second=8, transient=False) as live:
+            async for event in watch:
+                if event.message:
+                    log.append(event.message)
+                live.update(
+                    Group(stage_table(event.workflow), Text("\n".join(log[-6:]), style="dim"))
+                )
     response = await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=wf_id))
     return response.workflow
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     request = build_request(args)
-    console = Console(stderr=args.json)
+    console = table_console(stderr=args.json)  # with --json, stdout holds the JSON alone
 
     async def main() -> int:
         async with client_channel(args.coordinator) as channel:
@@ -148,12 +199,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
             console.print(f"workflow [bold]{wf.id}[/bold] {verb}: {wf.name} ({wf.pipeline})")
             if args.no_wait:
                 if args.json:
-                    print(json.dumps(_as_dict(wf), indent=2))
+                    print_json(schemas.workflow_from_proto(wf))
                 return 0
             final = await _follow(stub, wf.id, console)
             if args.json:
-                print(json.dumps(_as_dict(final), indent=2))
+                print_json(schemas.workflow_from_proto(final))
             else:
+                if not console.is_terminal:  # the lines said what happened; now the whole
+                    console.print(stage_table(final))
                 _print_result(final, console)
             return 0 if final.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED else 1
 
@@ -162,7 +215,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _print_result(wf: workflow_pb2.Workflow, console: Console) -> None:
     state = _wf_state(wf.state)
-    console.print(Text(f"{wf.id} {state}", style=STATE_STYLE.get(state, "")), wf.error or "")
+    line = Text(f"{wf.id} {state}", style=STATE_STYLE.get(state, ""))
+    if wf.error:
+        line.append(f" {wf.error}")
+    console.print(line)
     if wf.artifacts:
         console.print(f"{len(wf.artifacts)} artifacts: " + ", ".join(a.path for a in wf.artifacts))
         console.print(f"export them with: hive workflow export {wf.id} DIR")
@@ -175,7 +231,7 @@ def cmd_workflows(args: argparse.Namespace) -> int:
             raise UsageError(f"--state: {args.state!r} is not one of {', '.join(STATES)}")
         state = STATES[args.state]
 
-    async def main() -> list[workflow_pb2.Workflow]:
+    async def main() -> tuple[list[workflow_pb2.Workflow], str]:
         out: list[workflow_pb2.Workflow] = []
         token = ""
         async with client_channel(args.coordinator) as channel:
@@ -193,11 +249,16 @@ def cmd_workflows(args: argparse.Namespace) -> int:
                 token = page.next_page_token
                 if not token:
                     break
-        return out
+        return out, token
 
-    workflows = asyncio.run(main())
-    if args.json:
-        print(json.dumps([_as_dict(w) for w in workflows], indent=2))
+    workflows, more = asyncio.run(main())
+    if args.json:  # as GET /api/distributed/workflows: summaries, and where the list goes on
+        print_json(
+            schemas.WorkflowList(
+                workflows=[schemas.workflow_summary_from_proto(w) for w in workflows],
+                next_page_token=more,
+            )
+        )
         return 0
     table = Table()
     for column in ("id", "name", "pipeline", "state", "stages", "created"):
@@ -206,13 +267,13 @@ def cmd_workflows(args: argparse.Namespace) -> int:
         done = sum(1 for s in wf.stages if s.state == cluster_pb2.TASK_STATE_SUCCEEDED)
         table.add_row(
             wf.id,
-            wf.name[:40],
+            _cut(wf.name, 40),
             wf.pipeline,
             _styled(_wf_state(wf.state)),
             f"{done}/{len(wf.stages)}",
             wf.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
         )
-    Console().print(table)
+    table_console().print(table)
     return 0
 
 
@@ -236,9 +297,9 @@ def export(wf: workflow_pb2.Workflow, directory: Path) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(artifact.content)
         written.append(target)
-    summary = _as_dict(wf)
-    for artifact in summary.get("artifacts", []):
-        artifact.pop("content", None)
+    summary = schemas.workflow_from_proto(wf).model_dump(mode="json")
+    for artifact in summary["artifacts"]:
+        artifact.pop("content")
     (root / "workflow.json").write_text(json.dumps(summary, indent=2) + "\n")
     return written
 
@@ -254,10 +315,10 @@ def cmd_workflow(args: argparse.Namespace) -> int:
     if args.extra:
         raise UsageError("usage: hive workflow ID [--json] | hive workflow export ID DIR")
     wf = asyncio.run(_get(args.coordinator, args.target))
-    if args.json:
-        print(json.dumps(_as_dict(wf), indent=2))
+    if args.json:  # as GET /api/distributed/workflows/ID
+        print_json(schemas.workflow_from_proto(wf))
         return 0
-    console = Console()
+    console = table_console()
     console.print(stage_table(wf))
     _print_result(wf, console)
     return 0
@@ -313,21 +374,25 @@ def register(sub: Any) -> None:
     p.add_argument("--pipeline", help="pipeline template (default: full)")
     p.add_argument("--request-id", dest="request_id", help="makes retries idempotent")
     p.add_argument("--no-wait", action="store_true", help="return once accepted")
-    p.add_argument("--json", action="store_true", help="print the final workflow as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the final workflow as JSON, as the REST API writes it (progress on stderr)",
+    )
     coordinators.add_argument(p)
     p.set_defaults(func=_guard(cmd_submit))
 
     p = sub.add_parser("workflows", help="list workflows, newest first")
     p.add_argument("--state", help=", ".join(STATES))
     p.add_argument("--limit", type=positive_int, default=50, help="at most this many (default 50)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     coordinators.add_argument(p)
     p.set_defaults(func=_guard(cmd_workflows))
 
     p = sub.add_parser("workflow", help="show a workflow, or `export ID DIR` its artifacts")
     p.add_argument("target", help="workflow id, or export")
     p.add_argument("extra", nargs="*", help="for export: ID DIR")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     coordinators.add_argument(p)
     p.set_defaults(func=_guard(cmd_workflow))
 

@@ -147,9 +147,9 @@ async def test_a_node_with_no_healthy_endpoint_is_degraded_everywhere_until_one_
             assert [e["healthy"] for e in ironwood["endpoints"]] == [False, False]
 
             as_json = json.loads(await _hive_status(dev, capsys, "--json"))
-            states = {n["info"]["name"]: n["state"] for n in as_json["nodes"]}
-            assert states[NODE] == "NODE_STATE_DEGRADED"
-            assert states["ACACIA"] == "NODE_STATE_HEALTHY"
+            states = {n["name"]: n["state"] for n in as_json["nodes"]}  # as the REST API
+            assert states[NODE] == "degraded"
+            assert states["ACACIA"] == "healthy"
             assert as_json["summary"]["nodes_degraded"] == 1
             table = await _hive_status(dev, capsys)
             assert "degraded" in table and "gtx1070: unhealthy" in table
@@ -175,9 +175,7 @@ async def test_a_node_with_no_healthy_endpoint_is_degraded_everywhere_until_one_
             assert r.json()["status"] == "healthy" and r.json()["nodes_degraded"] == []
             assert (await http.get(f"{API}/health")).json()["nodes"][NODE] == "healthy"
             as_json = json.loads(await _hive_status(dev, capsys, "--json"))
-            assert {n["info"]["name"]: n["state"] for n in as_json["nodes"]}[NODE] == (
-                "NODE_STATE_HEALTHY"
-            )
+            assert {n["name"]: n["state"] for n in as_json["nodes"]}[NODE] == "healthy"
             metrics = await _coordinator_metrics(dev)
             assert _sample(metrics, "hive_node_state", node=NODE, state="degraded") == 0
             await emulators["p4"].start(host="127.0.0.1", port=ports["p4"])
