@@ -9,8 +9,13 @@ messages (named after the call they answer), ``max_tokens`` / ``temperature`` /
 The answer comes back as content blocks (``thinking``, ``text``, ``tool_use``) with
 ``stop_reason`` and ``usage``, whole or as Anthropic's server-sent events.
 
-Not supported, as in Ollama: ``tool_choice``, prompt caching (``cache_control`` is
-ignored), image URLs, documents, ``/v1/messages/count_tokens`` and batches. The API key
+``tool_choice`` is honoured around Ollama, which has none (``hive.tool_calls.ToolChoice``):
+``none`` offers the model no tools, ``any`` / ``tool`` demand a call (to the named tool,
+the only one offered) and ask once more when the answer has none, else a 502;
+``disable_parallel_tool_use`` keeps the answer's first call.
+
+Not supported, as in Ollama: prompt caching (``cache_control`` is ignored), image URLs,
+documents and batches; ``/v1/messages/count_tokens`` answers an estimate. The API key
 (``x-api-key``) is the caller's bearer token when the mesh checks tokens.
 """
 
@@ -31,7 +36,7 @@ from gateway.bodies import UNICODE_ONLY
 from gateway.problems import ApiError, http_status
 from gateway.upstream import Upstream
 from hive.limits import MAX_CONTEXT_TOKENS, MAX_TOP_K
-from hive.tool_calls import tool_call
+from hive.tool_calls import Mode, ToolChoice, tool_call
 from hive.v1 import common_pb2, inference_pb2
 
 PATH = "/v1/messages"
@@ -119,7 +124,7 @@ class OutputConfig(BaseModel):
 
 
 class MessagesRequest(BaseModel):
-    # metadata, tool_choice, service_tier and other fields are accepted and ignored.
+    # metadata, service_tier and other fields are accepted and ignored.
     model_config = ConfigDict(extra="allow")
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
@@ -133,6 +138,8 @@ class MessagesRequest(BaseModel):
     top_k: Annotated[int, Field(ge=0, le=MAX_TOP_K)] | None = None
     stop_sequences: list[str] | None = None
     tools: list[Tool] | None = None
+    # {"type": "auto" | "any" | "tool" | "none", ...} (``tool_choice``).
+    tool_choice: dict[str, Any] | None = None
     thinking: ThinkingConfig | None = None
     output_config: OutputConfig | None = None
 
@@ -235,6 +242,51 @@ def chat_messages(body: MessagesRequest) -> list[common_pb2.ChatMessage]:
         # A user turn answers the tool calls before it says anything new.
         out.extend([*results, *said] if m.role == "user" else [*said, *results])
     return out
+
+
+# The fields each kind of Anthropic tool_choice takes besides its type.
+_CHOICE_FIELDS = {
+    "auto": {"disable_parallel_tool_use"},
+    "any": {"disable_parallel_tool_use"},
+    "tool": {"name", "disable_parallel_tool_use"},
+    "none": set(),
+}
+
+
+def tool_choice(body: MessagesRequest) -> ToolChoice:
+    """The request's ``tool_choice`` as a ToolChoice over its tools: ``auto`` (the
+    default), ``any`` (a call to any tool), ``tool`` (a call to the one ``name``d),
+    ``none``; ``disable_parallel_tool_use`` at most one call. A 400 naming the field for
+    a value that cannot be honoured (an unknown kind or field, a tool not in ``tools``,
+    a call demanded of a request without tools)."""
+    value = body.tool_choice
+    if value is None:
+        return ToolChoice()
+    said = json.dumps(value, separators=(",", ":"))
+    kind = value.get("type")
+    if not isinstance(kind, str) or kind not in _CHOICE_FIELDS:
+        raise AnthropicError(
+            400, f"tool_choice.type: {said} is not one of 'auto', 'any', 'tool', 'none'"
+        )
+    extra = sorted(set(value) - {"type"} - _CHOICE_FIELDS[kind])
+    if extra:
+        raise AnthropicError(
+            400, f"tool_choice.{extra[0]}: not a field of a '{kind}' tool_choice ({said})"
+        )
+    single = value.get("disable_parallel_tool_use", False)
+    if not isinstance(single, bool):
+        raise AnthropicError(400, "tool_choice.disable_parallel_tool_use: must be a boolean")
+    if kind == "tool":
+        name = value.get("name")
+        if not isinstance(name, str) or not name:
+            raise AnthropicError(400, "tool_choice.name: a 'tool' tool_choice names its tool")
+        choice = ToolChoice("required", (name,), single, said)
+    else:
+        mode: Mode = "required" if kind == "any" else "none" if kind == "none" else "auto"
+        choice = ToolChoice(mode, single=single, said=said)
+    if problem := choice.problem([t.name for t in body.tools or ()]):
+        raise AnthropicError(400, f"tool_choice: {problem}")
+    return choice
 
 
 def _stop_reason(result: common_pb2.TaskResult, called: bool) -> str:
@@ -373,13 +425,15 @@ def router(upstream: Upstream) -> APIRouter:
         tools = [
             inference.function_tool(t.name, t.description, t.input_schema) for t in body.tools or ()
         ]
-        return {"input_tokens": estimate_tokens(chat_messages(body), tools)}
+        offered = tool_choice(body).offered(tools)
+        return {"input_tokens": estimate_tokens(chat_messages(body), offered)}
 
     @api.post(PATH, response_model=None)
     async def messages(
         body: Annotated[MessagesRequest, Body()],
     ) -> StreamingResponse | dict[str, Any]:
         """A message from a model on the best node for it (Anthropic's /v1/messages)."""
+        choice = tool_choice(body)
         request = inference_pb2.ChatRequest(
             model=body.model,
             messages=chat_messages(body),
@@ -397,9 +451,12 @@ def router(upstream: Upstream) -> APIRouter:
         request.think = think
         request.options.update(body.options())
         try:
-            generation = await inference.chat(upstream, request)
+            generation = await inference.chat(upstream, request, choice)
         except grpc.aio.AioRpcError as err:
             raise await refusal(err, body.model) from err
+        except inference.ToolChoiceUnmet as err:
+            # The model would not make the call: the gateway's upstream failed (502).
+            raise AnthropicError(502, err.message) from err
         ident = "msg_" + (generation.task_id or uuid.uuid4().hex).replace("-", "")
         if body.stream:
             estimate = estimate_tokens(request.messages, request.tools)

@@ -5,6 +5,11 @@ A stream is opened and read up to its first piece of output before the HTTP resp
 starts, so that a refusal (unknown model, no capacity) still becomes a proper HTTP
 status; later failures can only be reported inside the body. Closing the stream
 cancels the RPC, which cancels the request at the node's Ollama.
+
+A chat whose ``tool_choice`` demands a call (``hive.tool_calls.ToolChoice``) is read whole
+before the HTTP response starts, streamed or not, so that an answer without the call is
+asked again, and one that still has none is the API's error, never text that pretends to
+comply.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from hive.agent_channels import AgentChannels
 from hive.coordinators import COORDINATOR_TRAILER, LEADER_TRAILER, CoordinatorChannel
 from hive.models import tagged
 from hive.serving import trailer_keys
+from hive.tool_calls import ToolChoice, tool_name
 from hive.v1 import common_pb2, inference_pb2, node_agent_pb2
 
 Event = inference_pb2.GenerateResponse | inference_pb2.ChatResponse
@@ -71,12 +77,21 @@ class Generation:
     _follow: Any = None
     _handed: bool = False
     _finished: bool = False
+    _ended: bool = False
+    # At most one tool call is handed out (parallel calls turned off): the first.
+    one_call: bool = False
+    _calls_out: int = 0
 
     def retry(self) -> Generation:
         assert self.again is not None
         moves = self.channel.generation if self.channel is not None else 0
         return Generation(
-            self.again(), again=self.again, channel=self.channel, moves=moves, agents=self.agents
+            self.again(),
+            again=self.again,
+            channel=self.channel,
+            moves=moves,
+            agents=self.agents,
+            one_call=self.one_call,
         )
 
     async def leave(self, err: grpc.aio.AioRpcError) -> None:
@@ -86,9 +101,15 @@ class Generation:
             await self.channel.move(err, self.moves)
 
     async def _next(self) -> Piece | None:
-        """The next chunk or result; assignments (and re-assignments) are recorded."""
+        """The next chunk or result; assignments (and re-assignments) are recorded. None
+        once the answer has ended (and again after that: a held answer is read to its end
+        before it is handed out)."""
+        if self._ended:
+            return None
         piece = await self._next_piece()
-        if piece is not None:
+        if piece is None:
+            self._ended = True
+        else:
             self._handed = True
         return piece
 
@@ -150,14 +171,35 @@ class Generation:
         if piece is not None:
             self._ahead.append(piece)
 
+    async def hold(self) -> None:
+        """Read the whole answer now; ``pieces`` hands it out afterwards. Closed (the call
+        cancelled) if reading fails."""
+        try:
+            while (piece := await self._next()) is not None:
+                self._ahead.append(piece)
+        except BaseException:
+            self.close()
+            raise
+
+    def held_calls(self) -> list[common_pb2.ToolCall]:
+        """The tool calls among the pieces read ahead (all of them, after ``hold``)."""
+        return [c for p in self._ahead for c in p.tool_calls]
+
     async def pieces(self) -> AsyncIterator[Piece]:
         try:
             while self._ahead:
-                yield self._ahead.pop(0)
+                yield self._trimmed(self._ahead.pop(0))
             while (piece := await self._next()) is not None:
-                yield piece
+                yield self._trimmed(piece)
         finally:
             self.close()
+
+    def _trimmed(self, piece: Piece) -> Piece:
+        """``piece`` without the tool calls past the first, when only one may be made."""
+        if self.one_call and piece.tool_calls:
+            piece.tool_calls = piece.tool_calls[: max(0, 1 - self._calls_out)]
+            self._calls_out += len(piece.tool_calls)
+        return piece
 
     def close(self) -> None:
         if self._follow is not None:
@@ -187,7 +229,77 @@ async def generate(upstream: Upstream, request: inference_pb2.GenerateRequest) -
     return await _started(_first(upstream, call, request.direct))
 
 
-async def chat(upstream: Upstream, request: inference_pb2.ChatRequest) -> Generation:
+async def chat(
+    upstream: Upstream, request: inference_pb2.ChatRequest, choice: ToolChoice | None = None
+) -> Generation:
+    """A chat of ``request`` (whose ``tools`` are all the caller's), honouring ``choice``:
+    the model is offered the tools it allows; with a choice that demands a call the
+    answer is read whole (``whole``, streamed or not) and, when it makes no call the
+    choice takes, asked once more with the demand added as a last system message (a
+    model that ignored the tools is told; the same question alone would mostly get the
+    same answer). ToolChoiceUnmet if that answer makes none either.
+
+    The second asking is routed like the first: the contract has no way to ask for the
+    same node, and the router puts it where the model is loaded, mostly the first's."""
+    choice = choice or ToolChoice()
+    offered = choice.offered(request.tools)
+    del request.tools[:]
+    request.tools.extend(offered)
+    if not choice.demands_call:
+        generation = await _open_chat(upstream, request)
+        generation.one_call = choice.single
+        return generation
+    names = [name for t in offered if (name := tool_name(t))]
+    request.whole = True
+    generation = await _held(await _open_chat(upstream, request))
+    if choice.honoured_by(generation.held_calls(), names):
+        generation.one_call = choice.single
+        return generation
+    log.info(
+        "task %s: tool_choice %s: %s; asking again",
+        generation.task_id or "?",
+        choice.said,
+        choice.unmet(generation.held_calls(), names),
+    )
+    generation.close()
+    again = inference_pb2.ChatRequest()
+    again.CopyFrom(request)
+    again.messages.append(common_pb2.ChatMessage(role="system", content=choice.reask(names)))
+    second = await _held(await _open_chat(upstream, again))
+    if choice.honoured_by(second.held_calls(), names):
+        second.one_call = choice.single
+        return second
+    second.close()
+    why = choice.unmet(second.held_calls(), names)
+    log.warning(
+        "tasks %s, %s: tool_choice %s: %s, asked twice; refused",
+        generation.task_id or "?",
+        second.task_id or "?",
+        choice.said,
+        why,
+    )
+    raise ToolChoiceUnmet(choice, why, (generation.task_id, second.task_id))
+
+
+class ToolChoiceUnmet(Exception):
+    """The model answered without the call ``tool_choice`` demands, twice (the second
+    time told to make it); ``why`` says what it did instead."""
+
+    def __init__(self, choice: ToolChoice, why: str, tasks: tuple[str, str]) -> None:
+        self.choice = choice
+        self.why = why
+        self.tasks = tasks
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return (
+            f"tool_choice {self.choice.said} could not be honoured: {self.why}, "
+            "asked twice (the second time told to call it)"
+        )
+
+
+async def _open_chat(upstream: Upstream, request: inference_pb2.ChatRequest) -> Generation:
     request.direct = upstream.direct and not request.whole
 
     def call() -> Any:
@@ -303,6 +415,20 @@ async def collect(generation: Generation) -> Collected:
     while True:
         try:
             return await _collect_once(generation)
+        except grpc.aio.AioRpcError as err:
+            generation = await _started(await _ask_again(generation, err, retries, "mid-answer"))
+            retries += 1
+
+
+async def _held(generation: Generation) -> Generation:
+    """``generation`` read whole (``Generation.hold``), its pieces kept to be handed out;
+    asked again of the new leader when its coordinator goes away mid-answer, as
+    ``collect`` does."""
+    retries = 0
+    while True:
+        try:
+            await generation.hold()
+            return generation
         except grpc.aio.AioRpcError as err:
             generation = await _started(await _ask_again(generation, err, retries, "mid-answer"))
             retries += 1

@@ -3,8 +3,12 @@
 InferenceService.
 
 ``usage`` comes from the node's real token counts (Ollama's ``prompt_eval_count`` and
-``eval_count``). Errors use OpenAI's ``{"error": {"message", "type", "param", "code"}}``
-shape, so the official clients raise their usual exceptions (404 -> NotFoundError).
+``eval_count``). ``tool_choice`` and ``parallel_tool_calls`` are honoured around Ollama,
+which has neither (``chat_tool_choice``, ``hive.tool_calls.ToolChoice``): a call that
+``"required"`` or a named function demands is checked, asked for once more when missing,
+and a 502 if the model still answers without it. Errors use OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` shape, so the official clients raise
+their usual exceptions (404 -> NotFoundError).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -27,7 +31,7 @@ from gateway.bodies import UNICODE_ONLY
 from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive.limits import MAX_CONTEXT_TOKENS, MAX_DIMENSIONS, MAX_EXACT_INTEGER, MAX_TOP_LOGPROBS
-from hive.tool_calls import tool_call
+from hive.tool_calls import Mode, ToolChoice, tool_call, tool_name
 from hive.v1 import common_pb2, inference_pb2
 
 OWNER = "hive"
@@ -207,6 +211,10 @@ class ChatCompletionRequest(_Sampling):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     # Functions the model may call ({"type": "function", "function": {...}}).
     tools: list[dict[str, Any]] | None = None
+    # "none", "auto", "required", a named function or allowed_tools (``chat_tool_choice``).
+    tool_choice: str | dict[str, Any] | None = None
+    # false: at most one tool call in the answer.
+    parallel_tool_calls: bool | None = None
     # How hard a thinking model reasons (Ollama's think); its reasoning comes back apart,
     # in ``reasoning``, as Ollama's own OpenAI API sends it.
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
@@ -291,6 +299,92 @@ def _legacy_logprobs(entries: Sequence[common_pb2.TokenLogprob], offset: int) ->
     }
 
 
+def tool_choice_error(why: str) -> OpenAIError:
+    return OpenAIError(400, f"Invalid value for 'tool_choice': {why}", param="tool_choice")
+
+
+def tool_choice_mode(value: str, said: str, single: bool) -> ToolChoice:
+    """``"none"``, ``"auto"`` or ``"required"`` (both OpenAI APIs take these strings)."""
+    if value not in ("none", "auto", "required"):
+        raise tool_choice_error(
+            f"{said} is not one of 'none', 'auto', 'required' or a tool choice object"
+        )
+    mode: Mode = "none" if value == "none" else "required" if value == "required" else "auto"
+    return ToolChoice(mode, single=single, said=said)
+
+
+def allowed_tool_choice(
+    allowed: Any, said: str, single: bool, name_of: Callable[[Any], str | None]
+) -> ToolChoice:
+    """OpenAI's ``allowed_tools`` choice (``{"mode", "tools"}``): only those tools are
+    offered; ``name_of`` reads a listed tool's function name (None: not a function)."""
+    if not isinstance(allowed, dict) or allowed.get("mode") not in ("auto", "required"):
+        raise tool_choice_error(f"{said}: allowed_tools needs mode 'auto' or 'required'")
+    listed = allowed.get("tools")
+    if not isinstance(listed, list):
+        raise tool_choice_error(f"{said}: allowed_tools needs a list of tools")
+    names = []
+    for tool in listed:
+        name = name_of(tool)
+        if not name:
+            raise tool_choice_error(
+                f"{said}: allowed_tools may list function tools only (the mesh's models "
+                "call functions; it runs no built-in or custom tools)"
+            )
+        names.append(name)
+    mode: Mode = "required" if allowed["mode"] == "required" else "auto"
+    return ToolChoice(mode, tuple(names), single, said)
+
+
+def chat_tool_choice(body: ChatCompletionRequest, tools: Sequence[str]) -> ToolChoice:
+    """The request's ``tool_choice`` and ``parallel_tool_calls`` as a ToolChoice over the
+    request's ``tools`` (the contract's JSON text); a 400 naming the field when a value
+    cannot be honoured."""
+    single = body.parallel_tool_calls is False
+    value = body.tool_choice
+    said = json.dumps(value, separators=(",", ":"))
+    if value is None:
+        choice = ToolChoice(single=single)
+    elif isinstance(value, str):
+        choice = tool_choice_mode(value, said, single)
+    elif value.get("type") == "function":
+        function = value.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not name:
+            raise tool_choice_error(f"{said}: a function choice needs function.name")
+        choice = ToolChoice("required", (name,), single, said)
+    elif value.get("type") == "allowed_tools":
+
+        def name_of(tool: Any) -> str | None:
+            if not isinstance(tool, dict) or tool.get("type") != "function":
+                return None
+            function = tool.get("function")
+            name = function.get("name") if isinstance(function, dict) else None
+            return name if isinstance(name, str) else None
+
+        choice = allowed_tool_choice(value.get("allowed_tools"), said, single, name_of)
+    elif value.get("type") == "custom":
+        raise tool_choice_error(
+            f"{said}: custom tools are not supported (the mesh's models call functions)"
+        )
+    else:
+        raise tool_choice_error(
+            f"{said} is not 'none', 'auto', 'required', a function or allowed_tools"
+        )
+    if problem := choice.problem([n for t in tools if (n := tool_name(t))]):
+        raise tool_choice_error(problem)
+    return choice
+
+
+def unmet_error(err: inference.ToolChoiceUnmet) -> OpenAIError:
+    """The model would not make the call ``tool_choice`` demands: the gateway's upstream
+    failed to give a valid answer (502), as OpenAI answers a model's invalid output with
+    a server error."""
+    return OpenAIError(
+        502, err.message, type="server_error", param="tool_choice", code="tool_choice_unmet"
+    )
+
+
 def _finish_reason(result: common_pb2.TaskResult, called: bool = False) -> str:
     if called:
         return "tool_calls"
@@ -339,10 +433,12 @@ def router(upstream: Upstream) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["openai"], dependencies=[UNICODE_ONLY])
 
     async def open_chat(body: ChatCompletionRequest) -> inference.Generation:
+        tools = [json.dumps(t) for t in body.tools or ()]
+        choice = chat_tool_choice(body, tools)
         request = inference_pb2.ChatRequest(
             model=body.model,
             messages=_messages(body.messages),
-            tools=[json.dumps(t) for t in body.tools or ()],
+            tools=tools,
             think=REASONING.get(body.reasoning_effort or "", ""),
             logprobs=body.logprobs,
             top_logprobs=body.top_logprobs or 0,
@@ -359,9 +455,11 @@ def router(upstream: Upstream) -> APIRouter:
             schema = (body.response_format.json_schema or {}).get("schema")
             request.format = json.dumps(schema) if schema else "json"
         try:
-            return await inference.chat(upstream, request)
+            return await inference.chat(upstream, request, choice)
         except grpc.aio.AioRpcError as err:
             raise await refusal(upstream, err, body.model) from err
+        except inference.ToolChoiceUnmet as err:
+            raise unmet_error(err) from err
 
     async def open_completion(body: CompletionRequest) -> inference.Generation:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt

@@ -14,6 +14,8 @@ The gateway keeps no responses, as Ollama keeps none: ``previous_response_id`` a
 ``conversation`` are refused (send the whole conversation in ``input``), ``store`` is
 ignored. ``function`` tools are offered to the model, a ``namespace``'s members as
 ``namespace.member``; built-in tools the mesh cannot run (``web_search``...) are left out.
+``tool_choice`` and ``parallel_tool_calls`` are honoured as on ``/v1/chat/completions``
+(``hive.tool_calls.ToolChoice``); a choice of a built-in tool is a 400.
 """
 
 from __future__ import annotations
@@ -31,10 +33,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import inference
 from gateway.bodies import UNICODE_ONLY
-from gateway.openai_api import REASONING, OpenAIError, refusal
+from gateway.openai_api import (
+    REASONING,
+    OpenAIError,
+    allowed_tool_choice,
+    refusal,
+    tool_choice_error,
+    tool_choice_mode,
+    unmet_error,
+)
 from gateway.upstream import Upstream
 from hive.limits import MAX_CONTEXT_TOKENS
-from hive.tool_calls import tool_call
+from hive.tool_calls import ToolChoice, tool_call, tool_name
 from hive.v1 import common_pb2, inference_pb2
 
 
@@ -58,8 +68,7 @@ class TextConfig(BaseModel):
 
 
 class ResponsesRequest(BaseModel):
-    # store, metadata, tool_choice, parallel_tool_calls, include, user... are accepted and
-    # ignored.
+    # store, metadata, include, user... are accepted and ignored.
     model_config = ConfigDict(extra="allow")
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
@@ -70,6 +79,10 @@ class ResponsesRequest(BaseModel):
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     stream: bool = False
     tools: list[dict[str, Any]] | None = None
+    # "none", "auto", "required", a function or allowed_tools (``_tool_choice``).
+    tool_choice: str | dict[str, Any] | None = None
+    # false: at most one function call in the output.
+    parallel_tool_calls: bool | None = None
     reasoning: Reasoning | None = None
     text: TextConfig | None = None
     previous_response_id: str | None = None
@@ -177,6 +190,42 @@ def _functions(tool: dict[str, Any], where: str, prefix: str = "") -> list[str]:
 
 def _tools(body: ResponsesRequest) -> list[str]:
     return [f for i, t in enumerate(body.tools or ()) for f in _functions(t, f"tools.{i}")]
+
+
+def _tool_choice(body: ResponsesRequest, tools: list[str]) -> ToolChoice:
+    """The request's ``tool_choice`` and ``parallel_tool_calls`` as a ToolChoice over its
+    function tools (``tools``: the contract's, namespace members named
+    ``namespace.member``); a 400 naming the field for what cannot be honoured, such as a
+    built-in tool, which the mesh does not run."""
+    single = body.parallel_tool_calls is False
+    value = body.tool_choice
+    said = json.dumps(value, separators=(",", ":"))
+    if value is None:
+        choice = ToolChoice(single=single)
+    elif isinstance(value, str):
+        choice = tool_choice_mode(value, said, single)
+    elif value.get("type") == "function":
+        name = value.get("name")
+        if not isinstance(name, str) or not name:
+            raise tool_choice_error(f"{said}: a function choice needs a name")
+        choice = ToolChoice("required", (name,), single, said)
+    elif value.get("type") == "allowed_tools":
+
+        def name_of(tool: Any) -> str | None:
+            if not isinstance(tool, dict) or tool.get("type") != "function":
+                return None
+            name = tool.get("name")
+            return name if isinstance(name, str) else None
+
+        choice = allowed_tool_choice(value, said, single, name_of)
+    else:
+        raise tool_choice_error(
+            f"{said}: only 'none', 'auto', 'required', a function or allowed_tools of "
+            "functions can be honoured (the mesh runs no built-in, MCP or custom tools)"
+        )
+    if problem := choice.problem([n for t in tools if (n := tool_name(t))]):
+        raise tool_choice_error(problem)
+    return choice
 
 
 def _usage(result: common_pb2.TaskResult) -> dict[str, Any]:
@@ -356,13 +405,13 @@ def _response(
         "max_output_tokens": body.max_output_tokens,
         "model": body.model,
         "output": output,
-        "parallel_tool_calls": True,
+        "parallel_tool_calls": body.parallel_tool_calls is not False,
         "previous_response_id": None,
         "reasoning": {"effort": body.reasoning.effort if body.reasoning else None, "summary": None},
         "store": False,
         "temperature": body.temperature if body.temperature is not None else 1.0,
         "text": {"format": text_format},
-        "tool_choice": "auto",
+        "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",
         "tools": body.tools or [],
         "top_p": body.top_p if body.top_p is not None else 1.0,
         "truncation": "disabled",
@@ -412,10 +461,12 @@ def router(upstream: Upstream) -> APIRouter:
                 "instead of previous_response_id or conversation",
                 param="previous_response_id" if body.previous_response_id else "conversation",
             )
+        tools = _tools(body)
+        choice = _tool_choice(body, tools)
         request = inference_pb2.ChatRequest(
             model=body.model,
             messages=chat_messages(body),
-            tools=_tools(body),
+            tools=tools,
             whole=not body.stream,
         )
         if body.reasoning is not None and body.reasoning.effort is not None:
@@ -434,9 +485,11 @@ def router(upstream: Upstream) -> APIRouter:
         if options:
             request.options.update(options)
         try:
-            generation = await inference.chat(upstream, request)
+            generation = await inference.chat(upstream, request, choice)
         except grpc.aio.AioRpcError as err:
             raise await refusal(upstream, err, body.model) from err
+        except inference.ToolChoiceUnmet as err:
+            raise unmet_error(err) from err
         ident = "resp_" + (generation.task_id or uuid.uuid4().hex).replace("-", "")
         created = int(time.time())
         if body.stream:

@@ -458,16 +458,18 @@ class OllamaApi:
             raise ApiError(400, f'"{name}" does not support tools')
         source = "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in messages)
         source += _IMAGE_TEXT * sum(_images(name, kind, m.get("images")) for m in messages)
-        calls: list[dict[str, Any]] = []
-        call = None
-        if tools and messages[-1].get("role") != "tool":
-            # Offered tools and not yet given a result: the model calls the one asked for.
-            call = text.tool_call(tools, str(messages[-1].get("content") or ""), self._config.seed)
-        if call is not None:
-            calls = [{"function": call}]
-            output = text.Output(
-                len(text.call_pieces(call)), "stop", source, 0, False, text.call_pieces(call)
-            )
+        made: list[dict[str, Any]] = []
+        users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+        declined = any(map(text.declines_tools, users))
+        if tools and messages[-1].get("role") != "tool" and not declined:
+            # Offered tools and not yet given a result: the model calls the ones asked for
+            # (the last message's words; a user who said not to use tools gets words).
+            last = str(messages[-1].get("content") or "")
+            made = text.tool_calls(tools, last, self._config.seed)
+        calls = [{"function": call} for call in made]
+        if calls:
+            pieces = text.call_pieces(*made)
+            output = text.Output(len(pieces), "stop", source, 0, False, pieces)
         else:
             output = self._output(kind, source, body, _thinking(name, kind, body.get("think")))
         top = _top_logprobs(body)

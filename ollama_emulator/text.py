@@ -323,12 +323,26 @@ def embedding(*, model: str, text: str, size: int) -> list[float]:
     return [v / norm for v in values]
 
 
-def tool_call(tools: list[dict[str, Any]], request: str, seed: int) -> dict[str, Any] | None:
-    """The call a model makes when offered ``tools`` (Ollama's ``tools[]`` entries), with
-    arguments its parameters schema accepts: the tool the request names (``get_weather``),
-    else one a word of the request names (``weather``, a part of four letters or more),
-    else none: the model answers in words, as a real one does to "Say hello" however many
-    tools an agent offers with it."""
+# A user's word against tools ("without tools", "do not call any tools", "no tools"): a
+# model told so answers in words, whatever it is offered, and whatever a later system
+# message demands (as real models sometimes ignore the tools they are offered).
+_NO_TOOLS = re.compile(
+    r"\b(?:without|no|(?:do not|don't|never) (?:use|call))(?: any)? tools?\b", re.IGNORECASE
+)
+
+
+def declines_tools(said: str) -> bool:
+    """Whether a user's ``said`` tells the model not to use tools."""
+    return bool(_NO_TOOLS.search(said))
+
+
+def tool_calls(tools: list[dict[str, Any]], request: str, seed: int) -> list[dict[str, Any]]:
+    """The calls a model makes when offered ``tools`` (Ollama's ``tools[]`` entries), with
+    arguments their parameters schema accepts: every tool the request names
+    (``get_weather``; several named, several calls, in the order offered: parallel tool
+    calls), else the first one a word of the request names (``weather``, a part of four
+    letters or more), else none: the model answers in words, as a real one does to "Say
+    hello" however many tools an agent offers with it."""
     functions = [t.get("function") or {} for t in tools]
     named = [f for f in functions if isinstance(f, dict) and f.get("name")]
     lowered = request.lower()
@@ -338,24 +352,26 @@ def tool_call(tools: list[dict[str, Any]], request: str, seed: int) -> dict[str,
         parts = [p for p in re.split(r"[^a-z0-9]+", name.lower()) if len(p) >= 4]
         return any(p in said for p in parts)
 
-    chosen = next((f for f in named if str(f["name"]).lower() in lowered), None) or next(
-        (f for f in named if mentioned(str(f["name"]))), None
-    )
-    if chosen is None:
-        return None
-    material = f"{seed}\x00{chosen['name']}\x00{request}".encode()
+    chosen = [f for f in named if str(f["name"]).lower() in lowered] or [
+        f for f in named if mentioned(str(f["name"]))
+    ][:1]
+    return [_call(f, request, seed) for f in chosen]
+
+
+def _call(function: dict[str, Any], request: str, seed: int) -> dict[str, Any]:
+    material = f"{seed}\x00{function['name']}\x00{request}".encode()
     rng = random.Random(int.from_bytes(hashlib.sha256(material).digest()[:8], "big"))
-    params = chosen.get("parameters")
+    params = function.get("parameters")
     schema = params if isinstance(params, dict) else {"type": "object", "properties": {}}
     arguments = _json_value(rng, {**schema, "type": "object"}, _names_from(request), depth=0)
     if not schema.get("properties"):
         arguments = {}
-    return {"name": str(chosen["name"]), "arguments": arguments}
+    return {"name": str(function["name"]), "arguments": arguments}
 
 
-def call_pieces(call: dict[str, Any]) -> tuple[str, ...]:
-    """The tokens a model writes for ``call`` (what its decode time is made of)."""
-    return tuple(_tokenize(json.dumps(call)))
+def call_pieces(*calls: dict[str, Any]) -> tuple[str, ...]:
+    """The tokens a model writes for ``calls`` (what its decode time is made of)."""
+    return tuple(p for call in calls for p in _tokenize(json.dumps(call)))
 
 
 def logprob(piece: str, position: int, rng_seed: int, top: int) -> dict[str, Any]:
