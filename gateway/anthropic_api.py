@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import inference
-from gateway.bodies import UNICODE_ONLY
+from gateway.bodies import CHECKED_BODY
 from gateway.problems import ApiError, http_status
 from gateway.upstream import Upstream
 from hive.limits import MAX_CONTEXT_TOKENS, MAX_TOP_K
@@ -368,7 +368,7 @@ class _Blocks:
 
 
 def router(upstream: Upstream) -> APIRouter:
-    api = APIRouter(tags=["anthropic"], dependencies=[UNICODE_ONLY])
+    api = APIRouter(tags=["anthropic"], dependencies=[CHECKED_BODY])
 
     async def refusal(err: grpc.aio.AioRpcError, model: str) -> AnthropicError:
         if await inference.model_is_unknown(upstream, err, model):

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import inference
-from gateway.bodies import UNICODE_ONLY
+from gateway.bodies import CHECKED_BODY
 from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive.limits import MAX_CONTEXT_TOKENS, MAX_DIMENSIONS, MAX_EXACT_INTEGER, MAX_TOP_LOGPROBS
@@ -430,7 +430,7 @@ def sse(obj: dict[str, Any] | str) -> bytes:
 
 
 def router(upstream: Upstream) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["openai"], dependencies=[UNICODE_ONLY])
+    api = APIRouter(prefix="/v1", tags=["openai"], dependencies=[CHECKED_BODY])
 
     async def open_chat(body: ChatCompletionRequest) -> inference.Generation:
         tools = [json.dumps(t) for t in body.tools or ()]

@@ -32,7 +32,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import inference
-from gateway.bodies import UNICODE_ONLY
+from gateway.bodies import CHECKED_BODY
 from gateway.openai_api import (
     REASONING,
     OpenAIError,
@@ -421,7 +421,7 @@ def _response(
 
 
 def router(upstream: Upstream) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["openai"], dependencies=[UNICODE_ONLY])
+    api = APIRouter(prefix="/v1", tags=["openai"], dependencies=[CHECKED_BODY])
 
     async def events(
         body: ResponsesRequest, generation: inference.Generation, ident: str, created: int
