@@ -568,7 +568,7 @@ def cmd_sim(args: argparse.Namespace, rest: list[str]) -> int:
 def cmd_emulator(args: argparse.Namespace, rest: list[str]) -> int:
     from ollama_emulator.cli import main
 
-    result: int = main(rest)
+    result: int = main(rest, prog="hive emulator")
     return result
 
 

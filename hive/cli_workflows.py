@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
@@ -32,7 +33,17 @@ PRIORITIES = {"low": common_pb2.PRIORITY_LOW, "normal": common_pb2.PRIORITY_NORM
 STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}
 STATE_STYLE = {"queued": "dim", "running": "yellow", "succeeded": "green", "failed": "red",
                "cancelled": "magenta", "pending": "dim"}  # fmt: skip
-SUBMIT_FIELDS = ("name", "requirements", "language", "priority", "pipeline", "request_id", "labels")
+SUBMIT_FIELDS = (
+    "name",
+    "requirements",
+    "language",
+    "priority",
+    "pipeline",
+    "request_id",
+    "labels",
+    "wait_for_models",
+    "pipeline_definition",
+)
 
 
 JSON_HELP = "as JSON, as the REST API writes it"
@@ -88,6 +99,13 @@ def build_request(args: argparse.Namespace) -> workflow_pb2.SubmitWorkflowReques
     labels = data.get("labels", {})
     if not isinstance(labels, dict):
         raise UsageError("labels: expected an object of strings")
+    if getattr(args, "wait_for_models", False):
+        data["wait_for_models"] = True
+    definition = data.get("pipeline_definition")
+    if getattr(args, "pipeline_file", None):
+        definition = _pipeline_file(args.pipeline_file)
+    if definition is not None and not isinstance(definition, dict):
+        raise UsageError("pipeline_definition: expected an object (a pipeline template)")
     return workflow_pb2.SubmitWorkflowRequest(
         name=str(data.get("name", "")),
         requirements=str(data.get("requirements", "")),
@@ -96,7 +114,21 @@ def build_request(args: argparse.Namespace) -> workflow_pb2.SubmitWorkflowReques
         pipeline=str(data.get("pipeline", "")),
         request_id=str(data.get("request_id", "")),
         labels={str(k): str(v) for k, v in labels.items()},
+        wait_for_models=bool(data.get("wait_for_models", False)),
+        pipeline_definition=json.dumps(definition) if definition is not None else "",
     )
+
+
+def _pipeline_file(path: str) -> Any:
+    """A pipeline template file (YAML, as in HIVE_PIPELINES, or JSON), as an object; the
+    coordinator checks it. A template without a name takes the file's."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"{path}: cannot read a pipeline from it: {exc}") from None
+    if isinstance(data, dict):
+        data.setdefault("name", Path(path).stem)
+    return data
 
 
 def stage_table(wf: workflow_pb2.Workflow) -> Table:
@@ -140,6 +172,8 @@ def progress_line(event: workflow_pb2.WatchWorkflowResponse) -> str:
         where = f" on {t.node}/{t.endpoint_id}" if t.node else ""
         error = f": {t.error}" if t.error else ""
         what = f"task {t.task_id} {_task_state(t.state)}{where} ({t.model}){error}"
+    elif kind == workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING:
+        what = f"stage {event.message}"  # "review waits for a node with model 'x'"
     elif kind in (
         workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_STARTED,
         workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_FINISHED,
@@ -372,6 +406,17 @@ def register(sub: Any) -> None:
     p.add_argument("--language")
     p.add_argument("--priority", help="low, normal or high")
     p.add_argument("--pipeline", help="pipeline template (default: full)")
+    p.add_argument(
+        "--pipeline-file",
+        metavar="FILE",
+        help="a pipeline of your own (YAML or JSON, as in docs/workflows.md) instead of --pipeline",
+    )
+    p.add_argument(
+        "--wait-for-models",
+        action="store_true",
+        help="accept it even when a stage's model is on no node: that stage waits for one "
+        "(otherwise such a workflow is refused, naming the stage and the model)",
+    )
     p.add_argument("--request-id", dest="request_id", help="makes retries idempotent")
     p.add_argument("--no-wait", action="store_true", help="return once accepted")
     p.add_argument(

@@ -171,6 +171,44 @@ async def test_submit_off_a_terminal_writes_one_whole_line_per_event() -> None:
     assert f"{wf_id[1]} succeeded" in lines[lines.index(events[-1]) + 1 :], out
 
 
+async def test_submit_sends_a_pipeline_file_and_may_wait_for_its_models(tmp_path: Path) -> None:
+    """``hive submit --pipeline-file`` sends a template of one's own; one needing a model no
+    node has is refused naming stage and model, or queued with ``--wait-for-models``, and
+    the wait is a line of its own."""
+    own = tmp_path / "draft_only.yaml"
+    own.write_text(
+        "stages:\n  - {name: draft, type: code_generation, model: qwen2.5-coder:7b, prompt: x}\n"
+    )
+    absent = tmp_path / "absent.yaml"
+    absent.write_text(
+        "stages:\n  - {name: draft, type: code_generation, model: gemma2:9b, prompt: x}\n"
+    )
+    async with running_dev() as dev:
+        where = ("--coordinator", dev.coordinator_address)
+        ran = await run("submit", str(WORKFLOW), "--pipeline-file", str(own), *where)
+        assert ran.returncode == 0, ran.stderr
+        assert "(draft_only)" in ran.stdout and "stage draft succeeded" in ran.stdout
+        refused = await run("submit", str(WORKFLOW), "--pipeline-file", str(absent), *where)
+        assert refused.returncode != 0
+        assert "'draft'" in refused.stderr and "'gemma2:9b'" in refused.stderr, refused.stderr
+        queued = await run(
+            "submit", str(WORKFLOW), "--pipeline-file", str(absent), "--wait-for-models",
+            "--no-wait", "--json", *where,
+        )  # fmt: skip
+        wf = loads(queued)
+        assert wf["wait_for_models"] is True and wf["pipeline"] == "absent"
+        bad = await run("submit", str(WORKFLOW), "--pipeline-file", str(tmp_path / "nope"), *where)
+        assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_the_emulator_explains_itself_under_its_own_name() -> None:
+    done = hive("emulator", "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: hive emulator")
+    text = " ".join(done.stdout.split())
+    assert "0 instant" in text and "OLLAMA_NUM_PARALLEL" in text and "example:" in text
+
+
 async def test_watch_shows_task_events_and_replays_a_workflow_in_order() -> None:
     """``hive watch`` with no id shows the cluster's tasks as they run, workflows' too; a
     finished workflow watched by id replays its stages in the order they happened, each
