@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coordinator.sim import POLICY_NAMES, parse_workload, simulate
+from coordinator.sim import POLICY_NAMES, SimResult, parse_workload, simulate
 from coordinator.sim.cli import main
 from hive.config import ConfigError, parse_cluster_config, seed_cluster
 
@@ -191,3 +191,80 @@ def test_model_load_gbps_must_be_positive() -> None:
     with pytest.raises(ConfigError) as err:
         parse_cluster_config(yaml.safe_load(bad), "c.yaml")
     assert "nodes[0].model_load_gbps" in str(err.value) and "> 0" in str(err.value)
+
+
+WORKLOADS = Path(__file__).resolve().parent.parent / "benchmarks" / "workloads"
+
+# Every policy's numbers for a short run on the 20-node cluster (and hive with the
+# optimizer): (tasks, completed, cold loads, evictions, p50, p95, p99, utilisation).
+# Speed work on the simulator must leave them exactly as they are.
+PINNED = {
+    "hive": (915, 915, 6, 0, 4.177936, 12.309259, 29.114349, 0.639137),
+    "round_robin": (915, 915, 51, 48, 6.286755, 27.832517, 50.477612, 0.949023),
+    "random": (915, 915, 45, 42, 6.624545, 30.700417, 69.096571, 0.95782),
+    "least_outstanding": (915, 915, 58, 57, 5.055571, 19.977278, 41.079731, 0.992939),
+    "p2c": (915, 915, 60, 56, 6.018304, 22.884938, 47.687853, 0.965675),
+    "static_chain": (915, 915, 37, 33, 5.477843, 20.064276, 45.420738, 0.917917),
+    "hive_original": (915, 915, 37, 32, 5.637247, 22.297128, 36.611356, 0.964574),
+    "least_work": (915, 915, 57, 49, 5.183936, 15.450324, 30.741473, 0.938157),
+    "least_work_warm": (915, 915, 6, 0, 4.908688, 15.335297, 30.839744, 0.746594),
+    "llm_d": (915, 915, 5, 0, 4.531714, 17.589926, 31.601305, 0.933098),
+    "litellm_least_busy": (915, 915, 53, 48, 6.737245, 27.20825, 58.866176, 0.976126),
+    "litellm_latency": (915, 915, 20, 19, 4.841136, 18.446854, 36.274804, 0.690111),
+    "gpustack_binpack": (915, 915, 4, 0, 5.740676, 23.90746, 45.555216, 0.921491),
+    "gpustack_spread": (915, 915, 10, 0, 4.72734, 18.721331, 39.206914, 0.881897),
+    "hive+optimizer": (915, 915, 3, 0, 3.894639, 12.126503, 27.86294, 0.704482),
+}
+
+
+def test_a_short_run_on_the_20_node_cluster_gives_the_pinned_numbers() -> None:
+    from dataclasses import replace
+
+    from coordinator.optimizer import OptimizerConfig
+    from coordinator.sim import load_workload
+    from hive.config import load_cluster_config
+
+    cluster = load_cluster_config(WORKLOADS / "cluster20.yaml")
+    wl = replace(
+        load_workload(WORKLOADS / "chat20.yaml"), duration_seconds=150.0, warmup_seconds=30.0
+    )
+
+    def row(r: SimResult) -> tuple[float, ...]:
+        c = r.completion
+        return (
+            r.tasks,
+            r.completed,
+            r.cold_loads,
+            r.evictions,
+            round(c["p50"], 6),
+            round(c["p95"], 6),
+            round(c["p99"], 6),
+            round(r.utilization, 6),
+        )
+
+    got = {p: row(simulate(cluster, wl, p)) for p in POLICY_NAMES}
+    got["hive+optimizer"] = row(simulate(cluster, wl, "hive", optimizer=OptimizerConfig()))
+    assert got == PINNED
+
+
+def test_the_table_ranks_hive_against_the_best_baseline() -> None:
+    from rich.console import Console
+
+    from coordinator.sim.cli import best_baseline, comparison, render
+
+    cluster = parse_cluster_config(yaml.safe_load(SMALL_CLUSTER), "c.yaml")
+    wl = parse_workload(SMALL_WORKLOAD, "w.yaml")
+    results = [simulate(cluster, wl, p) for p in POLICY_NAMES]
+    best = best_baseline(results)
+    assert best is not None and best.policy != "hive"
+    assert best.completion["p95"] == min(r.completion["p95"] for r in results if r.policy != "hive")
+    line = comparison(results)
+    assert line is not None and f"best baseline, {best.policy}," in line
+    hive = results[0].completion["p95"]
+    change = 1 - hive / best.completion["p95"]
+    assert f"{abs(change):.1%} {'lower' if change >= 0 else 'higher'}" in line
+    console = Console(record=True, width=300)
+    render(results, console)
+    assert line in console.export_text()
+    # Without hive (or without a baseline) there is nothing to rank.
+    assert comparison(results[1:]) is None and comparison(results[:1]) is None

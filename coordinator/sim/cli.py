@@ -79,6 +79,31 @@ def nowhere(results: list[SimResult], argv: list[str] | None = None) -> list[str
     ]
 
 
+def best_baseline(results: list[SimResult]) -> SimResult | None:
+    """The baseline with the lowest p95 completion time (ties: the earlier in the run),
+    None when no baseline ran."""
+    others = [r for r in results if r.policy != "hive"]
+    return min(others, key=lambda r: r.completion["p95"]) if others else None
+
+
+def comparison(results: list[SimResult]) -> str | None:
+    """One line ranking hive against the strongest baseline by p95; None unless both ran."""
+    hive = next((r for r in results if r.policy == "hive"), None)
+    best = best_baseline(results)
+    if hive is None or best is None:
+        return None
+    h, b = hive.completion["p95"], best.completion["p95"]
+    if not (b > 0 and math.isfinite(h) and math.isfinite(b)):
+        return f"hive p95 {h:.1f} s; best baseline {best.policy} p95 {b:.1f} s"
+    change = 1 - h / b
+    word = "lower" if change >= 0 else "higher"
+    rank = 1 + sum(1 for r in results if r.policy != "hive" and r.completion["p95"] < h)
+    return (
+        f"hive p95 {h:.1f} s against the best baseline, {best.policy}, {b:.1f} s: "
+        f"{abs(change):.1%} {word}; hive ranks {rank} of {len(results)} by p95"
+    )
+
+
 def render(results: list[SimResult], console: Console) -> None:
     first = results[0]
     title = (
@@ -118,6 +143,9 @@ def render(results: list[SimResult], console: Console) -> None:
             str(r.unfinished),
         )
     console.print(t)
+    line = comparison(results)
+    if line is not None:
+        console.print(line)
     nodes = Table(title="per-node utilisation")
     nodes.add_column("policy")
     names = list(first.node_utilization)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ from coordinator.routing.task import Priority
 from coordinator.scheduler import Assignment, FinishKind, QueueFull, Scheduler, Unroutable
 from coordinator.sim.catalog import homeless
 from coordinator.sim.cluster import BATCH_SLOWDOWN, Request, SimEndpoint, build_endpoints
-from coordinator.sim.policies import make_policy
+from coordinator.sim.policies import Finished, make_policy
 from coordinator.sim.workload import Workload
 from hive.config import ClusterConfig, ConfigError
 
@@ -205,6 +206,8 @@ class Simulation:
         )
         self.policy_name = policy
         self.policy = make_policy(policy, self.router, self.seed)
+        # What a policy that learns from answers (LiteLLM's) is told of each finished task.
+        self._learn: Callable[[Finished], None] | None = getattr(self.policy, "learn", None)
         self.scheduler = Scheduler(self.router, self.policy)
         self.endpoints = build_endpoints(cluster, self.workload.catalog)
         position = {id(e): i for i, e in enumerate(self.endpoints)}
@@ -495,6 +498,8 @@ class Simulation:
         )
         if observe is not None:
             observe(e.node, e.id, now - q.slot_at)
+        if self._learn is not None:
+            self._learn(Finished(e.node, e.id, q.model, q.assigned_at, now, q.output_tokens))
         if self.optimizer is not None:
             wait, service = self._predicted.pop((q.task_id, q.attempt), (-1.0, -1.0))
             self.history.add(
