@@ -92,6 +92,11 @@ class NodeRecord:
     )
     # Tasks the agent reports running (from its heartbeats).
     agent_running: tuple[str, ...] = ()
+    # The seq of the last heartbeat applied (the agent's count, kept across its sessions).
+    heartbeat_seq: int = 0
+    # Registered by an agent process on its first session (Register.reconnects 0): one
+    # that just started, whose heartbeats count from 1 again.
+    first_session: bool = False
 
     @property
     def reconnects(self) -> int:
@@ -196,6 +201,8 @@ class Registry:
         self.on_state_change: list[Callable[[NodeRecord, NodeState], None]] = []
         # Control requests someone awaits the agent's ControlAck of, by request id.
         self._awaited: dict[str, asyncio.Future[agent_session_pb2.ControlAck]] = {}
+        # Woken on every registration and applied heartbeat (until).
+        self._changed: set[asyncio.Future[None]] = set()
 
     # --- queries -----------------------------------------------------------------
 
@@ -243,6 +250,7 @@ class Registry:
             last_heartbeat_wall=wall,
             last_heard=now,
             agent_running=tuple(register.running_task_ids),
+            first_session=register.reconnects == 0,
         )
         if existing is not None:
             record.sessions = existing.sessions + 1
@@ -271,6 +279,7 @@ class Registry:
         if existing is not None and existing.state is not NodeState.HEALTHY:
             for callback in self.on_state_change:
                 callback(record, existing.state)
+        self._wake()
         return record
 
     def heartbeat(self, record: NodeRecord, beat: agent_session_pb2.Heartbeat) -> None:
@@ -283,6 +292,7 @@ class Registry:
         record.telemetry = beat.telemetry
         self.version += 1
         record.agent_running = tuple(beat.running_task_ids)
+        record.heartbeat_seq = beat.seq
         if beat.endpoints:
             self._update_endpoints(record, beat.endpoints)
         if record.state is not NodeState.HEALTHY:
@@ -291,6 +301,43 @@ class Registry:
             self._degraded_changed(record)
         if self._watchers:
             self._publish(cluster_pb2.WatchClusterResponse(telemetry=self.status(record)))
+        self._wake()
+
+    def announced(self, name: str, seq: int, since: NodeRecord | None) -> bool:
+        """Whether what node ``name``'s agent announced in its heartbeat ``seq`` is
+        applied: that heartbeat or a later one was (the session stream carries them in
+        order), or an agent process started since ``since`` (the node's record when the
+        caller was told ``seq``) has registered, its models read afresh."""
+        record = self._nodes.get(name)
+        if record is None:
+            return False
+        if record.heartbeat_seq >= seq:
+            return True
+        return record is not since and record.first_session
+
+    async def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate`` (of the registry) holds, checked on every registration
+        and heartbeat; False if it still does not after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            changed: asyncio.Future[None] = loop.create_future()
+            self._changed.add(changed)
+            try:
+                await asyncio.wait_for(changed, left)
+            except TimeoutError:
+                return predicate()
+            finally:
+                self._changed.discard(changed)
+        return True
+
+    def _wake(self) -> None:
+        for changed in self._changed:
+            if not changed.done():
+                changed.set_result(None)
 
     def _update_endpoints(
         self, record: NodeRecord, endpoints: Sequence[common_pb2.OllamaEndpoint]

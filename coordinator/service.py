@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -418,12 +419,18 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         request: inference_pb2.PullRequest,
         context: grpc.aio.ServicerContext[inference_pb2.PullRequest, inference_pb2.PullResponse],
     ) -> AsyncIterator[inference_pb2.PullResponse]:
+        """Each endpoint's pull, its progress lines labelled with it. First, before any
+        progress, a "pulling manifest" line for every endpoint it acts on (so a client can
+        count each layer's bytes on all of them from that layer's first line); an endpoint's
+        "success" comes once the registry has its new models (it is routed to from then)."""
         model = await _check_model(request.model, context)
         live, targets = await self._targets(request.endpoints, model, False, context)
         if not targets:
             yield inference_pb2.PullResponse(status="success")
             return
         log.info("pull %s onto %s", model, ", ".join(targets))
+        for where in targets:
+            yield inference_pb2.PullResponse(endpoint=where, status="pulling manifest")
         out: asyncio.Queue[inference_pb2.PullResponse | None] = asyncio.Queue()
         pulls = [
             asyncio.create_task(
@@ -434,6 +441,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                         endpoint_id=endpoint.id, model=model, insecure=request.insecure
                     ),
                     out,
+                    functools.partial(self._announced, record, endpoint.id, model, True),
                 )
             )
             for where in targets
@@ -458,25 +466,67 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             inference_pb2.DeleteRequest, inference_pb2.DeleteResponse
         ],
     ) -> inference_pb2.DeleteResponse:
+        """Remove the model from each endpoint, answering once the registry has every
+        endpoint's models as they are after it (it is no longer routed to). NOT_FOUND when
+        no endpoint has it: none is known to, or each one's Ollama said so (the endpoints
+        were not named)."""
         model = await _check_model(request.model, context)
         live, targets = await self._targets(request.endpoints, model, True, context)
         if not targets:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
 
-        async def delete(where: str) -> str:
+        async def delete(where: str) -> tuple[str, str]:
+            """(why it failed, why the model was not there): both "" when removed."""
             record, endpoint = live[where]
             stub = self.dispatcher.channels.stub(record.info.agent_address, record.name)
             ask = node_agent_pb2.DeleteModelRequest(endpoint_id=endpoint.id, model=model)
             try:
-                await stub.DeleteModel(ask, timeout=NODE_ANSWER_SECONDS)
+                reply = await stub.DeleteModel(ask, timeout=NODE_ANSWER_SECONDS)
             except grpc.aio.AioRpcError as err:
-                return err.details() or err.code().name
-            return ""
+                return err.details() or err.code().name, ""
+            return (
+                await self._announced(record, endpoint.id, model, False, reply.announced_seq),
+                reply.absent,
+            )
 
-        errors = await asyncio.gather(*(delete(where) for where in targets))
+        outcomes = await asyncio.gather(*(delete(where) for where in targets))
+        absent = [where for where, (error, gone) in zip(targets, outcomes, strict=True) if gone]
+        if request.endpoints:  # named: an endpoint without the model is not as asked
+            errors = [error or gone for error, gone in outcomes]
+        else:  # the registry thought it there; its Ollama had lost it: nothing to remove
+            errors = [error for error, _ in outcomes]
+            if len(absent) == len(targets):
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
         done, failed = _outcomes(targets, errors)
-        log.info("delete %s: from %s; failed %s", model, done, failed)
+        done = [where for where in done if where not in absent]
+        log.info("delete %s: from %s; failed %s; absent %s", model, done, failed, absent)
         return inference_pb2.DeleteResponse(deleted_from=done, failed=failed)
+
+    async def _announced(
+        self, record: NodeRecord, endpoint_id: str, model: str, present: bool, seq: int
+    ) -> str:
+        """Wait until the registry has what ``record``'s agent announced in its heartbeat
+        ``seq`` (after a pull onto, or a removal from, ``endpoint_id``): "" then, else why
+        not. An agent that gives no seq: until the registry shows the endpoint with (or,
+        ``present`` False, without) ``model``."""
+        registry = self.registry
+
+        def shown() -> bool:
+            if seq:
+                return registry.announced(record.name, seq, record)
+            now = registry.find(record.name)
+            return now is not None and any(
+                e.id == endpoint_id and any(m.name == model for m in e.models) == present
+                for e in now.info.endpoints
+            )
+
+        if await registry.until(shown, ANNOUNCE_SECONDS):
+            return ""
+        return (
+            f"{'pulled' if present else 'removed'}, but node {record.name} did not announce "
+            f"its models within {ANNOUNCE_SECONDS:.0f}s, so the cluster does not route by "
+            "them yet"
+        )
 
     def _live_endpoints(
         self,
@@ -574,11 +624,16 @@ async def _pull_one(
     where: str,
     request: node_agent_pb2.PullModelRequest,
     out: asyncio.Queue[inference_pb2.PullResponse | None],
+    announced: Callable[[int], Awaitable[str]],
 ) -> None:
-    """One endpoint's pull, its progress lines (labelled ``where``) put on ``out``; a
-    failure is its last line; None says it ended."""
+    """One endpoint's pull, its progress lines (labelled ``where``) put on ``out``; its
+    "success" once ``announced`` (given the agent's announced_seq) says the registry has
+    the endpoint's new models; a failure is its last line; None says it ended."""
     try:
         async for line in stub.PullModel(request):
+            if line.status == "success" and (error := await announced(line.announced_seq)):
+                out.put_nowait(inference_pb2.PullResponse(endpoint=where, error=error))
+                continue
             out.put_nowait(
                 inference_pb2.PullResponse(
                     endpoint=where,
@@ -599,6 +654,9 @@ async def _pull_one(
 # How long an unload or a delete waits for each node's answer (Ollama answers at once; an
 # unloaded model leaves VRAM when its running requests have finished).
 NODE_ANSWER_SECONDS = 30.0
+# How long a pull or a delete that a node has done waits for the node's heartbeat that
+# announces its new models (sent at once) to be applied, before saying it was not.
+ANNOUNCE_SECONDS = 10.0
 
 THINK_VALUES = ("", "true", "false", "low", "medium", "high")
 

@@ -212,15 +212,25 @@ class PullBody(ModelBody):
 class PullProgress:
     """Many endpoints' pull progress as one Ollama pull: each layer's bytes summed over
     the endpoints pulling it, every other status once, and at the end "success" or an
-    error naming the endpoints that failed."""
+    error naming the endpoints that failed.
+
+    A layer's total is the whole of it from its first line: the coordinator names every
+    endpoint of the pull before any progress (InferenceService.Pull), and a layer (by its
+    digest) is as large on each of them, so those that have not said yet count with the
+    size the first one says. A client's progress bar then never jumps back as more
+    endpoints start on it."""
 
     def __init__(self) -> None:
         self.said: set[str] = set()
         self.layers: dict[str, dict[str, tuple[int, int]]] = {}
         self.failed: list[str] = []
         self.missing = 0  # endpoints whose registry has no such model
+        # Every endpoint the pull acts on: those named before the first layer's line.
+        self.endpoints: set[str] = set()
 
     def line(self, step: inference_pb2.PullResponse) -> dict[str, Any] | None:
+        if step.endpoint and not self.layers:
+            self.endpoints.add(step.endpoint)
         if step.error:
             self.failed.append(f"{step.endpoint}: {step.error}")
             self.missing += "file does not exist" in step.error
@@ -230,7 +240,8 @@ class PullProgress:
         if step.digest:
             layer = self.layers.setdefault(step.digest, {})
             layer[step.endpoint] = (step.total, step.completed)
-            total = sum(t for t, _ in layer.values())
+            total = sum(layer[e][0] if e in layer else step.total for e in self.endpoints)
+            total += sum(t for e, (t, _) in layer.items() if e not in self.endpoints)
             done = sum(c for _, c in layer.values())
             return {"status": step.status, "digest": step.digest, "total": total, "completed": done}
         if step.status in self.said:
@@ -574,7 +585,8 @@ def router(upstream: Upstream) -> APIRouter:
     @api.post("/api/pull", response_model=None)
     async def pull(body: Annotated[PullBody, Body()]) -> StreamingResponse | JSONResponse:
         """Pull a model onto every node of the cluster that lacks it (Ollama's /api/pull),
-        with the progress of all of them as one."""
+        with the progress of all of them as one (PullProgress). "success" comes once the
+        coordinator routes to the model on every one of them: the next call can use it."""
         name = body.named()
         call = upstream.inference.Pull(
             inference_pb2.PullRequest(model=name, insecure=body.insecure)
@@ -614,7 +626,9 @@ def router(upstream: Upstream) -> APIRouter:
 
     @api.delete("/api/delete", response_model=None)
     async def delete(body: Annotated[ModelBody, Body()]) -> Response:
-        """Remove a model from every node that has it (Ollama's /api/delete)."""
+        """Remove a model from every node that has it (Ollama's /api/delete). It answers
+        once the coordinator no longer routes to the model there: the next call finds it
+        gone. No node has it: 404, ``{"error": "model 'NAME' not found"}`` as Ollama's."""
         name = body.named()
         try:
             reply = await upstream.inference.Delete(

@@ -109,6 +109,8 @@ class Agent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rng = random.Random()
         self._beats = 0
+        # Set to send the next heartbeat now (models_changed), not after the interval.
+        self._beat_now = asyncio.Event()
         # The telemetry of the last heartbeat, for /metrics.
         self.last_telemetry: common_pb2.NodeTelemetry | None = None
         self.metrics = AgentMetrics(self)
@@ -473,6 +475,9 @@ class Agent:
         differ from what the coordinator was last told (``announced``, from Register)."""
         while True:
             telemetry = await self.telemetry()
+            # No await from here to reading the endpoints: a heartbeat numbered after a
+            # change (models_changed) announces the models as they are since the change.
+            self._beat_now.clear()
             self._beats += 1
             self.metrics.heartbeats.inc()
             beat = agent_session_pb2.Heartbeat(
@@ -484,7 +489,17 @@ class Agent:
                 beat.endpoints.extend(now)
                 announced = now
             await writer.write(agent_session_pb2.ConnectRequest(heartbeat=beat))
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), interval)
+
+    def models_changed(self) -> int:
+        """An endpoint's models were just read again (a pull or a removal through the
+        agent): heartbeat now rather than after the interval. Returns the seq of the first
+        heartbeat that announces them, which the session stream carries in order after
+        every earlier one: once the coordinator has applied it (or a later one, or the
+        Register of a later session, read after this), it routes by these models."""
+        self._beat_now.set()
+        return self._beats + 1
 
     async def _handle(
         self, writer: _SessionWriter, message: agent_session_pb2.ConnectResponse

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
@@ -32,6 +33,10 @@ class LocalEndpoint:
     in_flight: int = 0
     # Capabilities by (model, digest): asked of Ollama once per model version.
     _capabilities: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # One refresh at a time: what they read is kept in the order they read it, so a
+    # heartbeat's refresh that asked before a pull or removal finished cannot put back the
+    # list from before it after the pull's own refresh (node_agent/service.py).
+    _reading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def id(self) -> str:
@@ -42,14 +47,19 @@ class LocalEndpoint:
 
     async def refresh(self, full: bool = False) -> None:
         """Read loaded models (/api/ps); when ``full`` or unhealthy, also version and tags."""
+        async with self._reading:
+            await self._refresh(full)
+
+    async def _refresh(self, full: bool) -> None:
         try:
             if full or not self.healthy:
                 about = await self.client.version()
                 self.version = str(about.get("version", ""))
                 self.hive_cluster = str(about.get(VERSION_KEY) or "")
-                self.models = [_model_info(m) for m in await self.client.tags()]
-                for info in self.models:
+                models = [_model_info(m) for m in await self.client.tags()]
+                for info in models:
                     info.capabilities.extend(await self._capabilities_of(info))
+                self.models = models  # whole: a heartbeat never sees it half read
             self.loaded = [_loaded_model(m) for m in await self.client.ps()]
             if not self.healthy:
                 log.info(

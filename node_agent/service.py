@@ -450,13 +450,15 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             node_agent_pb2.PullModelRequest, node_agent_pb2.PullModelResponse
         ],
     ) -> AsyncIterator[node_agent_pb2.PullModelResponse]:
-        """Ollama's /api/pull on one endpoint, line by line; once it succeeds the endpoint's
-        models are read again, so the next heartbeat announces the new one."""
+        """Ollama's /api/pull on one endpoint, line by line. Its "success" comes last, once
+        the endpoint's models have been read again, with the seq of the heartbeat that
+        announces them (sent at once): the coordinator answers success when it has it."""
         endpoint = await self._endpoint(request.endpoint_id, context)
         payload: dict[str, Any] = {"model": request.model}
         if request.insecure:
             payload["insecure"] = True
         log.info("agent %s: pulling %s onto %s", self.agent.name, request.model, endpoint.id)
+        succeeded = False
         try:
             async with contextlib.aclosing(endpoint.client.stream("/api/pull", payload)) as lines:
                 async for line in lines:
@@ -464,6 +466,9 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                         await context.abort(
                             grpc.StatusCode.FAILED_PRECONDITION, f"ollama: {line['error']}"
                         )
+                    if line.get("status") == "success":
+                        succeeded = True
+                        continue  # said below, once the models are read again
                     yield node_agent_pb2.PullModelResponse(
                         status=str(line.get("status", "")),
                         digest=str(line.get("digest", "")),
@@ -472,7 +477,14 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     )
         except (OllamaError, httpx.TransportError) as exc:
             await _abort_for(context, endpoint, exc, grpc.StatusCode.FAILED_PRECONDITION)
-        await endpoint.refresh(full=True)
+        if not succeeded:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"ollama {endpoint.id} at {endpoint.client.url} ended the pull before its success",
+            )
+        yield node_agent_pb2.PullModelResponse(
+            status="success", announced_seq=await self._models_changed(endpoint)
+        )
 
     async def DeleteModel(
         self,
@@ -481,15 +493,29 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             node_agent_pb2.DeleteModelRequest, node_agent_pb2.DeleteModelResponse
         ],
     ) -> node_agent_pb2.DeleteModelResponse:
-        """Ollama's /api/delete on one endpoint; its models are read again at once."""
+        """Ollama's /api/delete on one endpoint; its models are read again and announced
+        at once, the answer carrying the seq of the heartbeat that does. A model Ollama did
+        not have (its 404) is ``absent``, not an error: the endpoint is as asked."""
         endpoint = await self._endpoint(request.endpoint_id, context)
         log.info("agent %s: removing %s from %s", self.agent.name, request.model, endpoint.id)
+        absent = ""
         try:
             await endpoint.client.delete(request.model)
-        except (OllamaError, httpx.TransportError) as exc:
+        except OllamaError as exc:
+            if exc.status != 404:
+                await _abort_for(context, endpoint, exc, grpc.StatusCode.FAILED_PRECONDITION)
+            absent = f"ollama {endpoint.id} ({exc.status}): {exc.message}"
+        except httpx.TransportError as exc:
             await _abort_for(context, endpoint, exc, grpc.StatusCode.FAILED_PRECONDITION)
+        return node_agent_pb2.DeleteModelResponse(
+            announced_seq=await self._models_changed(endpoint), absent=absent
+        )
+
+    async def _models_changed(self, endpoint: LocalEndpoint) -> int:
+        """Read ``endpoint``'s models again and have them announced now; the seq of the
+        heartbeat that announces them (Agent.models_changed)."""
         await endpoint.refresh(full=True)
-        return node_agent_pb2.DeleteModelResponse()
+        return self.agent.models_changed()
 
     async def GetNode(
         self,

@@ -115,14 +115,18 @@ class InferenceServiceServicer:
 
     def Pull(self, request, context):
         """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
-        streaming each endpoint's progress. The nodes then announce it and it is routed to.
+        streaming each endpoint's progress: first a "pulling manifest" line naming each
+        endpoint it acts on, then their own lines. An endpoint's "success" comes once the
+        coordinator routes to the model there (its node announced it and the registry has it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Delete(self, request, context):
-        """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama).
+        """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama),
+        answered once the coordinator no longer routes to it there. NOT_FOUND when no endpoint
+        has it (none is known to, or, endpoints not named, each one's Ollama said so).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,10 +48,15 @@ class InferenceServiceStub:
     """
     Pull: _grpc.UnaryStreamMultiCallable[_inference_pb2.PullRequest, _inference_pb2.PullResponse]
     """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
-    streaming each endpoint's progress. The nodes then announce it and it is routed to.
+    streaming each endpoint's progress: first a "pulling manifest" line naming each
+    endpoint it acts on, then their own lines. An endpoint's "success" comes once the
+    coordinator routes to the model there (its node announced it and the registry has it).
     """
     Delete: _grpc.UnaryUnaryMultiCallable[_inference_pb2.DeleteRequest, _inference_pb2.DeleteResponse]
-    """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama)."""
+    """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama),
+    answered once the coordinator no longer routes to it there. NOT_FOUND when no endpoint
+    has it (none is known to, or, endpoints not named, each one's Ollama said so).
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -73,10 +78,15 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """
     Pull: _aio.UnaryStreamMultiCallable[_inference_pb2.PullRequest, _inference_pb2.PullResponse]  # type: ignore[assignment]
     """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
-    streaming each endpoint's progress. The nodes then announce it and it is routed to.
+    streaming each endpoint's progress: first a "pulling manifest" line naming each
+    endpoint it acts on, then their own lines. An endpoint's "success" comes once the
+    coordinator routes to the model there (its node announced it and the registry has it).
     """
     Delete: _aio.UnaryUnaryMultiCallable[_inference_pb2.DeleteRequest, _inference_pb2.DeleteResponse]  # type: ignore[assignment]
-    """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama)."""
+    """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama),
+    answered once the coordinator no longer routes to it there. NOT_FOUND when no endpoint
+    has it (none is known to, or, endpoints not named, each one's Ollama said so).
+    """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Single LLM requests, routed to the best node. The stream opens with the
@@ -131,7 +141,9 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_inference_pb2.PullResponse], _abc.AsyncIterator[_inference_pb2.PullResponse]]:
         """Pull a model onto endpoints of the cluster (what `ollama pull` does to one Ollama),
-        streaming each endpoint's progress. The nodes then announce it and it is routed to.
+        streaming each endpoint's progress: first a "pulling manifest" line naming each
+        endpoint it acts on, then their own lines. An endpoint's "success" comes once the
+        coordinator routes to the model there (its node announced it and the registry has it).
         """
 
     @_abc_1.abstractmethod
@@ -140,6 +152,9 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.DeleteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.DeleteResponse, _abc.Awaitable[_inference_pb2.DeleteResponse]]:
-        """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama)."""
+        """Remove a model from endpoints of the cluster (what `ollama rm` does to one Ollama),
+        answered once the coordinator no longer routes to it there. NOT_FOUND when no endpoint
+        has it (none is known to, or, endpoints not named, each one's Ollama said so).
+        """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -133,16 +133,18 @@ class PullModelRequest(_message.Message):
     def __init__(self, endpoint_id: _Optional[str] = ..., model: _Optional[str] = ..., insecure: _Optional[bool] = ...) -> None: ...
 
 class PullModelResponse(_message.Message):
-    __slots__ = ("status", "digest", "total", "completed")
+    __slots__ = ("status", "digest", "total", "completed", "announced_seq")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    ANNOUNCED_SEQ_FIELD_NUMBER: _ClassVar[int]
     status: str
     digest: str
     total: int
     completed: int
-    def __init__(self, status: _Optional[str] = ..., digest: _Optional[str] = ..., total: _Optional[int] = ..., completed: _Optional[int] = ...) -> None: ...
+    announced_seq: int
+    def __init__(self, status: _Optional[str] = ..., digest: _Optional[str] = ..., total: _Optional[int] = ..., completed: _Optional[int] = ..., announced_seq: _Optional[int] = ...) -> None: ...
 
 class DeleteModelRequest(_message.Message):
     __slots__ = ("endpoint_id", "model")
@@ -153,8 +155,12 @@ class DeleteModelRequest(_message.Message):
     def __init__(self, endpoint_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class DeleteModelResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("announced_seq", "absent")
+    ANNOUNCED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
+    announced_seq: int
+    absent: str
+    def __init__(self, announced_seq: _Optional[int] = ..., absent: _Optional[str] = ...) -> None: ...
 
 class GetNodeRequest(_message.Message):
     __slots__ = ()
