@@ -122,7 +122,13 @@ class PolicyContext:
 
 
 class Policy(Protocol):
-    """Chooses an endpoint: ``decision.chosen`` (None = nothing feasible now)."""
+    """Chooses an endpoint: ``decision.chosen`` (None = nothing feasible now).
+
+    A policy with ``reads_backlog = False`` declares that it never reads
+    ``EndpointView.backlog_seconds``: the scheduler then leaves it 0.0 (unknown) and
+    reuses an endpoint's overlaid view until its work changes, instead of re-estimating
+    every running task's remaining work on every dispatch (the simulator's baselines;
+    the decisions are the same, the dispatch several times cheaper)."""
 
     def __call__(
         self, task: TaskSpec, snapshot: ClusterSnapshot, context: PolicyContext
@@ -245,6 +251,11 @@ class Scheduler:
         self._queued = 0
         self._queued_by_priority = {p: 0 for p in Priority}
         self._running: dict[EndpointKey, dict[str, _Record]] = {}
+        # Bumped whenever an endpoint's running set changes; with the overlaid view cached
+        # for policies that do not read backlog_seconds: key -> (telemetry view, version,
+        # overlaid view).
+        self._running_version: dict[EndpointKey, int] = {}
+        self._bare_views: dict[EndpointKey, tuple[EndpointView, int, EndpointView]] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._draining: set[str] = set()
         self._limit_overrides: dict[EndpointKey, int] = {}
@@ -307,6 +318,7 @@ class Scheduler:
         )
         self._tasks[task.id] = rec
         self._running.setdefault((node, endpoint_id), {})[task.id] = rec
+        self._ran((node, endpoint_id))
         if task.deadline is not None:
             heapq.heappush(self._deadlines, (task.deadline, task.id))
         return Assignment(task, attempt, node, endpoint_id, decision, 0.0, adopted=True)
@@ -396,7 +408,8 @@ class Scheduler:
         nodes. Tasks whose model has nowhere to go this round are skipped (others behind
         them may still fit elsewhere); tasks past their deadline are left for ``expire``.
         """
-        snap = self.overlay(snapshot, now)
+        backlog = getattr(self.policy, "reads_backlog", True)
+        snap = self.overlay(snapshot, now, backlog)
         limits: dict[EndpointKey, int] = {}
         free = 0
         for node in snap.nodes:
@@ -451,9 +464,10 @@ class Scheduler:
             rec.dispatched_at = now
             rec.work_seconds = self._work_seconds(task, chosen, snap)
             self._running.setdefault(chosen.key, {})[task.id] = rec
+            self._ran(chosen.key)
             self._recent_dispatches.append(now)
             free -= 1
-            snap = self._overlay_node(snap, chosen.node, now)
+            snap = self._overlay_node(snap, chosen.node, now, backlog)
             out.append(
                 Assignment(
                     task,
@@ -532,17 +546,21 @@ class Scheduler:
 
     # ----- the scheduler's view on top of telemetry ----------------------------------------
 
-    def overlay(self, snapshot: ClusterSnapshot, now: float) -> ClusterSnapshot:
+    def overlay(
+        self, snapshot: ClusterSnapshot, now: float, backlog: bool = True
+    ) -> ClusterSnapshot:
         """``snapshot`` with this scheduler's in-flight work and drains applied.
 
         In-flight counts (per endpoint and per model) are the scheduler's own: telemetry
         lags behind assignments by up to a heartbeat. A model with work assigned counts as
         loaded (it is, or is loading). Endpoints the scheduler has nothing on keep their
-        reported numbers."""
+        reported numbers. Without ``backlog`` the views' ``backlog_seconds`` stay 0.0 (for
+        a policy that does not read them) and an endpoint's overlaid view is reused while
+        neither its telemetry view nor its running tasks changed."""
         nodes = list(snapshot.nodes)
         changed = False
         for i, node in enumerate(nodes):
-            new = self._overlay_one(node, now)
+            new = self._overlay_one(node, now, backlog)
             if new is not node:
                 nodes[i] = new
                 changed = True
@@ -552,47 +570,79 @@ class Scheduler:
             tuple(nodes), snapshot.speeds, snapshot.error_rates, snapshot.protected
         )
 
-    def _overlay_node(self, snap: ClusterSnapshot, name: str, now: float) -> ClusterSnapshot:
+    def _overlay_node(
+        self, snap: ClusterSnapshot, name: str, now: float, backlog: bool = True
+    ) -> ClusterSnapshot:
         node = snap.node(name)
         assert node is not None
-        new = self._overlay_one(node, now)
+        new = self._overlay_one(node, now, backlog)
         return snap if new is node else snap.replace_node(new)
 
-    def _overlay_one(self, node: NodeView, now: float) -> NodeView:
+    def _overlay_one(self, node: NodeView, now: float, backlog: bool = True) -> NodeView:
         draining = node.draining or node.name in self._draining
         eps = node.endpoints
         new_eps: list[EndpointView] | None = None
+        running = self._running
         for j, ep in enumerate(eps):
-            mine = self._running.get((ep.node, ep.id))
+            key = (ep.node, ep.id)
+            mine = running.get(key)
             if not mine and ep.in_flight == 0:
                 continue
-            new_ep = self._overlay_endpoint(ep, mine or {}, now)
+            if backlog:
+                new_ep = self._overlay_endpoint(ep, mine or {}, now)
+            else:
+                version = self._running_version.get(key, 0)
+                cached = self._bare_views.get(key)
+                if cached is not None and cached[0] is ep and cached[1] == version:
+                    new_ep = cached[2]
+                else:
+                    new_ep = self._overlay_endpoint(ep, mine or {}, now, backlog=False)
+                    self._bare_views[key] = (ep, version, new_ep)
             if new_eps is None:
                 new_eps = list(eps)
             new_eps[j] = new_ep
         if new_eps is None and draining == node.draining:
             return node
-        return replace(
-            node,
-            draining=draining,
-            endpoints=tuple(new_eps) if new_eps is not None else eps,
+        return NodeView(
+            node.name,
+            node.state,
+            draining,
+            node.specializations,
+            tuple(new_eps) if new_eps is not None else eps,
         )
 
     def _overlay_endpoint(
-        self, ep: EndpointView, mine: Mapping[str, _Record], now: float
+        self, ep: EndpointView, mine: Mapping[str, _Record], now: float, backlog: bool = True
     ) -> EndpointView:
         per_model: dict[str, int] = {}
         n = len(mine)
+        if not backlog:
+            for rec in mine.values():
+                model = rec.spec.model
+                per_model[model] = per_model.get(model, 0) + 1
+            return self._overlaid(ep, per_model, n, 0.0)
         rate = 1.0 / (1.0 + BATCH_SLOWDOWN * (min(n, ep.num_parallel) - 1)) if n else 1.0
-        backlog = 0.0
+        left_total = 0.0
+        remaining = self.residual.remaining if self.residual is not None else None
         for rec in mine.values():
-            per_model[rec.spec.model] = per_model.get(rec.spec.model, 0) + 1
-            left = rec.work_seconds - (now - rec.dispatched_at) * rate
-            if self.residual is not None:
-                wall = self.residual.remaining(now - rec.dispatched_at, rec.work_seconds)
+            model = rec.spec.model
+            per_model[model] = per_model.get(model, 0) + 1
+            age = now - rec.dispatched_at
+            work = rec.work_seconds
+            left = work - age * rate
+            if remaining is not None:
+                wall = remaining(age, work)
                 if wall is not None:
                     left = wall * rate
-            backlog += max(0.1 * rec.work_seconds, left)
+            floor = 0.1 * work
+            left_total += left if left > floor else floor
+        return self._overlaid(ep, per_model, n, left_total)
+
+    @staticmethod
+    def _overlaid(
+        ep: EndpointView, per_model: dict[str, int], n: int, backlog: float
+    ) -> EndpointView:
+        """``ep`` with the scheduler's ``n`` tasks (``per_model``, consumed) and backlog."""
         loaded: list[LoadedModelView] = []
         used = ep.vram_used_bytes
         for lm in ep.loaded:
@@ -601,12 +651,24 @@ class Scheduler:
             nbytes = ep.models.get(model, 0)
             loaded.append(LoadedModelView(model, nbytes, count))
             used += nbytes
-        return replace(
-            ep,
-            loaded=tuple(loaded),
-            in_flight=n,
-            vram_used_bytes=used,
-            backlog_seconds=backlog,
+        # Built field by field rather than with dataclasses.replace (a third of the cost of
+        # a dispatch in the simulator); tests/test_overlay.py holds the two to agreement.
+        return EndpointView(
+            ep.node,
+            ep.id,
+            ep.gpu_names,
+            ep.num_parallel,
+            ep.max_queue,
+            ep.vram_total_bytes,
+            used,
+            ep.models,
+            tuple(loaded),
+            n,
+            ep.healthy,
+            ep.utilization_percent,
+            backlog,
+            ep.load_bytes_per_second,
+            ep.hive_cluster,
         )
 
     # ----- results ---------------------------------------------------------------------
@@ -646,6 +708,11 @@ class Scheduler:
             mine.pop(rec.spec.id, None)
             if not mine:
                 del self._running[key]
+        self._ran(key)
+
+    def _ran(self, key: EndpointKey) -> None:
+        """The set of tasks running on ``key`` changed: its cached overlaid view is stale."""
+        self._running_version[key] = self._running_version.get(key, 0) + 1
 
     def _retry_or_fail(
         self, rec: _Record, now: float, retryable: bool, error: str

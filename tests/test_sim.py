@@ -268,3 +268,24 @@ def test_the_table_ranks_hive_against_the_best_baseline() -> None:
     assert line in console.export_text()
     # Without hive (or without a baseline) there is nothing to rank.
     assert comparison(results[1:]) is None and comparison(results[:1]) is None
+
+
+def test_policies_run_side_by_side_with_the_same_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cpath = tmp_path / "c.yaml"
+    cpath.write_text(SMALL_CLUSTER)
+    wpath = tmp_path / "w.yaml"
+    wpath.write_text(json.dumps({**SMALL_WORKLOAD, "tasks": 60}))
+    out = []
+    for jobs in ("1", "2"):
+        argv = ["--cluster", str(cpath), "--workload", str(wpath), "--json", "--jobs", jobs]
+        assert main(argv) == 0
+        results = json.loads(capsys.readouterr().out)
+        for r in results:
+            r.pop("mean_decision_us")
+        out.append(results)
+    assert [r["policy"] for r in out[1]] == list(POLICY_NAMES)
+    assert out[0] == out[1]
+    assert main(["--workload", str(wpath), "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err

@@ -1,7 +1,10 @@
 """``hive sim``: run policies on a modelled cluster under a workload and compare them.
 
-    hive sim --workload W.yaml [--cluster C.yaml] [--policy hive|...|all] [--seed N] [--json]
+    hive sim --workload W.yaml [--cluster C.yaml] [--policy hive|...|all] [--seed N]
+             [--load F] [--jobs N] [--json]
 
+Policies are independent runs on the same arrivals: ``--policy all`` runs them in
+``--jobs`` processes (default: one per CPU), with the same results as one at a time.
 The cluster defaults to the seed's (``hive/seed_cluster.yaml``). GPUs and models that
 ``hive/hardware.py`` lacks need their numbers in the workload's ``catalog`` section
 (``coordinator/sim/catalog.py``). Exit status: 0 on success, 1 when tasks could not run
@@ -14,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from rich.console import Console
@@ -23,8 +28,8 @@ from rich.table import Table
 from coordinator.sim.catalog import homeless
 from coordinator.sim.engine import SimResult, simulate
 from coordinator.sim.policies import POLICY_NAMES
-from coordinator.sim.workload import load_workload
-from hive.config import SEED_CLUSTER, ConfigError, load_cluster_config
+from coordinator.sim.workload import Workload, load_workload
+from hive.config import SEED_CLUSTER, ClusterConfig, ConfigError, load_cluster_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="all", choices=[*POLICY_NAMES, "all"])
     p.add_argument("--seed", type=int, default=None, help="override the workload's seed")
     p.add_argument("--load", type=float, default=None, help="override arrival.offered_load")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="processes running policies side by side (default: one per CPU)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
@@ -56,8 +67,34 @@ def run(argv: list[str] | None = None) -> list[SimResult]:
     workload = load_workload(args.workload)
     if args.load is not None:
         workload = workload.with_load(args.load)
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs: must be at least 1, got {args.jobs}")
     policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
-    return [simulate(cluster, workload, p, args.seed) for p in policies]
+    jobs = min(len(policies), args.jobs or len(os.sched_getaffinity(0)))
+    if jobs <= 1:
+        return [simulate(cluster, workload, p, args.seed) for p in policies]
+    # Each policy's run is deterministic on its own: running them side by side changes
+    # nothing but the wall time.
+    with ProcessPoolExecutor(jobs) as pool:
+        runs = [pool.submit(_simulate, cluster, workload, p, args.seed) for p in policies]
+        results = []
+        for r in runs:
+            got = r.result()
+            if isinstance(got, tuple):
+                raise ConfigError(*got)
+            results.append(got)
+        return results
+
+
+def _simulate(
+    cluster: ClusterConfig, workload: Workload, policy: str, seed: int | None
+) -> SimResult | tuple[str, str, str]:
+    """``simulate`` in a worker process; a ConfigError comes back as its (source, key,
+    reason), since the exception itself does not survive pickling."""
+    try:
+        return simulate(cluster, workload, policy, seed)
+    except ConfigError as exc:
+        return (exc.source, exc.key, exc.reason)
 
 
 def nowhere(results: list[SimResult], argv: list[str] | None = None) -> list[str]:

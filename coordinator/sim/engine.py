@@ -214,6 +214,19 @@ class Simulation:
         # Each endpoint's GPU sharers, by index: a change on one changes their speed too.
         self._peers = [[position[id(p)] for p in e.peers] for e in self.endpoints]
         self.by_key = {e.key: e for e in self.endpoints}
+        # The snapshot's views, rebuilt for the endpoints marked changed (``_mark``).
+        self._node_of: list[int] = []
+        self._node_range: list[tuple[int, int]] = []  # (first endpoint, endpoints)
+        for n, spec in enumerate(cluster.nodes):
+            self._node_range.append((len(self._node_of), len(spec.endpoints)))
+            self._node_of.extend([n] * len(spec.endpoints))
+        self._views = [self._view(e, {}) for e in self.endpoints]
+        self._node_views = [
+            NodeView(spec.name, "healthy", False, spec.specializations, ())
+            for spec in cluster.nodes
+        ]
+        self._dirty: set[int] = set(range(len(self.endpoints)))
+        self._snap: ClusterSnapshot | None = None
         self.speeds = SpeedTracker()
         self._events: list[tuple[float, int, int, int]] = []  # (time, seq, endpoint or -1, version)
         self._seq = 0
@@ -237,40 +250,63 @@ class Simulation:
     # ----- the snapshot the scheduler sees ---------------------------------------------
 
     def snapshot(self) -> ClusterSnapshot:
-        nodes = []
-        rates = self.speeds.load_rates()
-        i = 0
-        for spec in self.cluster.nodes:
-            eps = []
-            for _ in spec.endpoints:
-                e = self.endpoints[i]
-                i += 1
-                loaded = tuple(
-                    LoadedModelView(name, r.kind.size_bytes, e.per_model.get(name, 0))
-                    for name, r in e.runners.items()
-                )
-                eps.append(
-                    EndpointView(
-                        node=e.node,
-                        id=e.id,
-                        gpu_names=e.gpu_names,
-                        num_parallel=e.num_parallel,
-                        max_queue=e.max_queue,
-                        vram_total_bytes=e.vram_total,
-                        vram_used_bytes=e.vram_used(),
-                        models=e.models,
-                        loaded=loaded,
-                        in_flight=e.assigned,
-                        healthy=True,
-                        utilization_percent=100.0 if e.busy else 0.0,
-                        load_bytes_per_second=rates.get(e.key, 0.0),
-                    )
-                )
-            nodes.append(NodeView(spec.name, "healthy", False, spec.specializations, tuple(eps)))
+        """The cluster as the scheduler sees it now. Views are rebuilt only for endpoints
+        whose state changed since the last snapshot (``_mark``), and the snapshot itself
+        is reused while nothing it holds changed: most events touch one endpoint."""
+        speeds = self.speeds.speeds()
+        errors = self.speeds.error_rates()
         placement = self.optimizer.placement if self.optimizer is not None else {}
-        return ClusterSnapshot(
-            tuple(nodes), self.speeds.speeds(), self.speeds.error_rates(), placement
+        if self._dirty:
+            rates = self.speeds.load_rates()
+            nodes = set()
+            for i in self._dirty:
+                self._views[i] = self._view(self.endpoints[i], rates)
+                nodes.add(self._node_of[i])
+            self._dirty.clear()
+            for n in nodes:
+                old = self._node_views[n]
+                first, count = self._node_range[n]
+                eps = tuple(self._views[first : first + count])
+                self._node_views[n] = NodeView(
+                    old.name, old.state, old.draining, old.specializations, eps
+                )
+        elif (
+            self._snap is not None
+            and self._snap.speeds is speeds
+            and self._snap.error_rates is errors
+            and self._snap.protected is placement
+        ):
+            return self._snap
+        self._snap = ClusterSnapshot(tuple(self._node_views), speeds, errors, placement)
+        return self._snap
+
+    @staticmethod
+    def _view(e: SimEndpoint, rates: dict[tuple[str, str], float]) -> EndpointView:
+        loaded = tuple(
+            LoadedModelView(name, r.kind.size_bytes, e.per_model.get(name, 0))
+            for name, r in e.runners.items()
         )
+        return EndpointView(
+            node=e.node,
+            id=e.id,
+            gpu_names=e.gpu_names,
+            num_parallel=e.num_parallel,
+            max_queue=e.max_queue,
+            vram_total_bytes=e.vram_total,
+            vram_used_bytes=e.vram_used(),
+            models=e.models,
+            loaded=loaded,
+            in_flight=e.assigned,
+            healthy=True,
+            utilization_percent=100.0 if e.busy else 0.0,
+            load_bytes_per_second=rates.get(e.key, 0.0),
+        )
+
+    def _mark(self, idx: int) -> None:
+        """Endpoint ``idx`` changed (a request, a runner, a load): its view and its GPU
+        sharers' (which count its memory as used) are rebuilt for the next snapshot."""
+        self._dirty.add(idx)
+        self._dirty.update(self._peers[idx])
 
     # ----- the run ---------------------------------------------------------------------
 
@@ -366,6 +402,7 @@ class Simulation:
                 e.advance(now)
                 for q in e.step():
                     self._finish(e, q, now, stats, observe)
+                self._mark(idx)
                 touched.add(idx)
             for f in self.scheduler.expire(now):
                 st = stats.get(f.task_id)
@@ -375,6 +412,7 @@ class Simulation:
                     j = index[(f.node, f.endpoint_id)]
                     self.endpoints[j].advance(now)
                     self.endpoints[j].remove(f.task_id)
+                    self._mark(j)
                     touched.add(j)
             if self.scheduler.queue_depth:
                 t0 = time.perf_counter()
@@ -400,6 +438,7 @@ class Simulation:
                         )
                     )
                     e.step()
+                    self._mark(j)
                     touched.add(j)
             for j in list(touched):
                 touched.update(self._peers[j])
@@ -408,6 +447,7 @@ class Simulation:
                 e.advance(now)
                 for q in e.step():
                     self._finish(e, q, now, stats, observe)
+                self._mark(j)
                 self._schedule(j)
             # first-slot times: read from requests that got a slot
             for j in touched:
@@ -558,6 +598,7 @@ class Simulation:
                 e = self.endpoints[j]
                 e.advance(now)
                 ok = e.warm(a.model, a.evict)
+                self._mark(j)
                 applied.append(AppliedChange(now, a, ok, "" if ok else "did not fit"))
                 touched.add(j)
         opt.commit(applied)

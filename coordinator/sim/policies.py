@@ -5,6 +5,8 @@ healthy, not draining, model on disk, fits VRAM, capacity under the scheduler's 
 so the comparison is about choosing among feasible endpoints, not about feasibility.
 Each returns a ``Decision`` whose candidates carry the baseline's own score, so
 ``explain`` works for them too. Randomness is seeded from the run's seed and the task id.
+Those that never read ``EndpointView.backlog_seconds`` say so (``reads_backlog =
+False``), which lets the scheduler skip estimating it on every dispatch.
 
 Two kinds: the simple ones (round robin, random, least outstanding, power of two, the
 seed's static chains, the original Hive formula) and the strong ones, each imitating a
@@ -78,6 +80,7 @@ class RoundRobin:
     """Cycle through all endpoints in cluster order; take the next feasible one."""
 
     name = "round_robin"
+    reads_backlog = False
 
     def __init__(self, seed: int = 0) -> None:
         self._next = 0
@@ -100,6 +103,7 @@ class RandomChoice:
     """Uniformly random feasible endpoint (seeded from the run seed and the task id)."""
 
     name = "random"
+    reads_backlog = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -120,6 +124,7 @@ class LeastOutstanding:
     slots so a 4-slot endpoint is not treated like a 2-slot one)."""
 
     name = "least_outstanding"
+    reads_backlog = False
 
     def __init__(self, seed: int = 0) -> None:
         pass
@@ -136,6 +141,7 @@ class PowerOfTwo:
     requests per slot (ties: name)."""
 
     name = "p2c"
+    reads_backlog = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -163,6 +169,7 @@ class StaticChain:
     endpoint with the fewest outstanding per slot."""
 
     name = "static_chain"
+    reads_backlog = False
 
     def __init__(self, config: RouterConfig, seed: int = 0) -> None:
         self.chains = config.chains
@@ -185,6 +192,7 @@ class HiveOriginal:
     over the node's last 100 tasks; then the node's least loaded feasible endpoint."""
 
     name = "hive_original"
+    reads_backlog = False
 
     def __init__(self, seed: int = 0) -> None:
         self._history: dict[str, deque[float]] = {}
@@ -273,6 +281,8 @@ class LeastWork:
     fails by piling onto a slow warm endpoint while a fast idle one could load the model.
     """
 
+    reads_backlog = True
+
     def __init__(self, warm: bool = False, seed: int = 0) -> None:
         self.warm = warm
         self.name = "least_work_warm" if warm else "least_work"
@@ -321,6 +331,7 @@ class LlmdEndpointPicker:
     """
 
     name = "llm_d"
+    reads_backlog = False
     QUEUE_WEIGHT = 2.0
     KV_CACHE_WEIGHT = 2.0
     LOCALITY_WEIGHT = 3.0
@@ -406,6 +417,7 @@ class LiteLLMLeastBusy:
     work, and knows neither speeds nor loaded models."""
 
     name = "litellm_least_busy"
+    reads_backlog = False
     CACHE_TTL_SECONDS = 600.0
 
     def __init__(self, seed: int = 0) -> None:
@@ -477,6 +489,7 @@ class LiteLLMLatency:
     """
 
     name = "litellm_latency"
+    reads_backlog = False
     TTL_SECONDS = 3600.0
     LOWEST_LATENCY_BUFFER = 0.0
     MAX_LATENCY_LIST_SIZE = 10
@@ -559,6 +572,8 @@ class GpuStackPlacement:
 
     Neither knows GPU speed or queue length when placing; dispatch knows only counts.
     """
+
+    reads_backlog = False
 
     def __init__(self, strategy: str, seed: int = 0) -> None:
         if strategy not in ("binpack", "spread"):
