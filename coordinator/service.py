@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from coordinator.access import AccessBook
+from coordinator.capabilities import ModelCapabilities, chat_needs, generate_needs
 from coordinator.dispatch import (
     Assigned,
     AttemptsExhausted,
@@ -197,6 +199,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, registry: Registry, dispatcher: Dispatcher) -> None:
         self.registry = registry
         self.dispatcher = dispatcher
+        self.capabilities = ModelCapabilities(registry)
+
+    async def _check_capable(
+        self, model: str, needs: Sequence[str], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """Refuse, before routing, what no endpoint's Ollama says the model can do."""
+        if problem := self.capabilities.refusal(model, needs):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
 
     async def _route(
         self, via: Sequence[str], context: grpc.aio.ServicerContext[Any, Any]
@@ -238,6 +248,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         await _check_think(request.think, context)
         await _check_top_logprobs(request.top_logprobs, context)
         keep_alive = await _check_limits(request.keep_alive, request.options, context)
+        await self._check_capable(model, generate_needs(request), context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
@@ -279,6 +290,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         await _check_think(request.think, context)
         await _check_top_logprobs(request.top_logprobs, context)
         keep_alive = await _check_limits(request.keep_alive, request.options, context)
+        await self._check_capable(model, chat_needs(request), context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
@@ -695,19 +707,46 @@ def _tools_problem(request: inference_pb2.ChatRequest) -> str:
     Ollama would refuse the whole request on the node, after routing)."""
     for i, tool in enumerate(request.tools):
         if not isinstance(_json_object(tool), dict):
-            return f"tools[{i}] is not a JSON object: {tool[:80]!r}"
+            return f"tools[{i}] is not a JSON object (with finite numbers only): {tool[:80]!r}"
     for i, message in enumerate(request.messages):
         for j, call in enumerate(message.tool_calls):
             if not call.name or not isinstance(_json_object(call.arguments_json or "{}"), dict):
-                return f"messages[{i}].tool_calls[{j}] needs a name and a JSON object of arguments"
+                return (
+                    f"messages[{i}].tool_calls[{j}] needs a name and a JSON object of "
+                    "arguments (with finite numbers only)"
+                )
     return ""
 
 
 def _json_object(text: str) -> object:
+    """``text`` decoded, or None when it is not JSON — NaN, Infinity and numbers past a
+    double included: the node's encoder refuses them (three failed attempts, a 502)."""
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except ValueError:
         return None
+    return None if _has_unrepresentable(value) else value
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _has_unrepresentable(value: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if item.bit_length() > 1024:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 async def _check_model(model: str, context: grpc.aio.ServicerContext[Any, Any]) -> str:

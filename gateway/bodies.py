@@ -92,7 +92,3 @@ def _invalid_at(value: Any, path: Path) -> tuple[Path, str, str] | None:
         elif isinstance(item, list):
             stack.extend((inner, (*where, i)) for i, inner in reversed(list(enumerate(item))))
     return None
-
-
-# The routers' older name for the check (renamed when it learned numbers).
-UNICODE_ONLY = CHECKED_BODY

@@ -26,7 +26,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from gateway import inference
-from gateway.bodies import UNICODE_ONLY
+from gateway.bodies import CHECKED_BODY
 from gateway.problems import ApiError, http_status
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__, limits
@@ -317,7 +317,7 @@ def _options(body: _Request | EmbedBody | EmbeddingsBody, request: Any) -> None:
 
 
 def router(upstream: Upstream) -> APIRouter:
-    api = APIRouter(tags=["ollama"], dependencies=[UNICODE_ONLY])
+    api = APIRouter(tags=["ollama"], dependencies=[CHECKED_BODY])
 
     async def open_generation(
         body: _Request, request: inference_pb2.GenerateRequest | inference_pb2.ChatRequest

@@ -292,6 +292,38 @@ async def test_a_number_no_double_holds_anywhere_in_a_body_is_a_400_naming_it(
     assert await _failed_tasks(gw) == before, "nothing reached a node"
 
 
+async def test_grpc_tools_and_arguments_with_numbers_no_double_holds_are_refused(
+    gw: DevCluster,
+) -> None:
+    """The same over gRPC, where tools and tool-call arguments travel as JSON text."""
+    before = await _failed_tasks(gw)
+    tool = '{"type": "function", "function": {"name": "f", "parameters": {"maximum": 1e309}}}'
+    cases = [
+        inference_pb2.ChatRequest(
+            model=CHAT, messages=[common_pb2.ChatMessage(role="user", content="x")], tools=[tool]
+        ),
+        inference_pb2.ChatRequest(
+            model=CHAT,
+            messages=[
+                common_pb2.ChatMessage(
+                    role="assistant",
+                    tool_calls=[common_pb2.ToolCall(name="f", arguments_json='{"x": NaN}')],
+                ),
+                common_pb2.ChatMessage(role="user", content="x"),
+            ],
+        ),
+    ]
+    async with grpc.aio.insecure_channel(gw.coordinator_address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        for request in cases:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in stub.Chat(request, timeout=10):
+                    pass
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "finite" in (refused.value.details() or ""), refused.value.details()
+    assert await _failed_tasks(gw) == before, "nothing reached a node"
+
+
 async def _failed_tasks(dev: DevCluster) -> int:
     async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
         reply = await cluster_pb2_grpc.ClusterServiceStub(channel).GetPerformanceMetrics(

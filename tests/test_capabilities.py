@@ -1,0 +1,118 @@
+"""A request its model cannot serve is refused before routing (issue 21): through the
+official clients, a 400 in each API's shape naming the model and the capability, with no
+node's name in it, and nothing reaching a node (no failed task, no attempt)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anthropic
+import grpc
+import ollama
+import openai
+import pytest
+import pytest_asyncio
+
+from hive.dev import DevCluster
+from hive.v1 import cluster_pb2, cluster_pb2_grpc
+from tests.conftest import PNG, WEATHER_TOOL, running_dev
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+NODES = ("IRONWOOD", "ROSEWOOD", "WALNUT", "ACACIA", "FORSTEINET")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def gw() -> AsyncIterator[DevCluster]:
+    async with running_dev(gateway_port=0) as dev:
+        yield dev
+
+
+async def _tasks(dev: DevCluster) -> tuple[int, int]:
+    async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
+        reply = await cluster_pb2_grpc.ClusterServiceStub(channel).GetPerformanceMetrics(
+            cluster_pb2.GetPerformanceMetricsRequest(), timeout=10
+        )
+    return int(reply.tasks_succeeded), int(reply.tasks_failed)
+
+
+def _says(message: str, model: str, use: str) -> None:
+    assert model in message and use in message, message
+    assert not any(node in message for node in NODES), message
+
+
+async def test_an_embedding_model_asked_to_chat_is_refused_up_front(gw: DevCluster) -> None:
+    assert gw.gateway is not None
+    before = await _tasks(gw)
+    client = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="-", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(
+            model="nomic-embed-text", messages=[{"role": "user", "content": "hi"}]
+        )
+    _says(refused.value.message, "nomic-embed-text:latest", "generate text")
+    o = ollama.AsyncClient(host=gw.gateway.url)
+    with pytest.raises(ollama.ResponseError) as generate:
+        await o.generate(model="nomic-embed-text", prompt="hi")
+    assert generate.value.status_code == 400
+    _says(generate.value.error, "nomic-embed-text:latest", "generate text")
+    assert await _tasks(gw) == before, "nothing was routed"
+
+
+async def test_tools_images_suffix_and_think_need_a_model_that_can(gw: DevCluster) -> None:
+    assert gw.gateway is not None
+    before = await _tasks(gw)
+    o = ollama.AsyncClient(host=gw.gateway.url)
+    cases = [
+        # codellama's template has no tool calls
+        o.chat(
+            model="codellama:13b",
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=[WEATHER_TOOL],
+        ),
+        o.generate(model="llama3.1:8b", prompt="what is this?", images=[PNG]),
+        o.generate(model="llama3.1:8b", prompt="def f(", suffix="return x"),
+        o.chat(model="llama3.1:8b", messages=[{"role": "user", "content": "hm"}], think=True),
+    ]
+    uses = ["tools", "images", "suffix", "think"]
+    models = ["codellama:13b", "llama3.1:8b", "llama3.1:8b", "llama3.1:8b"]
+    for call, use, model in zip(cases, uses, models, strict=True):
+        with pytest.raises(ollama.ResponseError) as refused:
+            await call
+        assert refused.value.status_code == 400, (use, refused.value.error)
+        _says(refused.value.error, model, use)
+    client = openai.AsyncOpenAI(base_url=gw.gateway.url + "/v1", api_key="-", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as reasoning:
+        await client.chat.completions.create(
+            model="llama3.1:8b",
+            messages=[{"role": "user", "content": "hm"}],
+            reasoning_effort="high",
+        )
+    _says(reasoning.value.message, "llama3.1:8b", "think")
+    assert await _tasks(gw) == before, "nothing was routed"
+
+
+async def test_what_a_model_can_do_is_served_as_before(gw: DevCluster) -> None:
+    assert gw.gateway is not None
+    o = ollama.AsyncClient(host=gw.gateway.url)
+    with_tools = await o.chat(
+        model="llama3.1:8b",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER_TOOL],
+    )
+    assert with_tools.message.tool_calls or with_tools.message.content
+    seen = await o.generate(model="llava:7b", prompt="what is this?", images=[PNG])
+    assert seen.response
+    filled = await o.generate(model="qwen2.5-coder:7b", prompt="def f(", suffix="return x")
+    assert filled.done
+    embedded = await o.embed(model="nomic-embed-text", input="hello")
+    assert len(embedded.embeddings) == 1
+    # Claude Code asks every model to think: on the Anthropic API a model that cannot is
+    # answered without thinking, not refused (gateway/anthropic_api.py).
+    claude = anthropic.AsyncAnthropic(base_url=gw.gateway.url, api_key="-", max_retries=0)
+    answer = await claude.messages.create(
+        model="llama3.1:8b",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hm"}],
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
+    assert [block.type for block in answer.content] == ["text"]
