@@ -28,6 +28,7 @@ GPU = ("NVIDIA GeForce RTX 3070", "nvidia", 8 << 30)
 
 async def serve(state_dir: str) -> None:
     """Clusters A and B and A's federation agent; print the addresses; serve forever."""
+    from hive.cli.dev import DevCluster
     from hive.config import (
         AgentConfig,
         ClusterConfig,
@@ -36,7 +37,6 @@ async def serve(state_dir: str) -> None:
         GpuSpec,
         NodeSpec,
     )
-    from hive.dev import DevCluster
     from node_agent.agent import Agent
 
     def one_node(name: str, model: str) -> ClusterConfig:

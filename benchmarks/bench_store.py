@@ -36,8 +36,8 @@ from coordinator.workflows.model import Artifact, StageRec, TaskRec, WorkflowRec
 from coordinator.workflows.store import StateStore, WorkflowStore
 from coordinator.workflows.store_pg import PostgresStore
 from hive import pgtemp
+from hive.cli.dev import DevCluster
 from hive.config import CoordinatorSettings, seed_cluster
-from hive.dev import DevCluster
 from hive.v1 import workflow_pb2, workflow_pb2_grpc
 
 

@@ -31,8 +31,8 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hive.cli.dev import DevCluster
 from hive.config import CoordinatorSettings, seed_cluster
-from hive.dev import DevCluster
 from hive.v1 import workflow_pb2, workflow_pb2_grpc
 
 DONE = {3, 4, 5}

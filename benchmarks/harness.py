@@ -50,8 +50,8 @@ async def serve_one_node(
     """Run a one-node cluster (a zero-delay emulator with ``model`` and the models ``also``
     on an RTX 3070, its agent, the coordinator, optionally the gateway); print its
     addresses; serve forever."""
+    from hive.cli.dev import DevCluster
     from hive.config import ClusterConfig, CoordinatorSettings, EndpointSpec, GpuSpec, NodeSpec
-    from hive.dev import DevCluster
 
     cluster = ClusterConfig(
         source="bench",

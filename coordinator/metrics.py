@@ -18,8 +18,8 @@ reason constants. Never task, workflow or session ids.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -33,9 +33,37 @@ from hive.metrics import LATENCY_BUCKETS_SECONDS, GpuGauges, build_info
 from hive.v1 import cluster_pb2, common_pb2
 
 if TYPE_CHECKING:
-    from coordinator.dispatch import Dispatcher
     from coordinator.registry import Registry
     from coordinator.routing import Decision
+    from coordinator.routing.speed import SpeedTracker
+    from coordinator.scheduler import Scheduler
+
+
+class _Placed(Protocol):
+    @property
+    def node(self) -> str: ...
+
+
+class _Run(Protocol):
+    @property
+    def state(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def placements(self) -> Sequence[_Placed]: ...
+
+
+class DispatchView(Protocol):
+    """What the collector reads of the dispatcher at scrape time (``Dispatcher`` is one):
+    a read-only view, so that this module does not import the dispatcher that imports it."""
+
+    @property
+    def scheduler(self) -> Scheduler: ...
+    @property
+    def speeds(self) -> SpeedTracker: ...
+    @property
+    def tasks(self) -> Mapping[str, _Run]: ...
+
 
 # States in hive_node_state and hive_nodes: liveness, and "degraded" for a heartbeating
 # node with no healthy endpoint (coordinator.registry.NodeRecord.degraded).
@@ -179,7 +207,7 @@ class CoordinatorMetrics:
             self.workflows_finished.labels(state)
         self._collector: ClusterCollector | None = None
 
-    def attach(self, registry: Registry, dispatcher: Dispatcher) -> None:
+    def attach(self, registry: Registry, dispatcher: DispatchView) -> None:
         """Export the live state of ``registry`` and ``dispatcher`` at every scrape."""
         if self._collector is None:
             self._collector = ClusterCollector(registry, dispatcher)
@@ -216,7 +244,7 @@ def _count_of(counts: Callable[[], Mapping[str, int]], state: str) -> Callable[[
 class ClusterCollector(Collector):
     """Reads the registry and scheduler at scrape time (on the event loop)."""
 
-    def __init__(self, registry: Registry, dispatcher: Dispatcher) -> None:
+    def __init__(self, registry: Registry, dispatcher: DispatchView) -> None:
         self.registry = registry
         self.dispatcher = dispatcher
 

@@ -35,7 +35,8 @@ from coordinator.service import (
 from coordinator.state_lock import StateLock
 from coordinator.workflows import PipelineCatalog, WorkflowEngine
 from coordinator.workflows.servicer import WorkflowServicer
-from coordinator.workflows.store import Fenced, create_store
+from coordinator.workflows.store import Fenced
+from coordinator.workflows.stores import create_store
 from hive.agent_channels import AgentChannels
 from hive.config import ClusterConfig
 from hive.metrics import MetricsServer, split_listen

@@ -10,8 +10,8 @@ agent's own, still scraped when the coordinator is down.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -20,7 +20,29 @@ from prometheus_client.registry import Collector
 from hive.metrics import LATENCY_BUCKETS_SECONDS, GpuGauges, build_info
 
 if TYPE_CHECKING:
-    from node_agent.agent import Agent
+    from hive.config import AgentConfig
+    from hive.v1 import common_pb2
+    from node_agent.endpoints import LocalEndpoint
+    from node_agent.telemetry import TelemetryProvider
+
+
+class AgentView(Protocol):
+    """What the metrics read of their agent at scrape time (``node_agent.agent.Agent`` is
+    one): a view, so that this module does not import the agent that imports it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def started(self) -> bool: ...
+    @property
+    def provider(self) -> TelemetryProvider: ...
+    @property
+    def config(self) -> AgentConfig: ...
+    @property
+    def last_telemetry(self) -> common_pb2.NodeTelemetry | None: ...
+    @property
+    def endpoints(self) -> Mapping[str, LocalEndpoint]: ...
+
 
 TASK_OUTCOMES = ("succeeded", "failed", "cancelled")
 
@@ -28,7 +50,7 @@ TASK_OUTCOMES = ("succeeded", "failed", "cancelled")
 class AgentMetrics:
     """One agent's metrics on their own registry."""
 
-    def __init__(self, agent: Agent, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, agent: AgentView, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         node = agent.name
@@ -109,7 +131,7 @@ class AgentMetrics:
 class AgentCollector(Collector):
     """The agent's GPUs (last sample) and endpoints (now), read at scrape time."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentView) -> None:
         self.agent = agent
 
     def describe(self) -> Iterable[GaugeMetricFamily]:

@@ -16,8 +16,8 @@ import functools
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import httpx
@@ -31,10 +31,32 @@ from node_agent.attempts import Attempt, AttemptFailed
 from node_agent.ollama import OllamaError
 
 if TYPE_CHECKING:
-    from node_agent.agent import Agent
+    from hive.config import AgentConfig
+    from node_agent.attempts import Attempts
     from node_agent.endpoints import LocalEndpoint
+    from node_agent.metrics import AgentMetrics
 
 log = logging.getLogger("hive.agent")
+
+
+class AgentView(Protocol):
+    """What the service needs of its agent (``node_agent.agent.Agent`` is one): a view, so
+    that this module does not import the agent that imports it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def attempts(self) -> Attempts: ...
+    @property
+    def endpoints(self) -> Mapping[str, LocalEndpoint]: ...
+    @property
+    def config(self) -> AgentConfig: ...
+    @property
+    def metrics(self) -> AgentMetrics: ...
+    def node_info(self) -> common_pb2.NodeInfo: ...
+    async def telemetry(self) -> common_pb2.NodeTelemetry: ...
+    def models_changed(self) -> int: ...
+
 
 # How long FollowTask waits for the attempt it names to start (the gateway is told of the
 # assignment as the coordinator calls RunTask, and may ask first).
@@ -197,7 +219,7 @@ def task_stats(final: dict[str, Any]) -> common_pb2.TaskStats:
 
 
 class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentView) -> None:
         self.agent = agent
 
     async def RunTask(

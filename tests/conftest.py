@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from hive import pgtemp
+from hive.cli.dev import DevCluster
 from hive.config import ClusterConfig, CoordinatorSettings, seed_cluster
-from hive.dev import DevCluster
 
 # The smallest valid PNG (1x1), as a vision request would send it.
 PNG = bytes.fromhex(

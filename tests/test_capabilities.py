@@ -13,7 +13,7 @@ import openai
 import pytest
 import pytest_asyncio
 
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from hive.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.conftest import PNG, WEATHER_TOOL, running_dev
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hive.check import CheckResult, Target, render_report
-from hive.dev import DevCluster
+from hive.cli.check import CheckResult, Target, render_report
+from hive.cli.dev import DevCluster
 from tests.conftest import eventually
 
 HIVE = str(Path(sys.executable).with_name("hive"))

@@ -27,8 +27,8 @@ import httpx
 
 from hive import pki
 from hive.cli import build_parser
+from hive.cli.dev import DevCluster
 from hive.config import TlsSettings
-from hive.dev import DevCluster
 from tests.conftest import FAST, fast_cluster, running_dev
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,9 +185,11 @@ async def test_submit_sends_a_pipeline_file_and_may_wait_for_its_models(tmp_path
     )
     async with running_dev() as dev:
         where = ("--coordinator", dev.coordinator_address)
-        ran = await run("submit", str(WORKFLOW), "--pipeline-file", str(own), *where)
-        assert ran.returncode == 0, ran.stderr
-        assert "(draft_only)" in ran.stdout and "stage draft succeeded" in ran.stdout
+        ran = loads(
+            await run("submit", str(WORKFLOW), "--pipeline-file", str(own), "--json", *where)
+        )
+        assert ran["pipeline"] == "draft_only" and ran["state"] == "succeeded", ran
+        assert [(s["name"], s["state"]) for s in ran["stages"]] == [("draft", "succeeded")]
         refused = await run("submit", str(WORKFLOW), "--pipeline-file", str(absent), *where)
         assert refused.returncode != 0
         assert "'draft'" in refused.stderr and "'gemma2:9b'" in refused.stderr, refused.stderr

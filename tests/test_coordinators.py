@@ -25,6 +25,7 @@ from coordinator.server import Coordinator
 from gateway.app import create_app
 from hive import cli
 from hive.asgi import AsgiServer
+from hive.cli.dev import DevCluster
 from hive.config import AgentConfig
 from hive.coordinators import (
     FAILOVER_POLL_SECONDS,
@@ -35,7 +36,6 @@ from hive.coordinators import (
     parse_target,
     resolve,
 )
-from hive.dev import DevCluster
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2
 from node_agent.agent import Agent
 from tests.conftest import eventually, fast_cluster, running_dev

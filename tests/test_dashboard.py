@@ -24,7 +24,7 @@ import pytest
 
 from gateway import dashboard
 from gateway.app import create_app
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from tests.conftest import fast_cluster
 
 ROOT = Path(__file__).resolve().parent.parent

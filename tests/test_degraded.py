@@ -26,7 +26,7 @@ from coordinator.optimizer.history import History
 from coordinator.registry import NodeState, Registry
 from coordinator.routing.snapshot import ClusterSnapshot, EndpointView, NodeView
 from hive import cli
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from hive.v1 import agent_session_pb2, cluster_pb2, cluster_pb2_grpc, common_pb2
 from ollama_emulator.server import OllamaEmulator
 from tests.conftest import eventually, fast_cluster, running_dev

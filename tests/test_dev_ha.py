@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from hive import cli, pgtemp
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from tests.conftest import FAST, eventually, fast_cluster
 
 # As tests/test_ha.py: short for a quick test, long enough for a loaded 2-core machine.

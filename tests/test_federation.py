@@ -19,6 +19,7 @@ from coordinator.server import default_cluster_name
 from hive import pki
 from hive.cli import main as cli_main
 from hive.cli import render_decision, render_status
+from hive.cli.dev import DevCluster
 from hive.config import (
     CLUSTER_NAME,
     AgentConfig,
@@ -29,7 +30,6 @@ from hive.config import (
     NodeSpec,
     parse_cluster_config,
 )
-from hive.dev import DevCluster
 from hive.federation import VIA_HEADER
 from hive.hardware import GB
 from hive.v1 import (

@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from gateway.app import create_app
 from hive.asgi import AsgiServer
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from tests.conftest import PNG, WEATHER_TOOL, eventually, running_dev
 
 API = "/api/distributed"

@@ -15,7 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from tests.conftest import fast_cluster
 
 EXAMPLES_PER_OPERATION = 15

@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from coordinator.workflows.templates import parse_pipeline
 from gateway.app import create_app
 from gateway.events import CLOSE_TOO_SLOW
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from tests.conftest import eventually, running_dev
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -259,7 +259,7 @@ async def test_mcp_over_streamable_http(gw: DevCluster) -> None:
 async def test_mcp_over_stdio(gw: DevCluster) -> None:
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "hive.cli_gateway", "mcp", "--coordinator", gw.coordinator_address],
+        args=["-m", "hive.cli.gateway", "mcp", "--coordinator", gw.coordinator_address],
         cwd=REPO,
     )
     async with Client(params) as client:

@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from hive import hardware, limits
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2, inference_pb2_grpc
 from ollama_emulator import EmulatorConfig, OllamaEmulator
 from ollama_emulator.api import parse_keep_alive

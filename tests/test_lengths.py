@@ -15,7 +15,7 @@ from coordinator.dispatch import (
     task_spec,
 )
 from coordinator.routing.lengths import AnswerLengths
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from hive.v1 import (
     cluster_pb2,
     cluster_pb2_grpc,

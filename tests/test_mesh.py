@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from coordinator.server import Coordinator
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from hive.v1 import (
     agent_session_pb2,
     agent_session_pb2_grpc,

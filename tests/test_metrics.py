@@ -18,8 +18,8 @@ from starlette.routing import Route
 
 from coordinator.metrics import decision_reason
 from coordinator.routing.router import Candidate, Decision
+from hive.cli.dev import DevCluster
 from hive.config import ConfigError, parse_agent_config, parse_cluster_config
-from hive.dev import DevCluster
 from hive.metrics import HttpMetrics, metrics_app, split_listen
 from hive.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 from tests.conftest import eventually

@@ -24,8 +24,8 @@ import pytest
 import pytest_asyncio
 
 from coordinator.registry import Registry
+from hive.cli.dev import DevCluster
 from hive.config import CoordinatorSettings, EndpointSpec, seed_cluster
-from hive.dev import DevCluster
 from hive.hardware import model_kind
 from hive.v1 import agent_session_pb2, common_pb2, inference_pb2, inference_pb2_grpc
 from node_agent.endpoints import LocalEndpoint

@@ -13,7 +13,7 @@ import pytest
 
 from coordinator.server import Coordinator
 from hive import cli
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2, inference_pb2, inference_pb2_grpc
 from tests.conftest import eventually, fast_cluster
 

@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from hive.cli import render_decision
+from hive.cli.dev import DevCluster
 from hive.config import ClusterConfig, seed_cluster
-from hive.dev import DevCluster
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, inference_pb2, inference_pb2_grpc
 from tests.conftest import eventually, fast_cluster
 

@@ -18,8 +18,8 @@ from coordinator.access import RateLimiter
 from coordinator.access.policy import METHOD_SCOPES, OPEN_SERVICES
 from coordinator.registry import NodeState
 from hive import pki
+from hive.cli.dev import DevCluster
 from hive.config import AgentConfig, TlsSettings
-from hive.dev import DevCluster
 from hive.tls import Security, channel, token_interceptors
 from hive.v1 import (
     agent_session_pb2,

@@ -24,7 +24,7 @@ import openai
 import pytest
 import pytest_asyncio
 
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from tests.conftest import WEATHER_TOOL, running_dev
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

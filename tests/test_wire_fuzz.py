@@ -16,7 +16,7 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from hive.dev import DevCluster
+from hive.cli.dev import DevCluster
 from hive.v1 import (
     agent_session_pb2,
     cluster_pb2,

@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from coordinator.workflows.model import SUCCEEDED
+from hive.cli.dev import DevCluster
 from hive.config import CoordinatorSettings, seed_cluster
-from hive.dev import DevCluster
 from hive.v1 import (
     cluster_pb2,
     common_pb2,

@@ -3,9 +3,9 @@ embedded implementation (SQLite in WAL mode, one writer with group commit).
 
 ``StateStore`` is what the engine and the access book use; two stores satisfy it: this
 module's ``WorkflowStore`` (one coordinator, a file) and ``store_pg.PostgresStore`` (several
-coordinators on one PostgreSQL). ``create_store`` picks one from the coordinator's
-settings. Both share ``GroupCommitStore``: the queue, the writer loop, and the hold-and-
-retry path while the state cannot be written.
+coordinators on one PostgreSQL). ``stores.create_store`` picks one from the coordinator's
+settings. Both share ``GroupCommitStore``: the queue, the writer loop, and the
+hold-and-retry path while the state cannot be written.
 
 Every change is a small idempotent upsert queued to a single writer task. The writer
 takes everything queued while the previous commit was on disk and commits it as one
@@ -43,7 +43,7 @@ from coordinator.workflows.model import (
 from hive.serving import Unavailable
 
 if TYPE_CHECKING:
-    from hive.config import CoordinatorSettings
+    pass
 
 log = logging.getLogger("hive.coordinator.workflows.store")
 
@@ -391,28 +391,6 @@ def task_row(workflow_id: str, task: TaskRec) -> tuple[Any, ...]:
         task.output,
         task.error,
     )
-
-
-def create_store(
-    settings: CoordinatorSettings,
-    *,
-    fence: Callable[[], int] | None = None,
-    on_fenced: Callable[[Fenced], None] | None = None,
-    session_options: str = "",
-) -> StateStore:
-    """The store the settings name: PostgreSQL for a ``postgresql://`` store, else the
-    SQLite file (``store``'s path, or ``state_path``). ``fence`` and ``on_fenced`` only
-    apply to PostgreSQL (one SQLite coordinator has no leader to fence)."""
-    if settings.postgres_url:
-        from coordinator.workflows.store_pg import PostgresStore
-
-        return PostgresStore(
-            settings.postgres_url,
-            fence=fence,
-            on_fenced=on_fenced,
-            session_options=session_options,
-        )
-    return WorkflowStore(settings.sqlite_path or settings.state_path)
 
 
 def migrate(conn: sqlite3.Connection, clock: Callable[[], float] = time.time) -> list[int]:

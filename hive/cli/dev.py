@@ -29,7 +29,7 @@ from hive.tls import Security
 from node_agent.agent import Agent
 from ollama_emulator import EmulatorConfig, OllamaEmulator
 
-log = logging.getLogger("hive.dev")
+log = logging.getLogger("hive.cli.dev")
 
 # Where `hive dev` keeps workflow state across runs (HIVE_DEV_STATE overrides).
 DEV_STATE_PATH = ".hive/dev-state.sqlite"

@@ -176,7 +176,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The gateway commands alone (``python -m hive.cli_gateway mcp``), as `hive` runs them."""
+    """The gateway commands alone (``python -m hive.cli.gateway mcp``), as `hive` runs them."""
     parser = argparse.ArgumentParser(prog="hive")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ import grpc
 from rich.table import Table
 
 from hive import coordinators, pki
-from hive.check import reachable
+from hive.cli.check import reachable
 from hive.console import print_json, rest_dict, rest_time, table_console
 from hive.coordinators import client_channel
 from hive.tls import COORDINATOR_NAME

@@ -67,7 +67,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from hive import pgtemp
-    from hive.dev import DevCluster
+    from hive.cli.dev import DevCluster
 
     if args.coordinators > 1 and (reason := pgtemp.missing_reason()):
         print(
@@ -341,7 +341,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         console = wide_console()
         render_status(response, console)
-        from hive.cli_optimize import print_status_findings
+        from hive.cli.optimize import print_status_findings
 
         print_status_findings(args.coordinator, console)
     return 0
@@ -777,11 +777,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sim", help="discrete-event simulation of routing policies", add_help=False)
     sub.add_parser("emulator", help="run one emulated Ollama server", add_help=False)
-    __import__("hive.cli_workflows").cli_workflows.register(sub)  # submit, workflows, ...
-    __import__("hive.check").check.register(sub)  # check, health
-    __import__("hive.cli_gateway").cli_gateway.register(sub)  # watch, mcp
-    __import__("hive.cli_optimize").cli_optimize.register(sub)  # optimize
-    __import__("hive.cli_security").cli_security.register(sub)  # certs, tokens, nodes
+    from hive.cli import check, gateway, optimize, security, workflows
+
+    workflows.register(sub)  # submit, workflows, workflow
+    check.register(sub)  # check, health
+    gateway.register(sub)  # watch, mcp
+    optimize.register(sub)  # optimize
+    security.register(sub)  # certs, tokens, nodes
     return parser
 
 
