@@ -71,7 +71,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workload", default=str(HERE / "workloads" / "seed_mixed.yaml"))
     ap.add_argument("--seeds", default="7,8")
-    # 40 simulated minutes per run keeps 4 loads x 7 policies x 2 seeds under two minutes.
+    # 40 simulated minutes per run: 4 loads x 14 policies x 2 seeds and the paired check
+    # take about 100 s.
     ap.add_argument("--duration", type=float, default=2400.0, help="override duration_seconds")
     ap.add_argument("--check-seeds", default="11-30", help="FIRST-LAST for the paired 85 %% check")
     args = ap.parse_args()

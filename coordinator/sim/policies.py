@@ -285,6 +285,9 @@ class LeastWork:
 
     def __init__(self, warm: bool = False, seed: int = 0) -> None:
         self.warm = warm
+        # In the explanation: a cold endpoint ranks after every warm one (a tier, shown
+        # as a weight no score reaches).
+        self.cold_weight = 1e6 if warm else 0.0
         self.name = "least_work_warm" if warm else "least_work"
 
     def __call__(
@@ -298,13 +301,14 @@ class LeastWork:
             score = (e.backlog_seconds + work) / e.num_parallel
             cold = 0.0 if task.model in e.loaded_by_name else 1.0
             key = (cold, score) if self.warm else (score,)
-            rows.append((key, score, (score, cold), e))
+            total = score + cold * self.cold_weight
+            rows.append((key, total, (score, cold), e))
         return _ranked(
             base,
             rows,
             self.name,
             ("work_per_slot", "cold"),
-            (1.0, float("inf") if self.warm else 0.0),
+            (1.0, self.cold_weight),
         )
 
 
