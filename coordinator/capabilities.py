@@ -20,13 +20,13 @@ from collections.abc import Iterable
 from coordinator.registry import Registry
 from hive.v1 import inference_pb2
 
-# What each capability lets a request do, as the refusal says it.
-USES = {
-    "completion": "generate text (it is an embedding model: use it with /api/embed)",
-    "tools": "tools (its template has no tool calls)",
-    "vision": "images",
-    "thinking": "think (it does not reason apart from its answer)",
-    "insert": "suffix (fill-in-the-middle)",
+# Each capability as Ollama's refusal names it ("does not support insert"), and what it
+# is for, as ours adds. "completion" is named by the call: generate or chat.
+WORDS = {
+    "tools": ("tools", "its template has no tool calls"),
+    "vision": ("vision", "images"),
+    "thinking": ("thinking", "think: it does not reason apart from its answer"),
+    "insert": ("insert", "suffix, fill-in-the-middle"),
 }
 # think values that ask for reasoning (empty is the model's default, "false" none).
 THINKS = frozenset({"true", "low", "medium", "high"})
@@ -54,18 +54,20 @@ class ModelCapabilities:
             self._version = self.registry.version
         return self._by_model.get(model)
 
-    def refusal(self, model: str, needs: Iterable[str]) -> str:
-        """Why ``model`` cannot serve a request that needs ``needs``, or "" when it can (or
-        nothing is known of it)."""
+    def refusal(self, model: str, needs: Iterable[str], call: str) -> str:
+        """Why ``model`` cannot serve a ``call`` ("generate", "chat") that needs ``needs``,
+        in Ollama's words and then ours, or "" when it can (or nothing is known of it)."""
         can = self.of(model)
         if can is None:
             return ""
         for need in needs:
-            if need not in can:
-                return (
-                    f"model {model!r} does not support {USES.get(need, need)}; "
-                    f"it can: {', '.join(sorted(can))}"
-                )
+            if need in can:
+                continue
+            if need == "completion":
+                word, why = call, "it is an embedding model: use it with /api/embed"
+            else:
+                word, why = WORDS.get(need, (need, need))
+            return f'"{model}" does not support {word} ({why}); it can: {", ".join(sorted(can))}'
         return ""
 
 

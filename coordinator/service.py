@@ -202,10 +202,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.capabilities = ModelCapabilities(registry)
 
     async def _check_capable(
-        self, model: str, needs: Sequence[str], context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        model: str,
+        needs: Sequence[str],
+        call: str,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         """Refuse, before routing, what no endpoint's Ollama says the model can do."""
-        if problem := self.capabilities.refusal(model, needs):
+        if problem := self.capabilities.refusal(model, needs, call):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
 
     async def _route(
@@ -248,7 +252,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         await _check_think(request.think, context)
         await _check_top_logprobs(request.top_logprobs, context)
         keep_alive = await _check_limits(request.keep_alive, request.options, context)
-        await self._check_capable(model, generate_needs(request), context)
+        await self._check_capable(model, generate_needs(request), "generate", context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,
@@ -290,7 +294,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         await _check_think(request.think, context)
         await _check_top_logprobs(request.top_logprobs, context)
         keep_alive = await _check_limits(request.keep_alive, request.options, context)
-        await self._check_capable(model, chat_needs(request), context)
+        await self._check_capable(model, chat_needs(request), "chat", context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
             model=model,

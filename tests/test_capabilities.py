@@ -49,12 +49,13 @@ async def test_an_embedding_model_asked_to_chat_is_refused_up_front(gw: DevClust
         await client.chat.completions.create(
             model="nomic-embed-text", messages=[{"role": "user", "content": "hi"}]
         )
-    _says(refused.value.message, "nomic-embed-text:latest", "generate text")
+    _says(refused.value.message, "nomic-embed-text:latest", "does not support chat")
+    assert "embedding model" in refused.value.message
     o = ollama.AsyncClient(host=gw.gateway.url)
     with pytest.raises(ollama.ResponseError) as generate:
         await o.generate(model="nomic-embed-text", prompt="hi")
     assert generate.value.status_code == 400
-    _says(generate.value.error, "nomic-embed-text:latest", "generate text")
+    _says(generate.value.error, "nomic-embed-text:latest", "does not support generate")
     assert await _tasks(gw) == before, "nothing was routed"
 
 
@@ -73,7 +74,8 @@ async def test_tools_images_suffix_and_think_need_a_model_that_can(gw: DevCluste
         o.generate(model="llama3.1:8b", prompt="def f(", suffix="return x"),
         o.chat(model="llama3.1:8b", messages=[{"role": "user", "content": "hm"}], think=True),
     ]
-    uses = ["tools", "images", "suffix", "think"]
+    # Ollama's words for each (does not support ...), then what the capability is for.
+    uses = ["tools", "vision (images)", "insert (suffix", "thinking (think"]
     models = ["codellama:13b", "llama3.1:8b", "llama3.1:8b", "llama3.1:8b"]
     for call, use, model in zip(cases, uses, models, strict=True):
         with pytest.raises(ollama.ResponseError) as refused:
@@ -87,7 +89,7 @@ async def test_tools_images_suffix_and_think_need_a_model_that_can(gw: DevCluste
             messages=[{"role": "user", "content": "hm"}],
             reasoning_effort="high",
         )
-    _says(reasoning.value.message, "llama3.1:8b", "think")
+    _says(reasoning.value.message, "llama3.1:8b", "does not support thinking")
     assert await _tasks(gw) == before, "nothing was routed"
 
 
