@@ -498,6 +498,15 @@ class Registry:
         """Tell the cluster's watchers (WatchCluster) that a task changed state."""
         self._publish(cluster_pb2.WatchClusterResponse(task=event))
 
+    def workflow_changed(self, change: cluster_pb2.WorkflowChange) -> None:
+        """Tell the cluster's watchers that a workflow or one of its stages moved on."""
+        self._publish(cluster_pb2.WatchClusterResponse(workflow=change))
+
+    @property
+    def watched(self) -> bool:
+        """Whether anyone watches the cluster (else events need not be built)."""
+        return bool(self._watchers)
+
     def _publish(self, event: cluster_pb2.WatchClusterResponse) -> None:
         if not self._watchers:
             return

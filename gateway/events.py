@@ -53,6 +53,8 @@ EventType = Literal[
     "workflow",
     "stage_started",
     "stage_finished",
+    "stage_waiting",
+    "workflow_changed",
 ]
 # Control messages reach the client whatever its filter says.
 CONTROL_TYPES = frozenset({"subscribed", "error"})
@@ -75,7 +77,10 @@ class Subscription(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cluster: Annotated[bool, Field(description="Node, telemetry and task events.")] = True
+    cluster: Annotated[
+        bool,
+        Field(description="Node, telemetry and task events, and every workflow's progress."),
+    ] = True
     telemetry: Annotated[bool, Field(description="Also a tick per node heartbeat.")] = False
     workflow_id: Annotated[str, Field(min_length=1, max_length=schemas.MAX_ID_CHARS)] | None = None
     workflow_ids: Annotated[
@@ -126,6 +131,12 @@ def cluster_events(event: cluster_pb2.WatchClusterResponse) -> list[Event]:
     kind = event.WhichOneof("event")
     if kind == "task":
         return [{"type": "task", "at": at, **_task(event.task)}]
+    if kind == "workflow":
+        w = event.workflow
+        change = {"workflow_id": w.workflow_id, "name": w.name, "stage": w.stage}
+        return [
+            {"type": "workflow_changed", "at": at, **change, "state": w.state, "message": w.message}
+        ]
     if kind is None:
         return []
     status: cluster_pb2.NodeStatus = getattr(event, kind)

@@ -233,12 +233,22 @@ async def test_watch_shows_task_events_and_replays_a_workflow_in_order() -> None
             wf = loads(done)
             tasks = {t["task_id"] for s in wf["stages"] for t in s["tasks"]}
             seen: dict[str, set[str]] = {}
+            flow: list[tuple[str, str]] = []  # the workflow's own progress: (stage, state)
             async with asyncio.timeout(30):
-                while any(seen.get(t) != {"running", "succeeded"} for t in tasks):
+                while any(seen.get(t) != {"running", "succeeded"} for t in tasks) or (
+                    ("", "succeeded") not in flow
+                ):
                     event = json.loads(await watcher.stdout.readline())
                     if event["type"] == "task" and event["task_id"] in tasks:
                         seen.setdefault(event["task_id"], set()).add(event["state"])
                         assert event["node"] and event["model"], event
+                    if event["type"] == "workflow_changed" and event["workflow_id"] == wf["id"]:
+                        flow.append((event["stage"], event["state"]))
+            # Each stage started and finished, in order, and the workflow ran and ended.
+            for stage in ("generate", "review"):
+                assert flow.index((stage, "running")) < flow.index((stage, "succeeded")), flow
+            assert flow.index(("generate", "succeeded")) < flow.index(("review", "running"))
+            assert flow[-1] == ("", "succeeded") and ("", "running") in flow, flow
         finally:
             watcher.terminate()
             await watcher.wait()

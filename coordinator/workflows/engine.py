@@ -91,7 +91,7 @@ from coordinator.workflows.templates import (
     render,
 )
 from hive.config import ConfigError
-from hive.v1 import common_pb2, node_agent_pb2, workflow_pb2
+from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2, workflow_pb2
 
 log = logging.getLogger("hive.coordinator.workflows")
 
@@ -482,6 +482,8 @@ class WorkflowEngine:
         task: TaskRec | None = None,
         message: str = "",
     ) -> None:
+        if type_ in _CLUSTER_EVENTS:
+            self._tell_cluster(wf, type_, stage, message)
         queues = self._watchers.get(wf.id)
         if not queues:
             return
@@ -492,6 +494,28 @@ class WorkflowEngine:
                 q.put_nowait(None)
             else:
                 q.put_nowait(event)
+
+    def _tell_cluster(self, wf: WorkflowRec, type_: int, stage: str, message: str) -> None:
+        """A workflow's state, or a stage starting, waiting or finishing, to the cluster's
+        watchers (WatchCluster: ``hive watch``, the WebSocket), without its outputs."""
+        if not self.dispatcher.registry.watched:
+            return
+        if not stage:
+            state = _name(workflow_pb2.WorkflowState.Name(wf.state), "WORKFLOW_STATE_")
+        elif type_ == workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING:
+            state = "waiting"
+        else:
+            rec = wf.stages.get(stage)
+            state = _name(cluster_pb2.TaskState.Name(rec.state), "TASK_STATE_") if rec else ""
+        self.dispatcher.registry.workflow_changed(
+            cluster_pb2.WorkflowChange(
+                workflow_id=wf.id,
+                name=wf.name,
+                stage=stage,
+                state=state,
+                message=message or wf.error,
+            )
+        )
 
     # --- driving one workflow -----------------------------------------------------------
 
@@ -896,6 +920,22 @@ class WorkflowEngine:
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+# What the cluster's watchers hear of a workflow (not task events: the dispatcher tells
+# those itself).
+_CLUSTER_EVENTS = frozenset(
+    {
+        workflow_pb2.WORKFLOW_EVENT_TYPE_WORKFLOW_STATE,
+        workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_STARTED,
+        workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_FINISHED,
+        workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING,
+    }
+)
+
+
+def _name(constant: str, prefix: str) -> str:
+    return constant.removeprefix(prefix).lower()
 
 
 def _own_pipeline(sub: Submission) -> Pipeline:

@@ -78,6 +78,10 @@ def describe(event: dict[str, Any]) -> str:
         return (
             f"{at} stage {event['workflow_id']}:{event['stage']:<13} waiting for {event['model']}"
         )
+    if kind == "workflow_changed":
+        stage = f":{event['stage']}" if event.get("stage") else ""
+        said = f"  {event['message']}" if event.get("message") else ""
+        return f"{at} flow  {event['workflow_id']}{stage} {_color(event['state'])}{said}"
     if kind == "workflow":
         error = f"  {event['error']}" if event.get("error") else ""
         return f"{at} flow  {event['workflow_id']} {_color(event['state'])}{error}"

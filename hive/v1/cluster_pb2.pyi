@@ -124,18 +124,34 @@ class WatchClusterRequest(_message.Message):
     def __init__(self, include_telemetry: _Optional[bool] = ...) -> None: ...
 
 class WatchClusterResponse(_message.Message):
-    __slots__ = ("at", "node_joined", "node_state_changed", "telemetry", "task")
+    __slots__ = ("at", "node_joined", "node_state_changed", "telemetry", "task", "workflow")
     AT_FIELD_NUMBER: _ClassVar[int]
     NODE_JOINED_FIELD_NUMBER: _ClassVar[int]
     NODE_STATE_CHANGED_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     at: _timestamp_pb2.Timestamp
     node_joined: NodeStatus
     node_state_changed: NodeStatus
     telemetry: NodeStatus
     task: TaskEvent
-    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node_joined: _Optional[_Union[NodeStatus, _Mapping]] = ..., node_state_changed: _Optional[_Union[NodeStatus, _Mapping]] = ..., telemetry: _Optional[_Union[NodeStatus, _Mapping]] = ..., task: _Optional[_Union[TaskEvent, _Mapping]] = ...) -> None: ...
+    workflow: WorkflowChange
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node_joined: _Optional[_Union[NodeStatus, _Mapping]] = ..., node_state_changed: _Optional[_Union[NodeStatus, _Mapping]] = ..., telemetry: _Optional[_Union[NodeStatus, _Mapping]] = ..., task: _Optional[_Union[TaskEvent, _Mapping]] = ..., workflow: _Optional[_Union[WorkflowChange, _Mapping]] = ...) -> None: ...
+
+class WorkflowChange(_message.Message):
+    __slots__ = ("workflow_id", "name", "stage", "state", "message")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    name: str
+    stage: str
+    state: str
+    message: str
+    def __init__(self, workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., stage: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
     __slots__ = ("task_id", "state", "node", "endpoint_id", "model", "type", "attempt", "error")
