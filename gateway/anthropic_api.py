@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import inference
 from gateway.bodies import CHECKED_BODY
-from gateway.problems import ApiError, http_status
+from gateway.problems import ApiError
 from gateway.upstream import Upstream
 from hive.limits import MAX_CONTEXT_TOKENS, MAX_TOP_K
 from hive.tool_calls import Mode, ToolChoice, tool_call
@@ -41,33 +41,20 @@ from hive.v1 import common_pb2, inference_pb2
 
 PATH = "/v1/messages"
 
-# Anthropic's error types by HTTP status.
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
-
 
 class AnthropicError(ApiError):
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.message)
+    """Anthropic's error: ``{"type": "error", "error": {"type", "message"}}``, its type
+    ``problems.REFUSALS``' Anthropic column."""
 
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    kind = _ERROR_TYPES.get(status, "api_error")
-    return {"type": "error", "error": {"type": kind, "message": message}}
+    def body(self) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": self.refusal.anthropic, "message": self.message}}
 
 
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(error_body(status, message), status_code=status, headers=headers)
+    body = AnthropicError(status, message).body()
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class ImageSource(BaseModel):
@@ -371,9 +358,7 @@ def router(upstream: Upstream) -> APIRouter:
     api = APIRouter(tags=["anthropic"], dependencies=[CHECKED_BODY])
 
     async def refusal(err: grpc.aio.AioRpcError, model: str) -> AnthropicError:
-        if await inference.model_is_unknown(upstream, err, model):
-            return AnthropicError(404, f"model '{model}' not found")
-        return AnthropicError(http_status(err.code()), err.details() or err.code().name)
+        return await inference.refusal(AnthropicError, upstream, err, model)
 
     async def events(
         model: str, generation: inference.Generation, ident: str, estimate: int
@@ -410,8 +395,7 @@ def router(upstream: Upstream) -> APIRouter:
                 )
                 yield inference.sse_event({"type": "message_stop"})
         except grpc.aio.AioRpcError as err:
-            status = http_status(err.code())
-            yield inference.sse_event(error_body(status, err.details() or err.code().name))
+            yield inference.sse_event(AnthropicError.from_rpc(err).body())
 
     @api.post(PATH + "/count_tokens")
     async def count_tokens(body: Annotated[CountTokensRequest, Body()]) -> dict[str, int]:
@@ -419,7 +403,7 @@ def router(upstream: Upstream) -> APIRouter:
         characters a token (``estimate_tokens``), for a model the cluster has."""
         try:
             if await inference.model_is_unknown_now(upstream, body.model):
-                raise AnthropicError(404, f"model '{body.model}' not found")
+                raise AnthropicError.model_not_found(body.model)
         except grpc.aio.AioRpcError as err:
             raise await refusal(err, body.model) from err
         tools = [

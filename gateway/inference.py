@@ -20,10 +20,11 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
+from gateway.problems import ApiError
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import limits
 from hive.agent_channels import AgentChannels
@@ -546,6 +547,20 @@ async def model_is_unknown(upstream: Upstream, err: grpc.aio.AioRpcError, model:
         return await _cluster_model(upstream, model) is None
     except grpc.aio.AioRpcError:
         return err.code() == grpc.StatusCode.NOT_FOUND
+
+
+_Error = TypeVar("_Error", bound=ApiError)
+
+
+async def refusal(
+    api: type[_Error], upstream: Upstream, err: grpc.aio.AioRpcError, model: str
+) -> _Error:
+    """The coordinator's refusal of a request for ``model`` as ``api``'s error: its
+    "model not found" when no node has the model, else the row of ``problems.REFUSALS``
+    for the gRPC status."""
+    if await model_is_unknown(upstream, err, model):
+        return api.model_not_found(model)
+    return api.from_rpc(err)
 
 
 # A duration of zero as Go writes one: "0", "0s", "0.0m", "0h0m0s", ...

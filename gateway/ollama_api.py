@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway import inference
 from gateway.bodies import CHECKED_BODY
-from gateway.problems import ApiError, http_status
+from gateway.problems import ApiError
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive import __version__, limits
 from hive.federation import VERSION_KEY, VIA_HEADER, parse_via
@@ -40,14 +40,17 @@ NDJSON = "application/x-ndjson"
 
 
 class OllamaError(ApiError):
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.message)
+    """Ollama's error: ``{"error": message}``, its meaning in the HTTP status."""
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message}
 
 
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message}, headers=headers)
+    body = OllamaError(status, message).body()
+    return JSONResponse(status_code=status, content=body, headers=headers)
 
 
 def _out_of_range(exc: limits.OutOfRange) -> PydanticCustomError:
@@ -294,12 +297,6 @@ def _details(info: common_pb2.ModelInfo) -> dict[str, Any]:
     }
 
 
-async def _refusal(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> OllamaError:
-    if await inference.model_is_unknown(upstream, err, model):
-        return OllamaError(404, f"model '{model}' not found")
-    return OllamaError(http_status(err.code()), err.details() or err.code().name)
-
-
 # Federation: the clusters a request from another Hive cluster's agent has passed through.
 Via = Annotated[
     str | None,
@@ -327,7 +324,7 @@ def router(upstream: Upstream) -> APIRouter:
                 return await inference.generate(upstream, request)
             return await inference.chat(upstream, request)
         except grpc.aio.AioRpcError as err:
-            raise await _refusal(upstream, err, body.model) from err
+            raise await inference.refusal(OllamaError, upstream, err, body.model) from err
 
     async def lines(
         body: _Request, generation: inference.Generation, chat: bool
@@ -345,13 +342,13 @@ def router(upstream: Upstream) -> APIRouter:
                     said = _said(chat, "", "", [])
                     yield line({**head, **said, "done": True, **_stats(piece.result)})
         except grpc.aio.AioRpcError as err:
-            yield line({"error": err.details() or err.code().name})
+            yield line(OllamaError.from_rpc(err).body())
 
     async def whole(body: _Request, generation: inference.Generation, chat: bool) -> JSONResponse:
         try:
             got = await inference.collect(generation)
         except grpc.aio.AioRpcError as err:
-            raise await _refusal(upstream, err, body.model) from err
+            raise await inference.refusal(OllamaError, upstream, err, body.model) from err
         head: dict[str, Any] = {"model": body.model, "created_at": _now()}
         said = _said(chat, got.text, got.thinking, got.tool_calls, got.logprobs)
         return JSONResponse({**head, **said, "done": True, **_stats(got.result)})
@@ -361,7 +358,7 @@ def router(upstream: Upstream) -> APIRouter:
         try:
             reply = await inference.unload(upstream, body.model)
         except grpc.aio.AioRpcError as err:
-            raise await _refusal(upstream, err, body.model) from err
+            raise await inference.refusal(OllamaError, upstream, err, body.model) from err
         if reply.failed:
             raise OllamaError(502, "could not unload everywhere: " + "; ".join(reply.failed))
         said = _said(chat, "", "", [])
@@ -439,7 +436,7 @@ def router(upstream: Upstream) -> APIRouter:
                 inference_pb2.ListModelsRequest(), timeout=UNARY_TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as err:
-            raise OllamaError(http_status(err.code()), err.details() or err.code().name) from err
+            raise OllamaError.from_rpc(err) from err
         return list(reply.models)
 
     @api.get("/api/tags")
@@ -472,7 +469,7 @@ def router(upstream: Upstream) -> APIRouter:
                 cluster_pb2.GetClusterStatusRequest(), timeout=UNARY_TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as err:
-            raise OllamaError(http_status(err.code()), err.details() or err.code().name) from err
+            raise OllamaError.from_rpc(err) from err
         vram: dict[str, int] = {}
         expires: dict[str, datetime] = {}
         for node in status.nodes:
@@ -506,7 +503,7 @@ def router(upstream: Upstream) -> APIRouter:
         wanted = tagged(name)
         found = next((m for m in await list_models() if m.info.name == wanted), None)
         if found is None:
-            raise OllamaError(404, f"model '{name}' not found")
+            raise OllamaError.model_not_found(name)
         return {
             "modelfile": f"FROM {name}\n",
             "parameters": "",
@@ -553,7 +550,7 @@ def router(upstream: Upstream) -> APIRouter:
         try:
             return await inference.embed(upstream, request)
         except grpc.aio.AioRpcError as err:
-            raise await _refusal(upstream, err, body.model) from err
+            raise await inference.refusal(OllamaError, upstream, err, body.model) from err
 
     @api.post("/api/embed")
     async def embed(body: Annotated[EmbedBody, Body()], via: Via = None) -> dict[str, Any]:
@@ -594,7 +591,7 @@ def router(upstream: Upstream) -> APIRouter:
         try:  # a refusal (no such endpoint, not allowed) is still an HTTP status
             first = await call.read()
         except grpc.aio.AioRpcError as err:
-            raise await _refusal(upstream, err, name) from err
+            raise await inference.refusal(OllamaError, upstream, err, name) from err
         progress = PullProgress()
 
         async def steps() -> AsyncIterator[dict[str, Any]]:
@@ -637,7 +634,7 @@ def router(upstream: Upstream) -> APIRouter:
                 timeout=60.0,
             )
         except grpc.aio.AioRpcError as err:  # no node has it: 404, as for any request
-            raise await _refusal(upstream, err, name) from err
+            raise await inference.refusal(OllamaError, upstream, err, name) from err
         if reply.failed:
             raise OllamaError(502, "could not remove everywhere: " + "; ".join(reply.failed))
         return Response(status_code=200)

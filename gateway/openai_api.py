@@ -19,7 +19,7 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import grpc
 from fastapi import APIRouter, Body
@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import inference
 from gateway.bodies import CHECKED_BODY
-from gateway.problems import ApiError, http_status
+from gateway.problems import ApiError
 from gateway.upstream import UNARY_TIMEOUT_SECONDS, Upstream
 from hive.limits import MAX_CONTEXT_TOKENS, MAX_DIMENSIONS, MAX_EXACT_INTEGER, MAX_TOP_LOGPROBS
 from hive.tool_calls import Mode, ToolChoice, tool_call, tool_name
@@ -38,20 +38,37 @@ OWNER = "hive"
 
 
 class OpenAIError(ApiError):
+    """OpenAI's error object: ``message``, ``type`` (``problems.REFUSALS``' OpenAI column
+    unless given), ``param`` and ``code`` (the gRPC status name for a refusal of the
+    coordinator's)."""
+
     def __init__(
         self,
         status: int,
         message: str,
         *,
-        type: str = "invalid_request_error",
+        type: str | None = None,
         param: str | None = None,
         code: str | None = None,
+        grpc_code: grpc.StatusCode | None = None,
     ) -> None:
-        super().__init__(status, message)
-        self.body = {"message": message, "type": type, "param": param, "code": code}
+        super().__init__(status, message, grpc_code=grpc_code)
+        self.type = type or self.refusal.openai
+        self.param = param
+        self.error_code = code if code is not None or grpc_code is None else grpc_code.name
 
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.body)
+    @classmethod
+    def model_not_found(cls, model: str) -> Self:
+        return cls(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+
+    def body(self) -> dict[str, Any]:
+        error = {"message": self.message, "type": self.type, "param": self.param}
+        return {"error": error | {"code": self.error_code}}
 
 
 def error_response(
@@ -60,26 +77,9 @@ def error_response(
     return JSONResponse(status_code=status, content={"error": body}, headers=headers)
 
 
-def _error_type(status: int) -> str:
-    if status == 429:
-        return "rate_limit_error"
-    if status >= 500:
-        return "server_error"
-    return "invalid_request_error"
-
-
 async def refusal(upstream: Upstream, err: grpc.aio.AioRpcError, model: str) -> OpenAIError:
-    if await inference.model_is_unknown(upstream, err, model):
-        return OpenAIError(
-            404,
-            f"The model `{model}` does not exist or you do not have access to it.",
-            param="model",
-            code="model_not_found",
-        )
-    status = http_status(err.code())
-    return OpenAIError(
-        status, err.details() or err.code().name, type=_error_type(status), code=err.code().name
-    )
+    """The coordinator's refusal of a request for ``model``, as OpenAI's error."""
+    return await inference.refusal(OpenAIError, upstream, err, model)
 
 
 class ImageUrl(BaseModel):
@@ -531,17 +531,7 @@ def router(upstream: Upstream) -> APIRouter:
                 if include_usage:
                     yield sse({**head, "choices": [], "usage": _usage(piece.result)})
         except grpc.aio.AioRpcError as err:
-            status = http_status(err.code())
-            yield sse(
-                {
-                    "error": {
-                        "message": err.details() or err.code().name,
-                        "type": _error_type(status),
-                        "param": None,
-                        "code": err.code().name,
-                    }
-                }
-            )
+            yield sse(OpenAIError.from_rpc(err).body())
         yield sse("[DONE]")
 
     async def whole(body: _Sampling, generation: inference.Generation) -> inference.Collected:
@@ -632,10 +622,7 @@ def router(upstream: Upstream) -> APIRouter:
                 inference_pb2.ListModelsRequest(), timeout=UNARY_TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as err:
-            status = http_status(err.code())
-            raise OpenAIError(
-                status, err.details() or "", type=_error_type(status), code=err.code().name
-            ) from err
+            raise OpenAIError.from_rpc(err) from err
         return list(reply.models)
 
     def model_object(m: inference_pb2.ClusterModel) -> dict[str, Any]:
@@ -651,12 +638,7 @@ def router(upstream: Upstream) -> APIRouter:
         """One model, if any node has it."""
         found = next((m for m in await models() if m.info.name == model), None)
         if found is None:
-            raise OpenAIError(
-                404,
-                f"The model `{model}` does not exist.",
-                param="model",
-                code="model_not_found",
-            )
+            raise OpenAIError.model_not_found(model)
         return model_object(found)
 
     @api.post("/embeddings")

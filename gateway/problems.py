@@ -1,17 +1,21 @@
-"""Errors as RFC 9457 problem details, and the one gRPC-status -> HTTP-status mapping.
+"""Errors as RFC 9457 problem details, and the one table of what each API answers for
+a gRPC status (``REFUSALS``).
 
 Every error the REST API returns has one JSON shape (``application/problem+json``):
 ``type``, ``title``, ``status``, ``detail``, plus ``grpc_status`` when the coordinator
 answered with an error, and ``errors`` (field and reason) for invalid input. The
-Ollama- and OpenAI-compatible routes use their own clients' error shapes, built from
-the same mapping (see ``ollama_api`` and ``openai_api``).
+Ollama-, OpenAI- and Anthropic-compatible routes answer in their own clients' error
+shapes (``ApiError``'s subclasses in ``ollama_api``, ``openai_api`` and
+``anthropic_api``), each built from the same table: the HTTP status, the error type names
+of each API, and ``Retry-After`` where the caller may try again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from fastapi import FastAPI, Request
@@ -22,34 +26,94 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
+
+@dataclass(frozen=True)
+class Refusal:
+    """How every API the gateway serves answers one gRPC status.
+
+    ``status``: the HTTP status (the REST API's problem+json, and Ollama's
+    ``{"error": message}``, carry nothing more); ``openai``: the ``type`` of OpenAI's error
+    object (its ``code`` is the gRPC status name); ``anthropic``: the ``type`` of
+    Anthropic's; ``retry``: the caller may try again later, so the answer says when
+    (``Retry-After``)."""
+
+    status: int
+    openai: str
+    anthropic: str
+    retry: bool = False
+
+
+_INVALID = "invalid_request_error"
+
 # gRPC status -> HTTP status. Follows Google's API design guide, except:
 # FAILED_PRECONDITION is 409 (the resource's state conflicts with the request, e.g.
 # cancelling a finished workflow), and errors inside the coordinator (UNKNOWN,
 # INTERNAL, DATA_LOSS) are 502: the gateway itself did not fail, its upstream did.
-GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 502,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 502,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 502,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
+# The type names are each API's own: OpenAI's are rate_limit_error (429), server_error
+# (5xx) and invalid_request_error for any other 4xx (an unknown model too, with code
+# model_not_found); Anthropic's documented ones, invalid_request_error for a 4xx it names
+# no type for, api_error for a 5xx, overloaded_error for "try again later" (503).
+REFUSALS: dict[grpc.StatusCode, Refusal] = {
+    grpc.StatusCode.OK: Refusal(200, _INVALID, "api_error"),
+    grpc.StatusCode.CANCELLED: Refusal(499, _INVALID, _INVALID),
+    grpc.StatusCode.UNKNOWN: Refusal(502, "server_error", "api_error"),
+    grpc.StatusCode.INVALID_ARGUMENT: Refusal(400, _INVALID, _INVALID),
+    grpc.StatusCode.DEADLINE_EXCEEDED: Refusal(504, "server_error", "api_error"),
+    grpc.StatusCode.NOT_FOUND: Refusal(404, _INVALID, "not_found_error"),
+    grpc.StatusCode.ALREADY_EXISTS: Refusal(409, _INVALID, _INVALID),
+    grpc.StatusCode.PERMISSION_DENIED: Refusal(403, _INVALID, "permission_error"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Refusal(
+        429, "rate_limit_error", "rate_limit_error", retry=True
+    ),
+    grpc.StatusCode.FAILED_PRECONDITION: Refusal(409, _INVALID, _INVALID),
+    grpc.StatusCode.ABORTED: Refusal(409, _INVALID, _INVALID),
+    grpc.StatusCode.OUT_OF_RANGE: Refusal(400, _INVALID, _INVALID),
+    grpc.StatusCode.UNIMPLEMENTED: Refusal(501, "server_error", "api_error"),
+    grpc.StatusCode.INTERNAL: Refusal(502, "server_error", "api_error"),
+    grpc.StatusCode.UNAVAILABLE: Refusal(503, "server_error", "overloaded_error", retry=True),
+    grpc.StatusCode.DATA_LOSS: Refusal(502, "server_error", "api_error"),
+    grpc.StatusCode.UNAUTHENTICATED: Refusal(401, _INVALID, "authentication_error"),
 }
+
+# A status code the coordinator never sends (a newer grpc's) is its upstream's failure.
+_UNLISTED = REFUSALS[grpc.StatusCode.UNKNOWN]
+
+# Statuses the gateway answers itself, with no gRPC status behind them (a body too large,
+# a wrong method), take the row of their HTTP status; those no row has, these; any other
+# 4xx is the request's fault and any other 5xx the server's, as both APIs document.
+_BY_STATUS: dict[int, Refusal] = {
+    413: Refusal(413, _INVALID, "request_too_large"),
+    529: Refusal(529, "server_error", "overloaded_error"),
+} | {r.status: r for r in REFUSALS.values() if r.status != 200}
+
+RETRY_AFTER_SECONDS = 1
+
+
+def refusal(code: grpc.StatusCode) -> Refusal:
+    """The row for a gRPC status code."""
+    return REFUSALS.get(code, _UNLISTED)
 
 
 def http_status(code: grpc.StatusCode) -> int:
     """The HTTP status for a gRPC status code."""
-    return GRPC_TO_HTTP.get(code, 502)
+    return refusal(code).status
+
+
+def refusal_of_status(status: int) -> Refusal:
+    """The row for an HTTP status the gateway answers with no gRPC status behind it."""
+    found = _BY_STATUS.get(status)
+    if found is not None:
+        return found
+    if status >= 500:
+        return Refusal(status, "server_error", "api_error")
+    return Refusal(status, _INVALID, _INVALID)
+
+
+def retry_headers(code: grpc.StatusCode | None) -> dict[str, str] | None:
+    """``Retry-After`` for a refusal the caller may try again later, else none."""
+    if code is not None and refusal(code).retry:
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return None
 
 
 def title(status: int) -> str:
@@ -63,15 +127,46 @@ def title(status: int) -> str:
 
 class ApiError(Exception):
     """A refusal on one of the compatible APIs (Ollama's, OpenAI's, Anthropic's), which
-    answers in that API's own error shape."""
+    answers in that API's own error shape.
 
-    def __init__(self, status: int, message: str) -> None:
+    ``grpc_code``: the coordinator's gRPC status when it refused, which picks the row of
+    ``REFUSALS`` (``from_rpc``); errors the gateway makes itself take the row of their
+    HTTP status."""
+
+    def __init__(
+        self, status: int, message: str, *, grpc_code: grpc.StatusCode | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.grpc_code = grpc_code
+
+    @classmethod
+    def from_rpc(cls, err: grpc.aio.AioRpcError) -> Self:
+        """The coordinator's refusal in this API's shape."""
+        code = err.code()
+        return cls(http_status(code), err.details() or code.name, grpc_code=code)
+
+    @classmethod
+    def model_not_found(cls, model: str) -> Self:
+        """No node has ``model`` (404), in the words of this API's own server."""
+        return cls(404, f"model '{model}' not found")
+
+    @property
+    def refusal(self) -> Refusal:
+        if self.grpc_code is None:
+            return refusal_of_status(self.status)
+        return refusal(self.grpc_code)
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return retry_headers(self.grpc_code)
+
+    def body(self) -> dict[str, Any]:
+        raise NotImplementedError
 
     def response(self) -> JSONResponse:
-        raise NotImplementedError
+        return JSONResponse(status_code=self.status, content=self.body(), headers=self.headers)
 
 
 class FieldError(BaseModel):
@@ -121,11 +216,8 @@ class ProblemError(Exception):
         detail = err.details() or code.name
         if code == grpc.StatusCode.UNAVAILABLE:
             detail = f"coordinator unavailable: {detail}"
-        headers = {"Retry-After": "1"} if code in _RETRYABLE else None
-        return cls(http_status(code), detail, grpc_status=code.name, headers=headers)
+        return cls(http_status(code), detail, grpc_status=code.name, headers=retry_headers(code))
 
-
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 # Documented on every REST route, so the OpenAPI schema names the error shape.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
