@@ -18,6 +18,7 @@ import grpc
 
 from coordinator.access import AccessBook, ApiGuard, RateLimiter
 from coordinator.access.servicer import AccessServicer, EnrollmentServicer
+from coordinator.cluster_service import ClusterServicer
 from coordinator.dispatch import Dispatcher
 from coordinator.ha import LeaderGate
 from coordinator.leader import LeaderElection, session_options
@@ -27,11 +28,7 @@ from coordinator.optimizer.live import LiveOptimizer
 from coordinator.registry import Registry
 from coordinator.roster import Roster
 from coordinator.routing import RouterConfig
-from coordinator.service import (
-    AgentSessionServicer,
-    ClusterServicer,
-    InferenceServicer,
-)
+from coordinator.service import AgentSessionServicer, InferenceServicer
 from coordinator.state_lock import StateLock
 from coordinator.workflows import PipelineCatalog, WorkflowEngine
 from coordinator.workflows.servicer import WorkflowServicer

@@ -1,4 +1,7 @@
-"""gRPC servicers of the coordinator: thin translations to the registry and dispatcher.
+"""gRPC servicers of the coordinator: the agents' sessions (AgentSessionService) and
+inference with model management (InferenceService: checked by ``coordinator.requests`` and
+``coordinator.capabilities``, then relayed through the dispatcher). ClusterService is in
+``coordinator.cluster_service``.
 
 Domain errors become gRPC statuses here and nowhere else.
 """
@@ -8,16 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
-import math
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
 
 from coordinator.access import AccessBook
 from coordinator.capabilities import ModelCapabilities, chat_needs, generate_needs
@@ -30,30 +29,30 @@ from coordinator.dispatch import (
     RoutingLoop,
     UnknownModel,
 )
-from coordinator.optimizer import Action, AppliedChange, Finding
-from coordinator.optimizer.live import LiveOptimizer
-from coordinator.optimizer.performance import Latency, Performance
 from coordinator.registry import (
     ConflictingRegistration,
     InvalidRegistration,
     NodeRecord,
     NodeState,
     Registry,
-    UnknownNode,
 )
-from coordinator.roster import CoordinatorView, Roster
-from coordinator.routing import Decision
-from hive import __version__, limits
+from coordinator.requests import (
+    MAX_EMBED_INPUTS,
+    check_limits,
+    check_model,
+    check_size,
+    check_think,
+    check_top_logprobs,
+    tools_problem,
+)
+from hive import __version__
 from hive.config import CLUSTER_NAME
 from hive.coordinators import COORDINATOR_TRAILER
-from hive.limits import MAX_DIMENSIONS, MAX_TOP_LOGPROBS
-from hive.models import tagged
+from hive.limits import MAX_DIMENSIONS
 from hive.tls import peer_name
 from hive.v1 import (
     agent_session_pb2,
     agent_session_pb2_grpc,
-    cluster_pb2,
-    cluster_pb2_grpc,
     common_pb2,
     inference_pb2,
     inference_pb2_grpc,
@@ -63,10 +62,6 @@ from hive.v1 import (
 log = logging.getLogger("hive.coordinator")
 
 REGISTER_TIMEOUT_SECONDS = 10.0
-MAX_PROMPT_CHARS = 1_000_000
-# Inputs one Embed request may carry: 512 vectors of a 5,120-dimension model are 10 MiB,
-# inside the 16 MiB gRPC message limit on every hop.
-MAX_EMBED_INPUTS = 512
 # Federated clusters a request may have passed through.
 MAX_VIA = 16
 
@@ -245,13 +240,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         ],
     ) -> AsyncIterator[inference_pb2.GenerateResponse]:
         context.set_trailing_metadata(((COORDINATOR_TRAILER, "1"),))
-        model = await _check_model(request.model, context)
+        model = await check_model(request.model, context)
         size = len(request.prompt) + len(request.system) + len(request.suffix)
         size += sum(map(len, request.images))
-        await _check_size(size, "prompt is", context)
-        await _check_think(request.think, context)
-        await _check_top_logprobs(request.top_logprobs, context)
-        keep_alive = await _check_limits(request.keep_alive, request.options, context)
+        await check_size(size, "prompt is", context)
+        await check_think(request.think, context)
+        await check_top_logprobs(request.top_logprobs, context)
+        keep_alive = await check_limits(request.keep_alive, request.options, context)
         await self._check_capable(model, generate_needs(request), "generate", context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
@@ -283,17 +278,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         context: grpc.aio.ServicerContext[inference_pb2.ChatRequest, inference_pb2.ChatResponse],
     ) -> AsyncIterator[inference_pb2.ChatResponse]:
         context.set_trailing_metadata(((COORDINATOR_TRAILER, "1"),))
-        model = await _check_model(request.model, context)
+        model = await check_model(request.model, context)
         if not request.messages:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages must not be empty")
         size = sum(len(m.content) + sum(map(len, m.images)) for m in request.messages)
         size += sum(map(len, request.tools))
-        await _check_size(size, "messages and tools hold", context)
-        if problem := _tools_problem(request):
+        await check_size(size, "messages and tools hold", context)
+        if problem := tools_problem(request):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        await _check_think(request.think, context)
-        await _check_top_logprobs(request.top_logprobs, context)
-        keep_alive = await _check_limits(request.keep_alive, request.options, context)
+        await check_think(request.think, context)
+        await check_top_logprobs(request.top_logprobs, context)
+        keep_alive = await check_limits(request.keep_alive, request.options, context)
         await self._check_capable(model, chat_needs(request), "chat", context)
         run = node_agent_pb2.RunTaskRequest(
             task_id=_task_id(),
@@ -319,7 +314,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         request: inference_pb2.EmbedRequest,
         context: grpc.aio.ServicerContext[inference_pb2.EmbedRequest, inference_pb2.EmbedResponse],
     ) -> inference_pb2.EmbedResponse:
-        model = await _check_model(request.model, context)
+        model = await check_model(request.model, context)
         # No input is a load of the model where the router puts it, as Ollama's /api/embed
         # loads the model for an empty input and answers no vectors.
         if len(request.input) > MAX_EMBED_INPUTS:
@@ -328,13 +323,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 f"{len(request.input)} inputs; the limit is {MAX_EMBED_INPUTS} per request "
                 "(split them into several requests)",
             )
-        await _check_size(sum(len(text) for text in request.input), "inputs hold", context)
+        await check_size(sum(len(text) for text in request.input), "inputs hold", context)
         if request.dimensions > MAX_DIMENSIONS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"dimensions must be between 1 and {MAX_DIMENSIONS}, not {request.dimensions}",
             )
-        keep_alive = await _check_limits(request.keep_alive, request.options, context)
+        keep_alive = await check_limits(request.keep_alive, request.options, context)
         embed = node_agent_pb2.EmbedInput(input=request.input, dimensions=request.dimensions)
         if request.HasField("truncate"):
             embed.truncate = request.truncate
@@ -439,7 +434,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         progress, a "pulling manifest" line for every endpoint it acts on (so a client can
         count each layer's bytes on all of them from that layer's first line); an endpoint's
         "success" comes once the registry has its new models (it is routed to from then)."""
-        model = await _check_model(request.model, context)
+        model = await check_model(request.model, context)
         live, targets = await self._targets(request.endpoints, model, False, context)
         if not targets:
             yield inference_pb2.PullResponse(status="success")
@@ -486,7 +481,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         endpoint's models as they are after it (it is no longer routed to). NOT_FOUND when
         no endpoint has it: none is known to, or each one's Ollama said so (the endpoints
         were not named)."""
-        model = await _check_model(request.model, context)
+        model = await check_model(request.model, context)
         live, targets = await self._targets(request.endpoints, model, True, context)
         if not targets:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {model!r} not found")
@@ -584,7 +579,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             inference_pb2.UnloadRequest, inference_pb2.UnloadResponse
         ],
     ) -> inference_pb2.UnloadResponse:
-        model = await _check_model(request.model, context)
+        model = await check_model(request.model, context)
         # Every endpoint that has the model, not only those whose last telemetry showed it
         # loaded: a load in the last heartbeat interval would be missed, and unloading a
         # model that is not loaded costs Ollama nothing.
@@ -603,15 +598,6 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         done, failed = _outcomes(targets, errors)
         log.info("unload %s: from %s; failed %s", model, done, failed)
         return inference_pb2.UnloadResponse(unloaded_from=done, failed=failed)
-
-
-async def _check_size(size: int, what: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    """Refuse a request whose text (``what``, e.g. "prompt is") is over the limit."""
-    if size > MAX_PROMPT_CHARS:
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"{what} {size} characters; the limit is {MAX_PROMPT_CHARS}",
-        )
 
 
 def _with_model(
@@ -674,374 +660,6 @@ NODE_ANSWER_SECONDS = 30.0
 # announces its new models (sent at once) to be applied, before saying it was not.
 ANNOUNCE_SECONDS = 10.0
 
-THINK_VALUES = ("", "true", "false", "low", "medium", "high")
-
-
-async def _check_top_logprobs(top: int, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    if top > MAX_TOP_LOGPROBS:
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, not {top}",
-        )
-
-
-async def _check_limits(
-    keep_alive: str, options: struct_pb2.Struct, context: grpc.aio.ServicerContext[Any, Any]
-) -> str:
-    """``keep_alive`` as a Go duration every Ollama takes, once it and the options' counts
-    are within Ollama's bounds (``hive.limits``), as the gateway checks them: refused here,
-    before routing, so that no client of the API sends a node what breaks it."""
-    try:
-        limits.check_options(dict(options.items()))
-        return limits.keep_alive(keep_alive)
-    except limits.OutOfRange as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-
-
-async def _check_think(think: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    if think not in THINK_VALUES:
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"think {think!r} is not one of true, false, low, medium, high",
-        )
-
-
-def _tools_problem(request: inference_pb2.ChatRequest) -> str:
-    """What is wrong with a chat's tools and tool calls, or "" (each must be a JSON object:
-    Ollama would refuse the whole request on the node, after routing)."""
-    for i, tool in enumerate(request.tools):
-        if not isinstance(_json_object(tool), dict):
-            return f"tools[{i}] is not a JSON object (with finite numbers only): {tool[:80]!r}"
-    for i, message in enumerate(request.messages):
-        for j, call in enumerate(message.tool_calls):
-            if not call.name or not isinstance(_json_object(call.arguments_json or "{}"), dict):
-                return (
-                    f"messages[{i}].tool_calls[{j}] needs a name and a JSON object of "
-                    "arguments (with finite numbers only)"
-                )
-    return ""
-
-
-def _json_object(text: str) -> object:
-    """``text`` decoded, or None when it is not JSON — NaN, Infinity and numbers past a
-    double included: the node's encoder refuses them (three failed attempts, a 502)."""
-    try:
-        value = json.loads(text, parse_constant=_not_json)
-    except ValueError:
-        return None
-    return None if _has_unrepresentable(value) else value
-
-
-def _not_json(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _has_unrepresentable(value: object) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, int) and not isinstance(item, bool):
-            if item.bit_length() > 1024:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-async def _check_model(model: str, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The model's name as the nodes report it: a name without a tag means ``:latest``,
-    as in Ollama (``nomic-embed-text`` is ``nomic-embed-text:latest``)."""
-    if not model or len(model) > 256 or any(c.isspace() for c in model):
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"model {model!r} is not a model name (e.g. 'llama3.1:8b')",
-        )
-    return tagged(model)
-
-
-def decision_to_proto(decision: Decision) -> cluster_pb2.RoutingDecision:
-    """A routing decision as the API shows it: every candidate with its score breakdown."""
-    proto = cluster_pb2.RoutingDecision()
-    for candidate in decision.candidates:
-        proto.candidates.add(
-            node=candidate.node,
-            endpoint_id=candidate.endpoint_id,
-            total=candidate.total,
-            components=[
-                cluster_pb2.ScoreComponent(name=n, value=v, weight=w)
-                for n, v, w in zip(
-                    candidate.names, candidate.values, candidate.weights, strict=True
-                )
-            ],
-        )
-    for rejection in decision.rejected:
-        proto.rejected.add(
-            node=rejection.node,
-            endpoint_id=rejection.endpoint_id,
-            reason=rejection.reason,
-            detail=rejection.detail,
-        )
-    if decision.chosen is not None:
-        proto.chosen_node = decision.chosen.node
-        proto.chosen_endpoint_id = decision.chosen.endpoint_id
-    return proto
-
 
 def _task_id() -> str:
     return "t-" + uuid.uuid4().hex[:16]
-
-
-def coordinator_to_proto(view: CoordinatorView) -> cluster_pb2.CoordinatorStatus:
-    return cluster_pb2.CoordinatorStatus(
-        address=view.address,
-        role=view.role,
-        epoch=view.epoch,
-        lease_age_seconds=view.lease_age,
-        seen_age_seconds=view.seen_age,
-    )
-
-
-class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
-    """Cluster status, drain, explanations and the optimizer. ``roster`` lists the
-    coordinators in the status (None: none listed)."""
-
-    def __init__(
-        self,
-        registry: Registry,
-        dispatcher: Dispatcher,
-        optimizer: LiveOptimizer | None = None,
-        roster: Roster | None = None,
-    ) -> None:
-        self.registry = registry
-        self.dispatcher = dispatcher
-        self.optimizer = optimizer
-        self.roster = roster
-
-    async def GetClusterStatus(
-        self,
-        request: cluster_pb2.GetClusterStatusRequest,
-        context: grpc.aio.ServicerContext[
-            cluster_pb2.GetClusterStatusRequest, cluster_pb2.GetClusterStatusResponse
-        ],
-    ) -> cluster_pb2.GetClusterStatusResponse:
-        coordinators = await self.roster.current() if self.roster is not None else []
-        return cluster_pb2.GetClusterStatusResponse(
-            nodes=[self.registry.status(r) for r in self.registry],
-            summary=self.registry.summary(),
-            cluster_name=self.dispatcher.cluster_name,
-            coordinators=[coordinator_to_proto(c) for c in coordinators],
-        )
-
-    async def DrainNode(
-        self,
-        request: cluster_pb2.DrainNodeRequest,
-        context: grpc.aio.ServicerContext[
-            cluster_pb2.DrainNodeRequest, cluster_pb2.DrainNodeResponse
-        ],
-    ) -> cluster_pb2.DrainNodeResponse:
-        try:
-            record = self.registry.set_draining(request.node, request.drain, request.reason)
-            self.dispatcher.set_draining(request.node, request.drain)
-        except UnknownNode:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"no node {request.node!r}; nodes: {', '.join(r.name for r in self.registry)}",
-            )
-        return cluster_pb2.DrainNodeResponse(node=self.registry.status(record))
-
-    async def WatchCluster(
-        self,
-        request: cluster_pb2.WatchClusterRequest,
-        context: grpc.aio.ServicerContext[
-            cluster_pb2.WatchClusterRequest, cluster_pb2.WatchClusterResponse
-        ],
-    ) -> AsyncIterator[cluster_pb2.WatchClusterResponse]:
-        queue = self.registry.watch()
-        try:
-            for record in self.registry:
-                yield cluster_pb2.WatchClusterResponse(node_joined=self.registry.status(record))
-            while True:
-                try:
-                    async with asyncio.timeout(1.0):
-                        event = await queue.get()
-                except TimeoutError:
-                    if not self.registry.is_watching(queue):
-                        await context.abort(
-                            grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            "watcher fell too far behind and was dropped; reconnect",
-                        )
-                    continue
-                if event.HasField("telemetry") and not request.include_telemetry:
-                    continue
-                yield event
-        finally:
-            self.registry.unwatch(queue)
-
-    async def ExplainTask(
-        self,
-        request: cluster_pb2.ExplainTaskRequest,
-        context: grpc.aio.ServicerContext[
-            cluster_pb2.ExplainTaskRequest, cluster_pb2.ExplainTaskResponse
-        ],
-    ) -> cluster_pb2.ExplainTaskResponse:
-        run = self.dispatcher.tasks.get(request.task_id)
-        if run is None:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"no task {request.task_id!r} among the last {len(self.dispatcher.tasks)} tasks",
-            )
-        response = cluster_pb2.ExplainTaskResponse(
-            task_id=run.task_id,
-            estimated_prompt_tokens=run.prompt_tokens,
-            estimated_output_tokens=run.output_tokens,
-            output_estimate_source=run.output_source,
-            via=run.via,
-        )
-        if run.decisions:
-            response.decision.CopyFrom(decision_to_proto(run.decisions[-1]))
-        return response
-
-    async def OptimizeCluster(
-        self,
-        request: cluster_pb2.OptimizeClusterRequest,
-        context: grpc.aio.ServicerContext[
-            cluster_pb2.OptimizeClusterRequest, cluster_pb2.OptimizeClusterResponse
-        ],
-    ) -> cluster_pb2.OptimizeClusterResponse:
-        if self.optimizer is None:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "the optimizer is disabled (optimizer.enabled: false in the cluster file)",
-            )
-        result = self.optimizer.run_pass(dry_run=request.dry_run)
-        clock = _WallClock(self.optimizer.clock())
-        plan = result.plan
-        applied = {id(c.action): c for c in result.applied}
-        actions = []
-        for a in plan.actions:
-            change = applied.get(id(a))
-            actions.append(action_to_proto(a, clock(plan.at), change))
-        return cluster_pb2.OptimizeClusterResponse(
-            actions=actions,
-            findings=[finding_to_proto(f, clock(f.detected_at)) for f in plan.findings],
-            applied=not request.dry_run,
-            deferred=[action_to_proto(a, clock(plan.at)) for a in plan.deferred],
-        )
-
-    async def GetPerformanceMetrics(
-        self,
-        request: cluster_pb2.GetPerformanceMetricsRequest,
-        context: grpc.aio.ServicerContext[
-            cluster_pb2.GetPerformanceMetricsRequest, cluster_pb2.GetPerformanceMetricsResponse
-        ],
-    ) -> cluster_pb2.GetPerformanceMetricsResponse:
-        if self.optimizer is None:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "performance metrics come from the optimizer, which is disabled "
-                "(optimizer.enabled: false in the cluster file)",
-            )
-        report, plan = self.optimizer.performance()
-        clock = _WallClock(self.optimizer.clock())
-        response = performance_to_proto(report)
-        response.findings.extend(finding_to_proto(f, clock(f.detected_at)) for f in plan.findings)
-        response.recent_changes.extend(
-            action_to_proto(c.action, clock(c.at), c)
-            for c in reversed(self.optimizer.optimizer.changes)
-        )
-        return response
-
-
-class _WallClock:
-    """Maps times on the coordinator's loop clock to wall-clock seconds for the API."""
-
-    def __init__(self, loop_now: float) -> None:
-        self.offset = time.time() - loop_now
-
-    def __call__(self, at: float) -> float:
-        return at + self.offset
-
-
-_SEVERITY = {
-    "info": cluster_pb2.SEVERITY_INFO,
-    "warning": cluster_pb2.SEVERITY_WARNING,
-    "critical": cluster_pb2.SEVERITY_CRITICAL,
-}
-
-
-def finding_to_proto(finding: Finding, wall: float) -> cluster_pb2.Finding:
-    proto = cluster_pb2.Finding(
-        kind=finding.kind,
-        severity=_SEVERITY[finding.severity],
-        subject=finding.subject,
-        evidence=finding.evidence,
-        recommendation=finding.recommendation,
-    )
-    proto.detected_at.FromNanoseconds(int(wall * 1e9))
-    return proto
-
-
-def action_to_proto(
-    action: Action, wall: float, change: AppliedChange | None = None
-) -> cluster_pb2.OptimizationAction:
-    proto = cluster_pb2.OptimizationAction(
-        kind=action.kind,
-        node=action.node,
-        endpoint_id=action.endpoint_id,
-        model=action.model,
-        reason=action.reason,
-        before=action.before,
-        after=action.after,
-        source=action.source,
-        deferred=action.deferred,
-        ok=change.ok if change is not None else False,
-        error=change.error if change is not None else "",
-    )
-    proto.at.FromNanoseconds(int(wall * 1e9))
-    return proto
-
-
-def _latency(value: Latency) -> cluster_pb2.LatencySummary:
-    return cluster_pb2.LatencySummary(
-        p50=value.p50, p95=value.p95, p99=value.p99, count=value.count
-    )
-
-
-def performance_to_proto(report: Performance) -> cluster_pb2.GetPerformanceMetricsResponse:
-    return cluster_pb2.GetPerformanceMetricsResponse(
-        utilization_percent=report.utilization_percent,
-        tokens_per_second=report.tokens_per_second,
-        tasks_per_second=report.tasks_per_second,
-        completion_seconds=_latency(report.completion),
-        queue_seconds=_latency(report.queueing),
-        nodes=[
-            cluster_pb2.NodePerformance(
-                node=n.node,
-                utilization_percent=n.utilization_percent,
-                tokens_per_second=n.tokens_per_second,
-                tasks_succeeded=n.tasks_succeeded,
-                tasks_failed=n.tasks_failed,
-            )
-            for n in report.nodes
-        ],
-        tasks_succeeded=report.tasks_succeeded,
-        tasks_failed=report.tasks_failed,
-        models=[
-            cluster_pb2.ModelPerformance(
-                model=m.model,
-                tasks_per_second=m.tasks_per_second,
-                tokens_per_second=m.tokens_per_second,
-                completion_seconds=_latency(m.completion),
-                tasks_succeeded=m.tasks_succeeded,
-                loaded_on=m.loaded_on,
-                forecast_tasks_per_second=m.forecast_tasks_per_second,
-            )
-            for m in report.models
-        ],
-        window_seconds=report.window_seconds,
-    )

@@ -406,7 +406,7 @@ async def test_bad_tools_and_think_values_are_refused_before_routing(
 
 
 async def test_text_over_the_limit_is_refused_before_routing(dev: DevCluster) -> None:
-    from coordinator.service import MAX_PROMPT_CHARS
+    from coordinator.requests import MAX_PROMPT_CHARS
 
     big = "x" * (MAX_PROMPT_CHARS + 1)
     async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
