@@ -24,6 +24,7 @@ from hive.config import (
     ConfigError,
     load_agent_config,
     load_cluster_config,
+    print_schema,
     read_token_file,
     seed_cluster,
 )
@@ -774,6 +775,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600)
     coordinators.add_argument(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("config", help="the cluster and node files' JSON Schemas")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    p = config_sub.add_parser("schema", help="print a config file's JSON Schema (for editors)")
+    p.add_argument("file", choices=("cluster", "node"))
+    p.set_defaults(func=lambda args: print_schema(args.file))
 
     sub.add_parser("sim", help="discrete-event simulation of routing policies", add_help=False)
     sub.add_parser("emulator", help="run one emulated Ollama server", add_help=False)
