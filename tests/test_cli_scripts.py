@@ -385,3 +385,69 @@ async def test_join_token_names_the_enrolment_address_the_coordinator_serves(
     assert done.returncode == 0, done.stderr
     assert f"hive certs enroll NEWBIE --coordinator {enroll} " in done.stderr, done.stderr
     assert done.stdout.strip()  # the secret, alone on stdout
+
+
+def test_grpc_core_logs_nothing_unless_asked(tmp_path: Path) -> None:
+    """gRPC core's own INFO lines ("I1205 ... Got goaway", a failed TLS handshake) are not
+    in a daemon's output unless the operator sets GRPC_VERBOSITY, which still works."""
+    tls = tmp_path / "tls"
+    for args in (("certs", "init"), ("certs", "issue", "coordinator")):
+        assert hive(*args, "--dir", str(tls)).returncode == 0
+    (port,) = _free_ports(1)
+    config = tmp_path / "cluster.yaml"
+    config.write_text(
+        "coordinator:\n"
+        f"  listen: 127.0.0.1:{port}\n"
+        "  metrics_listen: 'off'\n"
+        "  tls: {ca: tls/ca.pem, cert: tls/coordinator.pem, key: tls/coordinator-key.pem}\n"
+    )
+    absl = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")
+    for verbosity in ("", "INFO"):
+        env = clean_env(**({"GRPC_VERBOSITY": verbosity} if verbosity else {}))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hive.cli", "coordinator", "--config", str(config)],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            _plaintext_hello(port)  # a client without TLS: the handshake fails
+        finally:
+            proc.terminate()
+            out, _ = proc.communicate(timeout=60)
+        lines = [line for line in out.splitlines() if absl.match(line)]
+        if verbosity:
+            assert lines, f"GRPC_VERBOSITY=INFO should still show gRPC's lines:\n{out}"
+        else:
+            assert lines == [], out
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _plaintext_hello(port: int) -> None:
+    """Connect as soon as the port listens, say something that is not TLS, and wait for
+    the server to hang up."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                with contextlib.suppress(OSError):
+                    s.recv(1024)
+            time.sleep(0.5)  # the server logs the failed handshake
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

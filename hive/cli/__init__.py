@@ -13,6 +13,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+# gRPC core logs through absl at INFO unless told otherwise: a stray "I1205 ...
+# chttp2_transport.cc ... Got goaway" at shutdown, a line per failed TLS handshake, beside
+# the processes' own logs, which say what matters. GRPC_VERBOSITY set by the operator
+# (INFO, DEBUG, with GRPC_TRACE) still wins. Before grpc is imported: it reads it then.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import grpc
 from rich.console import Console
 from rich.markup import escape
