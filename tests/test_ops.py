@@ -407,6 +407,12 @@ def test_install_script_and_example_configs_agree_with_the_units() -> None:
     sysusers = (DEPLOY / "systemd/hive.sysusers.conf").read_text()
     assert "m hive video" in sysusers and "m hive render" in sysusers
     subprocess.run(["bash", "-n", str(DEPLOY / "systemd/install.sh")], check=True)
+    # Each shipped file names its schema beside it (yaml-language-server), and the script
+    # installs the schemas there.
+    for name in ("cluster", "node"):
+        first = (DEPLOY / f"config/{name}.yaml").read_text().splitlines()[0]
+        assert first == f"# yaml-language-server: $schema=./{name}.schema.json", first
+        assert f"{name}.schema.json" in script
     cluster = load_cluster_config(DEPLOY / "config/cluster.yaml")
     assert cluster.coordinator.state_path.startswith("/var/lib/hive/")  # StateDirectory=hive
     assert cluster.coordinator.metrics_listen.endswith(":9101")

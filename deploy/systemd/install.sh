@@ -39,6 +39,11 @@ for f in cluster.yaml node.yaml gateway.env; do
     install -m 0640 -g hive "$repo/deploy/config/$f" "/etc/hive/$f"
   fi
 done
+# The files' JSON Schemas, which their yaml-language-server lines name: always the
+# installed version's (an editor on the host completes and checks the files with them).
+for f in cluster.schema.json node.schema.json; do
+  install -m 0644 "$repo/deploy/config/$f" "/etc/hive/$f"
+done
 
 for unit in hive-coordinator.service hive-node-agent.service hive-gateway.service \
   hive-distributed.target; do
