@@ -52,6 +52,12 @@ SMALL_WORKLOAD = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _saturation_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hive sim`` caches its saturation measurements: in the test's own folder."""
+    monkeypatch.setenv("HIVE_SIM_CACHE", str(tmp_path / "saturation.json"))
+
+
 def test_deterministic_for_a_seed() -> None:
     wl = parse_workload({**SMALL_WORKLOAD, "tasks": 120}, "w.yaml")
     cluster = seed_cluster()

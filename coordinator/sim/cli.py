@@ -1,7 +1,13 @@
 """``hive sim``: run policies on a modelled cluster under a workload and compare them.
 
     hive sim --workload W.yaml [--cluster C.yaml] [--policy hive|...|all] [--seed N]
-             [--load F] [--jobs N] [--json]
+             [--load F] [--mismatch SIGMA] [--jobs N] [--json]
+
+``--load`` (or the file's ``arrival.offered_load``) is a fraction of the cluster's
+measured saturation rate for the workload, phase by phase, measured once per cluster,
+workload, seed and mismatch and cached (``coordinator/sim/saturation.py``). ``--mismatch``
+makes the simulated cluster's speeds, load times and answer lengths differ from the
+router's priors by seeded lognormal factors of that sigma (``coordinator/sim/mismatch.py``).
 
 Policies are independent runs on the same arrivals: ``--policy all`` runs them in
 ``--jobs`` processes (default: one per CPU), with the same results as one at a time.
@@ -26,8 +32,9 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.sim.catalog import homeless
-from coordinator.sim.engine import SimResult, simulate
+from coordinator.sim.engine import Saturation, SimResult, simulate
 from coordinator.sim.policies import POLICY_NAMES
+from coordinator.sim.saturation import measure
 from coordinator.sim.workload import Workload, load_workload
 from hive.config import SEED_CLUSTER, ClusterConfig, ConfigError, load_cluster_config
 
@@ -41,7 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", required=True, help="workload YAML")
     p.add_argument("--policy", default="all", choices=[*POLICY_NAMES, "all"])
     p.add_argument("--seed", type=int, default=None, help="override the workload's seed")
-    p.add_argument("--load", type=float, default=None, help="override arrival.offered_load")
+    p.add_argument(
+        "--load",
+        type=float,
+        default=None,
+        help="override arrival.offered_load: a fraction of the measured saturation rate",
+    )
+    p.add_argument(
+        "--mismatch",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="lognormal sigma of the truth's factors over the router's priors (0: off)",
+    )
     p.add_argument(
         "--jobs",
         type=int,
@@ -72,17 +91,25 @@ def run(argv: list[str] | None = None) -> list[SimResult]:
         workload = workload.with_load(args.load)
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: must be at least 1, got {args.jobs}")
+    if not (args.mismatch >= 0 and math.isfinite(args.mismatch)):
+        raise ValueError(f"--mismatch: must be a sigma >= 0, got {args.mismatch:g}")
+    saturation = None
+    if workload.rate is None:
+        saturation = measure(cluster, workload, args.seed, args.mismatch)
+        if min(saturation.rates) <= 0:
+            saturation = None  # the run itself says which model runs nowhere, and why
+    sim = (args.seed, args.mismatch, saturation)
     policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
     jobs = min(len(policies), args.jobs or len(os.sched_getaffinity(0)))
     if jobs <= 1:
-        return [simulate(cluster, workload, p, args.seed) for p in policies]
+        return [_run_one(cluster, workload, p, *sim) for p in policies]
     # Each policy's run is deterministic on its own: running them side by side changes
     # nothing but the wall time.
     # The policies that estimate every endpoint's backlog on each dispatch take longest:
     # started first, they do not leave one process finishing alone.
     first = [p for p in policies if p in SLOWEST] + [p for p in policies if p not in SLOWEST]
     with ProcessPoolExecutor(jobs) as pool:
-        started = {p: pool.submit(_simulate, cluster, workload, p, args.seed) for p in first}
+        started = {p: pool.submit(_simulate, cluster, workload, p, *sim) for p in first}
         runs = [started[p] for p in policies]
         results = []
         for r in runs:
@@ -93,13 +120,29 @@ def run(argv: list[str] | None = None) -> list[SimResult]:
         return results
 
 
+def _run_one(
+    cluster: ClusterConfig,
+    workload: Workload,
+    policy: str,
+    seed: int | None,
+    mismatch: float,
+    saturation: Saturation | None,
+) -> SimResult:
+    return simulate(cluster, workload, policy, seed, mismatch=mismatch, saturation=saturation)
+
+
 def _simulate(
-    cluster: ClusterConfig, workload: Workload, policy: str, seed: int | None
+    cluster: ClusterConfig,
+    workload: Workload,
+    policy: str,
+    seed: int | None,
+    mismatch: float,
+    saturation: Saturation | None,
 ) -> SimResult | tuple[str, str, str]:
     """``simulate`` in a worker process; a ConfigError comes back as its (source, key,
     reason), since the exception itself does not survive pickling."""
     try:
-        return simulate(cluster, workload, policy, seed)
+        return _run_one(cluster, workload, policy, seed, mismatch, saturation)
     except ConfigError as exc:
         return (exc.source, exc.key, exc.reason)
 
@@ -150,14 +193,22 @@ def comparison(results: list[SimResult]) -> str | None:
 
 def render(results: list[SimResult], console: Console) -> None:
     first = results[0]
+    if first.saturation_tasks_per_second:
+        sat = "/".join(f"{r:.3f}" for r in first.saturation_tasks_per_second)
+        arrive = "/".join(f"{r:.3f}" for r in first.phase_rates)
+        basis = f"saturation {sat}/s measured"
+    else:
+        arrive = f"{first.arrival_rate:.3f}"
+        basis = f"fluid capacity {first.capacity_tasks_per_second:.3f}/s"
     title = (
-        f"{first.workload}: {first.tasks} tasks, arrival {first.arrival_rate:.3f}/s "
-        f"(capacity {first.capacity_tasks_per_second:.3f}/s), seed {first.seed}"
+        f"{first.workload}: {first.tasks} tasks, arrival {arrive}/s ({basis}), "
+        f"seed {first.seed}, mismatch {first.mismatch:g}"
     )
     t = Table(title=title)
     for col in (
         "policy",
         "util",
+        "slot util",
         "tasks/s",
         "tok/s",
         "p50 s",
@@ -175,6 +226,7 @@ def render(results: list[SimResult], console: Console) -> None:
         t.add_row(
             r.policy,
             f"{r.utilization:.1%}",
+            f"{r.slot_utilization:.1%}",
             f"{r.throughput_tasks_per_second:.3f}",
             f"{r.throughput_tokens_per_second:.0f}",
             f"{r.completion['p50']:.1f}",

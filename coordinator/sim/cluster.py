@@ -15,6 +15,9 @@ memory its peers' runners take as used, and ``models_decoding`` counts the model
 decoding on all of them, so they split the bandwidth as one endpoint's models do. An
 endpoint evicts only its own idle runners, as an Ollama instance does.
 
+In mismatch mode (``coordinator/sim/mismatch.py``) an endpoint's speeds and load times are
+the catalog's times seeded factors the router does not know.
+
 Time advances only through ``advance(now)``; ``next_event()`` says when something
 happens next on its own (a load or prompt ends, a request finishes).
 """
@@ -25,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from coordinator.sim.catalog import Catalog, check_cluster
+from coordinator.sim.mismatch import Mismatch
 from hive import hardware
 from hive.config import ClusterConfig, NodeSpec
 
@@ -60,9 +64,12 @@ class Runner:
     slots: list[Request] = field(default_factory=list)
 
 
-def build_endpoints(cluster: ClusterConfig, catalog: Catalog) -> list[SimEndpoint]:
+def build_endpoints(
+    cluster: ClusterConfig, catalog: Catalog, mismatch: Mismatch | None = None
+) -> list[SimEndpoint]:
     """The cluster's endpoints in file order, their hardware from ``catalog`` and GPU
-    sharers linked; a ConfigError for what cannot be modelled (``check_cluster``)."""
+    sharers linked; a ConfigError for what cannot be modelled (``check_cluster``). With
+    ``mismatch`` on, their true speeds and load times differ from the catalog's."""
     hw = check_cluster(cluster, catalog)
     places = [(node, i) for node in cluster.nodes for i in range(len(node.endpoints))]
     eps = [
@@ -70,6 +77,9 @@ def build_endpoints(cluster: ClusterConfig, catalog: Catalog) -> list[SimEndpoin
     ]
     for e, h in zip(eps, hw, strict=True):
         e.peers = [eps[j] for j in h.peers]
+        if mismatch is not None and mismatch.on:
+            e.mismatch = mismatch
+            e.load_factor = mismatch.load(e.node, e.id)
     return eps
 
 
@@ -93,12 +103,17 @@ class SimEndpoint:
         # Endpoints on the same GPUs (set by ``build_endpoints``).
         self.peers: list[SimEndpoint] = []
         self._speed: dict[str, tuple[float, float]] = {}
+        # The truth over the catalog (``coordinator.sim.mismatch``; None and 1.0: off).
+        self.mismatch: Mismatch | None = None
+        self.load_factor = 1.0
         self.runners: dict[str, Runner] = {}
         self.lines: dict[str, deque[Request]] = {}
         self.assigned = 0  # requests on this endpoint (waiting or in a slot)
         self.per_model: dict[str, int] = {}
         self.now = 0.0
         self.busy_seconds = 0.0
+        # Slot-seconds in use (at most num_parallel at a time), for the utilisation.
+        self.slot_seconds = 0.0
         self.loads = 0
         self.evictions = 0
         # Loads started ahead of demand by ``warm`` (not counted in ``loads``).
@@ -125,6 +140,8 @@ class SimEndpoint:
         if s is None:
             kind = self.kind(model)
             dec = hardware.decode_tokens_per_second(self.gpus, kind)
+            if self.mismatch is not None:
+                dec *= self.mismatch.speed(self.node, self.id, model)
             s = (dec, dec * hardware.PROMPT_SPEEDUP)
             self._speed[model] = s
         return s
@@ -162,6 +179,8 @@ class SimEndpoint:
         rates, active = self._rates()
         if active:
             self.busy_seconds += dt
+            used = sum(len(r.slots) for r in self.runners.values())
+            self.slot_seconds += dt * min(used, self.num_parallel)
         for name, rate in rates.items():
             for q in self.runners[name].slots:
                 if q.decoding:
@@ -248,6 +267,7 @@ class SimEndpoint:
                         break
                     kind = self.kind(model)
                     load = hardware.load_seconds(kind, self.load_bytes_per_second)
+                    load *= self.load_factor
                     r = Runner(kind, now + load, last_used=now)
                     self.runners[model] = r
                     self.loads += 1
@@ -315,7 +335,7 @@ class SimEndpoint:
         kind = self.kind(model)
         self.runners[model] = Runner(
             kind,
-            self.now + hardware.load_seconds(kind, self.load_bytes_per_second),
+            self.now + hardware.load_seconds(kind, self.load_bytes_per_second) * self.load_factor,
             last_used=self.now,
         )
         self.warm_loads += 1

@@ -9,7 +9,8 @@ run is deterministic for a seed.
 Measured over tasks arriving in ``[warmup, end of arrivals]``: completion time (arrival →
 last token), queueing delay (arrival → a slot on an endpoint, model load excluded),
 throughput, GPU utilisation (fraction of time an endpoint has a request in a slot or a
-model loading, weighted by its GPUs), and p95 per priority; cold loads, evictions and
+model loading, weighted by its GPUs), slot utilisation (busy slot-seconds over each
+endpoint's ``num_parallel`` slots for the window), and p95 per priority; cold loads, evictions and
 warm-ups are those that happen in the same window (not the loads that fill an empty
 cluster at time 0).
 """
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import heapq
 import math
+import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from coordinator.dispatch import DEFAULT_OUTPUT_TOKENS, DEFAULT_OUTPUT_TOKENS_OTHER
 from coordinator.optimizer import (
     PROTECT,
     SET_LIMIT,
@@ -36,12 +39,14 @@ from coordinator.optimizer import (
     TaskSample,
 )
 from coordinator.routing.config import RouterConfig
+from coordinator.routing.lengths import AnswerLengths
 from coordinator.routing.snapshot import ClusterSnapshot, EndpointView, LoadedModelView, NodeView
 from coordinator.routing.speed import SpeedTracker
 from coordinator.routing.task import Priority
 from coordinator.scheduler import Assignment, FinishKind, QueueFull, Scheduler, Unroutable
 from coordinator.sim.catalog import homeless
 from coordinator.sim.cluster import BATCH_SLOWDOWN, Request, SimEndpoint, build_endpoints
+from coordinator.sim.mismatch import Mismatch
 from coordinator.sim.policies import Finished, make_policy
 from coordinator.sim.workload import Workload
 from hive.config import ClusterConfig, ConfigError
@@ -63,19 +68,21 @@ def capacity(cluster: ClusterConfig, workload: Workload) -> float:
     search finds the largest arrival rate that fits. Endpoints that share their GPUs
     share one endpoint's worth of capacity (the largest of theirs). Model loads are
     ignored, so real
-    capacity is a little lower: an offered load of 1.0 is at or beyond saturation.
+    capacity is a little lower: an offered load of 1.0 is at or beyond saturation. ``hive
+    sim`` measures the saturation rate instead (``coordinator.sim.saturation``); this
+    sizes the arrivals of that measurement.
 
     A workload whose model mix shifts is only sustainable at the rate its hardest mix
     sustains (above it the queue grows for as long as that mix lasts), so its capacity is
     the smallest over its phases: offered load 0.7 means no phase runs above 70 %.
     """
     return min(
-        _mix_capacity(cluster, workload, workload.model_weights(at))
+        mix_capacity(cluster, workload, workload.model_weights(at))
         for at in workload.phase_starts()
     )
 
 
-def _mix_capacity(cluster: ClusterConfig, workload: Workload, weights: dict[str, float]) -> float:
+def mix_capacity(cluster: ClusterConfig, workload: Workload, weights: dict[str, float]) -> float:
     types_total = sum(workload.task_types.values())
     # Mean single-stream seconds per (endpoint, model) over the token distributions.
     mean_prompt = 0.0
@@ -129,11 +136,23 @@ def _mix_capacity(cluster: ClusterConfig, workload: Workload, weights: dict[str,
     return lo
 
 
+@dataclass(frozen=True, slots=True)
+class Saturation:
+    """A cluster's measured saturation for a workload (``coordinator.sim.saturation``):
+    tasks/s completed in steady state with arrivals far above capacity, and the slot
+    utilisation then, one per model-mix phase (``Workload.phase_starts``)."""
+
+    rates: tuple[float, ...]
+    utilization: tuple[float, ...]
+    cached: bool = False
+
+
 @dataclass(slots=True)
 class _TaskStats:
     arrival: float
     priority: Priority
     output_tokens: int
+    task_type: str = ""
     first_slot: float = -1.0
     finished: float = -1.0
     failed: bool = False
@@ -165,6 +184,14 @@ class SimResult:
     mean_decision_us: float
     # Tasks (over the whole run) that no endpoint could ever run, by model.
     unroutable: dict[str, int] = field(default_factory=dict)
+    # Busy slot-seconds over available (num_parallel per endpoint) in the window.
+    slot_utilization: float = 0.0
+    # Measured saturation tasks/s per phase (empty: the load is against ``capacity``)
+    # and the arrival rate per phase (bursts aside).
+    saturation_tasks_per_second: list[float] = field(default_factory=list)
+    phase_rates: list[float] = field(default_factory=list)
+    # Mismatch sigma between the router's priors and the simulated truth (0: off).
+    mismatch: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,13 +220,13 @@ class Simulation:
         seed: int | None = None,
         router: RouterConfig | None = None,
         optimizer: OptimizerConfig | None = None,
+        mismatch: float = 0.0,
+        saturation: Saturation | None = None,
     ) -> None:
         self.cluster = cluster
         self.workload = workload
         self.seed = workload.seed if seed is None else seed
         if seed is not None and seed != workload.seed:
-            from dataclasses import replace
-
             self.workload = replace(workload, seed=seed)
         self.router = router or RouterConfig.from_mapping(
             cluster.routing, cluster.source, [n.name for n in cluster.nodes]
@@ -209,7 +236,14 @@ class Simulation:
         # What a policy that learns from answers (LiteLLM's) is told of each finished task.
         self._learn: Callable[[Finished], None] | None = getattr(self.policy, "learn", None)
         self.scheduler = Scheduler(self.router, self.policy)
-        self.endpoints = build_endpoints(cluster, self.workload.catalog)
+        # Mismatch mode: the truth differs from the router's priors, answer lengths are
+        # learned (``coordinator.sim.mismatch``).
+        self.mismatch = Mismatch(mismatch, self.seed)
+        self.lengths = AnswerLengths() if self.mismatch.on else None
+        self.saturation = saturation
+        # Stop when arrivals stop instead of draining (the saturation measurement's runs).
+        self.stop_at_end = False
+        self.endpoints = build_endpoints(cluster, self.workload.catalog, self.mismatch)
         position = {id(e): i for i, e in enumerate(self.endpoints)}
         # Each endpoint's GPU sharers, by index: a change on one changes their speed too.
         self._peers = [[position[id(p)] for p in e.peers] for e in self.endpoints]
@@ -243,6 +277,10 @@ class Simulation:
         self._predicted: dict[tuple[str, int], tuple[float, float]] = {}
         self.applied: list[AppliedChange] = []
         self._window_counts = (0, 0, 0)
+        # Slot-seconds per endpoint when the measured window opens and closes; the rates.
+        self._slots_open = [0.0] * len(self.endpoints)
+        self._slots_close = [0.0] * len(self.endpoints)
+        self._rates: list[float] = []
         if optimizer is not None:
             for e in self.endpoints:
                 e.load_log = []
@@ -323,13 +361,19 @@ class Simulation:
 
         wl = self.workload
         cap = capacity(self.cluster, wl)
+        load = wl.offered_load if wl.offered_load is not None else 0.85
+        rates: list[float]
         if wl.rate is not None:
-            rate = wl.rate
+            rates = [wl.rate] * len(wl.phase_starts())
+        elif self.saturation is not None:
+            rates = [load * r for r in self.saturation.rates]
         else:
-            rate = (wl.offered_load if wl.offered_load is not None else 0.85) * cap
-        if rate <= 0:
+            rates = [load * cap] * len(wl.phase_starts())
+        if min(rates) <= 0:
             raise self._nowhere()
-        arrivals = wl.generate(rate)
+        # The result's one arrival rate: the mean over phases when they differ.
+        rate = rates[0] if len(set(rates)) == 1 else statistics.fmean(rates)
+        arrivals = wl.generate(rates[0] if len(set(rates)) == 1 else rates)
         end_arrivals = arrivals[-1][0] if arrivals else 0.0
         if wl.duration_seconds is not None and wl.tasks is None:
             end_arrivals = wl.duration_seconds
@@ -340,6 +384,8 @@ class Simulation:
             self._seq += 1
             heapq.heappush(self._events, (t, self._seq, -1, k))
         horizon = max(end_arrivals, 1.0) * DRAIN_LIMIT_FACTOR + 600.0
+        if self.stop_at_end:
+            horizon = end_arrivals
         if self.optimizer is not None:
             self._seq += 1
             tick = self.optimizer.config.interval_seconds
@@ -364,12 +410,14 @@ class Simulation:
                 for j, e in enumerate(self.endpoints):
                     e.advance(warmup)
                     busy_window[j] = e.busy_seconds
+                    self._slots_open[j] = e.slot_seconds
                 counts_open = self._load_counts()
                 window_open = True
             if busy_at_close is None and t >= end_arrivals:
                 for e in self.endpoints:
                     e.advance(end_arrivals)
                 busy_at_close = [e.busy_seconds for e in self.endpoints]
+                self._slots_close = [e.slot_seconds for e in self.endpoints]
                 counts_close = self._load_counts()
             now = t
             touched: set[int] = set()
@@ -381,7 +429,14 @@ class Simulation:
                     heapq.heappush(self._events, (tick, self._seq, _OPTIMIZE, 0))
             elif idx < 0:
                 _, spec, out = arrivals[ver]
-                stats[spec.id] = _TaskStats(t, spec.priority, out)
+                if self.lengths is not None:
+                    # The truth is the model's own; the router hears what it has learned.
+                    out = max(1, round(out * self.mismatch.length(spec.model)))
+                    guess = self.lengths.estimate(spec.type, spec.model)
+                    if guess is None:
+                        guess = DEFAULT_OUTPUT_TOKENS.get(spec.type, DEFAULT_OUTPUT_TOKENS_OTHER)
+                    spec = replace(spec, output_tokens=guess)
+                stats[spec.id] = _TaskStats(t, spec.priority, out, spec.type)
                 true_output[spec.id] = out
                 if self.optimizer is not None:
                     self._task_types[spec.id] = spec.type
@@ -461,6 +516,7 @@ class Simulation:
             for e in self.endpoints:
                 e.advance(max(end, end_arrivals))
             busy_at_close = [e.busy_seconds for e in self.endpoints]
+            self._slots_close = [e.slot_seconds for e in self.endpoints]
             counts_close = self._load_counts()
         assert counts_close is not None
         # The window's (loads, evictions, warm-ups), read by _result and _extra.
@@ -469,6 +525,7 @@ class Simulation:
             counts_close[1] - counts_open[1],
             counts_close[2] - counts_open[2],
         )
+        self._rates = rates
         return self._result(
             stats,
             cap,
@@ -518,6 +575,8 @@ class Simulation:
             return
         st = stats[q.task_id]
         st.finished = now
+        if self.lengths is not None:
+            self.lengths.observe(st.task_type, q.model, q.output_tokens)
         decode_wall = now - q.decode_started
         concurrency = 1.0
         if q.decode_single > 0 and decode_wall > 0:
@@ -639,6 +698,8 @@ class Simulation:
         done_in_window = [s for s in stats.values() if warmup <= s.finished <= end_arrivals]
         gpu_busy = 0.0
         gpus = 0
+        slots_busy = sum(self._slots_close) - sum(self._slots_open)
+        slots_total = window * sum(e.num_parallel for e in self.endpoints)
         node_busy: dict[str, list[float]] = {}
         for e, a, b in zip(self.endpoints, busy_open, busy_close, strict=True):
             frac = (b - a) / window
@@ -671,6 +732,12 @@ class Simulation:
             evictions=self._window_counts[1],
             mean_decision_us=1e6 * self._decision_seconds / max(1, self._decisions),
             unroutable=dict(sorted(unroutable.items())),
+            slot_utilization=slots_busy / slots_total if slots_total else 0.0,
+            saturation_tasks_per_second=(
+                list(self.saturation.rates) if self.saturation is not None else []
+            ),
+            phase_rates=list(self._rates),
+            mismatch=self.mismatch.sigma,
             extra=self._extra(),
         )
 
@@ -714,7 +781,14 @@ def simulate(
     seed: int | None = None,
     router: RouterConfig | None = None,
     optimizer: OptimizerConfig | None = None,
+    mismatch: float = 0.0,
+    saturation: Saturation | None = None,
 ) -> SimResult:
     """Run ``policy`` on ``cluster`` under ``workload``, with the optimizer when given a
-    config; deterministic for a seed."""
-    return Simulation(cluster, workload, policy, seed, router, optimizer).run()
+    config; deterministic for a seed. ``mismatch``: sigma of the truth's factors over the
+    router's priors (``coordinator.sim.mismatch``; 0 off). ``saturation``: the measured
+    rates ``offered_load`` is a fraction of (``coordinator.sim.saturation``); without it,
+    of the fluid ``capacity``."""
+    return Simulation(
+        cluster, workload, policy, seed, router, optimizer, mismatch, saturation
+    ).run()

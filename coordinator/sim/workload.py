@@ -15,6 +15,8 @@ models:                       # per task type (or `default`): model -> weight
 model_shifts:                 # optional: from `at_seconds`, these mixes replace `models`
   - at_seconds: 1800
     models: {default: {llama3.1:8b: 1}}
+bursts:                       # optional: the arrival rate times `factor` for `seconds`
+  - {at_seconds: 2400, seconds: 300, factor: 2.0}
 tokens:                       # per task type or `default`
   default:
     prompt: {dist: lognormal, median: 600, sigma: 0.9, max: 8000}
@@ -28,6 +30,12 @@ catalog:                      # optional: numbers for GPUs and models that
   models: {my-model:1b: {size_gb: 0.8, parameters: 1B}}
 ```
 
+``offered_load`` is a fraction of the cluster's measured saturation rate for the
+workload, phase by phase (``coordinator/sim/saturation.py``; ``hive sim`` and the
+benchmark measure it, and ``simulate`` without one falls back to the fluid ``capacity``):
+each model-mix phase arrives at ``offered_load`` times its own saturation rate, and a
+burst multiplies the rate in force. A ``rate`` is used as given (bursts multiply it too).
+
 Every model the workload names must be in ``hive/hardware.py``'s catalog or in its own
 ``catalog.models``. Every error is a ``hive.config.ConfigError`` naming the file and
 key. Sampling is deterministic for a seed: one ``random.Random(seed)`` draws everything
@@ -38,7 +46,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +117,15 @@ class ModelShift:
 
 
 @dataclass(frozen=True, slots=True)
+class Burst:
+    """Arrivals ``factor`` times faster during ``[at_seconds, at_seconds + seconds)``."""
+
+    at_seconds: float
+    seconds: float
+    factor: float
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     source: str
     name: str = "workload"
@@ -123,6 +140,7 @@ class Workload:
         default_factory=lambda: {"default": {"qwen2.5-coder:7b": 1.0}}
     )
     model_shifts: tuple[ModelShift, ...] = ()
+    bursts: tuple[Burst, ...] = ()
     tokens: Mapping[str, TokenMix] = field(default_factory=lambda: {"default": TokenMix()})
     output_estimate: str = "mean"
     priorities: Mapping[Priority, float] = field(
@@ -170,9 +188,39 @@ class Workload:
                 out[m] = out.get(m, 0.0) + wt / total_t * wm / total_m
         return out
 
-    def generate(self, rate: float) -> list[tuple[float, TaskSpec, int]]:
-        """Arrivals as (time, task as the router sees it, true output tokens)."""
+    def rate_segments(self, rates: float | Sequence[float]) -> list[tuple[float, float]]:
+        """The arrival rate over time as (start, tasks/s) segments, in order: ``rates``
+        is one rate, or one per phase (``phase_starts``); bursts multiply it."""
+        starts = self.phase_starts()
+        per_phase = [float(rates)] * len(starts) if isinstance(rates, int | float) else rates
+        if len(per_phase) != len(starts):
+            raise ValueError(f"{len(starts)} phases but {len(per_phase)} rates")
+        cuts = sorted(
+            {*starts, *(b.at_seconds for b in self.bursts)}
+            | {b.at_seconds + b.seconds for b in self.bursts}
+        )
+        out: list[tuple[float, float]] = []
+        for t in cuts:
+            phase = max(i for i, s in enumerate(starts) if s <= t)
+            r = per_phase[phase]
+            for b in self.bursts:
+                if b.at_seconds <= t < b.at_seconds + b.seconds:
+                    r *= b.factor
+            if out and out[-1][1] == r:
+                continue
+            out.append((t, r))
+        return out
+
+    def generate(self, rate: float | Sequence[float]) -> list[tuple[float, TaskSpec, int]]:
+        """Arrivals as (time, task as the router sees it, true output tokens), at
+        ``rate`` tasks/s or one rate per phase (``rate_segments``).
+
+        A Poisson process with a piecewise-constant rate, by time rescaling: each gap is
+        a unit exponential spent at the rate in force, crossing into the next segment
+        with what is left. With one segment this is ``expovariate(rate)``, exactly."""
         rng = random.Random(self.seed)
+        segments = self.rate_segments(rate)
+        seg = 0
         types = list(self.task_types)
         type_w = [self.task_types[t] for t in types]
         prios = list(self.priorities)
@@ -183,7 +231,19 @@ class Workload:
         end = self.duration_seconds if self.duration_seconds is not None else math.inf
         means: dict[str, float] = {}
         while len(out) < limit_n:
-            now += rng.expovariate(rate)
+            gap = rng.expovariate(1.0)
+            while True:
+                r = segments[seg][1]
+                nxt = segments[seg + 1][0] if seg + 1 < len(segments) else math.inf
+                if r > 0 and now + gap / r <= nxt:
+                    now += gap / r
+                    break
+                if nxt == math.inf:
+                    now = math.inf
+                    break
+                gap -= (nxt - now) * r
+                now = nxt
+                seg += 1
             if now > end:
                 break
             tt = rng.choices(types, type_w)[0]
@@ -328,6 +388,7 @@ def parse_workload(data: Any, source: str) -> Workload:
             "task_types",
             "models",
             "model_shifts",
+            "bursts",
             "tokens",
             "output_estimate",
             "priorities",
@@ -397,6 +458,21 @@ def parse_workload(data: Any, source: str) -> Workload:
                         "and parameters",
                     )
     shifts.sort(key=lambda s: s.at_seconds)
+    bursts_raw = top.get("bursts", []) or []
+    if not isinstance(bursts_raw, list):
+        raise ConfigError(source, "bursts", "expected a list")
+    bursts = []
+    for i, b in enumerate(bursts_raw):
+        k = f"bursts[{i}]"
+        bm = _mapping(source, k, b)
+        _reject_unknown(source, k, bm, {"at_seconds", "seconds", "factor"})
+        bursts.append(
+            Burst(
+                _num(source, f"{k}.at_seconds", bm.get("at_seconds"), positive=False),
+                _num(source, f"{k}.seconds", bm.get("seconds")),
+                _num(source, f"{k}.factor", bm.get("factor")),
+            )
+        )
     tokens: dict[str, TokenMix] = {}
     for tt, mix in _mapping(source, "tokens", top.get("tokens", {})).items():
         k = f"tokens.{tt}"
@@ -440,6 +516,7 @@ def parse_workload(data: Any, source: str) -> Workload:
         task_types=task_types,
         models=models,
         model_shifts=tuple(shifts),
+        bursts=tuple(bursts),
         tokens=tokens,
         output_estimate=str(estimate),
         priorities=prios,
