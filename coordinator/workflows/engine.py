@@ -27,43 +27,32 @@ How it fails: a pipeline that needs a model no node has is refused at submission
 a node with its model as long as it takes (saying so once, STAGE_WAITING). A model that
 has gone by the time its stage runs fails the stage (UnknownModel); a cluster that has
 the model but no capacity is waited for, up to ``capacity_timeout`` seconds.
+
+Where the pieces are: this module holds the public entry (``WorkflowEngine``: lifecycle,
+the client API, watching, the DAG driver); ``submission`` checks what a client submits;
+``stages`` runs one stage (tasks, reviewers, merge, verdict, the dispatch loop and its
+waits); ``gate`` is the ``PriorityGate`` in front of the dispatcher.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
-import heapq
-import itertools
-import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any, cast
 
-from coordinator.dispatch import (
-    Adoption,
-    Assigned,
-    Dispatcher,
-    NoCapacity,
-    Overloaded,
-    UnknownModel,
-)
-from coordinator.routing.filters import could_ever_run
+from coordinator.dispatch import Adoption, Dispatcher
 from coordinator.workflows import artifacts as artifact_rules
+from coordinator.workflows import submission
+from coordinator.workflows.gate import PriorityGate
 from coordinator.workflows.model import (
-    APPROVE,
     CANCELLED,
     CHANGES_REQUESTED,
     FAILED,
     PRIORITIES,
     QUEUED,
     RUNNING,
-    STAT_FIELDS,
     SUCCEEDED,
     WF_CANCELLED,
     WF_FAILED,
@@ -71,8 +60,6 @@ from coordinator.workflows.model import (
     WF_RUNNING,
     WF_SUCCEEDED,
     InvalidWorkflow,
-    MissingModel,
-    StageFailed,
     StageRec,
     Submission,
     TaskRec,
@@ -81,81 +68,23 @@ from coordinator.workflows.model import (
     WorkflowFinished,
     WorkflowRec,
 )
+from coordinator.workflows.stages import MAX_INPUT_CHARS, StageRunner, save_stage
 from coordinator.workflows.store import StateStore
-from coordinator.workflows.templates import (
-    Pipeline,
-    PipelineCatalog,
-    StageTemplate,
-    parse_pipeline,
-    pipeline_from_json,
-    render,
-)
-from hive.config import ConfigError
-from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2, workflow_pb2
+from coordinator.workflows.templates import Pipeline, PipelineCatalog, pipeline_from_json
+from hive.v1 import cluster_pb2, workflow_pb2
+
+# PriorityGate too: tests and benchmarks import it from here, as before the split.
+__all__ = ["PriorityGate", "WatchOverflow", "WorkflowEngine"]
 
 log = logging.getLogger("hive.coordinator.workflows")
 
-DEFAULT_PIPELINE = "full"
-MAX_REQUIREMENTS_CHARS = 200_000
-MAX_NAME_CHARS = 200
-MAX_REQUEST_ID_CHARS = 128
-# A submitted pipeline definition (JSON); the template files have no such bound.
-MAX_DEFINITION_CHARS = 256_000
-# An upstream output fed to a prompt is cut to this many characters.
-MAX_INPUT_CHARS = 24_000
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 WATCH_QUEUE = 10_000
-LANGUAGE = re.compile(r"^[A-Za-z0-9_+#.\- ]{1,40}$")
 
 
 class WatchOverflow(RuntimeError):
     """A watcher fell too far behind and was dropped."""
-
-
-class PriorityGate:
-    """At most ``limit`` holders; waiters are served highest priority first, FIFO within one.
-
-    Bounds how many workflow tasks the engine has at the dispatcher at once, so a burst
-    of workflows queues here (cheaply, cancellably) rather than overflowing the
-    scheduler's queue. A waiter that is cancelled leaves no trace.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._free = limit
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for _, _, f in self._waiters if not f.done())
-
-    @asynccontextmanager
-    async def slot(self, priority: int) -> AsyncIterator[None]:
-        # A release hands its slot straight to a live waiter, so free slots imply no waiters.
-        if self._free > 0:
-            self._free -= 1
-        else:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._waiters, (-priority, next(self._seq), future))
-            try:
-                await future
-            except asyncio.CancelledError:
-                if future.done() and not future.cancelled():
-                    self._release()  # granted just as we were cancelled: pass it on
-                raise
-        try:
-            yield
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        while self._waiters:
-            _, _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)
-                return
-        self._free += 1
 
 
 class _Run:
@@ -174,8 +103,8 @@ class WorkflowEngine:
     """Accepts workflows, runs them through the dispatcher, persists them in the store.
 
     Public API: ``start()``/``stop()``, ``submit()``, ``get()``, ``list_workflows()``, ``cancel()``,
-    ``watch()``, ``pipelines``. ``abandon()`` drops everything without a word to the
-    store, as a crash would (tests).
+    ``watch()``, ``pipelines``, ``gate``, ``tasks_started``. ``abandon()`` drops everything
+    without a word to the store, as a crash would (tests).
     """
 
     def __init__(
@@ -193,13 +122,16 @@ class WorkflowEngine:
         self.dispatcher = dispatcher
         self.pipelines = pipelines
         self.clock = clock
-        self.capacity_timeout = capacity_timeout
-        # After a restart the agents reconnect over a few seconds; until then a resumed
-        # workflow's model looks unknown, which must not fail it.
-        self.resume_grace = resume_grace
-        self._resumed: set[str] = set()
-        self._started_at = 0.0
-        self.gate = PriorityGate(max_running_tasks)
+        self.runner = StageRunner(
+            store,
+            dispatcher,
+            PriorityGate(max_running_tasks),
+            clock=clock,
+            emit=self._emit,
+            quitting=lambda: self._dead or self._stopping,
+            capacity_timeout=capacity_timeout,
+            resume_grace=resume_grace,
+        )
         self._runs: dict[str, _Run] = {}
         self._request_ids: dict[str, asyncio.Future[WorkflowRec]] = {}
         # Claims let go of so far: a request_id lookup that spans one reads again.
@@ -207,15 +139,27 @@ class WorkflowEngine:
         self._watchers: dict[str, set[asyncio.Queue[WorkflowEvent | None]]] = {}
         self._stopping = False
         self._dead = False
-        # Task counts by (workflow, stage): what tests and the crash check read.
-        self.tasks_started = 0
+
+    @property
+    def gate(self) -> PriorityGate:
+        """Bounds the workflow tasks at the dispatcher at once (replaceable: tests)."""
+        return self.runner.gate
+
+    @gate.setter
+    def gate(self, gate: PriorityGate) -> None:
+        self.runner.gate = gate
+
+    @property
+    def tasks_started(self) -> int:
+        """Tasks handed to the dispatcher so far: what tests and the crash check read."""
+        return self.runner.tasks_started
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Resume every workflow the store holds unfinished."""
         resumed = 0
-        self._started_at = asyncio.get_running_loop().time()
+        self.runner.started_at = asyncio.get_running_loop().time()
         for wf in await self.store.unfinished():
             try:
                 pipeline = pipeline_from_json(wf.pipeline_spec, f"state:{wf.id}")
@@ -242,7 +186,7 @@ class WorkflowEngine:
                     changed = True
                 if changed:
                     self.store.save_stage(wf.id, position, stage)
-            self._resumed.add(wf.id)
+            self.runner.resumed.add(wf.id)
             self._launch(_Run(wf, pipeline))
             resumed += 1
         await self.store.flush()
@@ -278,34 +222,8 @@ class WorkflowEngine:
     # --- the client API -----------------------------------------------------------------
 
     def validate(self, sub: Submission) -> Pipeline:
-        if not sub.requirements.strip():
-            raise InvalidWorkflow("requirements", "must not be empty: say what to build")
-        if len(sub.requirements) > MAX_REQUIREMENTS_CHARS:
-            raise InvalidWorkflow(
-                "requirements",
-                f"is {len(sub.requirements)} characters; the limit is {MAX_REQUIREMENTS_CHARS}",
-            )
-        if len(sub.name) > MAX_NAME_CHARS:
-            raise InvalidWorkflow("name", f"is longer than {MAX_NAME_CHARS} characters")
-        if sub.language and not LANGUAGE.match(sub.language):
-            raise InvalidWorkflow("language", f"{sub.language!r} is not a language name")
-        if sub.priority not in PRIORITIES.values() and sub.priority != 0:
-            raise InvalidWorkflow(
-                "priority",
-                f"{sub.priority} is not a priority; use one of "
-                + ", ".join(f"{n} ({v})" for n, v in PRIORITIES.items()),
-            )
-        if len(sub.request_id) > MAX_REQUEST_ID_CHARS:
-            raise InvalidWorkflow("request_id", f"is longer than {MAX_REQUEST_ID_CHARS} characters")
-        if sub.pipeline_definition:
-            return _own_pipeline(sub)
-        name = sub.pipeline or DEFAULT_PIPELINE
-        pipeline = self.pipelines.get(name)
-        if pipeline is None:
-            raise InvalidWorkflow(
-                "pipeline", f"unknown pipeline {name!r}; known: {', '.join(self.pipelines.names())}"
-            )
-        return pipeline
+        """The pipeline ``sub`` runs, or InvalidWorkflow naming the field at fault."""
+        return submission.validate(sub, self.pipelines)
 
     def _check_models(self, pipeline: Pipeline) -> None:
         """Refuse (MissingModel) a pipeline with a stage whose model no node could ever
@@ -313,11 +231,7 @@ class WorkflowEngine:
         yet: an empty cluster then says nothing (the stage waits for the first node)."""
         if self.dispatcher.rejoining():
             return
-        snapshot = self.dispatcher.snapshot()
-        for t in pipeline.stages:
-            for model in (t.model, t.merge.model) if t.merge else (t.model,):
-                if not could_ever_run(model, snapshot):
-                    raise MissingModel(t.name, model)
+        submission.check_models(pipeline, self.dispatcher.snapshot())
 
     async def submit(self, sub: Submission) -> tuple[WorkflowRec, bool]:
         """Accept a workflow; return it (committed to the store) and whether it is new.
@@ -350,7 +264,7 @@ class WorkflowEngine:
         now = self.clock()
         wf = WorkflowRec(
             id="wf-" + uuid.uuid4().hex[:16],
-            name=sub.name.strip() or _default_name(sub.requirements),
+            name=sub.name.strip() or submission.default_name(sub.requirements),
             requirements=sub.requirements,
             language=sub.language.strip() or "python",
             priority=sub.priority or PRIORITIES["normal"],
@@ -520,7 +434,7 @@ class WorkflowEngine:
     # --- driving one workflow -----------------------------------------------------------
 
     def _save_stage(self, wf: WorkflowRec, stage: StageRec) -> None:
-        self.store.save_stage(wf.id, list(wf.stages).index(stage.name), stage)
+        save_stage(self.store, wf, stage)
 
     async def _drive(self, run: _Run) -> None:
         wf, pipeline = run.wf, run.pipeline
@@ -544,7 +458,7 @@ class WorkflowEngine:
                         message=f"stage {name} started"
                         + (f" ({template.reviewers} reviewers)" if template.reviewers > 1 else ""),
                     )
-                    task = asyncio.create_task(self._run_stage(wf, template, stage))
+                    task = asyncio.create_task(self.runner.run(wf, template, stage))
                     running[task] = name
                 if not running:
                     break
@@ -597,7 +511,7 @@ class WorkflowEngine:
             await asyncio.gather(*running, cancel_wait, return_exceptions=True)
             if wf.finished or self._stopping or self._dead:
                 self._runs.pop(wf.id, None)
-                self._resumed.discard(wf.id)
+                self.runner.resumed.discard(wf.id)
             run.done.set()
 
     def _ready(self, wf: WorkflowRec) -> list[str]:
@@ -681,246 +595,6 @@ class WorkflowEngine:
 
     # --- one stage ----------------------------------------------------------------------
 
-    async def _run_stage(self, wf: WorkflowRec, template: StageTemplate, stage: StageRec) -> None:
-        values = {
-            "requirements": wf.requirements,
-            "language": wf.language,
-            "name": wf.name,
-            "feedback": stage.feedback,
-        }
-        for name, other in wf.stages.items():
-            if other.state == SUCCEEDED:
-                values[name] = _cut(other.output)
-        prompt = render(template.prompt, values)
-        system = render(template.system, values)
-        if template.reviewers == 1:
-            task = await self._run_task(wf, template, stage, "main", template.model, prompt, system)
-            stage.output = task.output
-            outputs = [task.output]
-        else:
-            tasks = await self._fan_out(wf, template, stage, prompt, system)
-            outputs = [t.output for t in tasks]
-            stage.output = "\n\n".join(
-                f"## {t.role} ({t.node})\n\n{t.output.strip()}" for t in tasks
-            )
-        if template.judges:
-            pattern = re.compile(template.blocking_pattern)
-            blocking = sum(1 for o in outputs if pattern.search(o))
-            stage.verdict = CHANGES_REQUESTED if blocking >= template.quorum else APPROVE
-        if template.merge is not None:
-            reviews = "\n\n".join(
-                f"Review {i + 1}:\n{_cut(o, MAX_INPUT_CHARS // max(1, len(outputs)))}"
-                for i, o in enumerate(outputs)
-            )
-            merged = await self._run_task(
-                wf,
-                template,
-                stage,
-                "merge",
-                template.merge.model,
-                render(template.merge.prompt, {**values, "reviews": reviews}),
-                system,
-            )
-            stage.output = merged.output
-            if stage.verdict:
-                stage.output += f"\n\nVerdict: {stage.verdict.replace('_', ' ')}"
-        # A stage reads as succeeded (GetWorkflow, events) only once that is durable: a
-        # coordinator that dies (or hands over) before the commit runs it again, and no
-        # client saw a success that was then replaced by another run's.
-        finished = self.clock()
-        self._save_stage(wf, dataclasses.replace(stage, state=SUCCEEDED, finished_at=finished))
-        await self.store.flush()
-        stage.state, stage.finished_at = SUCCEEDED, finished
-        self._emit(
-            wf,
-            workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_FINISHED,
-            stage.name,
-            message=f"stage {stage.name} succeeded"
-            + (f" ({stage.verdict.replace('_', ' ')})" if stage.verdict else ""),
-        )
-
-    async def _fan_out(
-        self, wf: WorkflowRec, template: StageTemplate, stage: StageRec, prompt: str, system: str
-    ) -> list[TaskRec]:
-        """N reviewers of the same input: each is placed after the previous one and steered
-        off the nodes already reviewing (they share a node only when nothing else fits)."""
-        placed: list[asyncio.Event] = [asyncio.Event() for _ in range(template.reviewers)]
-        nodes: set[str] = set()
-
-        async def reviewer(i: int) -> TaskRec:
-            if i > 0:
-                await placed[i - 1].wait()
-            return await self._run_task(
-                wf,
-                template,
-                stage,
-                f"reviewer-{i + 1}",
-                template.model,
-                prompt,
-                system,
-                avoid=set(nodes),
-                on_assigned=functools.partial(assigned, i),
-            )
-
-        def assigned(i: int, node: str) -> None:
-            nodes.add(node)
-            placed[i].set()
-
-        async with asyncio.TaskGroup() as group:
-            jobs = [group.create_task(reviewer(i)) for i in range(template.reviewers)]
-        return [j.result() for j in jobs]
-
-    async def _run_task(
-        self,
-        wf: WorkflowRec,
-        template: StageTemplate,
-        stage: StageRec,
-        role: str,
-        model: str,
-        prompt: str,
-        system: str,
-        *,
-        avoid: set[str] | None = None,
-        on_assigned: Callable[[str], None] | None = None,
-    ) -> TaskRec:
-        task: TaskRec | None = None
-        for prior in stage.tasks:
-            if (prior.role, prior.iteration, prior.model) != (role, stage.iteration, model):
-                continue
-            # Finished before a restart interrupted its stage: its inputs are unchanged
-            # (upstream stages were committed), so the work is not done twice.
-            if prior.state == SUCCEEDED:
-                if on_assigned is not None:
-                    on_assigned(prior.node)
-                return prior
-            # Running when the earlier coordinator went away: the same task (same id, same
-            # input), which the dispatcher adopts where it runs, or runs again.
-            if prior.state == RUNNING:
-                task = prior
-        if task is None:
-            task = TaskRec(
-                task_id=f"{wf.id}.{stage.name}.{uuid.uuid4().hex[:8]}",
-                stage=stage.name,
-                role=role,
-                iteration=stage.iteration,
-                model=model,
-                queued_at=self.clock(),
-            )
-            stage.tasks.append(task)
-            self.store.save_task(wf.id, task)
-        request = node_agent_pb2.RunTaskRequest(
-            task_id=task.task_id,
-            model=model,
-            type=cast(common_pb2.TaskType, template.type),
-            generate=node_agent_pb2.GenerateInput(prompt=prompt, system=system),
-            # A stage's output is read whole: one message per hop instead of one per token.
-            whole=True,
-        )
-        if template.options:
-            request.options.update(dict(template.options))
-        # Each stage runs on a node its specialization chain allows when one can run it.
-        kwargs: dict[str, Any] = {"priority": wf.priority, "chain_only": True}
-        if avoid is not None:
-            kwargs["avoid_nodes"] = avoid
-        try:
-            async with self.gate.slot(wf.priority):
-                self.tasks_started += 1
-                await self._dispatch(wf, task, request, kwargs, on_assigned)
-        except asyncio.CancelledError:
-            if not self._dead and not self._stopping:
-                task.state, task.finished_at = CANCELLED, self.clock()
-                task.error = task.error or "cancelled"
-                self.store.save_task(wf.id, task)
-                self._emit(wf, workflow_pb2.WORKFLOW_EVENT_TYPE_TASK_FINISHED, stage.name, task)
-            raise
-        except Exception as exc:
-            task.state, task.finished_at = FAILED, self.clock()
-            task.error = _reason(exc)
-            self.store.save_task(wf.id, task)
-            self._emit(wf, workflow_pb2.WORKFLOW_EVENT_TYPE_TASK_FINISHED, stage.name, task)
-            raise StageFailed(task.error) from exc
-        task.state, task.finished_at = SUCCEEDED, self.clock()
-        self.store.save_task(wf.id, task)
-        self._emit(wf, workflow_pb2.WORKFLOW_EVENT_TYPE_TASK_FINISHED, stage.name, task)
-        return task
-
-    async def _dispatch(
-        self,
-        wf: WorkflowRec,
-        task: TaskRec,
-        request: node_agent_pb2.RunTaskRequest,
-        kwargs: dict[str, Any],
-        on_assigned: Callable[[str], None] | None,
-    ) -> None:
-        """One task through the dispatcher, waiting out a cluster without capacity."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.capacity_timeout
-        delay = 0.05
-        waiting = False
-        while True:
-            chunks: list[str] = []
-            try:
-                async for event in self.dispatcher.run(request, **kwargs):
-                    if isinstance(event, Assigned):
-                        chunks.clear()  # a new attempt: the old one's output is void
-                        task.node = event.placement.node
-                        task.endpoint_id = event.placement.endpoint_id
-                        task.attempt = event.attempt
-                        task.state = RUNNING
-                        task.started_at = self.clock()
-                        self.store.save_task(wf.id, task)
-                        self._emit(
-                            wf,
-                            workflow_pb2.WORKFLOW_EVENT_TYPE_TASK_ASSIGNED,
-                            task.stage,
-                            task,
-                            f"{task.stage} {task.role} on {task.node}/{task.endpoint_id}",
-                        )
-                        if on_assigned is not None:
-                            on_assigned(task.node)
-                    elif event.HasField("chunk"):
-                        chunks.append(event.chunk.text)
-                    elif event.HasField("result"):
-                        stats = event.result.stats
-                        task.stats = {f: int(getattr(stats, f)) for f in STAT_FIELDS}
-                task.output = "".join(chunks)
-                return
-            except UnknownModel:
-                if wf.wait_for_models:
-                    if not waiting:
-                        waiting = True
-                        self._emit(
-                            wf,
-                            workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING,
-                            task.stage,
-                            task,
-                            f"{task.stage} waits for a node with model {request.model!r}",
-                        )
-                        log.info(
-                            "workflow %s: stage %s waits for a node with model %r",
-                            wf.id,
-                            task.stage,
-                            request.model,
-                        )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-                    deadline = loop.time() + self.capacity_timeout
-                    continue
-                if wf.id not in self._resumed or (
-                    loop.time() + delay > self._started_at + self.resume_grace
-                ):
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            except (NoCapacity, Overloaded) as exc:
-                if loop.time() + delay > deadline:
-                    raise StageFailed(
-                        f"no capacity for model {request.model!r} within "
-                        f"{self.capacity_timeout:.0f}s: {exc}"
-                    ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
 
 # What the cluster's watchers hear of a workflow (not task events: the dispatcher tells
 # those itself).
@@ -938,56 +612,9 @@ def _name(constant: str, prefix: str) -> str:
     return constant.removeprefix(prefix).lower()
 
 
-def _own_pipeline(sub: Submission) -> Pipeline:
-    """The submitter's own template (``pipeline_definition``), validated as the template
-    files are; refused (InvalidWorkflow) naming the key at fault."""
-    field_name = "pipeline_definition"
-    if sub.pipeline:
-        raise InvalidWorkflow(field_name, "send a pipeline's name or a definition, not both")
-    if len(sub.pipeline_definition) > MAX_DEFINITION_CHARS:
-        raise InvalidWorkflow(
-            field_name,
-            f"is {len(sub.pipeline_definition)} characters; the limit is {MAX_DEFINITION_CHARS}",
-        )
-    try:
-        data = json.loads(sub.pipeline_definition, parse_constant=_not_json)
-    except ValueError as exc:
-        raise InvalidWorkflow(field_name, f"is not JSON: {exc}") from None
-    if isinstance(data, dict):
-        data.setdefault("name", "custom")
-    try:
-        return parse_pipeline(data, field_name)
-    except ConfigError as exc:
-        raise InvalidWorkflow(field_name, f"{exc.key}: {exc.reason}") from None
-
-
-def _not_json(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 async def _wait(event: asyncio.Event) -> None:
     await event.wait()
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, UnknownModel):
-        return f"no node in the cluster has model {exc.args[0]!r}"
-    details = getattr(exc, "details", None)
-    if callable(details):  # a gRPC error from the agent
-        code = getattr(exc, "code", None)
-        name = code().name if callable(code) else ""
-        return f"{name}: {details()}".strip(": ")
-    return str(exc) or type(exc).__name__
-
-
-def _cut(text: str, limit: int = MAX_INPUT_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit] + "\n[... cut ...]"
-
-
 def _skipped(note: str) -> str:
     return f"skipped ({note.removeprefix('cancelled: ')})" if note else "skipped"
-
-
-def _default_name(requirements: str) -> str:
-    first = requirements.strip().splitlines()[0]
-    return first[:60] + ("..." if len(first) > 60 else "")
