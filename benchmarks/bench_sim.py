@@ -62,11 +62,24 @@ def run(cluster: Any, workload: Any, policy: str, seed: int, mismatch: float) ->
 
 
 def paired_check(
-    cluster: Any, workload: Any, baseline: str, seeds: list[int], mismatch: float
+    cluster: Any, workload: Any, baselines: list[str], seeds: list[int], mismatch: float
 ) -> dict[str, Any]:
-    """Hive's p95 over the baseline's, seed by seed on the same arrivals: the mean ratio,
-    a bootstrap 95 % interval of it (fixed resampling seed) and the improvement."""
+    """Hive's p95 over a baseline's, seed by seed on the same arrivals: the mean ratio, a
+    bootstrap 95 % interval of it (fixed resampling seed) and the improvement, against
+    whichever of ``baselines`` is strongest over these seeds (hive's ratio highest)."""
     hive = [run(cluster, workload, "hive", s, mismatch).completion["p95"] for s in seeds]
+    checks = [_paired(cluster, workload, b, seeds, mismatch, hive) for b in baselines]
+    return max(checks, key=lambda c: c["mean_ratio"])
+
+
+def _paired(
+    cluster: Any,
+    workload: Any,
+    baseline: str,
+    seeds: list[int],
+    mismatch: float,
+    hive: list[float],
+) -> dict[str, Any]:
     other = [run(cluster, workload, baseline, s, mismatch).completion["p95"] for s in seeds]
     ratios = [h / o for h, o in zip(hive, other, strict=True)]
     rng = random.Random(0)
@@ -84,9 +97,12 @@ def paired_check(
     }
 
 
-def best_at(rows: dict[str, Any]) -> str:
-    """The baseline with the lowest mean p95 in one load's rows."""
-    return min((p for p in POLICY_NAMES if p != "hive"), key=lambda p: rows[p]["completion_p95"])
+def best_at(rows: dict[str, Any], n: int = 1) -> list[str]:
+    """The ``n`` baselines with the lowest mean p95 in one load's rows, best first."""
+    others = sorted(
+        (p for p in POLICY_NAMES if p != "hive"), key=lambda p: rows[p]["completion_p95"]
+    )
+    return others[:n]
 
 
 def main() -> None:
@@ -121,7 +137,7 @@ def main() -> None:
             row[policy] = summary([run(cluster, wl, policy, seed, sigma) for seed in seeds])
         out["loads"][label] = row
     at85 = out["loads"]["85%"]
-    best_name = best_at(at85)
+    best_name = best_at(at85)[0]
     best = at85[best_name]["completion_p95"]
     hive = at85["hive"]["completion_p95"]
     sat = out["loads"]["saturated"]["hive"]
@@ -143,13 +159,18 @@ def main() -> None:
     first, last = (int(x) for x in args.check_seeds.split("-"))
     check_seeds = list(range(first, last + 1))
     at_85 = base.with_load(LOADS["85%"])
-    out["checks"]["p95_at_85_paired"] = paired_check(cluster, at_85, best_name, check_seeds, sigma)
+    # A few seeds rank the baselines only roughly: the paired check takes the three best
+    # and reports the one strongest over the check seeds.
+    out["checks"]["p95_at_85_paired"] = paired_check(
+        cluster, at_85, best_at(at85, 3), check_seeds, sigma
+    )
     if sigma > 0:
         # The same comparison on a cluster that runs exactly as the router's priors say,
-        # against the best baseline there.
+        # against the strongest baseline there.
         plain = {p: summary([run(cluster, at_85, p, s, 0.0) for s in seeds]) for p in POLICY_NAMES}
+        out["loads_without_mismatch"] = {"85%": plain}
         out["checks"]["p95_at_85_paired_without_mismatch"] = paired_check(
-            cluster, at_85, best_at(plain), check_seeds, 0.0
+            cluster, at_85, best_at(plain, 3), check_seeds, 0.0
         )
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out, indent=2))
