@@ -71,8 +71,10 @@ async def eventually(
 @pytest.fixture(autouse=True)
 def private_dev_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test's DevCluster keeps its workflow state in the test's own directory, so no
-    workflow of one test is resumed by another's coordinator."""
+    workflow of one test is resumed by another's coordinator; the simulator's cache too."""
     monkeypatch.setenv("HIVE_DEV_STATE", str(tmp_path / "dev-state.sqlite"))
+    # The simulator's saturation measurements too: none read from or left in ~/.cache.
+    monkeypatch.setenv("HIVE_SIM_CACHE", str(tmp_path / "sim-saturation.json"))
 
 
 @pytest.fixture(autouse=True)
