@@ -263,7 +263,7 @@ async def test_a_pipeline_definition_is_submitted_through_rest(http: httpx.Async
     assert "pipeline_definition: stages[0].prompt" in refused["detail"], refused
 
 
-def test_the_event_stream_says_when_a_stage_waits_for_a_model() -> None:
+async def test_the_event_stream_says_when_a_stage_waits_for_a_model() -> None:
     from gateway.events import WorkflowTracker
     from hive.v1 import cluster_pb2, workflow_pb2
 
