@@ -46,191 +46,66 @@ nothing is ever held.
 Failure modes: a policy that never finds a feasible endpoint for a model leaves its
 tasks queued until their deadline (``submit`` already refuses models that no endpoint
 could ever run, with ``Unroutable``); a full queue refuses new work with ``QueueFull``.
+
+The pieces live by name: ``task_states`` (a task's states, assignments, outcomes and
+refusals), ``policy`` (what picks an endpoint), ``overlay`` (the scheduler's work on an
+endpoint's view), ``holds`` (holding a task for its model's home). Their public names
+are importable from here too.
 """
 
 from __future__ import annotations
 
-import enum
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from collections.abc import Iterable
+from dataclasses import replace
 
+from coordinator.holds import hold_for_home
+from coordinator.overlay import overlay_endpoint, work_seconds
+from coordinator.policy import HivePolicy, Policy, PolicyContext
 from coordinator.residual import ResidualLife
 from coordinator.routing.config import WEIGHT_KEYS, RouterConfig
 from coordinator.routing.filters import could_ever_run
-from coordinator.routing.router import HOLD_WAIT_FOR_HOME, Candidate, Decision, Hold, route
-from coordinator.routing.scorers import BATCH_SLOWDOWN, protected_seconds
-from coordinator.routing.snapshot import (
-    ClusterSnapshot,
-    EndpointKey,
-    EndpointView,
-    LoadedModelView,
-    NodeView,
-    load_seconds,
-    prior_speed,
-)
+from coordinator.routing.router import Decision
+from coordinator.routing.snapshot import ClusterSnapshot, EndpointKey, EndpointView, NodeView
 from coordinator.routing.task import Priority, TaskSpec
+from coordinator.task_states import (
+    FAIL_ATTEMPTS,
+    FAIL_DEADLINE,
+    FAIL_NOT_RETRYABLE,
+    Assignment,
+    DuplicateTask,
+    FinishKind,
+    FinishOutcome,
+    QueueFull,
+    TaskInfo,
+    TaskRecord,
+    TaskState,
+    Unroutable,
+)
 
-FAIL_DEADLINE = "deadline_exceeded"
-FAIL_ATTEMPTS = "attempts_exhausted"
-FAIL_NOT_RETRYABLE = "not_retryable"
+__all__ = [
+    "FAIL_ATTEMPTS",
+    "FAIL_DEADLINE",
+    "FAIL_NOT_RETRYABLE",
+    "STALE_HEAP_SLACK",
+    "Assignment",
+    "DuplicateTask",
+    "FinishKind",
+    "FinishOutcome",
+    "HivePolicy",
+    "Policy",
+    "PolicyContext",
+    "QueueFull",
+    "Scheduler",
+    "TaskInfo",
+    "TaskState",
+    "Unroutable",
+]
+
 # Stale heap entries tolerated beyond twice the live tasks before a heap is rebuilt: the
 # rebuild costs O(entries) and comes after at least as many submissions, so O(1) each.
 STALE_HEAP_SLACK = 64
-
-
-class QueueFull(Exception):
-    """The queue holds ``max_queue`` tasks; maps to RESOURCE_EXHAUSTED with a retry hint."""
-
-    def __init__(self, retry_after_seconds: float) -> None:
-        super().__init__(f"queue full; retry after {retry_after_seconds:.1f}s")
-        self.retry_after_seconds = retry_after_seconds
-
-
-class Unroutable(Exception):
-    """No endpoint in the cluster has the model on disk with enough VRAM for it; maps to
-    FAILED_PRECONDITION naming the model."""
-
-    def __init__(self, model: str) -> None:
-        super().__init__(f"no node can run model {model!r}: no endpoint has it with enough VRAM")
-        self.model = model
-
-
-class DuplicateTask(ValueError):
-    """A task with this id is already queued or running."""
-
-
-class TaskState(enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyContext:
-    """What a routing policy may know besides the task and snapshot."""
-
-    now: float
-    # In-flight cap per endpoint (backpressure), for the capacity filter.
-    limits: Mapping[EndpointKey, int]
-    # Endpoints on which earlier attempts of this task failed.
-    avoid: frozenset[EndpointKey] = frozenset()
-
-
-class Policy(Protocol):
-    """Chooses an endpoint: ``decision.chosen`` (None = nothing feasible now).
-
-    A policy with ``reads_backlog = False`` declares that it never reads
-    ``EndpointView.backlog_seconds``: the scheduler then leaves it 0.0 (unknown) and
-    reuses an endpoint's overlaid view until its work changes, instead of re-estimating
-    every running task's remaining work on every dispatch (the simulator's baselines;
-    the decisions are the same, the dispatch several times cheaper)."""
-
-    def __call__(
-        self, task: TaskSpec, snapshot: ClusterSnapshot, context: PolicyContext
-    ) -> Decision: ...
-
-
-class HivePolicy:
-    """The production policy: ``coordinator.routing.route`` with the scheduler's limits."""
-
-    name = "hive"
-
-    def __init__(self, config: RouterConfig) -> None:
-        self.config = config
-
-    def __call__(
-        self, task: TaskSpec, snapshot: ClusterSnapshot, context: PolicyContext
-    ) -> Decision:
-        return route(task, snapshot, self.config, limits=context.limits, avoid=context.avoid)
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """Run attempt ``attempt`` of ``task`` on ``node``/``endpoint_id``; report the result
-    with ``finished(task.id, attempt, ...)``."""
-
-    task: TaskSpec
-    attempt: int
-    node: str
-    endpoint_id: str
-    decision: Decision
-    # Seconds the task waited in the coordinator's queue before this attempt.
-    queued_seconds: float
-    # An attempt an earlier coordinator started, taken on as it runs (``adopt``).
-    adopted: bool = False
-
-    @property
-    def candidate(self) -> Candidate | None:
-        """The router's scored candidate for the endpoint this attempt went to (None when
-        the policy did not score it with the router's scorers, e.g. a baseline)."""
-        key = (self.node, self.endpoint_id)
-        for c in self.decision.candidates:
-            if c.key == key and "cold_load" in c.names:
-                return c
-        return None
-
-    @property
-    def routed_cold(self) -> bool:
-        """Whether the router sent this attempt to an endpoint that had to load its model."""
-        chosen = self.candidate
-        return chosen is not None and chosen.value("cold_load") > 0.0
-
-
-class FinishKind(enum.Enum):
-    COMPLETED = "completed"
-    REQUEUED = "requeued"  # the attempt failed; the task waits for another attempt
-    FAILED = "failed"  # terminally
-    CANCELLED = "cancelled"
-    STALE = "stale"  # not the current attempt of a running task: ignored
-
-
-@dataclass(frozen=True, slots=True)
-class FinishOutcome:
-    kind: FinishKind
-    task_id: str
-    attempt: int
-    # Where the attempt ran ("" when it was not running).
-    node: str = ""
-    endpoint_id: str = ""
-    # FAIL_* constant for FAILED, else "".
-    reason: str = ""
-    error: str = ""
-
-
-@dataclass(slots=True)
-class _Record:
-    spec: TaskSpec
-    submitted_at: float
-    state: TaskState = TaskState.QUEUED
-    attempt: int = 0
-    node: str = ""
-    endpoint_id: str = ""
-    failed_on: list[EndpointKey] = field(default_factory=list)
-    queue_seq: int = 0
-    dispatched_at: float = 0.0
-    # Estimated single-stream seconds of work on the endpoint it runs on.
-    work_seconds: float = 0.0
-    decision: Decision | None = None
-    last_error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TaskInfo:
-    """A read-only view of a live task."""
-
-    id: str
-    state: TaskState
-    attempt: int
-    node: str
-    endpoint_id: str
-    submitted_at: float
-    failed_on: tuple[EndpointKey, ...]
-    decision: Decision | None
 
 
 class Scheduler:
@@ -245,12 +120,12 @@ class Scheduler:
         self.config = config if config is not None else RouterConfig()
         self.settings = self.config.scheduler
         self.policy: Policy = policy if policy is not None else HivePolicy(self.config)
-        self._tasks: dict[str, _Record] = {}
+        self._tasks: dict[str, TaskRecord] = {}
         self._heap: list[tuple[float, float, int, str]] = []
         self._seq = 0
         self._queued = 0
         self._queued_by_priority = {p: 0 for p in Priority}
-        self._running: dict[EndpointKey, dict[str, _Record]] = {}
+        self._running: dict[EndpointKey, dict[str, TaskRecord]] = {}
         # Bumped whenever an endpoint's running set changes; with the overlaid view cached
         # for policies that do not read backlog_seconds: key -> (telemetry view, version,
         # overlaid view).
@@ -290,7 +165,7 @@ class Scheduler:
             raise Unroutable(task.model)
         if self._queued >= self.settings.max_queue:
             raise QueueFull(self.retry_after(now))
-        rec = _Record(task, now, failed_on=list(avoid), attempt=attempts_before)
+        rec = TaskRecord(task, now, failed_on=list(avoid), attempt=attempts_before)
         self._tasks[task.id] = rec
         self._enqueue(rec)
         if task.deadline is not None:
@@ -306,7 +181,7 @@ class Scheduler:
         if task.id in self._tasks:
             raise DuplicateTask(f"task {task.id!r} is already {self._tasks[task.id].state.value}")
         decision = Decision(task.id, task.model, (), (), policy="adopted")
-        rec = _Record(
+        rec = TaskRecord(
             task,
             now,
             state=TaskState.RUNNING,
@@ -332,7 +207,7 @@ class Scheduler:
         rate = len(times) / (now - times[0])
         return min(60.0, max(0.5, 0.1 * self._queued / rate))
 
-    def _enqueue(self, rec: _Record) -> None:
+    def _enqueue(self, rec: TaskRecord) -> None:
         self._seq += 1
         rec.queue_seq = self._seq
         rec.state = TaskState.QUEUED
@@ -365,7 +240,7 @@ class Scheduler:
             ]
             heapq.heapify(self._heap)
 
-    def _unqueue(self, rec: _Record) -> None:
+    def _unqueue(self, rec: TaskRecord) -> None:
         # The heap entry stays behind and is skipped (its queue_seq no longer matches).
         self._queued -= 1
         self._queued_by_priority[rec.spec.priority] -= 1
@@ -447,7 +322,7 @@ class Scheduler:
                 deferred.append(entry)
                 continue
             if snap.protected and self.settings.home_wait_factor > 0.0:
-                hold = self._hold_for_home(rec, chosen, snap, limits, now)
+                hold = hold_for_home(rec, chosen, snap, limits, now, self.settings.home_wait_factor)
                 if hold is not None:
                     # Tasks of the same model behind it wait too: they must not take the
                     # cold load this one, served first, was kept from.
@@ -462,7 +337,7 @@ class Scheduler:
             rec.node, rec.endpoint_id = chosen.node, chosen.id
             rec.decision = decision
             rec.dispatched_at = now
-            rec.work_seconds = self._work_seconds(task, chosen, snap)
+            rec.work_seconds = work_seconds(task, chosen, snap, self.config.speed_prior_samples)
             self._running.setdefault(chosen.key, {})[task.id] = rec
             self._ran(chosen.key)
             self._recent_dispatches.append(now)
@@ -481,68 +356,6 @@ class Scheduler:
         for entry in deferred:
             heapq.heappush(heap, entry)
         return out
-
-    def _hold_for_home(
-        self,
-        rec: _Record,
-        ep: EndpointView,
-        snap: ClusterSnapshot,
-        limits: Mapping[EndpointKey, int],
-        now: float,
-    ) -> Hold | None:
-        """Whether to keep ``rec`` queued instead of sending it to ``ep`` now.
-
-        Only with the optimizer's placement: when running on ``ep`` means a cold load of
-        the model there, and the model has a home (an endpoint where the placement
-        protects it) that is healthy and merely at its in-flight limit, the task waits
-        for the home, but only while
-
-            waited < home_wait_factor * (load(model) + reload(protected models evicted))
-
-        i.e. in proportion to the load (and the reload of protected models it pushes out)
-        that it avoids; then it takes the cold load. A task whose deadline the wait could
-        make it miss is never held. Without a placement this is never called, so
-        scheduling is exactly as without the optimizer.
-        """
-        task = rec.spec
-        model = task.model
-        if model in ep.loaded_by_name:
-            return None
-        keep = snap.protected.get(ep.key)
-        need = ep.models.get(model, 0)
-        evicted = protected_seconds(ep, need, keep) if keep else 0.0
-        swap = load_seconds(model, need, ep.load_bytes_per_second) + evicted
-        bound = self.settings.home_wait_factor * swap
-        waited = now - rec.submitted_at
-        if waited >= bound:
-            return None
-        if task.deadline is not None and now + (bound - waited) + swap >= task.deadline:
-            return None
-        for key in sorted(snap.protected):
-            if model not in snap.protected[key]:
-                continue
-            node = snap.node(key[0])
-            if node is None or node.state != "healthy" or node.draining:
-                continue
-            home = snap.endpoint(key)
-            if (
-                home is not None
-                and home.healthy
-                and model in home.loaded_by_name
-                and home.in_flight >= limits.get(key, 0)
-            ):
-                return Hold(HOLD_WAIT_FOR_HOME, key[0], key[1], waited, bound)
-        return None
-
-    def _work_seconds(self, task: TaskSpec, ep: EndpointView, snap: ClusterSnapshot) -> float:
-        prior = prior_speed(ep.gpu_names, task.model, ep.models.get(task.model, 0))
-        measured = snap.speeds.get((ep.node, ep.id, task.model))
-        dec, pro = prior.decode_tps, prior.prompt_tps
-        if measured is not None and measured.samples > 0:
-            w = measured.samples / (measured.samples + self.config.speed_prior_samples)
-            dec = w * measured.decode_tps + (1 - w) * dec
-            pro = w * measured.prompt_tps + (1 - w) * pro
-        return task.prompt_tokens / pro + task.output_tokens / dec
 
     # ----- the scheduler's view on top of telemetry ----------------------------------------
 
@@ -589,14 +402,14 @@ class Scheduler:
             if not mine and ep.in_flight == 0:
                 continue
             if backlog:
-                new_ep = self._overlay_endpoint(ep, mine or {}, now)
+                new_ep = overlay_endpoint(ep, mine or {}, now, self.residual)
             else:
                 version = self._running_version.get(key, 0)
                 cached = self._bare_views.get(key)
                 if cached is not None and cached[0] is ep and cached[1] == version:
                     new_ep = cached[2]
                 else:
-                    new_ep = self._overlay_endpoint(ep, mine or {}, now, backlog=False)
+                    new_ep = overlay_endpoint(ep, mine or {}, now, self.residual, backlog=False)
                     self._bare_views[key] = (ep, version, new_ep)
             if new_eps is None:
                 new_eps = list(eps)
@@ -609,66 +422,6 @@ class Scheduler:
             draining,
             node.specializations,
             tuple(new_eps) if new_eps is not None else eps,
-        )
-
-    def _overlay_endpoint(
-        self, ep: EndpointView, mine: Mapping[str, _Record], now: float, backlog: bool = True
-    ) -> EndpointView:
-        per_model: dict[str, int] = {}
-        n = len(mine)
-        if not backlog:
-            for rec in mine.values():
-                model = rec.spec.model
-                per_model[model] = per_model.get(model, 0) + 1
-            return self._overlaid(ep, per_model, n, 0.0)
-        rate = 1.0 / (1.0 + BATCH_SLOWDOWN * (min(n, ep.num_parallel) - 1)) if n else 1.0
-        left_total = 0.0
-        remaining = self.residual.remaining if self.residual is not None else None
-        for rec in mine.values():
-            model = rec.spec.model
-            per_model[model] = per_model.get(model, 0) + 1
-            age = now - rec.dispatched_at
-            work = rec.work_seconds
-            left = work - age * rate
-            if remaining is not None:
-                wall = remaining(age, work)
-                if wall is not None:
-                    left = wall * rate
-            floor = 0.1 * work
-            left_total += left if left > floor else floor
-        return self._overlaid(ep, per_model, n, left_total)
-
-    @staticmethod
-    def _overlaid(
-        ep: EndpointView, per_model: dict[str, int], n: int, backlog: float
-    ) -> EndpointView:
-        """``ep`` with the scheduler's ``n`` tasks (``per_model``, consumed) and backlog."""
-        loaded: list[LoadedModelView] = []
-        used = ep.vram_used_bytes
-        for lm in ep.loaded:
-            loaded.append(LoadedModelView(lm.name, lm.vram_bytes, per_model.pop(lm.name, 0)))
-        for model, count in per_model.items():
-            nbytes = ep.models.get(model, 0)
-            loaded.append(LoadedModelView(model, nbytes, count))
-            used += nbytes
-        # Built field by field rather than with dataclasses.replace (a third of the cost of
-        # a dispatch in the simulator); tests/test_overlay.py holds the two to agreement.
-        return EndpointView(
-            ep.node,
-            ep.id,
-            ep.gpu_names,
-            ep.num_parallel,
-            ep.max_queue,
-            ep.vram_total_bytes,
-            used,
-            ep.models,
-            tuple(loaded),
-            n,
-            ep.healthy,
-            ep.utilization_percent,
-            backlog,
-            ep.load_bytes_per_second,
-            ep.hive_cluster,
         )
 
     # ----- results ---------------------------------------------------------------------
@@ -701,7 +454,7 @@ class Scheduler:
         rec.failed_on.extend(k for k in also_avoid if k != (node, ep))
         return self._retry_or_fail(rec, now, retryable, error)
 
-    def _release(self, rec: _Record) -> None:
+    def _release(self, rec: TaskRecord) -> None:
         key = (rec.node, rec.endpoint_id)
         mine = self._running.get(key)
         if mine is not None:
@@ -715,7 +468,7 @@ class Scheduler:
         self._running_version[key] = self._running_version.get(key, 0) + 1
 
     def _retry_or_fail(
-        self, rec: _Record, now: float, retryable: bool, error: str
+        self, rec: TaskRecord, now: float, retryable: bool, error: str
     ) -> FinishOutcome:
         task_id, attempt, node, ep = rec.spec.id, rec.attempt, rec.node, rec.endpoint_id
         rec.failed_on.append((node, ep))
