@@ -33,7 +33,8 @@ THINKS = frozenset({"true", "low", "medium", "high"})
 
 
 class ModelCapabilities:
-    """Each model's capabilities across the cluster, rebuilt when the registry changes."""
+    """Each model's capabilities across the cluster, rebuilt when some node's models change
+    (``Registry.models_version``), not at every heartbeat."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -43,7 +44,7 @@ class ModelCapabilities:
     def of(self, model: str) -> frozenset[str] | None:
         """What ``model`` can do on some endpoint; None when no endpoint says (or none has
         it: routing answers that)."""
-        if self._version != self.registry.version:
+        if self._version != self.registry.models_version:
             by_model: dict[str, set[str]] = {}
             for record in self.registry:
                 for endpoint in record.info.endpoints:
@@ -51,7 +52,7 @@ class ModelCapabilities:
                         if info.capabilities:
                             by_model.setdefault(info.name, set()).update(info.capabilities)
             self._by_model = {name: frozenset(caps) for name, caps in by_model.items()}
-            self._version = self.registry.version
+            self._version = self.registry.models_version
         return self._by_model.get(model)
 
     def refusal(self, model: str, needs: Iterable[str], call: str) -> str:

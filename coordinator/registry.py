@@ -193,6 +193,10 @@ class Registry:
         # Bumped on every change a routing snapshot reads (sessions, telemetry, state,
         # drain), so readers can cache what they derive from the registry.
         self.version = 0
+        # Bumped only when some node's endpoints or models change (a registration, a new
+        # endpoint list in a heartbeat): what is derived from the models alone (their
+        # capabilities) is rebuilt then, not at every heartbeat's telemetry.
+        self.models_version = 0
         # Set once the first node registers: a coordinator that just started (or was just
         # elected) knows no node yet, and waits a little for them (Dispatcher.run).
         self.first_join = asyncio.Event()
@@ -274,6 +278,7 @@ class Registry:
             )
         self._nodes[info.name] = record
         self.version += 1
+        self.models_version += 1
         self.first_join.set()
         self._publish(cluster_pb2.WatchClusterResponse(node_joined=self.status(record)))
         if existing is not None and existing.state is not NodeState.HEALTHY:
@@ -356,6 +361,7 @@ class Registry:
         before = {(e.id, m.name) for e in record.info.endpoints for m in e.models}
         after = {(e.id, m.name) for e in info.endpoints for m in e.models}
         record.info = info
+        self.models_version += 1
         log.info(
             "node %s: models added %s, removed %s",
             record.name,

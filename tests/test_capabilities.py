@@ -13,8 +13,10 @@ import openai
 import pytest
 import pytest_asyncio
 
+from coordinator.capabilities import ModelCapabilities
+from coordinator.registry import Registry
 from hive.cli.dev import DevCluster
-from hive.v1 import cluster_pb2, cluster_pb2_grpc
+from hive.v1 import agent_session_pb2, cluster_pb2, cluster_pb2_grpc, common_pb2
 from tests.conftest import PNG, WEATHER_TOOL, running_dev
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -118,3 +120,28 @@ async def test_what_a_model_can_do_is_served_as_before(gw: DevCluster) -> None:
         thinking={"type": "enabled", "budget_tokens": 1024},
     )
     assert [block.type for block in answer.content] == ["text"]
+
+
+async def test_the_capability_index_follows_model_changes_not_telemetry() -> None:
+    """A model's capabilities are rebuilt when a node's models change (a registration, a
+    new endpoint list), and only then: not at every heartbeat, which is most of them."""
+    now = [0.0]
+    registry = Registry(lambda: now[0], lambda: now[0], suspect_after=3.0, lost_after=6.0)
+    index = ModelCapabilities(registry)
+
+    def endpoint(*caps: str) -> common_pb2.OllamaEndpoint:
+        model = common_pb2.ModelInfo(name="m:1", capabilities=list(caps))
+        return common_pb2.OllamaEndpoint(id="e1", num_parallel=1, models=[model])
+
+    node = common_pb2.NodeInfo(
+        name="A", agent_address="127.0.0.1:1", endpoints=[endpoint("completion")]
+    )
+    record = registry.attach(agent_session_pb2.Register(node=node), "test")
+    assert "tools" in index.refusal("m:1", ["completion", "tools"], "chat")
+    built = index._by_model
+    registry.heartbeat(record, agent_session_pb2.Heartbeat(seq=1))  # telemetry only
+    assert index.of("m:1") == {"completion"} and index._by_model is built
+    registry.heartbeat(
+        record, agent_session_pb2.Heartbeat(seq=2, endpoints=[endpoint("completion", "tools")])
+    )
+    assert index.refusal("m:1", ["completion", "tools"], "chat") == ""
