@@ -14,7 +14,7 @@ import asyncio
 import datetime
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from rich.table import Table
 
 from hive import coordinators, pki
 from hive.cli.check import reachable
-from hive.console import print_json, rest_dict, rest_time, table_console
+from hive.console import print_json, rest_dict, table_console
 from hive.coordinators import client_channel
 from hive.tls import COORDINATOR_NAME
 from hive.v1 import cluster_pb2, cluster_pb2_grpc, enrollment_pb2, enrollment_pb2_grpc
@@ -126,19 +126,7 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
         args, lambda s: s.ListApiTokens(enrollment_pb2.ListApiTokensRequest(), timeout=10)
     )
     if args.json:
-        tokens = [
-            {
-                "id": t.id,
-                "name": t.name,
-                "scope": t.scope,
-                "created_at": rest_time(t.created_at),
-                "expires_at": rest_time(t.expires_at),
-                "revoked_at": rest_time(t.revoked_at),
-                "state": "revoked" if t.revoked else "live",
-            }
-            for t in reply.tokens
-        ]
-        print_json({"tokens": tokens})
+        print_json(_tokens_json(reply.tokens))
         return 0
     table = Table(title="API tokens", title_justify="left")
     for column in ("id", "name", "scope", "created", "expires", "state"):
@@ -219,17 +207,25 @@ def cmd_join_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokens_json(
+    tokens: Iterable[enrollment_pb2.ApiToken] | Iterable[enrollment_pb2.JoinToken],
+) -> dict[str, Any]:
+    """API or join tokens in the REST API's conventions (every field, times as RFC 3339),
+    with a state in words (live, revoked) instead of the ``revoked`` flag."""
+    rows = []
+    for t in tokens:
+        row = rest_dict(t)
+        del row["revoked"]
+        rows.append({**row, "state": "revoked" if t.revoked else "live"})
+    return {"tokens": rows}
+
+
 def cmd_join_list(args: argparse.Namespace) -> int:
     reply = _access(
         args, lambda s: s.ListJoinTokens(enrollment_pb2.ListJoinTokensRequest(), timeout=10)
     )
-    if args.json:  # as `hive tokens list --json`: a state in words instead of revoked
-        tokens = []
-        for t in reply.tokens:
-            token = rest_dict(t)
-            del token["revoked"]
-            tokens.append({**token, "state": "revoked" if t.revoked else "live"})
-        print_json({"tokens": tokens})
+    if args.json:
+        print_json(_tokens_json(reply.tokens))
         return 0
     table = Table(title="join tokens", title_justify="left")
     for column in ("id", "node", "expires", "uses left", "enrolled", "state"):
