@@ -6,7 +6,6 @@ aborts the call with INVALID_ARGUMENT naming what is wrong; nothing reaches a no
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import grpc
@@ -73,49 +72,25 @@ def tools_problem(request: inference_pb2.ChatRequest) -> str:
         value = _json(tool)
         if not isinstance(value, dict):
             return f"tools[{i}] is not a JSON object: {tool[:80]!r}"
-        if _has_unrepresentable(value):
-            return f"tools[{i}] {NOT_FINITE}"
+        if limits.unrepresentable_at(value) is not None:
+            return f"tools[{i}] {limits.NOT_FINITE}"
     for i, message in enumerate(request.messages):
         for j, call in enumerate(message.tool_calls):
             arguments = _json(call.arguments_json or "{}")
             if not call.name or not isinstance(arguments, dict):
                 return f"messages[{i}].tool_calls[{j}] needs a name and a JSON object of arguments"
-            if _has_unrepresentable(arguments):
-                return f"messages[{i}].tool_calls[{j}].arguments {NOT_FINITE}"
+            if limits.unrepresentable_at(arguments) is not None:
+                return f"messages[{i}].tool_calls[{j}].arguments {limits.NOT_FINITE}"
     return ""
 
 
-NOT_FINITE = (
-    "holds NaN, Infinity or a number past a double: JSON numbers must be finite (up to "
-    "about 1.8e308)"
-)
-
-
 def _json(text: str) -> object:
-    """``text`` decoded (NaN and Infinity read as floats, for ``_has_unrepresentable`` to
+    """``text`` decoded (NaN and Infinity read as floats, for ``unrepresentable_at`` to
     name); None when it is not JSON."""
     try:
         return json.loads(text)
     except ValueError:
         return None
-
-
-def _has_unrepresentable(value: object) -> bool:
-    """Whether a number in ``value`` (decoded JSON) is infinite or past a double."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, int) and not isinstance(item, bool):
-            if item.bit_length() > 1024:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 async def check_model(model: str, context: grpc.aio.ServicerContext[Any, Any]) -> str:

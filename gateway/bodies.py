@@ -19,12 +19,13 @@ answers in its own error shape (``gateway.app``'s handler for ``RequestValidatio
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
+
+from hive import limits
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_MESSAGE = (
@@ -58,36 +59,32 @@ async def checked_body(request: Request) -> None:
         data = await request.json()  # kept on the request: the route reads this one
     except ValueError:
         return  # not JSON: the route's own parsing answers that
-    found = _invalid_at(data, ("body",))
+    found = _surrogate_at(data, ("body",)) if surrogates else None
     if found is not None:
-        where, kind, message = found
-        raise RequestValidationError([{"type": kind, "loc": where, "msg": message, "input": None}])
+        kind, message = "string_unicode", _SURROGATE_MESSAGE
+    elif (number := limits.unrepresentable_at(data)) is not None:
+        found = ("body", *number[0])
+        kind, message = "finite_number", _NUMBER_MESSAGE
+    if found is not None:
+        raise RequestValidationError([{"type": kind, "loc": found, "msg": message, "input": None}])
 
 
 CHECKED_BODY = Depends(checked_body)
 
 
-def _invalid_at(value: Any, path: Path) -> tuple[Path, str, str] | None:
-    """Where in ``value`` (decoded JSON) a string or key holds a surrogate or a number is
-    not a finite double, with the error's type and message; None: nowhere. Iterative: a
-    body may nest as deep as the JSON decoder allows."""
+def _surrogate_at(value: Any, path: Path) -> Path | None:
+    """Where in ``value`` (decoded JSON) a string or key holds a surrogate; None: nowhere.
+    Iterative: a body may nest as deep as the JSON decoder allows."""
     stack: list[tuple[Any, Path]] = [(value, path)]
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
             if _SURROGATE.search(item):
-                return where, "string_unicode", _SURROGATE_MESSAGE
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return where, "finite_number", _NUMBER_MESSAGE
-        elif isinstance(item, int) and not isinstance(item, bool):
-            if item.bit_length() > 1024:  # past the largest double (about 2**1024)
-                return where, "finite_number", _NUMBER_MESSAGE
+                return where
         elif isinstance(item, dict):
             for key, inner in reversed(item.items()):
                 if _SURROGATE.search(key):
-                    shown = key.encode("utf-8", "backslashreplace").decode()
-                    return (*where, shown), "string_unicode", _SURROGATE_MESSAGE
+                    return (*where, key.encode("utf-8", "backslashreplace").decode())
                 stack.append((inner, (*where, key)))
         elif isinstance(item, list):
             stack.extend((inner, (*where, i)) for i, inner in reversed(list(enumerate(item))))

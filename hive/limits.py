@@ -189,17 +189,43 @@ def _number(where: str, value: object, kind: str) -> float:
 
 def _finite(where: str, value: object) -> None:
     """Every number in ``value`` (an option's JSON value) finite and a double."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    found = unrepresentable_at(value)
+    if found is None:
         return
-    if isinstance(value, int | float):
-        if math.isinf(_number(where, value, "a number")):
-            raise OutOfRange(f"{where} {_shown(value)} is larger than a request may carry")
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            _finite(f"{where}.{key}", item)
-    elif isinstance(value, Sequence):
-        for i, item in enumerate(value):
-            _finite(f"{where}.{i}", item)
+    path, number = found
+    at = ".".join([where, *map(str, path)])
+    if isinstance(number, float):
+        raise OutOfRange(f"{at} must be a finite number, not {number}")
+    raise OutOfRange(f"{at} {_shown(number)} is larger than a request may carry")
+
+
+# Why a JSON value with such a number is refused (after what holds it).
+NOT_FINITE = (
+    "holds NaN, Infinity or a number past a double: JSON numbers must be finite (up to "
+    "about 1.8e308)"
+)
+
+
+def unrepresentable_at(value: object) -> tuple[tuple[str | int, ...], int | float] | None:
+    """Where in ``value`` (decoded JSON) the first number no double holds sits — NaN or an
+    infinity (Python's decoder reads ``NaN``, ``Infinity`` and ``1e309`` so), or an
+    integer past the largest double — and that number; None when every number is one.
+    Every hop that encodes JSON refuses such a number (a node's, three attempts running),
+    so the gateway, the coordinator and the option checks refuse it first. Iterative: a
+    body may nest as deep as the JSON decoder allows."""
+    stack: list[tuple[object, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, int | float):
+            if not math.isfinite(_as_float(item)):
+                return where, item
+        elif isinstance(item, Mapping):
+            stack.extend((inner, (*where, key)) for key, inner in reversed(list(item.items())))
+        elif isinstance(item, Sequence):
+            stack.extend((inner, (*where, i)) for i, inner in reversed(list(enumerate(item))))
+    return None
 
 
 def _as_float(value: int | float) -> float:

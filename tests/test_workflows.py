@@ -294,6 +294,11 @@ async def test_a_pipeline_of_ones_own_is_sent_with_the_submission(wdev: DevClust
             (json.dumps(cycle), "", "pipeline_definition: stages[0].depends_on: dependency cycle"),
             ("{not json", "", "pipeline_definition: is not JSON"),
             ('{"stages": [{"name": "x", "model": "m", "prompt": NaN}]}', "", "NaN"),
+            (
+                '{"stages": [{"name": "x", "model": "m", "prompt": "p", "options": {"t": 1e309}}]}',
+                "",
+                "pipeline_definition: stages.0.options.t holds NaN, Infinity or a number past",
+            ),
             (json.dumps(own), "quick", "not both"),
             (json.dumps({"stages": []}), "", "pipeline_definition: stages: expected a non-empty"),
         ]

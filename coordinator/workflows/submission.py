@@ -14,6 +14,7 @@ from coordinator.routing.filters import could_ever_run
 from coordinator.routing.snapshot import ClusterSnapshot
 from coordinator.workflows.model import PRIORITIES, InvalidWorkflow, MissingModel, Submission
 from coordinator.workflows.templates import Pipeline, PipelineCatalog, parse_pipeline
+from hive import limits
 from hive.config import ConfigError
 
 DEFAULT_PIPELINE = "full"
@@ -79,19 +80,18 @@ def own_pipeline(sub: Submission) -> Pipeline:
             f"is {len(sub.pipeline_definition)} characters; the limit is {MAX_DEFINITION_CHARS}",
         )
     try:
-        data = json.loads(sub.pipeline_definition, parse_constant=_not_json)
+        data = json.loads(sub.pipeline_definition)
     except ValueError as exc:
         raise InvalidWorkflow(field_name, f"is not JSON: {exc}") from None
+    if (found := limits.unrepresentable_at(data)) is not None:
+        where = ".".join(map(str, found[0])) or "<top>"
+        raise InvalidWorkflow(field_name, f"{where} {limits.NOT_FINITE}")
     if isinstance(data, dict):
         data.setdefault("name", "custom")
     try:
         return parse_pipeline(data, field_name)
     except ConfigError as exc:
         raise InvalidWorkflow(field_name, f"{exc.key}: {exc.reason}") from None
-
-
-def _not_json(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def default_name(requirements: str) -> str:
