@@ -27,6 +27,21 @@ class PolicyContext:
     avoid: frozenset[EndpointKey] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A request that completed, as the client that sent it sees it: where it went, when
+    it was sent and answered, and the answer's length (Ollama's ``eval_count``). A policy
+    that learns from answers (LiteLLM's latency-based routing) has a ``learn(Finished)``
+    method; the simulator and the coordinator's attempts call it."""
+
+    node: str
+    endpoint_id: str
+    model: str
+    sent_at: float
+    finished_at: float
+    output_tokens: int
+
+
 class Policy(Protocol):
     """Chooses an endpoint: ``decision.chosen`` (None = nothing feasible now).
 

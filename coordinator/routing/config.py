@@ -162,6 +162,10 @@ class RouterConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     # Ranked candidates kept in a Decision (the best ones; ties with the last are cut).
     max_candidates: int = 16
+    # Which policy places tasks: "hive" (the router) or, to compare the router with what
+    # other schedulers do on a real cluster, one of the simulator's named baselines
+    # (coordinator/sim/policies.py; the coordinator checks the name when it starts).
+    policy: str = "hive"
 
     @classmethod
     def from_mapping(
@@ -173,7 +177,7 @@ class RouterConfig:
             data = {}
         if not isinstance(data, Mapping):
             raise ConfigError(source, "routing", f"expected a mapping, got {type(data).__name__}")
-        allowed = {"weights", "chains", "speed_prior_samples", "scheduler"}
+        allowed = {"weights", "chains", "speed_prior_samples", "scheduler", "policy"}
         for name in data:
             if name not in allowed:
                 raise ConfigError(
@@ -227,7 +231,10 @@ class RouterConfig:
             allow_zero=True,
         )
         scheduler = SchedulerConfig.from_mapping(data.get("scheduler", {}) or {}, source)
-        return cls(Weights(**values), chains, prior, scheduler)
+        policy = data.get("policy", "hive")
+        if not isinstance(policy, str) or not policy:
+            raise ConfigError(source, "routing.policy", "expected a policy name such as 'hive'")
+        return cls(Weights(**values), chains, prior, scheduler, policy=policy)
 
 
 def _number(

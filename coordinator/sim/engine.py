@@ -38,6 +38,7 @@ from coordinator.optimizer import (
     QueueSample,
     TaskSample,
 )
+from coordinator.policy import Finished
 from coordinator.routing.config import RouterConfig
 from coordinator.routing.lengths import AnswerLengths
 from coordinator.routing.snapshot import ClusterSnapshot, EndpointView, LoadedModelView, NodeView
@@ -47,7 +48,7 @@ from coordinator.scheduler import Assignment, FinishKind, QueueFull, Scheduler, 
 from coordinator.sim.catalog import homeless
 from coordinator.sim.cluster import BATCH_SLOWDOWN, Request, SimEndpoint, build_endpoints
 from coordinator.sim.mismatch import Mismatch
-from coordinator.sim.policies import Finished, make_policy
+from coordinator.sim.policies import make_policy
 from coordinator.sim.workload import Workload
 from hive.config import ClusterConfig, ConfigError
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from coordinator.policy import Finished
 from coordinator.routing.config import RouterConfig
 from coordinator.routing.filters import feasible
 from coordinator.routing.router import Candidate, Decision
@@ -36,19 +36,6 @@ from coordinator.routing.task import TaskSpec
 from coordinator.scheduler import HivePolicy, Policy, PolicyContext
 
 V = TypeVar("V")
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """A request that completed, as the client that sent it sees it: where it went, when
-    it was sent and answered, and the answer's length (Ollama's ``eval_count``)."""
-
-    node: str
-    endpoint_id: str
-    model: str
-    sent_at: float
-    finished_at: float
-    output_tokens: int
 
 
 def _feasible(
