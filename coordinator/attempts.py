@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import grpc
 
 from coordinator.metrics import CoordinatorMetrics
+from coordinator.policy import Finished
 from coordinator.registry import Registry
 from coordinator.routing import ClusterSnapshot, EndpointKey, SpeedTracker
 from coordinator.routing.lengths import AnswerLengths
@@ -127,6 +128,7 @@ class AttemptRunner:
         clock: Callable[[], float],
         snapshot: Callable[[], ClusterSnapshot],
         result_observers: list[ResultObserver],
+        learn: Callable[[Finished], None] | None = None,
     ) -> None:
         self.registry = registry
         self.channels = channels
@@ -137,6 +139,8 @@ class AttemptRunner:
         self.clock = clock
         self.snapshot = snapshot
         self.result_observers = result_observers
+        # A policy that learns from answers (coordinator.policy.Finished), if placing.
+        self.learn = learn
 
     def finish(self, run: TaskRun, done: AttemptDone, adopted: bool = False) -> bool:
         """Report an attempt's end to the scheduler; True when the task succeeded,
@@ -216,6 +220,7 @@ class AttemptRunner:
         call.follow_token = follow_token
         self.registry.running[placement.node] += 1
         record = self.registry.find(placement.node)
+        sent_at = self.clock()
         try:
             async for event in self.channels.stub(placement.agent_address, placement.node).RunTask(
                 call
@@ -244,6 +249,17 @@ class AttemptRunner:
                         )
                     for observe in self.result_observers:
                         observe(placement, request, assignment, stats)
+                    if self.learn is not None:
+                        self.learn(
+                            Finished(
+                                placement.node,
+                                placement.endpoint_id,
+                                request.model,
+                                sent_at,
+                                self.clock(),
+                                stats.eval_count,
+                            )
+                        )
                 inbox.put_nowait(AttemptEvent(assignment.attempt, event))
             inbox.put_nowait(AttemptDone(assignment.attempt, None))
         except grpc.aio.AioRpcError as err:

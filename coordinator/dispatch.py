@@ -42,6 +42,7 @@ from coordinator.attempts import (
     merge_chunks,
 )
 from coordinator.metrics import CoordinatorMetrics
+from coordinator.policy import Policy
 from coordinator.registry import NodeRecord, NodeState, Registry, UnknownNode
 from coordinator.routing import (
     ClusterSnapshot,
@@ -150,14 +151,17 @@ class Dispatcher:
         config: RouterConfig,
         clock: Callable[[], float],
         metrics: CoordinatorMetrics | None = None,
+        policy: Policy | None = None,
     ) -> None:
+        """``policy`` places tasks (default: the router, ``HivePolicy``); a baseline's
+        ``learn``, when it has one, is told of every answer as a client sees it."""
         self.registry = registry
         self.channels = channels
         self.clock = clock
         # This cluster's name (federation; Coordinator.cluster_name), set once serving.
         self.cluster_name = ""
         self.metrics = metrics or CoordinatorMetrics()
-        self.scheduler = Scheduler(config)
+        self.scheduler = Scheduler(config, policy=policy)
         self.speeds = SpeedTracker()
         # Answer lengths of finished tasks, for the next tasks' estimates.
         self.lengths = AnswerLengths()
@@ -192,6 +196,7 @@ class Dispatcher:
             clock,
             self.snapshot,
             self.result_observers,
+            learn=getattr(policy, "learn", None),
         )
         registry.on_state_change.append(self._node_changed)
 

@@ -25,6 +25,7 @@ from coordinator.leader import LeaderElection, session_options
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.optimizer import OptimizerConfig
 from coordinator.optimizer.live import LiveOptimizer
+from coordinator.policy import Policy
 from coordinator.registry import Registry
 from coordinator.roster import Roster
 from coordinator.routing import RouterConfig
@@ -35,7 +36,7 @@ from coordinator.workflows.servicer import WorkflowServicer
 from coordinator.workflows.store import Fenced
 from coordinator.workflows.stores import create_store
 from hive.agent_channels import AgentChannels
-from hive.config import ClusterConfig
+from hive.config import ClusterConfig, ConfigError
 from hive.metrics import MetricsServer, split_listen
 from hive.sdnotify import Notifier
 from hive.serving import SERVICE_NAMES, RunningServer, start_server
@@ -50,6 +51,25 @@ from hive.v1 import (
 )
 
 log = logging.getLogger("hive.coordinator")
+
+
+def configured_policy(router: RouterConfig, source: str) -> Policy | None:
+    """The policy ``routing.policy`` names: None for the router ("hive"), else one of the
+    simulator's baselines (coordinator/sim/policies.py), so that a real cluster can be
+    run with what another scheduler would do and the two compared (issue 20). An unknown
+    name is a ConfigError naming the key and the known policies."""
+    if router.policy == "hive":
+        return None
+    from coordinator.sim.policies import make_policy
+
+    try:
+        policy = make_policy(router.policy, router, seed=0)
+    except ValueError as err:
+        raise ConfigError(source, "routing.policy", str(err)) from None
+    log.warning(
+        "routing.policy: tasks are placed by the baseline %r, not by hive's router", router.policy
+    )
+    return policy
 
 
 class Coordinator:
@@ -79,7 +99,12 @@ class Coordinator:
         )
         self.metrics = CoordinatorMetrics()
         self.dispatcher = Dispatcher(
-            self.registry, self.channels, router_config, loop.time, self.metrics
+            self.registry,
+            self.channels,
+            router_config,
+            loop.time,
+            self.metrics,
+            configured_policy(router_config, config.source),
         )
         self.metrics.attach(self.registry, self.dispatcher)
         optimizer_config = OptimizerConfig.from_mapping(

@@ -354,7 +354,8 @@ class ClusterFile(_File):
 
     coordinator: Coordinator = Field(default_factory=Coordinator)
     routing: dict[str, Any] = {}
-    """The router's weights, chains and scheduler settings (coordinator/routing/config.py
+    """The router's weights, chains and scheduler settings, and the policy that places tasks
+    (`policy`: hive, or a named baseline to compare with) (coordinator/routing/config.py
     checks them)."""
     optimizer: dict[str, Any] | None = None
     """The placement optimizer's settings (coordinator/optimizer/config.py checks them)."""
