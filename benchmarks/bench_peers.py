@@ -42,6 +42,14 @@ the end, on errors and on Ctrl-C.
 
     python benchmarks/bench_peers.py [--quick] [--seed N] [--requests N]
         [--routers hive,hive-ollama-api,litellm-least-busy,litellm-shuffle,sollol]
+        [--mismatch SIGMA] [--mixed-only]
+
+``hive-<policy>`` (e.g. ``hive-least_work_warm``) runs Hive's processes with
+``routing.policy: <policy>``: one of the simulator's baselines placing the tasks in the
+real coordinator, so the router meets the strongest baseline on the real stack (issue
+20). ``--mismatch`` makes each GPU's emulator slower or faster than the catalog by a
+seeded lognormal factor, which the agents do not report: the priors are off and the
+speeds must be learned from answers, as in ``hive sim --mismatch``.
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from coordinator.sim import POLICY_NAMES  # noqa: E402
 from hive import hardware  # noqa: E402
 from ollama_emulator import generation, text  # noqa: E402
 
@@ -262,17 +271,30 @@ async def wait_until(
 
 @dataclass
 class Backends:
-    """One emulator per GPU of the cluster, at one time scale."""
+    """One emulator per GPU of the cluster, at one time scale (each GPU's times the
+    factor of ``slowness``, when mismatched)."""
 
     time_scale: float
     urls: list[str]
     children: list[Child]
 
 
-async def start_backends(workdir: Path, time_scale: float) -> Backends:
+def mismatch_factors(sigma: float, seed: int) -> list[float]:
+    """How much slower than the catalog says each GPU of ``GPUS`` really is (a seeded
+    lognormal factor per GPU, as ``hive sim --mismatch``): its emulator runs at that
+    multiple of the time scale, while its agent reports the catalog's GPU, so the
+    router's prior speed is wrong by the factor and must be learned. All 1 at sigma 0."""
+    rng = random.Random(f"bench_peers-mismatch-{seed}")
+    return [math.exp(rng.gauss(0.0, sigma)) if sigma > 0 else 1.0 for _ in GPUS]
+
+
+async def start_backends(
+    workdir: Path, time_scale: float, slowness: list[float] | None = None
+) -> Backends:
     urls, children = [], []
     for i, gpu in enumerate(GPUS):
         port = free_port()
+        scale = time_scale * (slowness[i] if slowness else 1.0)
         child = Child(
             f"emulator-{i}-{time_scale:g}",
             [
@@ -290,7 +312,7 @@ async def start_backends(workdir: Path, time_scale: float) -> Backends:
                 "--num-parallel",
                 str(NUM_PARALLEL),
                 "--time-scale",
-                str(time_scale),
+                str(scale),
                 "--seed",
                 str(EMULATOR_SEED),
                 "--keep-alive",
@@ -318,17 +340,22 @@ async def start_backends(workdir: Path, time_scale: float) -> Backends:
     return Backends(time_scale, urls, children)
 
 
-def capacity_per_second(mean_tokens: float) -> dict[str, float]:
+def capacity_per_second(
+    mean_tokens: float, slowness: list[float] | None = None
+) -> dict[str, float]:
     """Requests/s the cluster can serve at most: every GPU's slots all decoding (the
-    emulator's batched rate, ``generation.decode_rate``), perfect placement, prompt
-    evaluation ignored; divided by the workload's mean answer length."""
+    emulator's batched rate, ``generation.decode_rate``, over the GPU's true slowness
+    when mismatched), perfect placement, prompt evaluation ignored; divided by the
+    workload's mean answer length."""
     kind = hardware.model_kind(MODEL)
+    factors = slowness or [1.0] * len(GPUS)
     tokens = sum(
         NUM_PARALLEL
         * generation.decode_rate(
             hardware.decode_tokens_per_second([hardware.gpu_kind(g)], kind), NUM_PARALLEL, 1
         )
-        for g in GPUS
+        / f
+        for g, f in zip(GPUS, factors, strict=True)
     )
     return {"tokens_per_second": round(tokens, 1), "requests_per_second": tokens / mean_tokens}
 
@@ -652,10 +679,14 @@ async def ready_chat(target: Target, children: list[Child], timeout: float) -> N
         await wait_until(answers, timeout, f"{target.name} answering", children)
 
 
-async def start_hive(name: str, backends: Backends, workdir: Path, api: str) -> Router:
-    """The coordinator, one agent per emulator and the gateway, each from its own file."""
+async def start_hive(
+    name: str, backends: Backends, workdir: Path, api: str, policy: str = "hive"
+) -> Router:
+    """The coordinator, one agent per emulator and the gateway, each from its own file;
+    tasks placed by ``policy`` (``routing.policy``: hive's router, or one of the
+    simulator's baselines run by the real coordinator)."""
     coordinator_port, gateway_port = free_port(), free_port()
-    cluster = {
+    cluster: dict[str, Any] = {
         "coordinator": {
             "listen": f"127.0.0.1:{coordinator_port}",
             "state_path": str(workdir / "state.sqlite"),
@@ -663,6 +694,8 @@ async def start_hive(name: str, backends: Backends, workdir: Path, api: str) -> 
             "enroll_listen": "off",
         }
     }
+    if policy != "hive":
+        cluster["routing"] = {"policy": policy}
     (workdir / "cluster.yaml").write_text(yaml.safe_dump(cluster))
     hive = [sys.executable, "-m", "hive.cli"]
     coordinator = Child(
@@ -712,7 +745,10 @@ async def start_hive(name: str, backends: Backends, workdir: Path, api: str) -> 
     router = Router(
         Target(name, api, [f"http://127.0.0.1:{gateway_port}"]),
         {"coordinator": [coordinator], "gateway": [gateway], "agents": agents},
-        {"flags": "--insecure on the coordinator, agents and gateway (plaintext, no tokens)"},
+        {
+            "flags": "--insecure on the coordinator, agents and gateway (plaintext, no tokens)",
+            "routing.policy": policy,
+        },
     )
     try:
         coordinator.start()
@@ -895,7 +931,14 @@ async def start_router(name: str, backends: Backends, workdir: Path) -> Router:
         return await start_litellm(name, "simple-shuffle", backends, workdir)
     if name == "sollol":
         return await start_sollol(name, backends, workdir)
-    raise ValueError(f"unknown router {name!r}; known: {', '.join(ROUTERS)}")
+    policy = name.removeprefix("hive-")
+    if name.startswith("hive-") and policy in POLICY_NAMES:
+        return await start_hive(name, backends, workdir, "openai", policy)
+    raise ValueError(
+        f"unknown router {name!r}; known: {', '.join(ROUTERS)}, or hive-<policy> for a "
+        f"baseline of the simulator run by hive's coordinator: "
+        f"{', '.join('hive-' + p for p in POLICY_NAMES if p != 'hive')}"
+    )
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -909,6 +952,8 @@ class Plan:
     time_scale: float
     warm_up: int
     mixed_timeout: float
+    # Only the mixed load at realistic speed (no instant phases: added latency, requests/s).
+    mixed_only: bool = False
 
 
 async def bench_router(
@@ -921,6 +966,32 @@ async def bench_router(
     workdir: Path,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {}
+    w = plan.warm_up
+    if not plan.mixed_only:
+        await instant_phases(name, plan, instant, book, workdir, result)
+    log(f"{name}: starting against the emulators at time scale {realistic.time_scale:g}")
+    router = await start_router(name, realistic, fresh_dir(workdir / f"{name}-realistic"))
+    try:
+        log(f"{name}: warm-up ({w // 4} requests)")
+        await warm_up(router.target, book.short[: w // 4], 8, plan.mixed_timeout)
+        log(f"{name}: mixed load ({len(arrivals)} requests over {arrivals[-1].at:.0f} s)")
+        result["mixed"] = await mixed_load(router.target, arrivals, plan.mixed_timeout, router.cpu)
+        mixed = result["mixed"]
+        log(f"{name}: mixed p50/p95/p99 {mixed['latency']}, failures {mixed['failures']}")
+    finally:
+        router.stop()
+    return result
+
+
+async def instant_phases(
+    name: str,
+    plan: Plan,
+    instant: Backends,
+    book: PromptBook,
+    workdir: Path,
+    result: dict[str, Any],
+) -> None:
+    """Added latency and requests/s on instant emulators, into ``result``."""
     direct = Target("direct", "ollama", instant.urls)
     w, n = plan.warm_up, plan.latency_requests
     log(f"{name}: starting against the instant emulators")
@@ -941,18 +1012,6 @@ async def bench_router(
         log(f"{name}: {result['throughput']['requests_per_second']} requests/s")
     finally:
         router.stop()
-    log(f"{name}: starting against the emulators at time scale {realistic.time_scale:g}")
-    router = await start_router(name, realistic, fresh_dir(workdir / f"{name}-realistic"))
-    try:
-        log(f"{name}: warm-up ({w // 4} requests)")
-        await warm_up(router.target, book.short[: w // 4], 8, plan.mixed_timeout)
-        log(f"{name}: mixed load ({len(arrivals)} requests over {arrivals[-1].at:.0f} s)")
-        result["mixed"] = await mixed_load(router.target, arrivals, plan.mixed_timeout, router.cpu)
-        mixed = result["mixed"]
-        log(f"{name}: mixed p50/p95/p99 {mixed['latency']}, failures {mixed['failures']}")
-    finally:
-        router.stop()
-    return result
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -964,10 +1023,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         time_scale=1.0,
         warm_up=20 if quick else 80,
         mixed_timeout=120,
+        mixed_only=args.mixed_only,
     )
     routers = [r for r in args.routers.split(",") if r]
     mean_tokens = (1 - LONG_SHARE) * SHORT_TOKENS + LONG_SHARE * LONG_TOKENS
-    capacity = capacity_per_second(mean_tokens)
+    slowness = mismatch_factors(args.mismatch, args.seed)
+    capacity = capacity_per_second(mean_tokens, slowness)
     rate = LOAD_FACTOR * capacity["requests_per_second"]
     log("finding prompts whose answers are 64 and 400 pieces long")
     book = PromptBook(shorts=800 if quick else 4000, longs=plan.mixed_requests)
@@ -1002,6 +1063,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "how": "computed from the emulator's speed model: every slot of every "
                     "GPU decoding (batched rate), perfect placement, prompt time ignored",
                 },
+                "mismatch": {
+                    "sigma": args.mismatch,
+                    "slowness": dict(zip(GPUS, (round(f, 3) for f in slowness), strict=True)),
+                    "how": "each GPU's emulator runs its time scale times a seeded lognormal "
+                    "factor; its agent reports the catalog's GPU, so the priors are off",
+                },
                 "load_factor": LOAD_FACTOR,
                 "arrival_rate_per_second": round(rate, 3),
                 "arrivals": "Poisson, seeded; the same list for every router",
@@ -1017,20 +1084,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         backends: list[Backends] = []
         try:
-            log("starting the emulators (instant and realistic)")
+            log("starting the emulators")
             instant = await start_backends(workdir, 0.0)
             backends.append(instant)
-            realistic = await start_backends(workdir, plan.time_scale)
+            realistic = await start_backends(workdir, plan.time_scale, slowness)
             backends.append(realistic)
-            direct = Target("direct", "ollama", instant.urls)
-            log("direct to the emulators: warm-up and requests/s (the ceiling)")
-            await warm_up(direct, book.short[: plan.warm_up], 8, 30)
-            result["direct"] = {
-                "api": "/api/chat",
-                "throughput": await closed_loop(
-                    direct, book.short[plan.warm_up :], plan.loop_seconds, None
-                ),
-            }
+            if not plan.mixed_only:
+                direct = Target("direct", "ollama", instant.urls)
+                log("direct to the emulators: warm-up and requests/s (the ceiling)")
+                await warm_up(direct, book.short[: plan.warm_up], 8, 30)
+                result["direct"] = {
+                    "api": "/api/chat",
+                    "throughput": await closed_loop(
+                        direct, book.short[plan.warm_up :], plan.loop_seconds, None
+                    ),
+                }
             for name in routers:
                 try:
                     result["routers"][name] = await bench_router(
@@ -1043,8 +1111,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for b in backends:
                 stop_all(b.children)
             stop_all(LIVE)
+    result["against_the_first"] = against_first(result["routers"])
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     return result
+
+
+def against_first(routers: dict[str, Any]) -> dict[str, Any]:
+    """Each router's mixed-load percentiles over the first router's (same arrivals, same
+    run): a ratio above 1 means the first router (``--routers``' first name) was faster."""
+    names = [n for n, r in routers.items() if "mixed" in r]
+    if len(names) < 2:
+        return {}
+    first = routers[names[0]]["mixed"]["latency"]
+    out: dict[str, Any] = {"first": names[0]}
+    for name in names[1:]:
+        other = routers[name]["mixed"]["latency"]
+        out[name] = {
+            q: round(other[q] / first[q], 3) for q in ("p50_ms", "p95_ms", "p99_ms") if first.get(q)
+        }
+    return out
 
 
 def main() -> int:
@@ -1053,6 +1138,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="the mixed workload's seed")
     parser.add_argument("--routers", default=",".join(ROUTERS))
     parser.add_argument("--requests", type=int, default=0, help="mixed-load requests")
+    parser.add_argument(
+        "--mismatch",
+        type=float,
+        default=0.0,
+        help="lognormal sigma of each GPU's true slowness over the catalog's (0: none)",
+    )
+    parser.add_argument(
+        "--mixed-only",
+        action="store_true",
+        help="only the mixed load at realistic speed (no added latency or requests/s)",
+    )
     args = parser.parse_args()
 
     def interrupted(signum: int, frame: Any) -> None:
