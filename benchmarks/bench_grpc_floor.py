@@ -10,6 +10,9 @@ are ``--size`` raw bytes with identity serializers. Each process's CPU time (use
 system, ``/proc/PID/stat``) is read over the measured seconds, its idle CPU (the same
 seconds with no streams) taken out, and divided by the messages carried.
 
+First, a hop's added latency: ``--calls`` sequential one-message calls through a relay in
+front of a source that answers at once, interleaved with the same calls straight to it.
+
 A relay forwards a message for at least the sum of what a receiver and a sender pay; a
 message carries every token of its window, so the CPU per token of a hop is at least
 ``relay µs per message / tokens per message``. Prints one JSON object.
@@ -62,12 +65,14 @@ async def _serve(port: int, handler: Any) -> None:
 
 
 async def source(port: int, interval: float, size: int) -> None:
-    """Each call: ``count`` messages (the request's decimal), one every ``interval`` s."""
+    """Each call: ``count`` messages (the request's decimal), one every ``interval`` s (at
+    once when 0)."""
     payload = b"x" * size
 
     async def stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
         for _ in range(int(request)):
-            await asyncio.sleep(interval)
+            if interval > 0:
+                await asyncio.sleep(interval)
             yield payload
 
     await _serve(port, stream)
@@ -100,6 +105,25 @@ async def sink(target: str, streams: int, count: int) -> int:
         return sum(await asyncio.gather(*(one() for _ in range(streams))))
 
 
+async def round_trips(target: str, calls: int) -> list[float]:
+    """``calls`` sequential one-message calls (the source answers at once): seconds each."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_stream(
+            METHOD, request_serializer=_identity, response_deserializer=_identity
+        )
+        seconds = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            async for _ in call(b"1"):
+                pass
+            seconds.append(time.perf_counter() - started)
+        return seconds
+
+
+def p50_ms(values: list[float]) -> float:
+    return round(sorted(values)[len(values) // 2] * 1000, 3)
+
+
 def free_port() -> int:
     import socket
 
@@ -125,6 +149,9 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=0.1, help="seconds between messages")
     ap.add_argument("--seconds", type=float, default=10.0, help="how long each stream runs")
     ap.add_argument("--size", type=int, default=64, help="bytes a message")
+    ap.add_argument(
+        "--calls", type=int, default=1000, help="sequential calls for a hop's added latency"
+    )
     args = ap.parse_args()
     if args.role == "source":
         asyncio.run(source(args.port, args.interval, args.size))
@@ -133,6 +160,7 @@ def main() -> None:
         asyncio.run(relay(args.port, args.upstream))
         return
     source_port, relay_port = free_port(), free_port()
+    instant_port, hop_port = free_port(), free_port()
     procs = {
         "source": child(
             "--role",
@@ -144,12 +172,32 @@ def main() -> None:
             "--size",
             str(args.size),
         ),
+        # The same source answering at once, and a relay to it: the latency check.
+        "instant": child("--role", "source", "--port", str(instant_port), "--interval", "0"),
     }
     procs["relay"] = child(
         "--role", "relay", "--port", str(relay_port), "--upstream", f"127.0.0.1:{source_port}"
     )
+    procs["instant_relay"] = child(
+        "--role", "relay", "--port", str(hop_port), "--upstream", f"127.0.0.1:{instant_port}"
+    )
     try:
-        pids = {name: p.pid for name, p in procs.items()}
+        # A hop's added latency: one-message calls through a relay, interleaved in rounds
+        # of 100 with the same calls straight to the source.
+        via: list[float] = []
+        straight: list[float] = []
+        asyncio.run(round_trips(f"127.0.0.1:{hop_port}", 50))
+        asyncio.run(round_trips(f"127.0.0.1:{instant_port}", 50))
+        for _ in range(max(1, args.calls // 100)):
+            via += asyncio.run(round_trips(f"127.0.0.1:{hop_port}", 100))
+            straight += asyncio.run(round_trips(f"127.0.0.1:{instant_port}", 100))
+        latency = {
+            "calls": len(via),
+            "straight_p50_ms": p50_ms(straight),
+            "through_a_relay_p50_ms": p50_ms(via),
+            "added_by_the_hop_p50_ms": round(p50_ms(via) - p50_ms(straight), 3),
+        }
+        pids = {name: procs[name].pid for name in ("source", "relay")}
         # A few streams first: channels connected, code paths warm.
         asyncio.run(sink(f"127.0.0.1:{relay_port}", 4, 5))
         idle_from = {n: cpu_seconds(pid) for n, pid in pids.items()}
@@ -179,6 +227,7 @@ def main() -> None:
             "cpu_seconds": {n: round(v, 3) for n, v in used.items()},
             "cpu_us_per_message": {n: round(v / received * 1e6, 1) for n, v in used.items()},
             "idle_cpu_share": {n: round(v, 4) for n, v in idle.items()},
+            "latency": latency,
         }
         print(json.dumps(out, indent=2))
     finally:
