@@ -25,7 +25,7 @@ from coordinator.routing.lengths import AnswerLengths
 from coordinator.scheduler import Assignment, FinishKind, FinishOutcome, Scheduler
 from coordinator.snapshots import cold_load_bytes
 from coordinator.task_runs import AttemptsExhausted, Placement, TaskRun
-from coordinator.task_specs import task_type_name
+from coordinator.task_specs import answer_cap, task_type_name
 from hive.agent_channels import AgentChannels
 from hive.serving import AGENT_TRAILER, trailer_keys
 from hive.v1 import cluster_pb2, common_pb2, node_agent_pb2
@@ -241,12 +241,16 @@ class AttemptRunner:
                         load_duration_ns=stats.load_duration_ns,
                         model_bytes=cold_load_bytes(assignment, self.snapshot()),
                     )
-                    # An answer cut off at num_predict ("length") says only the cap; an
-                    # embedding's 0 tokens are not learned (AnswerLengths skips them).
-                    if event.result.done_reason != "length":
-                        self.lengths.observe(
-                            task_type_name(request.type), request.model, stats.eval_count
-                        )
+                    # An answer cut off at num_predict ("length") says only the cap (it is
+                    # learned for that cap alone); an embedding's 0 tokens are not learned
+                    # (AnswerLengths skips them).
+                    self.lengths.observe(
+                        task_type_name(request.type),
+                        request.model,
+                        stats.eval_count,
+                        cap=answer_cap(request),
+                        cut=event.result.done_reason == "length",
+                    )
                     for observe in self.result_observers:
                         observe(placement, request, assignment, stats)
                     if self.learn is not None:

@@ -91,7 +91,7 @@ class TaskRun:
     state: cluster_pb2.TaskState = cluster_pb2.TASK_STATE_QUEUED
     error: str = ""
     # The size the router priced: prompt and expected answer tokens, and the answer
-    # estimate's source ("learned", "default", "num_predict").
+    # estimate's source ("learned_for_cap", "learned", "default", "num_predict").
     prompt_tokens: int = 0
     output_tokens: int = 0
     output_source: str = ""

@@ -44,17 +44,22 @@ def answer_cap(request: node_agent_pb2.RunTaskRequest) -> int:
 def answer_estimate(
     request: node_agent_pb2.RunTaskRequest, kind: str, lengths: AnswerLengths | None
 ) -> tuple[int, str]:
-    """Expected answer tokens and where the number came from: "learned", "default" or
-    "num_predict" (the request's cap, when below the other two); an embedding has none
-    ("embedding")."""
+    """Expected answer tokens and where the number came from: "learned_for_cap" (the mean
+    answer to requests with this ``num_predict``, once enough have finished), "learned",
+    "default" or "num_predict" (the request's cap, when below the other two); an
+    embedding has none ("embedding")."""
     if request.WhichOneof("input") == "embed":
         return 0, "embedding"
+    cap = answer_cap(request)
+    if cap and lengths is not None:
+        for_cap = lengths.for_cap(kind, request.model, cap)
+        if for_cap is not None:
+            return for_cap, "learned_for_cap"
     learned = lengths.estimate(kind, request.model) if lengths is not None else None
     if learned is not None:
         output, source = learned, "learned"
     else:
         output, source = DEFAULT_OUTPUT_TOKENS.get(kind, DEFAULT_OUTPUT_TOKENS_OTHER), "default"
-    cap = answer_cap(request)
     if cap and cap < output:
         output, source = cap, "num_predict"
     return output, source

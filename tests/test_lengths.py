@@ -82,6 +82,41 @@ def test_task_spec_uses_learned_length_capped_by_num_predict() -> None:
     assert estimate(4096) == (200, "learned")
 
 
+def test_answers_are_also_learned_per_cap_and_cut_ones_count_there() -> None:
+    """Requests that cap their answers alike get answers alike: the mean given the cap,
+    not the overall mean cut at it, once enough of them finished."""
+    lengths = AnswerLengths(min_samples=2)
+
+    def estimate(num_predict: int | None = None) -> tuple[int, str]:
+        return answer_estimate(request(num_predict=num_predict), "code_review", lengths)
+
+    # Short answers without a cap; long ones to requests capped at 400 (cut there).
+    for tokens in (60, 80):
+        lengths.observe("code_review", "llama3.1:8b", tokens)
+    for _ in range(2):
+        lengths.observe("code_review", "llama3.1:8b", 400, cap=400, cut=True)
+    # The cut answers are not the model's natural lengths...
+    assert estimate() == (70, "learned")
+    # ...but for a request capped at 400 they are what comes back.
+    assert estimate(400) == (400, "learned_for_cap")
+    # A cap not seen often enough: the overall estimate, cut at the cap.
+    lengths.observe("code_review", "llama3.1:8b", 30, cap=50)
+    assert estimate(50) == (50, "num_predict")
+    lengths.observe("code_review", "llama3.1:8b", 34, cap=50)
+    assert estimate(50) == (32, "learned_for_cap")
+    # Another model's answers to the same cap are its own.
+    assert lengths.for_cap("code_review", "qwen2.5-coder:7b", 400) is None
+
+
+def test_the_caps_kept_are_bounded_least_recently_seen_first() -> None:
+    lengths = AnswerLengths(min_samples=1)
+    for cap in range(1, AnswerLengths.MAX_CAPS + 2):
+        lengths.observe("inference", "m", cap, cap=cap)
+    assert lengths.for_cap("inference", "m", 1) is None
+    assert lengths.for_cap("inference", "m", 2) == 2
+    assert lengths.for_cap("inference", "m", AnswerLengths.MAX_CAPS + 1) is not None
+
+
 def test_running_mean_forgets_what_leaves_the_window() -> None:
     lengths = AnswerLengths(window=3, min_samples=1)
     for tokens in (1000, 10, 20, 30):
@@ -93,7 +128,7 @@ async def test_the_coordinator_learns_answer_lengths_from_finished_tasks(
     dev: DevCluster,
 ) -> None:
     """Answers the emulator ends on its own are learned; answers cut off at num_predict
-    (done_reason "length") are not."""
+    (done_reason "length") are not, except for requests with that same cap."""
     async with grpc.aio.insecure_channel(dev.coordinator_address) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
 
@@ -116,6 +151,7 @@ async def test_the_coordinator_learns_answer_lengths_from_finished_tasks(
         dispatcher = dev.coordinator.dispatcher  # type: ignore[union-attr]
         assert all(r.done_reason == "length" for _, r in cut)
         assert dispatcher.lengths.estimate("inference", "llama3.1:8b") is None
+        assert dispatcher.lengths.for_cap("inference", "llama3.1:8b", 3) == 3
         free = await asyncio.gather(*(run(f"question {i}") for i in range(10)))
         counts = [r.stats.eval_count for _, r in free]
         assert all(r.done_reason == "stop" for _, r in free)

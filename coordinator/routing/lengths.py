@@ -6,13 +6,21 @@ know nothing of the models and prompts a team actually uses. This keeps the answ
 lengths (``eval_count``) of recent finished tasks per (type, model) and per type, and
 estimates a new task's as their mean: the quantity the simulator gives the router
 (``output_estimate: mean``) and the one the expected-completion objective needs. Answers
-cut off by their ``num_predict`` are not recorded: their length is the cap, not the
-model's. Sans-IO; the dispatcher feeds it.
+cut off by their ``num_predict`` are not recorded there: their length is the cap, not the
+model's.
+
+A cap says more than "at most": a client that asks for ``max_tokens: 64`` for one kind of
+call and 1024 for another usually gets answers of different lengths back. So the answers
+of requests with a cap are also kept per (type, model, cap), cut ones included (for that
+cap they are exactly the length there was), and a new request with a cap seen often
+enough is estimated by the answers to that cap: the mean given the cap, not the overall
+mean cut at the cap. The distinct caps kept are bounded (the least recently seen go).
+Sans-IO; the dispatcher feeds it.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 
 
 class _Window:
@@ -36,6 +44,11 @@ class AnswerLengths:
     """Mean answer length over a window, per (task type, model), falling back to the
     task type over all models, then to nothing (the caller's default)."""
 
+    # Distinct (type, model, cap) windows kept; the least recently used go first.
+    MAX_CAPS = 512
+    # Answers kept per cap (a cap's lengths vary less than the type's).
+    CAP_WINDOW = 64
+
     def __init__(self, window: int = 256, min_samples: int = 8) -> None:
         if window < 1 or min_samples < 1:
             raise ValueError("window and min_samples must be at least 1")
@@ -43,16 +56,41 @@ class AnswerLengths:
         self.min_samples = min(min_samples, window)
         # Keyed by (task type, model) and by (task type, "") for the type over all models.
         self._windows: dict[tuple[str, str], _Window] = {}
+        # Keyed by (task type, model, cap): the answers to requests with that cap.
+        self._caps: OrderedDict[tuple[str, str, int], _Window] = OrderedDict()
 
-    def observe(self, task_type: str, model: str, tokens: int) -> None:
-        """A task of ``task_type`` on ``model`` finished with an answer of ``tokens``."""
+    def observe(
+        self, task_type: str, model: str, tokens: int, cap: int = 0, cut: bool = False
+    ) -> None:
+        """A task of ``task_type`` on ``model`` finished with an answer of ``tokens``;
+        ``cap``: its ``num_predict`` (0: none), ``cut``: the cap ended it ("length")."""
         if tokens <= 0:
             return
-        for key in ((task_type, model), (task_type, "")):
-            w = self._windows.get(key)
+        if cap > 0:
+            key = (task_type, model, cap)
+            w = self._caps.get(key)
             if w is None:
-                w = self._windows[key] = _Window(self.window)
+                w = self._caps[key] = _Window(min(self.CAP_WINDOW, self.window))
+                if len(self._caps) > self.MAX_CAPS:
+                    self._caps.popitem(last=False)
+            else:
+                self._caps.move_to_end(key)
+            w.add(min(tokens, cap))
+        if cut:
+            return
+        for natural in ((task_type, model), (task_type, "")):
+            w = self._windows.get(natural)
+            if w is None:
+                w = self._windows[natural] = _Window(self.window)
             w.add(tokens)
+
+    def for_cap(self, task_type: str, model: str, cap: int) -> int | None:
+        """The mean answer to requests of this type and model with ``cap`` as their
+        ``num_predict``; None until ``min_samples`` of them have finished."""
+        w = self._caps.get((task_type, model, cap))
+        if w is None or len(w.lengths) < self.min_samples:
+            return None
+        return max(1, round(w.total / len(w.lengths)))
 
     def estimate(self, task_type: str, model: str) -> int | None:
         """Expected answer tokens for a new task; None until ``min_samples`` answers of

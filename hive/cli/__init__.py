@@ -371,6 +371,8 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 
 _ESTIMATE_SOURCES = {
+    "learned_for_cap": "the mean answer of recent tasks of this type and model with this "
+    "num_predict cap",
     "learned": "the mean answer of recent tasks of this type and model",
     "default": "the task type's default; nothing learned yet",
     "num_predict": "the request's num_predict cap",
