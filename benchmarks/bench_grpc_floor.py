@@ -188,14 +188,20 @@ def main() -> None:
         straight: list[float] = []
         asyncio.run(round_trips(f"127.0.0.1:{hop_port}", 50))
         asyncio.run(round_trips(f"127.0.0.1:{instant_port}", 50))
+        hop_cpu = 0.0
         for _ in range(max(1, args.calls // 100)):
+            before_hop = cpu_seconds(procs["instant_relay"].pid)
             via += asyncio.run(round_trips(f"127.0.0.1:{hop_port}", 100))
+            hop_cpu += cpu_seconds(procs["instant_relay"].pid) - before_hop
             straight += asyncio.run(round_trips(f"127.0.0.1:{instant_port}", 100))
         latency = {
             "calls": len(via),
             "straight_p50_ms": p50_ms(straight),
             "through_a_relay_p50_ms": p50_ms(via),
             "added_by_the_hop_p50_ms": round(p50_ms(via) - p50_ms(straight), 3),
+            # A call in and a call out, one message each way: the least a request costs
+            # a process that relays it.
+            "relay_cpu_us_per_call": round(hop_cpu / len(via) * 1e6, 1),
         }
         pids = {name: procs[name].pid for name in ("source", "relay")}
         # A few streams first: channels connected, code paths warm.
