@@ -32,7 +32,7 @@ Invariants:
 Ordering (aging): a task of priority ``p`` (LOW 0, NORMAL 1, HIGH 2) submitted at ``t``
 is served in order of ``t - p * aging_seconds``: its effective priority rises by one
 level every ``aging_seconds`` it waits. A LOW task that has waited ``2 * aging_seconds``
-(60 s by default) goes before a HIGH task arriving now, so LOW never starves. Because
+(20 s by default) goes before a HIGH task arriving now, so LOW never starves. Because
 every waiting task ages at the same rate the order never changes while they wait, and a
 heap with fixed keys suffices. ``aging_seconds = 0`` means strict priority, FIFO within.
 
