@@ -112,6 +112,8 @@ CACHE = Path.home() / ".cache" / "hive-bench-peers"
 PEERS = {"litellm": "1.108.7", "sollol": "0.9.66"}
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The cluster file's routing section for every Hive router (``--hive-routing``).
+HIVE_ROUTING: dict[str, Any] = {}
 
 
 def log(message: str) -> None:
@@ -694,8 +696,9 @@ async def start_hive(
             "enroll_listen": "off",
         }
     }
-    if policy != "hive":
-        cluster["routing"] = {"policy": policy}
+    routing = {**HIVE_ROUTING, **({"policy": policy} if policy != "hive" else {})}
+    if routing:
+        cluster["routing"] = routing
     (workdir / "cluster.yaml").write_text(yaml.safe_dump(cluster))
     hive = [sys.executable, "-m", "hive.cli"]
     coordinator = Child(
@@ -747,7 +750,7 @@ async def start_hive(
         {"coordinator": [coordinator], "gateway": [gateway], "agents": agents},
         {
             "flags": "--insecure on the coordinator, agents and gateway (plaintext, no tokens)",
-            "routing.policy": policy,
+            "routing": routing or "defaults",
         },
     )
     try:
@@ -1149,7 +1152,14 @@ def main() -> int:
         action="store_true",
         help="only the mixed load at realistic speed (no added latency or requests/s)",
     )
+    parser.add_argument(
+        "--hive-routing",
+        default="{}",
+        help="JSON: the routing section of every Hive router's cluster file "
+        '(e.g. \'{"weights": {"interference": 0}}\' to try a weight)',
+    )
     args = parser.parse_args()
+    HIVE_ROUTING.update(json.loads(args.hive_routing))
 
     def interrupted(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
