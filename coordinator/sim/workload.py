@@ -58,6 +58,13 @@ from coordinator.sim.catalog import Catalog, parse_catalog
 from hive.config import ConfigError
 
 DISTRIBUTIONS = ("lognormal", "pareto", "fixed", "uniform")
+# The parameters each distribution reads (``max`` clips every one; uniform's is its top).
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "lognormal": ("median", "sigma", "max"),
+    "pareto": ("min", "alpha", "max"),
+    "fixed": ("value", "max"),
+    "uniform": ("min", "max"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +371,16 @@ def _dist(source: str, key: str, value: Any) -> TokenDist:
         raise ConfigError(
             source, f"{key}.dist", f"{dist!r} is not one of {', '.join(DISTRIBUTIONS)}"
         )
+    # A parameter the distribution does not read would be ignored silently (a "fixed" with
+    # a "median" ran at the default 256 tokens): refused, naming the ones it takes.
+    takes = PARAMETERS[str(dist)]
+    for name in data:
+        if name != "dist" and name not in takes:
+            raise ConfigError(
+                source,
+                f"{key}.{name}",
+                f"does not apply to dist {dist}, which takes {', '.join(takes)}",
+            )
     d = TokenDist()
     kw = {
         name: _num(source, f"{key}.{name}", data.get(name, getattr(d, name)))
