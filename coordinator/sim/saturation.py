@@ -12,9 +12,12 @@ seed and mismatch; the saturation rate is the tasks completed per second after
 A measurement takes seconds to minutes on a large cluster, so it is cached: one JSON
 file, ``$HIVE_SIM_CACHE`` or ``$XDG_CACHE_HOME/hive/sim-saturation.json`` (default
 ``~/.cache/hive/sim-saturation.json``), mapping a key to the rates. The key is a SHA-256
-of the parsed cluster and workload (what they say, not how the files are spelt; the
-arrival rate, duration and warm-up, which a saturated run replaces, left out), the seed,
-the mismatch sigma and this module's parameters. Delete the file to measure again.
+of the parsed cluster and workload (what they say, not how the files are spelt or
+where they lie: the catalog's path too is left out; the arrival rate, duration and
+warm-up, which a saturated run replaces, left out), the seed, the mismatch sigma, this
+module's parameters and the source of the code the measurement runs (``CODE``: the
+router, the scheduler and the simulator), so a change of the router measures again
+instead of reading rates the old router reached. Delete the file to measure again.
 """
 
 from __future__ import annotations
@@ -40,6 +43,36 @@ WARMUP = 300.0
 POLICY = "hive"
 # Bumped when the measurement changes, so old cache entries are not read.
 VERSION = 1
+# The modules whose code decides what a saturated run completes (their source is hashed
+# into the cache key): the router, the scheduler and the simulator.
+CODE = (
+    "coordinator/routing",
+    "coordinator/sim",
+    "coordinator/scheduler.py",
+    "coordinator/policy.py",
+    "coordinator/overlay.py",
+    "coordinator/residual.py",
+    "coordinator/task_states.py",
+    "coordinator/holds.py",
+    "coordinator/optimizer",
+)
+_code_digest: str | None = None
+
+
+def code_digest() -> str:
+    """SHA-256 over the source of ``CODE`` (read once per process)."""
+    global _code_digest
+    if _code_digest is None:
+        root = Path(__file__).resolve().parent.parent.parent
+        digest = hashlib.sha256()
+        for name in CODE:
+            path = root / name
+            files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+            for f in files:
+                digest.update(str(f.relative_to(root)).encode())
+                digest.update(f.read_bytes())
+        _code_digest = digest.hexdigest()
+    return _code_digest
 
 
 def cache_path() -> Path:
@@ -64,8 +97,12 @@ def cache_key(cluster: ClusterConfig, workload: Workload, seed: int, mismatch: f
         bursts=(),
         source="",
         name="",
+        catalog=replace(workload.catalog, source=""),
     )
-    text = repr((VERSION, OVERLOAD, SECONDS, WARMUP, POLICY, cluster, shape, seed, mismatch))
+    text = repr(
+        (VERSION, code_digest(), OVERLOAD, SECONDS, WARMUP, POLICY, replace(cluster, source=""))
+        + (shape, seed, mismatch)
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
