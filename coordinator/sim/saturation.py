@@ -99,10 +99,9 @@ def cache_key(cluster: ClusterConfig, workload: Workload, seed: int, mismatch: f
         name="",
         catalog=replace(workload.catalog, source=""),
     )
-    text = repr(
-        (VERSION, code_digest(), OVERLOAD, SECONDS, WARMUP, POLICY, replace(cluster, source=""))
-        + (shape, seed, mismatch)
-    )
+    where = replace(cluster, source="")
+    parts = (VERSION, code_digest(), OVERLOAD, SECONDS, WARMUP, POLICY, where, shape)
+    text = repr((*parts, seed, mismatch))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
