@@ -31,20 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import nodeless_cluster
+from harness import cpu_seconds, nodeless_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MODEL = "llama3.1:8b"  # 50 tokens/s a stream on the RTX 3070 (the emulator's model)
 GPU = "NVIDIA GeForce RTX 3070"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 # --- children -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""What the benchmarks share: a one-node cluster, and a server child process.
+"""What the benchmarks share: a one-node cluster, a server child process, and a process's
+CPU time.
 
 A benchmark that measures a server runs it in a child process (``--serve``) so the
 client's work and the server's do not share an event loop; the child prints one JSON
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +24,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def nodeless_cluster(
