@@ -108,6 +108,13 @@ def test_answers_are_also_learned_per_cap_and_cut_ones_count_there() -> None:
     assert lengths.for_cap("code_review", "qwen2.5-coder:7b", 400) is None
 
 
+def test_a_cap_is_learned_even_when_more_samples_are_asked_than_a_cap_keeps() -> None:
+    lengths = AnswerLengths(window=256, min_samples=AnswerLengths.CAP_WINDOW + 6)
+    for _ in range(AnswerLengths.CAP_WINDOW + 6):
+        lengths.observe("inference", "m", 90, cap=100)
+    assert lengths.for_cap("inference", "m", 100) == 90
+
+
 def test_the_caps_kept_are_bounded_least_recently_seen_first() -> None:
     lengths = AnswerLengths(min_samples=1)
     for cap in range(1, AnswerLengths.MAX_CAPS + 2):

@@ -39,6 +39,12 @@ class _Window:
         self.lengths.append(tokens)
         self.total += tokens
 
+    def mean(self, min_samples: int) -> int | None:
+        """The mean length (at least 1); None with fewer than ``min_samples`` lengths."""
+        if len(self.lengths) < min_samples:
+            return None
+        return max(1, round(self.total / len(self.lengths)))
+
 
 class AnswerLengths:
     """Mean answer length over a window, per (task type, model), falling back to the
@@ -70,7 +76,9 @@ class AnswerLengths:
             key = (task_type, model, cap)
             w = self._caps.get(key)
             if w is None:
-                w = self._caps[key] = _Window(min(self.CAP_WINDOW, self.window))
+                # Never shorter than min_samples: the cap could not be learned at all.
+                size = max(min(self.CAP_WINDOW, self.window), self.min_samples)
+                w = self._caps[key] = _Window(size)
                 if len(self._caps) > self.MAX_CAPS:
                     self._caps.popitem(last=False)
             else:
@@ -88,15 +96,14 @@ class AnswerLengths:
         """The mean answer to requests of this type and model with ``cap`` as their
         ``num_predict``; None until ``min_samples`` of them have finished."""
         w = self._caps.get((task_type, model, cap))
-        if w is None or len(w.lengths) < self.min_samples:
-            return None
-        return max(1, round(w.total / len(w.lengths)))
+        return None if w is None else w.mean(self.min_samples)
 
     def estimate(self, task_type: str, model: str) -> int | None:
         """Expected answer tokens for a new task; None until ``min_samples`` answers of
         its type (on this model, else on any) have been seen."""
         for key in ((task_type, model), (task_type, "")):
             w = self._windows.get(key)
-            if w is not None and len(w.lengths) >= self.min_samples:
-                return max(1, round(w.total / len(w.lengths)))
+            mean = None if w is None else w.mean(self.min_samples)
+            if mean is not None:
+                return mean
         return None
