@@ -42,7 +42,7 @@ def test_the_key_changes_with_the_code_the_measurement_runs(
     workload = load_workload(str(WORKLOADS / "chat20.yaml"))
     before = cache_key(cluster, workload, 3, 0.3)
     assert saturation.code_digest() == saturation.code_digest()
-    monkeypatch.setattr(saturation, "_code_digest", "another router")
+    monkeypatch.setattr(saturation, "code_digest", lambda: "another router")
     assert cache_key(cluster, workload, 3, 0.3) != before
     # The digest covers the router's source files.
     assert (ROOT / "coordinator" / "routing" / "router.py").exists()

@@ -23,6 +23,7 @@ instead of reading rates the old router reached. Delete the file to measure agai
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -56,23 +57,19 @@ CODE = (
     "coordinator/holds.py",
     "coordinator/optimizer",
 )
-_code_digest: str | None = None
 
 
+@functools.cache
 def code_digest() -> str:
     """SHA-256 over the source of ``CODE`` (read once per process)."""
-    global _code_digest
-    if _code_digest is None:
-        root = Path(__file__).resolve().parent.parent.parent
-        digest = hashlib.sha256()
-        for name in CODE:
-            path = root / name
-            files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-            for f in files:
-                digest.update(str(f.relative_to(root)).encode())
-                digest.update(f.read_bytes())
-        _code_digest = digest.hexdigest()
-    return _code_digest
+    root = Path(__file__).resolve().parent.parent.parent
+    digest = hashlib.sha256()
+    for name in CODE:
+        path = root / name
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(str(f.relative_to(root)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()
 
 
 def cache_path() -> Path:
