@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from harness import cpu_seconds
+from harness import cpu_seconds, free_port, summary
 
 METHOD = "/floor.Floor/Stream"
 
@@ -112,18 +112,6 @@ async def round_trips(target: str, calls: int) -> list[float]:
         return seconds
 
 
-def p50_ms(values: list[float]) -> float:
-    return round(sorted(values)[len(values) // 2] * 1000, 3)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def child(*args: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -186,11 +174,12 @@ def main() -> None:
             via += asyncio.run(round_trips(f"127.0.0.1:{hop_port}", 100))
             hop_cpu += cpu_seconds(procs["instant_relay"].pid) - before_hop
             straight += asyncio.run(round_trips(f"127.0.0.1:{instant_port}", 100))
+        via_ms, straight_ms = summary(via)["p50_ms"], summary(straight)["p50_ms"]
         latency = {
             "calls": len(via),
-            "straight_p50_ms": p50_ms(straight),
-            "through_a_relay_p50_ms": p50_ms(via),
-            "added_by_the_hop_p50_ms": round(p50_ms(via) - p50_ms(straight), 3),
+            "straight_p50_ms": straight_ms,
+            "through_a_relay_p50_ms": via_ms,
+            "added_by_the_hop_p50_ms": round(via_ms - straight_ms, 3),
             # A call in and a call out, one message each way: the least a request costs
             # a process that relays it.
             "relay_cpu_us_per_call": round(hop_cpu / len(via) * 1e6, 1),

@@ -64,13 +64,12 @@ import os
 import platform
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +80,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from harness import free_port  # noqa: E402
 
 from coordinator.sim import POLICY_NAMES  # noqa: E402
 from hive import hardware  # noqa: E402
@@ -112,18 +113,10 @@ CACHE = Path.home() / ".cache" / "hive-bench-peers"
 PEERS = {"litellm": "1.108.7", "sollol": "0.9.66"}
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# The cluster file's routing section for every Hive router (``--hive-routing``).
-HIVE_ROUTING: dict[str, Any] = {}
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- peers' virtualenvs ----------------------------------------------------------------
@@ -682,11 +675,17 @@ async def ready_chat(target: Target, children: list[Child], timeout: float) -> N
 
 
 async def start_hive(
-    name: str, backends: Backends, workdir: Path, api: str, policy: str = "hive"
+    name: str,
+    backends: Backends,
+    workdir: Path,
+    api: str,
+    hive_routing: Mapping[str, Any],
+    policy: str = "hive",
 ) -> Router:
     """The coordinator, one agent per emulator and the gateway, each from its own file;
-    tasks placed by ``policy`` (``routing.policy``: hive's router, or one of the
-    simulator's baselines run by the real coordinator)."""
+    the cluster file's routing section ``hive_routing`` (``--hive-routing``), tasks
+    placed by ``policy`` (``routing.policy``: hive's router, or one of the simulator's
+    baselines run by the real coordinator)."""
     coordinator_port, gateway_port = free_port(), free_port()
     cluster: dict[str, Any] = {
         "coordinator": {
@@ -696,7 +695,7 @@ async def start_hive(
             "enroll_listen": "off",
         }
     }
-    routing = {**HIVE_ROUTING, **({"policy": policy} if policy != "hive" else {})}
+    routing = {**hive_routing, **({"policy": policy} if policy != "hive" else {})}
     if routing:
         cluster["routing"] = routing
     (workdir / "cluster.yaml").write_text(yaml.safe_dump(cluster))
@@ -923,11 +922,11 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-async def start_router(name: str, backends: Backends, workdir: Path) -> Router:
+async def start_router(name: str, backends: Backends, workdir: Path, plan: Plan) -> Router:
     if name == "hive":
-        return await start_hive(name, backends, workdir, "openai")
+        return await start_hive(name, backends, workdir, "openai", plan.hive_routing)
     if name == "hive-ollama-api":
-        return await start_hive(name, backends, workdir, "ollama")
+        return await start_hive(name, backends, workdir, "ollama", plan.hive_routing)
     if name == "litellm-least-busy":
         return await start_litellm(name, "least-busy", backends, workdir)
     if name == "litellm-shuffle":
@@ -936,7 +935,7 @@ async def start_router(name: str, backends: Backends, workdir: Path) -> Router:
         return await start_sollol(name, backends, workdir)
     policy = name.removeprefix("hive-")
     if name.startswith("hive-") and policy in POLICY_NAMES:
-        return await start_hive(name, backends, workdir, "openai", policy)
+        return await start_hive(name, backends, workdir, "openai", plan.hive_routing, policy)
     raise ValueError(
         f"unknown router {name!r}; known: {', '.join(ROUTERS)}, or hive-<policy> for a "
         f"baseline of the simulator run by hive's coordinator: "
@@ -957,12 +956,14 @@ class Plan:
     mixed_timeout: float
     # Only the mixed load at realistic speed (no instant phases: added latency, requests/s).
     mixed_only: bool = False
+    # The routing section of every Hive router's cluster file (``--hive-routing``).
+    hive_routing: Mapping[str, Any] = field(default_factory=dict)
 
 
 async def bench_router(
     name: str,
     plan: Plan,
-    instant: Backends,
+    instant: Backends | None,
     realistic: Backends,
     book: PromptBook,
     arrivals: list[Arrival],
@@ -970,11 +971,13 @@ async def bench_router(
 ) -> dict[str, Any]:
     result: dict[str, Any] = {}
     w = plan.warm_up
-    if not plan.mixed_only:
+    if instant is not None:  # not --mixed-only
         await instant_phases(name, plan, instant, book, workdir, result)
     log(f"{name}: starting against the emulators at time scale {realistic.time_scale:g}")
-    router = await start_router(name, realistic, fresh_dir(workdir / f"{name}-realistic"))
+    router = await start_router(name, realistic, fresh_dir(workdir / f"{name}-realistic"), plan)
     try:
+        # What ran, also when only the mixed load did (--mixed-only).
+        result.setdefault("setup", router.notes)
         log(f"{name}: warm-up ({w // 4} requests)")
         await warm_up(router.target, book.short[: w // 4], 8, plan.mixed_timeout)
         log(f"{name}: mixed load ({len(arrivals)} requests over {arrivals[-1].at:.0f} s)")
@@ -999,7 +1002,7 @@ async def instant_phases(
     w, n = plan.warm_up, plan.latency_requests
     log(f"{name}: starting against the instant emulators")
     started = time.perf_counter()
-    router = await start_router(name, instant, fresh_dir(workdir / f"{name}-instant"))
+    router = await start_router(name, instant, fresh_dir(workdir / f"{name}-instant"), plan)
     try:
         result["api"] = "/v1/chat/completions" if router.target.api == "openai" else "/api/chat"
         result["setup"] = router.notes
@@ -1027,6 +1030,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         warm_up=20 if quick else 80,
         mixed_timeout=120,
         mixed_only=args.mixed_only,
+        hive_routing=json.loads(args.hive_routing),
     )
     routers = [r for r in args.routers.split(",") if r]
     mean_tokens = (1 - LONG_SHARE) * SHORT_TOKENS + LONG_SHARE * LONG_TOKENS
@@ -1088,11 +1092,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         backends: list[Backends] = []
         try:
             log("starting the emulators")
-            instant = await start_backends(workdir, 0.0)
-            backends.append(instant)
+            # The instant emulators serve only the instant phases (not --mixed-only).
+            instant = None if plan.mixed_only else await start_backends(workdir, 0.0)
             realistic = await start_backends(workdir, plan.time_scale, slowness)
-            backends.append(realistic)
-            if not plan.mixed_only:
+            backends += [b for b in (instant, realistic) if b is not None]
+            if instant is not None:
                 direct = Target("direct", "ollama", instant.urls)
                 log("direct to the emulators: warm-up and requests/s (the ceiling)")
                 await warm_up(direct, book.short[: plan.warm_up], 8, 30)
@@ -1159,7 +1163,6 @@ def main() -> int:
         '(e.g. \'{"weights": {"interference": 0}}\' to try a weight)',
     )
     args = parser.parse_args()
-    HIVE_ROUTING.update(json.loads(args.hive_routing))
 
     def interrupted(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

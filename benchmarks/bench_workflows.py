@@ -19,7 +19,6 @@ import dataclasses
 import os
 import resource
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import free_port
 
 from hive.cli.dev import DevCluster
 from hive.config import CoordinatorSettings, seed_cluster
@@ -111,12 +112,6 @@ async def throughput(n: int, pipeline: str, accept_only: bool = False) -> None:
             )
         finally:
             await cluster.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def finished_tasks(state: Path) -> dict[tuple[str, str], set[str]]:

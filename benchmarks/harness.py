@@ -1,5 +1,5 @@
-"""What the benchmarks share: a one-node cluster, a server child process, and a process's
-CPU time.
+"""What the benchmarks share: a one-node cluster, a server child process, a process's
+CPU time and a free port.
 
 A benchmark that measures a server runs it in a child process (``--serve``) so the
 client's work and the server's do not share an event loop; the child prints one JSON
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
