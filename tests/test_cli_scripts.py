@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import re
@@ -24,11 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Console
 
 from hive import pki
 from hive.cli import build_parser
 from hive.cli.dev import DevCluster
+from hive.cli.workflows import build_request, follow
 from hive.config import TlsSettings
+from hive.coordinators import client_channel
+from hive.v1 import workflow_pb2, workflow_pb2_grpc
 from tests.conftest import FAST, fast_cluster, running_dev
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,6 +174,40 @@ async def test_submit_off_a_terminal_writes_one_whole_line_per_event() -> None:
     # The result has a line of its own (it used to run on after the last event's).
     lines = out.splitlines()
     assert f"{wf_id[1]} succeeded" in lines[lines.index(events[-1]) + 1 :], out
+
+
+async def test_following_a_workflow_late_still_tells_what_already_finished() -> None:
+    """A stage that finished between SubmitWorkflow and WatchWorkflow is told from the
+    watch's snapshot, at the time it finished, in order: CI once saw ``hive submit`` of the
+    quick pipeline go from "running" straight to the review (the instant emulators had
+    finished the generate stage before the watch began)."""
+    async with running_dev() as dev:
+        async with client_channel(dev.coordinator_address) as channel:
+            stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+            args = build_parser().parse_args(["submit", str(WORKFLOW), "--pipeline", "quick"])
+            submitted = await stub.SubmitWorkflow(build_request(args), timeout=30)
+            wf_id = submitted.workflow.id
+            for _ in range(200):  # until the whole workflow is done: all of it happened before
+                got = (await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(id=wf_id))).workflow
+                if got.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED:
+                    break
+                await asyncio.sleep(0.05)
+            assert got.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED, got
+            out = io.StringIO()
+            console = Console(file=out, force_terminal=False, width=80)
+            await follow(stub, wf_id, console)
+    lines = out.getvalue().splitlines()
+    said = [line.split(" ", 2)[2] for line in lines]
+    assert said[0] == "succeeded", said  # the snapshot, as before
+    stages = [s for s in said if s.startswith("stage ")]
+    assert stages == ["stage generate succeeded", "stage review succeeded"], said
+    tasks = [i for i, s in enumerate(said) if s.startswith("task ")]
+    assert tasks and tasks[0] < said.index("stage generate succeeded"), said
+    assert all(
+        re.fullmatch(r"task \S+ succeeded on \S+/\S+ \(qwen2\.5-coder:7b\)", said[i]) for i in tasks
+    ), said
+    times = [line.split(" ", 1)[0] for line in lines[1:]]
+    assert all(RFC3339.match(t) for t in times) and times == sorted(times), lines
 
 
 async def test_submit_sends_a_pipeline_file_and_may_wait_for_its_models(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf import timestamp_pb2
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
@@ -169,9 +170,7 @@ def progress_line(event: workflow_pb2.WatchWorkflowResponse) -> str:
         workflow_pb2.WORKFLOW_EVENT_TYPE_TASK_FINISHED,
     ):
         t = event.task
-        where = f" on {t.node}/{t.endpoint_id}" if t.node else ""
-        error = f": {t.error}" if t.error else ""
-        what = f"task {t.task_id} {_task_state(t.state)}{where} ({t.model}){error}"
+        what = _task_words(t.task_id, t.state, t.node, t.endpoint_id, t.model, t.error)
     elif kind == workflow_pb2.WORKFLOW_EVENT_TYPE_STAGE_WAITING:
         what = f"stage {event.message}"  # "review waits for a node with model 'x'"
     elif kind in (
@@ -194,10 +193,40 @@ def progress_line(event: workflow_pb2.WatchWorkflowResponse) -> str:
             what = f"stage {event.stage}"
         if event.message:
             what += f": {event.message}"
-    return f"{rest_time(event.at) or '-'} {wf.id} {' '.join(what.splitlines())}"
+    return rest_line(event.at, wf.id, what)
 
 
-async def _follow(
+def history_lines(wf: workflow_pb2.Workflow) -> list[str]:
+    """What a snapshot says had already happened, one line each in the order it happened:
+    the tasks and stages that finished before the watch began (a quick stage can finish
+    between SubmitWorkflow and WatchWorkflow; its events went to no one)."""
+    done: list[tuple[int, int, int, timestamp_pb2.Timestamp, str]] = []
+    for order, stage in enumerate(wf.stages):
+        for task in stage.tasks:
+            if task.finished_at.ToNanoseconds():
+                what = _task_words(
+                    task.task_id, task.state, task.node, task.endpoint_id, stage.model, task.error
+                )
+                done.append((task.finished_at.ToNanoseconds(), order, 0, task.finished_at, what))
+        if stage.finished_at.ToNanoseconds():
+            what = f"stage {stage.name} {_task_state(stage.state)}"
+            # At the same instant, a stage's line comes after its tasks'.
+            done.append((stage.finished_at.ToNanoseconds(), order, 1, stage.finished_at, what))
+    done.sort(key=lambda d: d[:3])
+    return [rest_line(at, wf.id, what) for *_, at, what in done]
+
+
+def _task_words(task_id: str, state: int, node: str, endpoint: str, model: str, error: str) -> str:
+    where = f" on {node}/{endpoint}" if node else ""
+    return f"task {task_id} {_task_state(state)}{where} ({model}){f': {error}' if error else ''}"
+
+
+def rest_line(at: timestamp_pb2.Timestamp, wf_id: str, what: str) -> str:
+    """One line of a log: when, which workflow, what (on one line)."""
+    return f"{rest_time(at) or '-'} {wf_id} {' '.join(what.splitlines())}"
+
+
+async def follow(
     stub: workflow_pb2_grpc.WorkflowServiceAsyncStub, wf_id: str, console: Console
 ) -> workflow_pb2.Workflow:
     """Follow the workflow until it ends; return it in full. On a terminal the stage table
@@ -205,7 +234,11 @@ async def _follow(
     watch = stub.WatchWorkflow(workflow_pb2.WatchWorkflowRequest(id=wf_id))
     if not console.is_terminal:
         async for event in watch:
-            console.print(progress_line(event), markup=False, highlight=False, soft_wrap=True)
+            lines = [progress_line(event)]
+            if event.type == workflow_pb2.WORKFLOW_EVENT_TYPE_SNAPSHOT:
+                lines += history_lines(event.workflow)
+            for line in lines:
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
             console.file.flush()
     else:
         log: list[str] = []
@@ -235,7 +268,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 if args.json:
                     print_json(schemas.workflow_from_proto(wf))
                 return 0
-            final = await _follow(stub, wf.id, console)
+            final = await follow(stub, wf.id, console)
             if args.json:
                 print_json(schemas.workflow_from_proto(final))
             else:
