@@ -18,8 +18,8 @@ saturated; low priority's p95 over high's at 85 % and 95 %).
 the seed mix, ``cluster20.yaml`` with ``chat20.yaml``, ``cluster_legacy.yaml`` with
 ``legacy_mix.yaml``): per cluster, at a true 85 % and 150 % load, every policy on
 ``--seeds`` ranks the baselines, then hive is paired against the three best (or
-``--paired-against N``) over the check seeds (the strongest of them reported, with the other two), and hive's p95 by
-priority over the check seeds at 85 %.
+``--paired-against N``) over the check seeds (the strongest of them reported, with the
+others), and hive's p95 by priority over the check seeds at 85 %.
 """
 
 from __future__ import annotations
