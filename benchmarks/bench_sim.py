@@ -114,6 +114,12 @@ def priority_ratio(results: list[Any]) -> dict[str, Any]:
     }
 
 
+def low_over_high(rows: dict[str, Any]) -> float:
+    """Hive's low-priority p95 over its high-priority p95 in one load's rows."""
+    by_priority: dict[str, float] = rows["hive"]["p95_by_priority"]
+    return round(by_priority["low"] / by_priority["high"], 3)
+
+
 def paired_check(
     cluster: Any, workload: Any, baselines: list[str], seeds: list[int], mismatch: float
 ) -> dict[str, Any]:
@@ -285,14 +291,8 @@ def main() -> None:
             "target": 0.15,
         },
         "saturated_slot_utilization": {"hive": sat["slot_utilization"], "target": 0.95},
-        "low_priority_p95_over_high_at_85": round(
-            at85["hive"]["p95_by_priority"]["low"] / at85["hive"]["p95_by_priority"]["high"], 3
-        ),
-        "low_priority_p95_over_high_at_95": round(
-            out["loads"]["95%"]["hive"]["p95_by_priority"]["low"]
-            / out["loads"]["95%"]["hive"]["p95_by_priority"]["high"],
-            3,
-        ),
+        "low_priority_p95_over_high_at_85": low_over_high(at85),
+        "low_priority_p95_over_high_at_95": low_over_high(out["loads"]["95%"]),
     }
     at_85 = base.with_load(LOADS["85%"])
     # A few seeds rank the baselines only roughly: the paired check takes the best few
