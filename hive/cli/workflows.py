@@ -203,15 +203,15 @@ def history_lines(wf: workflow_pb2.Workflow) -> list[str]:
     done: list[tuple[int, int, int, timestamp_pb2.Timestamp, str]] = []
     for order, stage in enumerate(wf.stages):
         for task in stage.tasks:
-            if task.finished_at.ToNanoseconds():
+            if ns := task.finished_at.ToNanoseconds():
                 what = _task_words(
                     task.task_id, task.state, task.node, task.endpoint_id, stage.model, task.error
                 )
-                done.append((task.finished_at.ToNanoseconds(), order, 0, task.finished_at, what))
-        if stage.finished_at.ToNanoseconds():
+                done.append((ns, order, 0, task.finished_at, what))
+        if ns := stage.finished_at.ToNanoseconds():
             what = f"stage {stage.name} {_task_state(stage.state)}"
             # At the same instant, a stage's line comes after its tasks'.
-            done.append((stage.finished_at.ToNanoseconds(), order, 1, stage.finished_at, what))
+            done.append((ns, order, 1, stage.finished_at, what))
     done.sort(key=lambda d: d[:3])
     return [rest_line(at, wf.id, what) for *_, at, what in done]
 
